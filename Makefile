@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`. Both set up first (idempotent).
+CARGO ?= cargo
+# Examples the test suite runs in --quick mode, so they cannot rot.
+EXAMPLES := $(basename $(notdir $(wildcard examples/examples/*.rs)))
+DEMO ?= quickstart
+
+.PHONY: setup demo test test-examples fmt lint
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	$(CARGO) run --release -p flax-examples --example $(DEMO)
+
+test: setup
+	$(CARGO) test --workspace
+	@$(MAKE) --no-print-directory test-examples
+
+test-examples:
+	@set -e; for ex in $(EXAMPLES); do \
+	  echo "== example $$ex --quick"; \
+	  $(CARGO) run --quiet -p flax-examples --example $$ex -- --quick; \
+	done
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

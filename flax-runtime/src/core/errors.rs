@@ -1,0 +1,132 @@
+//! `flax::Error`: one variant per applicable `flax.errors` class, carrying the facts that
+//! Flax's message carries, plus libtorch, I/O and file-format failures.
+//!
+//! Flax errors that cannot happen in Rust are listed in the crate docs rather than here:
+//! `SetAttributeFrozenModuleError` (modules are immutable values), `CallCompactUnboundModuleError`
+//! (a compact method needs a `&mut Scope`, which only `init`/`apply`/`bind` create),
+//! `InvalidInstanceModuleError` (`init`/`apply` are methods of module values), and the
+//! compile-time ones (`MultipleMethodsCompactError`, `ReservedModuleAttributeError`, …), which
+//! the `#[module]` macro reports as compiler errors.
+
+use std::fmt;
+
+/// Shorthand used by every fallible operation of the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of name a [`Error::NameInUse`] collided on (Flax's `key_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A parameter (`params` collection).
+    Param,
+    /// A variable of any other collection.
+    Variable,
+    /// A submodule.
+    Submodule,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Param => "param",
+            NameKind::Variable => "variable",
+            NameKind::Submodule => "submodule",
+        })
+    }
+}
+
+/// Every error the library reports. Messages follow Flax's wording so that Flax users
+/// recognise them; each variant's fields are the facts that message is built from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `NameInUseError`: params, variables and submodules of one module share one namespace.
+    #[error("Could not create {kind} \"{name}\" in Module {module}: Name in use.")]
+    NameInUse { kind: NameKind, name: String, module: String },
+
+    /// `ScopeParamNotFoundError`: `apply` asked for a param the variables do not have.
+    #[error("Could not find parameter named \"{name}\" in scope \"{scope}\".")]
+    ScopeParamNotFound { name: String, scope: String },
+
+    /// `ScopeParamShapeError`: an existing param's shape differs from what its initializer
+    /// would produce for the current inputs.
+    #[error("For parameter \"{name}\" in \"{scope}\", the given initializer is expected to generate shape {init_shape:?}, but the existing parameter it received has shape {value_shape:?}.")]
+    ScopeParamShape { name: String, scope: String, value_shape: Vec<i64>, init_shape: Vec<i64> },
+
+    /// `ScopeCollectionNotFound`: reading a variable from a collection that is absent.
+    #[error("Tried to access \"{name}\" from collection \"{collection}\" in \"{scope}\" but the collection is empty.")]
+    ScopeCollectionNotFound { collection: String, name: String, scope: String },
+
+    /// `ScopeVariableNotFoundError`: a variable is missing from an immutable collection.
+    #[error("No Variable named \"{name}\" for collection \"{collection}\" exists in \"{scope}\".")]
+    ScopeVariableNotFound { name: String, collection: String, scope: String },
+
+    /// `ModifyScopeVariableError`: writing a variable of an immutable collection.
+    #[error(
+        "Cannot update variable \"{name}\" in \"{scope}\" because collection \"{collection}\" is immutable."
+    )]
+    ModifyScopeVariable { collection: String, name: String, scope: String },
+
+    /// `InvalidRngError`: a module asked for an RNG stream that `init`/`apply` was not given.
+    #[error("{module} needs PRNG for \"{stream}\"")]
+    InvalidRng { module: String, stream: String },
+
+    /// `InvalidFilterError`: a collection filter that is not a bool, a name or a list of names.
+    #[error("Invalid Filter: \"{filter}\"")]
+    InvalidFilter { filter: String },
+
+    /// `ApplyScopeInvalidVariablesStructureError`: `apply` got `{"params": {"params": …}}`.
+    #[error("Expect the `variables` (first argument) passed to apply() to be a dict with the structure {{\"params\": ...}}, but got a dict with an extra params layer, i.e.  {{\"params\": {{\"params\": ... }} }}. You should instead pass in your dict's [\"params\"].")]
+    ApplyScopeInvalidVariablesStructure,
+
+    /// `AssignSubModuleError`: a submodule used outside a `#[compact]` method of its parent
+    /// (when the macro could not prove it at compile time).
+    #[error("Submodule {module} must be defined in `setup()` or in a method wrapped in `@compact`")]
+    AssignSubModule { module: String },
+
+    /// `CallUnbindOnUnboundModuleError`.
+    #[error("Can't call `unbind()` on unbound modules")]
+    CallUnbindOnUnboundModule,
+
+    /// `InvalidScopeError`: a variable handle used outside the module call that created it.
+    #[error("The scope \"{scope}\" is no longer valid.")]
+    InvalidScope { scope: String },
+
+    /// `InvalidCheckpointError`: saving a checkpoint at an outdated step.
+    #[error("Trying to save an outdated checkpoint at step: \"{step}\" and path: \"{path}\".")]
+    InvalidCheckpoint { path: String, step: String },
+
+    /// `AlreadyExistsError`: refusing to overwrite a file.
+    #[error("Trying overwrite an existing file: \"{path}\".")]
+    AlreadyExists { path: String },
+
+    /// A tensor's shape, rank or dtype is not what an operation needs; names the module path.
+    #[error("{scope}: {message}")]
+    Shape { scope: String, message: String },
+
+    /// An argument value outside what an operation accepts (Flax raises `ValueError`).
+    #[error("{0}")]
+    Value(String),
+
+    /// A libtorch operation failed (the message is libtorch's).
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file or byte buffer is not in the expected format (corrupt, truncated, wrong type).
+    #[error("malformed {format} data: {message}")]
+    Format { format: &'static str, message: String },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+}

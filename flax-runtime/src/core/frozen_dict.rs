@@ -1,0 +1,387 @@
+//! `FrozenDict` and the values it holds: Flax's variable dictionaries.
+//!
+//! A [`FrozenDict`] is an immutable, insertion-ordered map from names to [`Value`]s. Its public
+//! API only reads or builds new dictionaries (`copy`, `pop`), as Flax's does; the runtime
+//! mutates its own private copies while a module runs. Cloning is cheap: tensors are shared
+//! (`Tensor::shallow_clone`), never copied, so a clone per thread is how one set of variables
+//! serves several inference threads (a tch `Tensor` is `Send` but not `Sync`).
+
+use crate::core::errors::{Error, Result};
+use indexmap::IndexMap;
+use std::fmt::{self, Write as _};
+use tch::Tensor;
+
+/// The variables of a model: `{collection: {module path…: leaf}}`, as Flax's `init` returns them.
+pub type Variables = FrozenDict;
+
+/// A plain Python-style scalar leaf, as `flax.serialization` state dicts may hold them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// Python `None`.
+    None,
+    /// A Python `bool`.
+    Bool(bool),
+    /// A Python `int` (msgpack integers fit in `i64` or `u64`; larger ones are an error).
+    Int(i64),
+    /// A Python `float`.
+    Float(f64),
+    /// A Python `str`.
+    Str(String),
+    /// Python `bytes`.
+    Bytes(Vec<u8>),
+    /// A Python `complex`: `(real, imaginary)`.
+    Complex(f64, f64),
+}
+
+/// One node of a variable tree: a tensor leaf, a nested dictionary, a tuple (what `sow`
+/// appends to; serialized as a dict keyed `"0"`, `"1"`, …), or a scalar leaf.
+pub enum Value {
+    /// An array leaf.
+    Tensor(Tensor),
+    /// A nested dictionary (a module's subtree, or a collection).
+    Dict(FrozenDict),
+    /// A tuple or list of values.
+    List(Vec<Value>),
+    /// A non-array leaf.
+    Scalar(Scalar),
+}
+
+impl Clone for Value {
+    fn clone(&self) -> Self {
+        match self {
+            Value::Tensor(t) => Value::Tensor(t.shallow_clone()),
+            Value::Dict(d) => Value::Dict(d.clone()),
+            Value::List(l) => Value::List(l.clone()),
+            Value::Scalar(s) => Value::Scalar(s.clone()),
+        }
+    }
+}
+
+impl From<Tensor> for Value {
+    fn from(t: Tensor) -> Self {
+        Value::Tensor(t)
+    }
+}
+
+impl From<FrozenDict> for Value {
+    fn from(d: FrozenDict) -> Self {
+        Value::Dict(d)
+    }
+}
+
+impl Value {
+    /// The tensor, if this is an array leaf.
+    pub fn as_tensor(&self) -> Option<&Tensor> {
+        match self {
+            Value::Tensor(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The dictionary, if this is a nested dictionary.
+    pub fn as_dict(&self) -> Option<&FrozenDict> {
+        match self {
+            Value::Dict(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is a tuple or list.
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn write_repr(&self, out: &mut String, indent: usize, num_spaces: usize) {
+        match self {
+            Value::Tensor(t) => {
+                let _ = write!(out, "Array(shape={}, dtype={})", shape_repr(&t.size()), dtype_name(t.kind()));
+            }
+            Value::Dict(d) => d.write_body(out, indent, num_spaces),
+            Value::List(items) => {
+                out.push('(');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    item.write_repr(out, indent, num_spaces);
+                }
+                if items.len() == 1 {
+                    out.push(',');
+                }
+                out.push(')');
+            }
+            Value::Scalar(s) => {
+                let _ = match s {
+                    Scalar::None => write!(out, "None"),
+                    Scalar::Bool(b) => write!(out, "{}", if *b { "True" } else { "False" }),
+                    Scalar::Int(i) => write!(out, "{i}"),
+                    Scalar::Float(x) => write!(out, "{x:?}"),
+                    Scalar::Str(s) => write!(out, "'{s}'"),
+                    Scalar::Bytes(b) => write!(out, "b{b:?}"),
+                    Scalar::Complex(re, im) => write!(out, "({re:?}+{im:?}j)"),
+                };
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        self.write_repr(&mut s, 0, 4);
+        f.write_str(&s)
+    }
+}
+
+/// A shape as Python prints a tuple: `(3,)`, `(2, 3)`, `()`.
+pub fn shape_repr(shape: &[i64]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        _ => format!("({})", shape.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// numpy's name for a libtorch dtype (`float32`, `int64`, `bfloat16`, …).
+pub fn dtype_name(kind: tch::Kind) -> &'static str {
+    use tch::Kind::*;
+    match kind {
+        Uint8 => "uint8",
+        Int8 => "int8",
+        Int16 => "int16",
+        Int => "int32",
+        Int64 => "int64",
+        Half => "float16",
+        Float => "float32",
+        Double => "float64",
+        ComplexHalf => "complex32",
+        ComplexFloat => "complex64",
+        ComplexDouble => "complex128",
+        Bool => "bool",
+        BFloat16 => "bfloat16",
+        UInt16 => "uint16",
+        UInt32 => "uint32",
+        UInt64 => "uint64",
+        _ => "unsupported",
+    }
+}
+
+/// An immutable, insertion-ordered dictionary of [`Value`]s (Flax's `FrozenDict`).
+#[derive(Clone, Default)]
+pub struct FrozenDict {
+    entries: IndexMap<String, Value>,
+}
+
+impl FrozenDict {
+    /// An empty dictionary.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Freezes a map (Flax's `freeze`).
+    pub fn freeze(entries: IndexMap<String, Value>) -> Self {
+        Self { entries }
+    }
+
+    /// A mutable copy of the entries (Flax's `unfreeze`); tensors are shared, not copied.
+    pub fn unfreeze(&self) -> IndexMap<String, Value> {
+        self.entries.clone()
+    }
+
+    /// Consumes the dictionary into its entries without copying.
+    pub fn into_inner(self) -> IndexMap<String, Value> {
+        self.entries
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.entries.get(key)
+    }
+
+    /// The nested dictionary under `key`, if `key` holds one.
+    pub fn get_dict(&self, key: &str) -> Option<&FrozenDict> {
+        self.get(key).and_then(Value::as_dict)
+    }
+
+    /// The value at a path of keys through nested dictionaries, e.g.
+    /// `["params", "Dense_0", "kernel"]`.
+    pub fn get_path<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        let (last, init) = path.split_last()?;
+        let mut dict = self;
+        for key in init {
+            dict = dict.get_dict(key.as_ref())?;
+        }
+        dict.get(last.as_ref())
+    }
+
+    /// The tensor at a path of keys, if there is one.
+    pub fn tensor<S: AsRef<str>>(&self, path: &[S]) -> Option<&Tensor> {
+        self.get_path(path).and_then(Value::as_tensor)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The keys, in insertion order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// The entries, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A new dictionary with `add_or_replace` merged in (Flax's `copy`).
+    pub fn copy<K: Into<String>>(&self, add_or_replace: impl IntoIterator<Item = (K, Value)>) -> Self {
+        let mut entries = self.entries.clone();
+        for (k, v) in add_or_replace {
+            entries.insert(k.into(), v);
+        }
+        Self { entries }
+    }
+
+    /// Splits off `key`: `(rest, removed)`, as Flax's `pop`
+    /// (`let (state, params) = variables.pop("params")?`).
+    pub fn pop(&self, key: &str) -> Result<(Self, Value)> {
+        let mut entries = self.entries.clone();
+        let value = entries
+            .shift_remove(key)
+            .ok_or_else(|| Error::Value(format!("FrozenDict has no key \"{key}\"")))?;
+        Ok((Self { entries }, value))
+    }
+
+    /// The indented representation of Flax's `pretty_repr`, with arrays shown by shape and dtype.
+    pub fn pretty_repr(&self) -> String {
+        self.pretty_repr_with(4)
+    }
+
+    /// [`pretty_repr`](Self::pretty_repr) with a chosen indent width.
+    pub fn pretty_repr_with(&self, num_spaces: usize) -> String {
+        let mut out = String::from("FrozenDict(");
+        self.write_body(&mut out, 0, num_spaces);
+        out.push(')');
+        out
+    }
+
+    fn write_body(&self, out: &mut String, indent: usize, num_spaces: usize) {
+        if self.entries.is_empty() {
+            out.push_str("{}");
+            return;
+        }
+        out.push_str("{\n");
+        let inner = indent + num_spaces;
+        for (k, v) in &self.entries {
+            let _ = write!(out, "{:inner$}{k}: ", "");
+            v.write_repr(out, inner, num_spaces);
+            out.push_str(",\n");
+        }
+        let _ = write!(out, "{:indent$}}}", "");
+    }
+
+    // Mutation is for the runtime's private working copies only.
+
+    pub(crate) fn entries_mut(&mut self) -> &mut IndexMap<String, Value> {
+        &mut self.entries
+    }
+
+    /// The nested dictionary under `key`, created empty when missing or not a dictionary.
+    pub(crate) fn dict_mut(&mut self, key: &str) -> &mut FrozenDict {
+        if !matches!(self.entries.get(key), Some(Value::Dict(_))) {
+            self.entries.insert(key.to_owned(), Value::Dict(FrozenDict::new()));
+        }
+        match self.entries.get_mut(key) {
+            Some(Value::Dict(d)) => d,
+            _ => unreachable!("inserted just above"),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, key: impl Into<String>, value: Value) {
+        self.entries.insert(key.into(), value);
+    }
+}
+
+impl FromIterator<(String, Value)> for FrozenDict {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Self { entries: iter.into_iter().collect() }
+    }
+}
+
+impl<'a> IntoIterator for &'a FrozenDict {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = indexmap::map::Iter<'a, String, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+impl fmt::Debug for FrozenDict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pretty_repr())
+    }
+}
+
+impl fmt::Display for FrozenDict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pretty_repr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> FrozenDict {
+        let dense: FrozenDict = [
+            ("kernel".to_owned(), Value::Tensor(Tensor::zeros([4, 3], (tch::Kind::Float, tch::Device::Cpu)))),
+            ("bias".to_owned(), Value::Tensor(Tensor::zeros([3], (tch::Kind::Float, tch::Device::Cpu)))),
+        ]
+        .into_iter()
+        .collect();
+        let params: FrozenDict = [("Dense_0".to_owned(), Value::Dict(dense))].into_iter().collect();
+        [("params".to_owned(), Value::Dict(params))].into_iter().collect()
+    }
+
+    #[test]
+    fn pretty_repr_matches_flax_layout() {
+        let expected = "FrozenDict({\n    params: {\n        Dense_0: {\n            kernel: Array(shape=(4, 3), dtype=float32),\n            bias: Array(shape=(3,), dtype=float32),\n        },\n    },\n})";
+        assert_eq!(sample().pretty_repr(), expected);
+        assert_eq!(FrozenDict::new().pretty_repr(), "FrozenDict({})");
+    }
+
+    #[test]
+    fn pop_and_copy_leave_the_original_untouched() {
+        let v = sample();
+        let (rest, params) = v.pop("params").unwrap();
+        assert!(rest.is_empty());
+        assert!(params.as_dict().unwrap().contains_key("Dense_0"));
+        assert!(v.contains_key("params"));
+        assert!(v.pop("batch_stats").is_err());
+        let more = v.copy([("batch_stats", Value::Dict(FrozenDict::new()))]);
+        assert_eq!(more.keys().collect::<Vec<_>>(), ["params", "batch_stats"]);
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn clone_shares_tensors() {
+        let v = sample();
+        let c = v.clone();
+        let a = v.tensor(&["params", "Dense_0", "kernel"]).unwrap();
+        let b = c.tensor(&["params", "Dense_0", "kernel"]).unwrap();
+        assert_eq!(a.data_ptr(), b.data_ptr());
+    }
+}

@@ -1,0 +1,4 @@
+//! The module system: variables, scopes, RNG streams, `init`/`apply` plumbing and errors.
+
+pub mod errors;
+pub mod frozen_dict;

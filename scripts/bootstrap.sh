@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One-time set-up for a fresh clone: libtorch from PyPI's torch wheel into a project-local
+# virtualenv (.venv), and Fashion-MNIST from Debian when apt is available. Idempotent: each
+# step runs only when its result is missing, so `make test` can call it every time.
+set -euo pipefail
+
+TORCH_VERSION="2.13.0"   # the libtorch that tch 0.26 is generated against
+cd "$(dirname "$0")/.."
+VENV=.venv
+
+die() { printf '\nbootstrap: %s\n' "$*" >&2; exit 1; }
+
+venv_torch_version() {
+  "$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true
+}
+
+ensure_python() {
+  command -v python3 >/dev/null 2>&1 ||
+    die "python3 not found. Install Python 3.10 or newer (Debian: apt-get install python3 python3-venv), or point LIBTORCH at your own libtorch $TORCH_VERSION (see README)."
+  python3 - <<'PY' || die "Python 3.10 or newer is needed for the torch $TORCH_VERSION wheel (found $(python3 --version 2>&1))."
+import sys
+sys.exit(0 if sys.version_info >= (3, 10) else 1)
+PY
+}
+
+ensure_libtorch() {
+  if [ -n "${LIBTORCH:-}" ] && [ "${LIBTORCH}" != "$PWD/$VENV/libtorch" ]; then
+    [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] ||
+      die "LIBTORCH=$LIBTORCH has no lib/libtorch_cpu.so. Point LIBTORCH at a libtorch $TORCH_VERSION directory, or unset it to use the project's own."
+    echo "bootstrap: using your libtorch at LIBTORCH=$LIBTORCH"
+    return
+  fi
+  local found
+  found=$(venv_torch_version)
+  if [ "$found" != "$TORCH_VERSION" ]; then
+    ensure_python
+    if [ ! -x "$VENV/bin/python" ]; then
+      echo "bootstrap: creating $VENV"
+      python3 -m venv "$VENV" ||
+        die "could not create a virtualenv (Debian: apt-get install python3-venv)."
+    fi
+    echo "bootstrap: installing torch==$TORCH_VERSION into $VENV (a few GB, once)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "torch==$TORCH_VERSION" ||
+      die "pip could not install torch==$TORCH_VERSION. Check that PyPI is reachable and that the disk has ~6 GB free, then run 'make setup' again."
+    found=$(venv_torch_version)
+    [ "$found" = "$TORCH_VERSION" ] ||
+      die "$VENV has torch '$found' but tch 0.26 needs $TORCH_VERSION. Remove $VENV and run 'make setup' again."
+  fi
+  local dir
+  dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.relpath(os.path.dirname(torch.__file__), os.path.abspath("'"$VENV"'")))' 2>/dev/null)
+  ln -sfn "$dir" "$VENV/libtorch"
+}
+
+ensure_fashion_mnist() {
+  local data=/usr/share/datasets/fashion-mnist
+  [ -d "$data" ] && return
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian's dataset-fashion-mnist"
+    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }) ||
+      echo "bootstrap: warning: could not install dataset-fashion-mnist; the quickstart demo needs --data DIR" >&2
+  else
+    echo "bootstrap: note: $data is missing; install Debian's dataset-fashion-mnist or pass --data DIR to the demo" >&2
+  fi
+}
+
+ensure_libtorch
+ensure_fashion_mnist

@@ -1,1 +1,52 @@
-//! Procedural macros for `flax-runtime`.
+//! Procedural macros of `flax-runtime` (re-exported as `flax::module`, `flax::compact`).
+//!
+//! `#[module]` on a struct generates the constructor, builder setters, `Clone`, Flax's
+//! `Debug` form and the `Module` impl; on an `impl` block it turns every method taking a
+//! `&mut Scope` into a module method (entering the module's scope when called from a parent)
+//! and generates `init`/`apply` with the argument types of the compact method. Errors Flax
+//! raises at run time are raised here at compile time where the syntax proves them.
+//!
+//! Layout: `module_struct` and `module_impl` parse into small models and expand them;
+//! `checks` holds the body scans behind compile-time errors. Nothing here panics on user input.
+
+mod checks;
+mod module_impl;
+mod module_struct;
+
+use proc_macro::TokenStream;
+
+/// Makes a struct a Flax module, or makes the methods of an `impl` block module methods.
+/// See the `flax` crate docs for the generated API.
+#[proc_macro_attribute]
+pub fn module(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let attr = proc_macro2::TokenStream::from(attr);
+    let expanded = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Struct(s)) => module_struct::expand(attr, s),
+        Ok(syn::Item::Impl(i)) => module_impl::expand(attr, i),
+        Ok(other) => {
+            let err =
+                syn::Error::new_spanned(other, "#[module] applies to a struct or to an impl block of one");
+            let mut out = err.to_compile_error();
+            out.extend(item);
+            out
+        }
+        Err(err) => err.to_compile_error(),
+    };
+    expanded.into()
+}
+
+/// Marks the one method of a `#[module]` impl block whose body declares submodules and
+/// params inline (Flax's `@nn.compact`). Only valid inside a `#[module]` impl block, which
+/// consumes it; reaching this macro means it was used elsewhere.
+#[proc_macro_attribute]
+pub fn compact(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let mut out = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "#[compact] is only valid on a method of an impl block marked #[module]",
+    )
+    .to_compile_error();
+    out.extend(item);
+    out.into()
+}

@@ -3,8 +3,32 @@
 //! See the README for an overview; the module docs of [`core`] walk through the module
 //! lifecycle.
 
-pub mod core;
+// Generated code names this crate `::flax`, also when it is expanded inside this crate.
+extern crate self as flax;
 
+pub mod core;
+pub mod nn;
+
+pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
 pub use crate::core::errors::{Error, Result};
+pub use crate::core::filter::CollectionFilter;
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};
+pub use crate::core::module::{Bound, Module};
+pub use crate::core::rng::PRNGKey;
+pub use crate::core::scope::Scope;
+pub use crate::core::variable::Variable;
+pub use flax_macros::{compact, module};
 pub use tch;
+
+#[doc(hidden)]
+pub use crate::core::private as __private;
+
+/// What most user code needs: `use flax::prelude::*;`.
+pub mod prelude {
+    pub use crate::nn;
+    pub use crate::{
+        compact, module, ApplyOptions, CollectionFilter, FrozenDict, Module, PRNGKey, Result, Rngs, Scope,
+        Variables,
+    };
+    pub use tch::{Device, Kind, Tensor};
+}

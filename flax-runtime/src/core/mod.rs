@@ -1,4 +1,14 @@
 //! The module system: variables, scopes, RNG streams, `init`/`apply` plumbing and errors.
 
+pub mod apply;
 pub mod errors;
+pub mod filter;
 pub mod frozen_dict;
+pub mod module;
+pub mod naming;
+#[doc(hidden)]
+pub mod private;
+pub mod repr;
+pub mod rng;
+pub mod scope;
+pub mod variable;

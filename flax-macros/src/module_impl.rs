@@ -1,0 +1,313 @@
+//! `#[module]` on an impl block: module methods, and `init`/`apply` for the compact method.
+//!
+//! Every `&self` method with a `&mut Scope` argument becomes a module method: the body moves
+//! to a hidden `__flax_impl_<name>` and the public method calls it through
+//! `Scope::call_method`, which enters the module's scope when a parent calls it. The compact
+//! method (or else a method named `call`) gets `init`, `init_with_output`, `init_with`,
+//! `apply` and `apply_with` with its own argument types after the scope.
+
+use crate::checks;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+
+/// A method that takes a scope, split into the pieces the expansion needs.
+struct ScopeMethod {
+    method: syn::ImplItemFn,
+    compact: bool,
+    /// Position of the `&mut Scope` argument among the typed (non-self) arguments.
+    scope_index: usize,
+    /// The `T` of the `Result<T>` the method returns.
+    output: syn::Type,
+}
+
+pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
+    let mut errors = Errors::default();
+    if !attr.is_empty() {
+        errors.push(syn::Error::new_spanned(&attr, "#[module] on an impl block takes no arguments"));
+    }
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.push(syn::Error::new_spanned(
+            path,
+            "#[module] applies to an inherent impl block, not a trait impl",
+        ));
+        return errors.with(quote!(#item));
+    }
+    let mut methods = Vec::new();
+    let mut compact_seen = false;
+    for impl_item in item.items.iter_mut() {
+        let syn::ImplItem::Fn(f) = impl_item else { continue };
+        let compact = take_compact_attr(f);
+        if compact && compact_seen {
+            errors.push(syn::Error::new(
+                f.sig.ident.span(),
+                "Only one method per class can be @compact: a module has at most one #[compact] method \
+                 (Flax's MultipleMethodsCompactError)",
+            ));
+        }
+        compact_seen |= compact;
+        match classify(f, compact) {
+            Ok(Some(m)) => methods.push(m),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    for m in &methods {
+        if let Some(scope) = scope_ident(&m.method, m.scope_index) {
+            let found = if m.compact {
+                checks::duplicate_literal_names(&m.method.block, &scope)
+            } else {
+                checks::declarations_outside_compact(&m.method.block, &scope)
+            };
+            for e in found {
+                errors.push(e);
+            }
+        }
+    }
+    if errors.any() {
+        return errors.with(quote!(#item));
+    }
+    let generated = generate(&item, &methods);
+    errors.with(generated)
+}
+
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+    fn any(&self) -> bool {
+        self.0.is_some()
+    }
+    /// The errors followed by `tokens`, so downstream code still sees the items (one error
+    /// per mistake, not one per use).
+    fn with(self, tokens: TokenStream) -> TokenStream {
+        let errors = self.0.map(|e| e.to_compile_error());
+        quote! { #errors #tokens }
+    }
+}
+
+fn take_compact_attr(f: &mut syn::ImplItemFn) -> bool {
+    let before = f.attrs.len();
+    f.attrs.retain(|a| !(a.path().is_ident("compact") || path_ends_with(a.path(), "compact")));
+    before != f.attrs.len()
+}
+
+fn path_ends_with(path: &syn::Path, name: &str) -> bool {
+    path.segments.last().is_some_and(|s| s.ident == name)
+        && path.segments.len() == 2
+        && path.segments[0].ident == "flax"
+}
+
+/// Whether `ty` is `&mut Scope` (any path ending in `Scope`, any lifetime).
+fn is_scope_type(ty: &syn::Type) -> bool {
+    let syn::Type::Reference(r) = ty else { return false };
+    if r.mutability.is_none() {
+        return false;
+    }
+    matches!(&*r.elem, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Scope"))
+}
+
+fn typed_args(f: &syn::ImplItemFn) -> Vec<&syn::PatType> {
+    f.sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            syn::FnArg::Typed(t) => Some(t),
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+fn classify(f: &syn::ImplItemFn, compact: bool) -> syn::Result<Option<ScopeMethod>> {
+    let scope_index = typed_args(f).iter().position(|a| is_scope_type(&a.ty));
+    let Some(scope_index) = scope_index else {
+        if compact {
+            return Err(syn::Error::new(
+                f.sig.ident.span(),
+                "a #[compact] method takes the module's scope: add an argument `cx: &mut Scope`",
+            ));
+        }
+        return Ok(None);
+    };
+    let by_ref_self = matches!(f.sig.inputs.first(), Some(syn::FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
+    if !by_ref_self {
+        return Err(syn::Error::new(
+            f.sig.ident.span(),
+            "a module method takes `&self`: modules are immutable configuration values",
+        ));
+    }
+    let output = result_ok_type(&f.sig.output).ok_or_else(|| {
+        syn::Error::new(
+            f.sig.output.span(),
+            "a module method returns `flax::Result<T>` (errors of params and submodules propagate with `?`)",
+        )
+    })?;
+    Ok(Some(ScopeMethod { method: f.clone(), compact, scope_index, output }))
+}
+
+/// `T` of a return type `Result<T>` / `flax::Result<T>` / `Result<T, E>`.
+fn result_ok_type(output: &syn::ReturnType) -> Option<syn::Type> {
+    let syn::ReturnType::Type(_, ty) = output else { return None };
+    let syn::Type::Path(p) = &**ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.first()? {
+        syn::GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+fn scope_ident(f: &syn::ImplItemFn, scope_index: usize) -> Option<syn::Ident> {
+    match &*typed_args(f).get(scope_index)?.pat {
+        syn::Pat::Ident(p) => Some(p.ident.clone()),
+        _ => None,
+    }
+}
+
+fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod]) -> TokenStream {
+    let mut item = item.clone();
+    let mut extra = Vec::new();
+    for m in methods {
+        let name = &m.method.sig.ident;
+        let hidden = format_ident!("__flax_impl_{}", name);
+        for impl_item in item.items.iter_mut() {
+            if let syn::ImplItem::Fn(f) = impl_item {
+                if f.sig.ident == *name {
+                    *f = wrapper(m, &hidden);
+                }
+            }
+        }
+        let mut inner = m.method.clone();
+        inner.sig.ident = hidden;
+        inner.vis = syn::Visibility::Inherited;
+        inner.attrs.retain(|a| !a.path().is_ident("doc"));
+        inner.attrs.push(syn::parse_quote!(#[doc(hidden)]));
+        inner.attrs.push(syn::parse_quote!(#[allow(clippy::needless_pass_by_value)]));
+        extra.push(syn::ImplItem::Fn(inner));
+    }
+    let entry =
+        methods.iter().find(|m| m.compact).or_else(|| methods.iter().find(|m| m.method.sig.ident == "call"));
+    if let Some(entry) = entry {
+        extra.extend(init_apply(entry));
+    }
+    item.items.extend(extra);
+    quote!(#item)
+}
+
+/// Argument names for the generated signatures (the user's may be patterns).
+fn arg_names(m: &ScopeMethod) -> Vec<syn::Ident> {
+    (0..typed_args(&m.method).len()).map(|i| format_ident!("__flax_arg{}", i)).collect()
+}
+
+fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
+    let mut f = m.method.clone();
+    let names = arg_names(m);
+    let mut i = 0;
+    for input in f.sig.inputs.iter_mut() {
+        if let syn::FnArg::Typed(t) = input {
+            let name = &names[i];
+            t.pat = Box::new(syn::parse_quote!(#name));
+            i += 1;
+        }
+    }
+    let scope = &names[m.scope_index];
+    let method_name = m.method.sig.ident.to_string();
+    let compact = m.compact;
+    let pass = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| if i == m.scope_index { quote!(__flax_cx) } else { quote!(#n) });
+    f.block = syn::parse_quote!({
+        #[allow(unused_imports)]
+        use ::flax::__private::{ViaIntermediate as _, ViaOpaque as _};
+        ::flax::Scope::call_method(
+            #scope,
+            ::flax::Module::module_handle(self),
+            <Self as ::flax::Module>::TYPE_NAME,
+            #method_name,
+            #compact,
+            |__flax_cx| self.#hidden(#(#pass),*),
+            |__flax_out| (&::flax::__private::Probe(__flax_out)).__flax_intermediate(),
+        )
+    });
+    f
+}
+
+/// `init`, `init_with_output`, `init_with`, `apply`, `apply_with` for the entry method.
+fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
+    let method = &m.method.sig.ident;
+    let output = &m.output;
+    let args = typed_args(&m.method);
+    let names = arg_names(m);
+    let params: Vec<TokenStream> = args
+        .iter()
+        .zip(&names)
+        .enumerate()
+        .filter(|(i, _)| *i != m.scope_index)
+        .map(|(_, (a, n))| {
+            let ty = &a.ty;
+            quote!(#n: #ty)
+        })
+        .collect();
+    let pass: Vec<TokenStream> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| if i == m.scope_index { quote!(__flax_cx) } else { quote!(#n) })
+        .collect();
+    let outer: Vec<&syn::Ident> =
+        names.iter().enumerate().filter(|(i, _)| *i != m.scope_index).map(|(_, n)| n).collect();
+    let probes: Vec<TokenStream> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != m.scope_index)
+        .map(|(_, n)| quote!((&::flax::__private::Probe(&#n)).__flax_device()))
+        .collect();
+    let vis = &m.method.vis;
+    let doc_init = format!("Initializes the variables by running `{method}` (Flax's `init`), with the `params` RNG stream from `rngs`.");
+    let span = Span::call_site();
+    let items: syn::ItemImpl = syn::parse_quote_spanned! {span=>
+        impl __FlaxGenerated {
+            #[doc = #doc_init]
+            #vis fn init(&self, rngs: impl ::core::convert::Into<::flax::Rngs>, #(#params),*) -> ::flax::Result<::flax::Variables> {
+                self.init_with(::flax::ApplyOptions::new().rngs(rngs), #(#outer),*).map(|(_, v)| v)
+            }
+
+            /// Like `init`, also returning the output of the run (Flax's `init_with_output`).
+            #vis fn init_with_output(&self, rngs: impl ::core::convert::Into<::flax::Rngs>, #(#params),*) -> ::flax::Result<(#output, ::flax::Variables)> {
+                self.init_with(::flax::ApplyOptions::new().rngs(rngs), #(#outer),*)
+            }
+
+            /// `init` with all of Flax's options (`mutable`, `capture_intermediates`, device).
+            #vis fn init_with(&self, options: ::flax::ApplyOptions, #(#params),*) -> ::flax::Result<(#output, ::flax::Variables)> {
+                #[allow(unused_imports)]
+                use ::flax::__private::{ViaDevice as _, ViaNoDevice as _};
+                let mut options = options;
+                if options.device.is_none() {
+                    options.device = [#(#probes),*].into_iter().flatten().next();
+                }
+                <Self as ::flax::Module>::init_method(self, options, |__flax_m, __flax_cx| __flax_m.#method(#(#pass),*))
+            }
+
+            /// Runs the module with `variables` (Flax's `apply` with nothing mutable).
+            #vis fn apply(&self, variables: &::flax::Variables, #(#params),*) -> ::flax::Result<#output> {
+                self.apply_with(variables, ::flax::ApplyOptions::new(), #(#outer),*).map(|(out, _)| out)
+            }
+
+            /// `apply` with Flax's options (`rngs`, `mutable`, `capture_intermediates`); returns
+            /// the output and the mutable collections after the run.
+            #vis fn apply_with(&self, variables: &::flax::Variables, options: impl ::core::convert::Into<::flax::ApplyOptions>, #(#params),*) -> ::flax::Result<(#output, ::flax::Variables)> {
+                <Self as ::flax::Module>::apply_method(self, variables, options, |__flax_m, __flax_cx| __flax_m.#method(#(#pass),*))
+            }
+        }
+    };
+    items.items
+}

@@ -1,0 +1,210 @@
+//! `#[module]` on a struct: constructor, setters, `Clone`, Flax's `Debug`, `Module` impl.
+
+use darling::FromField;
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+/// Field options: `#[module(default = expr)]`, `#[module(submodule)]` (also `#[submodule]`).
+#[derive(FromField, Default)]
+#[darling(attributes(module), default)]
+struct FieldOpts {
+    default: Option<syn::Expr>,
+    submodule: bool,
+}
+
+struct FieldModel {
+    ident: syn::Ident,
+    ty: syn::Type,
+    default: Option<syn::Expr>,
+    submodule: bool,
+}
+
+/// Flax reserves these attribute names on every module (`ReservedModuleAttributeError`).
+const RESERVED: [&str; 2] = ["name", "parent"];
+
+pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
+    let mut errors: Option<syn::Error> = None;
+    let mut push = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    if !attr.is_empty() {
+        push(syn::Error::new_spanned(&attr, "#[module] on a struct takes no arguments"));
+    }
+    let fields = match parse_fields(&mut item) {
+        Ok(fields) => fields,
+        Err(e) => {
+            push(e);
+            Vec::new()
+        }
+    };
+    for f in &fields {
+        if RESERVED.contains(&f.ident.to_string().as_str()) {
+            push(syn::Error::new(
+                f.ident.span(),
+                format!(
+                    "properties `parent` and `name` are reserved: `{}` cannot be a module attribute \
+                     (Flax's ReservedModuleAttributeError); set a module's name with `.name(\"…\")`",
+                    f.ident
+                ),
+            ));
+        }
+    }
+    let generated = generate(&item, &fields);
+    let errors = errors.map(|e| e.to_compile_error());
+    quote! { #errors #generated }
+}
+
+fn parse_fields(item: &mut syn::ItemStruct) -> syn::Result<Vec<FieldModel>> {
+    let syn::Fields::Named(named) = &mut item.fields else {
+        if matches!(item.fields, syn::Fields::Unit) {
+            item.fields = syn::Fields::Named(syn::parse_quote!({}));
+            return Ok(Vec::new());
+        }
+        return Err(syn::Error::new_spanned(
+            &item.fields,
+            "a #[module] struct has named fields (its attributes)",
+        ));
+    };
+    let mut out = Vec::new();
+    let mut errors: Option<syn::Error> = None;
+    for field in named.named.iter_mut() {
+        match FieldOpts::from_field(field) {
+            Ok(opts) => {
+                let bare_submodule = field.attrs.iter().any(|a| a.path().is_ident("submodule"));
+                field.attrs.retain(|a| !a.path().is_ident("module") && !a.path().is_ident("submodule"));
+                out.push(FieldModel {
+                    ident: field.ident.clone().expect("named fields have identifiers"),
+                    ty: field.ty.clone(),
+                    default: opts.default,
+                    submodule: opts.submodule || bare_submodule,
+                });
+            }
+            Err(e) => {
+                let e = syn::Error::from(e);
+                match &mut errors {
+                    Some(all) => all.combine(e),
+                    None => errors = Some(e),
+                }
+            }
+        }
+    }
+    match errors {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
+    let ident = &item.ident;
+    let type_name = ident.to_string();
+    let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    let mut strukt = item.clone();
+    if let syn::Fields::Named(named) = &mut strukt.fields {
+        named.named.push(syn::parse_quote! {
+            #[doc(hidden)]
+            pub __flax: ::flax::__private::ModuleHandle
+        });
+    }
+    let required: Vec<&FieldModel> = fields.iter().filter(|f| f.default.is_none()).collect();
+    let params = required.iter().map(|f| {
+        let (id, ty) = (&f.ident, &f.ty);
+        quote! { #id: #ty }
+    });
+    let inits = fields.iter().map(|f| {
+        let id = &f.ident;
+        match &f.default {
+            None => quote! { #id },
+            Some(expr) => quote_spanned! {expr.span()=> #id: #expr },
+        }
+    });
+    let naming = fields.iter().filter(|f| f.submodule).map(|f| {
+        let id = &f.ident;
+        let name = id.to_string();
+        quote! { ::flax::__private::SubmoduleField::name_field(&mut this.#id, #name); }
+    });
+    let setters = fields.iter().filter(|f| f.default.is_some()).map(|f| setter(&item.vis, f));
+    let new_doc = format!(
+        "Creates a `{type_name}` from its required attributes; the others take their defaults \
+         and have builder setters."
+    );
+    let debug_fields = fields.iter().map(|f| {
+        let id = &f.ident;
+        let name = id.to_string();
+        quote! { (#name, (&&::flax::__private::Probe(&self.#id)).__flax_repr()) }
+    });
+    let clone_fields = fields.iter().map(|f| {
+        let id = &f.ident;
+        quote! { #id: ::core::clone::Clone::clone(&self.#id) }
+    });
+    let vis = &item.vis;
+    quote! {
+        #strukt
+
+        impl #impl_generics #ident #ty_generics #where_clause {
+            #[doc = #new_doc]
+            #[allow(clippy::new_without_default, clippy::too_many_arguments)]
+            #vis fn new(#(#params),*) -> Self {
+                #[allow(unused_mut)]
+                let mut this = Self {
+                    #(#inits,)*
+                    __flax: ::flax::__private::ModuleHandle::new(#type_name),
+                };
+                #(#naming)*
+                this
+            }
+
+            /// Gives the module an explicit name in its parent (Flax's `name=`), instead of
+            /// the auto-name `Type_N`.
+            #vis fn name(mut self, name: impl ::core::convert::Into<::std::borrow::Cow<'static, str>>) -> Self {
+                self.__flax.set_name(name.into());
+                self
+            }
+
+            #(#setters)*
+        }
+
+        impl #impl_generics ::core::clone::Clone for #ident #ty_generics #where_clause {
+            fn clone(&self) -> Self {
+                Self { #(#clone_fields,)* __flax: ::core::clone::Clone::clone(&self.__flax) }
+            }
+        }
+
+        impl #impl_generics ::core::fmt::Debug for #ident #ty_generics #where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #[allow(unused_imports)]
+                use ::flax::__private::{ViaDebug as _, ViaFlaxRepr as _, ViaTypeName as _};
+                f.write_str(&::flax::__private::module_repr(#type_name, &[#(#debug_fields),*]))
+            }
+        }
+
+        impl #impl_generics ::flax::Module for #ident #ty_generics #where_clause {
+            const TYPE_NAME: &'static str = #type_name;
+            fn module_handle(&self) -> &::flax::__private::ModuleHandle {
+                &self.__flax
+            }
+            fn module_handle_mut(&mut self) -> &mut ::flax::__private::ModuleHandle {
+                &mut self.__flax
+            }
+        }
+    }
+}
+
+fn setter(vis: &syn::Visibility, f: &FieldModel) -> TokenStream {
+    let (id, ty) = (&f.ident, &f.ty);
+    let doc = format!("Sets `{id}` (builder style).");
+    let rename = f.submodule.then(|| {
+        let name = id.to_string();
+        quote! { ::flax::__private::SubmoduleField::name_field(&mut self.#id, #name); }
+    });
+    let fn_name = format_ident!("{}", id);
+    quote! {
+        #[doc = #doc]
+        #vis fn #fn_name(mut self, value: #ty) -> Self {
+            self.#id = value;
+            #rename
+            self
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The `Module` trait, implemented by `#[module]`, and `bind` for interactive use.
+
+use crate::core::apply::{root_scope, run, ApplyOptions, Root};
+use crate::core::errors::Result;
+use crate::core::frozen_dict::Variables;
+use crate::core::naming::ModuleHandle;
+use crate::core::scope::Scope;
+use std::borrow::Cow;
+use std::fmt;
+use tch::Device;
+
+/// A Flax module: an immutable configuration value whose methods declare and use variables
+/// through a [`Scope`]. Implemented by `#[module]` on a struct; never by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Flax module",
+    label = "not a module",
+    note = "add `#[module]` to the definition of `{Self}`"
+)]
+pub trait Module: Clone + fmt::Debug {
+    /// Flax's class name: the prefix of auto-names (`Dense` gives `Dense_0`).
+    const TYPE_NAME: &'static str;
+
+    /// The identity and name slot every module carries (see [`ModuleHandle`]).
+    #[doc(hidden)]
+    fn module_handle(&self) -> &ModuleHandle;
+
+    #[doc(hidden)]
+    fn module_handle_mut(&mut self) -> &mut ModuleHandle;
+
+    /// The module's explicit or construction-time name, if it has one.
+    fn module_name(&self) -> Option<&str> {
+        self.module_handle().name()
+    }
+
+    /// Initializes variables by running `f` on this module (Flax's `init` with `method=`):
+    /// every collection but `intermediates` is mutable unless `options` says otherwise.
+    /// Returns `f`'s output and the variables.
+    fn init_method<R>(
+        &self,
+        options: impl Into<ApplyOptions>,
+        f: impl FnOnce(&Self, &mut Scope<'_>) -> Result<R>,
+    ) -> Result<(R, Variables)> {
+        let options = options.into();
+        let device = options.device.unwrap_or(Device::Cpu);
+        run(root_of(self), None, options, true, device, |cx| f(self, cx))
+    }
+
+    /// Runs `f` on this module bound to `variables` (Flax's `apply` with `method=`), and
+    /// returns its output and the mutable collections after the run (empty when nothing is
+    /// mutable).
+    fn apply_method<'v, R>(
+        &self,
+        variables: &'v Variables,
+        options: impl Into<ApplyOptions>,
+        f: impl FnOnce(&Self, &mut Scope<'v>) -> Result<R>,
+    ) -> Result<(R, Variables)> {
+        let options = options.into();
+        let device = options.device.unwrap_or(Device::Cpu);
+        run(root_of(self), Some(Cow::Borrowed(variables)), options, false, device, |cx| f(self, cx))
+    }
+
+    /// Binds the module to variables for interactive use (Flax's `bind`).
+    fn bind(&self, variables: Variables, options: impl Into<ApplyOptions>) -> Bound<Self> {
+        let options = options.into();
+        let device = options.device.unwrap_or(Device::Cpu);
+        let scope = root_scope(root_of(self), Some(Cow::Owned(variables)), options, false, device);
+        Bound { module: self.clone(), scope }
+    }
+}
+
+fn root_of<M: Module>(module: &M) -> Root {
+    Root { module_type: M::TYPE_NAME, token: module.module_handle().token }
+}
+
+/// A module bound to variables (Flax's bound module), for use outside `init`/`apply`:
+/// notebooks, debugging, inspecting submodules.
+pub struct Bound<M: Module> {
+    module: M,
+    scope: Scope<'static>,
+}
+
+impl<M: Module> Bound<M> {
+    /// Runs a method of the bound module: `bound.run(|m, cx| m.call(cx, &x))`.
+    pub fn run<R>(&mut self, f: impl FnOnce(&M, &mut Scope<'static>) -> Result<R>) -> Result<R> {
+        f(&self.module, &mut self.scope)
+    }
+
+    /// The module.
+    pub fn module(&self) -> &M {
+        &self.module
+    }
+
+    /// The bound variables, including updates to mutable collections made so far.
+    pub fn variables(&self) -> Variables {
+        self.scope.variables()
+    }
+
+    /// Splits into the unbound module and its variables (Flax's `unbind`).
+    pub fn unbind(self) -> (M, Variables) {
+        let variables = self.scope.variables();
+        (self.module, variables)
+    }
+}
+
+impl<M: Module> fmt::Debug for Bound<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.module.fmt(f)
+    }
+}

@@ -1,0 +1,546 @@
+//! `Scope`: the view of the variables and RNG streams that a module method runs in.
+//!
+//! One `Scope` exists per `init`/`apply` (or per `bind`). It holds the variables passed in
+//! (read-only), a working copy of the mutable collections, the RNG streams, and a stack of
+//! frames, one per module currently running, whose names form the module path (`Dense_0`,
+//! `encoder/layers_1`, …). Modules never hold tensors: every read goes through the scope, by
+//! path, so a module value can be reused with any variables, as in Flax.
+//!
+//! Hot-path budget: reading a param walks a few hash maps by `&str`, with no string building;
+//! names are `'static` (literals and interned auto-names) and errors format paths only when
+//! raised.
+
+use crate::core::apply::{CallInfo, CaptureIntermediates, Rngs};
+use crate::core::errors::{Error, NameKind, Result};
+use crate::core::filter::CollectionFilter;
+use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::naming::{take_index, ModuleHandle, ModuleName, Name, NamingGuard};
+use crate::core::rng::{fold_in_static, PRNGKey, RngSuffix};
+use crate::core::variable::Variable;
+use crate::nn::initializers::Initializer;
+use std::borrow::Cow;
+use tch::{Device, Kind, Tensor};
+
+/// What a name in a module's namespace is taken by (Flax's scope reservations).
+#[derive(Clone, Debug, PartialEq)]
+enum Reservation {
+    Param,
+    Variable(Name),
+    Submodule(u64),
+}
+
+struct Frame {
+    /// The name in the parent's namespace; `None` for the root module.
+    name: Option<Name>,
+    module_type: &'static str,
+    /// Identity of the module running in this frame (see [`ModuleHandle`]).
+    owner: u64,
+    /// Distinguishes this frame from earlier ones at the same depth, for [`Variable`] handles.
+    serial: u64,
+    reserved: Vec<(Name, Reservation)>,
+    /// `make_rng` counters, one per stream of [`Rngs`], in stream order.
+    rng_counters: Vec<u32>,
+    /// Counters of children already entered, so that calling a submodule again continues its
+    /// streams instead of repeating keys (as Flax keeps `rng_counters` per child name).
+    child_rng_counters: Vec<(Name, Vec<u32>)>,
+}
+
+/// Options that fix how one `init`/`apply` run behaves; built by [`crate::core::apply`].
+pub(crate) struct ScopeConfig {
+    pub rngs: Rngs,
+    pub mutable: CollectionFilter,
+    pub capture: CaptureIntermediates,
+    pub initializing: bool,
+    pub device: Device,
+}
+
+impl ScopeConfig {
+    /// `mutable`, plus `intermediates` while capturing them (Flax's `union_filters`).
+    fn is_mutable(&self, collection: &str) -> bool {
+        self.mutable.matches(collection) || (collection == "intermediates" && self.capture.is_on())
+    }
+}
+
+/// The handle a module method receives to declare and read its variables.
+pub struct Scope<'v> {
+    input: Option<Cow<'v, FrozenDict>>,
+    state: FrozenDict,
+    config: ScopeConfig,
+    frames: Vec<Frame>,
+    next_serial: u64,
+}
+
+impl<'v> Scope<'v> {
+    /// A root scope for `module_type`; mutable collections of `input` are copied (shallowly)
+    /// into the working state so that writes never touch the caller's variables.
+    pub(crate) fn new(
+        input: Option<Cow<'v, FrozenDict>>,
+        config: ScopeConfig,
+        module_type: &'static str,
+        owner: u64,
+    ) -> Self {
+        let mut state = FrozenDict::new();
+        if let Some(input) = &input {
+            for (collection, value) in input.iter() {
+                if config.is_mutable(collection) {
+                    state.insert(collection, value.clone());
+                }
+            }
+        }
+        let streams = config.rngs.len();
+        let root = Frame {
+            name: None,
+            module_type,
+            owner,
+            serial: 0,
+            reserved: Vec::new(),
+            rng_counters: vec![0; streams],
+            child_rng_counters: Vec::new(),
+        };
+        Scope { input, state, config, frames: vec![root], next_serial: 1 }
+    }
+
+    /// Ends the run: the working copy of the mutable collections.
+    pub(crate) fn into_state(self) -> FrozenDict {
+        self.state
+    }
+
+    /// The variables this scope reads: the inputs overlaid with the mutable working copy.
+    pub(crate) fn variables(&self) -> FrozenDict {
+        match &self.input {
+            None => self.state.clone(),
+            Some(input) => input.copy(self.state.iter().map(|(k, v)| (k.to_owned(), v.clone()))),
+        }
+    }
+
+    fn top(&self) -> &Frame {
+        self.frames.last().expect("a scope always has its root frame")
+    }
+
+    fn top_mut(&mut self) -> &mut Frame {
+        self.frames.last_mut().expect("a scope always has its root frame")
+    }
+
+    /// The module path as Flax prints it in errors: `/`, `/Dense_0`, `/encoder/layers_1`.
+    pub fn path_text(&self) -> String {
+        let mut path = String::new();
+        for frame in &self.frames[1..] {
+            path.push('/');
+            path.push_str(frame.name.as_deref().unwrap_or(""));
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+
+    /// The names of the module path from the root (empty at the root).
+    pub fn path(&self) -> Vec<&str> {
+        self.frames[1..].iter().filter_map(|f| f.name.as_deref()).collect()
+    }
+
+    /// The type name of the module running now (`Dense`), as Flax's errors name it.
+    pub fn module_type(&self) -> &'static str {
+        self.top().module_type
+    }
+
+    /// Whether this run is `init` (Flax's `is_initializing`).
+    pub fn is_initializing(&self) -> bool {
+        self.config.initializing
+    }
+
+    /// Whether `collection` may be written in this run.
+    pub fn is_mutable_collection(&self, collection: &str) -> bool {
+        self.config.is_mutable(collection)
+    }
+
+    /// The device new variables are created on: the device of the inputs given to `init`.
+    pub fn device(&self) -> Device {
+        self.config.device
+    }
+
+    /// Where `collection` is read from: the working copy if it is mutable, else the inputs.
+    fn source(&self, collection: &str) -> Option<&FrozenDict> {
+        if self.is_mutable_collection(collection) {
+            self.state.get_dict(collection)
+        } else {
+            self.input.as_deref().and_then(|v| v.get_dict(collection))
+        }
+    }
+
+    fn lookup(&self, collection: &str, name: &str) -> Option<&Value> {
+        let mut dict = self.source(collection)?;
+        for frame in &self.frames[1..] {
+            dict = dict.get_dict(frame.name.as_deref()?)?;
+        }
+        dict.get(name)
+    }
+
+    fn is_collection_empty(&self, collection: &str) -> bool {
+        self.source(collection).is_none_or(FrozenDict::is_empty)
+    }
+
+    fn put(&mut self, collection: &str, name: Name, value: Value) {
+        let mut dict = self.state.dict_mut(collection);
+        for frame in &self.frames[1..] {
+            dict = dict.dict_mut(frame.name.as_deref().unwrap_or(""));
+        }
+        dict.insert(name, value);
+    }
+
+    /// Whether the variable `collection/…path…/name` exists.
+    pub fn has_variable(&self, collection: &str, name: &str) -> bool {
+        self.lookup(collection, name).is_some()
+    }
+
+    fn reserve(&mut self, name: &Name, what: Reservation) -> Result<()> {
+        let frame = self.top();
+        match frame.reserved.iter().find(|(n, _)| n == name) {
+            None => {
+                self.top_mut().reserved.push((name.clone(), what));
+                Ok(())
+            }
+            Some((_, existing)) if *existing == what && matches!(what, Reservation::Submodule(_)) => Ok(()),
+            Some(_) => Err(Error::NameInUse {
+                kind: match what {
+                    Reservation::Param => NameKind::Param,
+                    Reservation::Variable(_) => NameKind::Variable,
+                    Reservation::Submodule(_) => NameKind::Submodule,
+                },
+                name: name.to_string(),
+                module: frame.module_type.to_owned(),
+            }),
+        }
+    }
+
+    /// Declares or reads the parameter `name` (Flax's `self.param`), in `float32`.
+    ///
+    /// On `init` the initializer runs with a fresh key of the `params` stream; on `apply` the
+    /// stored value is returned after checking that it has the shape asked for.
+    pub fn param(&mut self, name: impl Into<Name>, init: impl Initializer, shape: &[i64]) -> Result<Tensor> {
+        self.param_with_dtype(name, init, shape, Kind::Float)
+    }
+
+    /// [`param`](Self::param) with an explicit parameter dtype (Flax's `param_dtype`).
+    pub fn param_with_dtype(
+        &mut self,
+        name: impl Into<Name>,
+        init: impl Initializer,
+        shape: &[i64],
+        dtype: Kind,
+    ) -> Result<Tensor> {
+        let name = name.into();
+        self.reserve(&name, Reservation::Param)?;
+        if let Some(value) = self.lookup("params", &name) {
+            let tensor = self.expect_tensor(value, &name)?;
+            let found = tensor.size();
+            if found != shape {
+                return Err(Error::ScopeParamShape {
+                    name: name.to_string(),
+                    scope: self.path_text(),
+                    value_shape: found,
+                    init_shape: shape.to_vec(),
+                });
+            }
+            return Ok(tensor.shallow_clone());
+        }
+        self.require_mutable_params(&name)?;
+        let key = self.make_rng("params")?;
+        let value = init.init(key, shape, (dtype, self.config.device))?;
+        self.put("params", name, Value::Tensor(value.shallow_clone()));
+        Ok(value)
+    }
+
+    /// Declares or reads a parameter whose initializer is an arbitrary function of a key
+    /// (Flax's `self.param(name, init_fn, *args)` with a custom `init_fn`). No shape check.
+    pub fn param_fn(
+        &mut self,
+        name: impl Into<Name>,
+        init: impl FnOnce(PRNGKey) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let name = name.into();
+        self.reserve(&name, Reservation::Param)?;
+        if let Some(value) = self.lookup("params", &name) {
+            return Ok(self.expect_tensor(value, &name)?.shallow_clone());
+        }
+        self.require_mutable_params(&name)?;
+        let key = self.make_rng("params")?;
+        let value = init(key)?;
+        self.put("params", name, Value::Tensor(value.shallow_clone()));
+        Ok(value)
+    }
+
+    fn require_mutable_params(&self, name: &str) -> Result<()> {
+        if self.is_mutable_collection("params") {
+            return Ok(());
+        }
+        if self.is_collection_empty("params") {
+            return Err(Error::ScopeCollectionNotFound {
+                collection: "params".into(),
+                name: name.into(),
+                scope: self.path_text(),
+            });
+        }
+        Err(Error::ScopeParamNotFound { name: name.into(), scope: self.path_text() })
+    }
+
+    fn expect_tensor<'a>(&self, value: &'a Value, name: &str) -> Result<&'a Tensor> {
+        value.as_tensor().ok_or_else(|| Error::Shape {
+            scope: self.path_text(),
+            message: format!("variable \"{name}\" is not an array but {value:?}"),
+        })
+    }
+
+    /// Declares or reads a variable of any collection (Flax's `self.variable`), returning a
+    /// handle to read and write it. `init` runs only when the variable does not exist yet and
+    /// its collection is mutable.
+    pub fn variable(
+        &mut self,
+        collection: impl Into<Name>,
+        name: impl Into<Name>,
+        init: impl FnOnce(&mut Scope<'v>) -> Result<Tensor>,
+    ) -> Result<Variable> {
+        let (collection, name) = (collection.into(), name.into());
+        self.reserve(&name, Reservation::Variable(collection.clone()))?;
+        if self.lookup(&collection, &name).is_none() {
+            if !self.is_mutable_collection(&collection) {
+                return Err(if self.is_collection_empty(&collection) {
+                    Error::ScopeCollectionNotFound {
+                        collection: collection.to_string(),
+                        name: name.to_string(),
+                        scope: self.path_text(),
+                    }
+                } else {
+                    Error::ScopeVariableNotFound {
+                        name: name.to_string(),
+                        collection: collection.to_string(),
+                        scope: self.path_text(),
+                    }
+                });
+            }
+            let value = init(self)?;
+            self.put(&collection, name.clone(), Value::Tensor(value));
+        }
+        Ok(Variable::new(collection, name, self.top().serial))
+    }
+
+    pub(crate) fn check_handle(&self, serial: u64) -> Result<()> {
+        if self.top().serial == serial {
+            Ok(())
+        } else {
+            Err(Error::InvalidScope { scope: self.path_text() })
+        }
+    }
+
+    pub(crate) fn read_variable(&self, collection: &str, name: &str) -> Result<Tensor> {
+        match self.lookup(collection, name) {
+            Some(value) => Ok(self.expect_tensor(value, name)?.shallow_clone()),
+            None => Err(Error::ScopeVariableNotFound {
+                name: name.into(),
+                collection: collection.into(),
+                scope: self.path_text(),
+            }),
+        }
+    }
+
+    pub(crate) fn write_variable(&mut self, collection: &str, name: &Name, value: Tensor) -> Result<()> {
+        if !self.is_mutable_collection(collection) {
+            return Err(Error::ModifyScopeVariable {
+                collection: collection.into(),
+                name: name.to_string(),
+                scope: self.path_text(),
+            });
+        }
+        self.put(collection, name.clone(), Value::Tensor(value));
+        Ok(())
+    }
+
+    /// A fresh key of the RNG stream `stream` (Flax's `make_rng`): derived from the stream's
+    /// root key, the module path and a per-module counter, exactly as Flax derives it, so the
+    /// same seed gives the same parameters here as in Flax.
+    pub fn make_rng(&mut self, stream: &str) -> Result<PRNGKey> {
+        let Some(index) = self.config.rngs.index_of(stream) else {
+            return Err(Error::InvalidRng {
+                module: self.module_type().to_owned(),
+                stream: stream.to_owned(),
+            });
+        };
+        let counter = {
+            let c = &mut self.top_mut().rng_counters[index];
+            *c += 1;
+            *c
+        };
+        let mut suffix: Vec<RngSuffix<'_>> = Vec::with_capacity(self.frames.len());
+        suffix.extend(self.frames[1..].iter().map(|f| RngSuffix::Str(f.name.as_deref().unwrap_or(""))));
+        suffix.push(RngSuffix::Int(u64::from(counter)));
+        Ok(fold_in_static(self.config.rngs.key(index), &suffix))
+    }
+
+    /// Stores `value` in `collection` under `name`, appending it to a tuple (Flax's `sow` with
+    /// its default `init_fn`/`reduce_fn`). Returns whether it was stored: nothing is stored
+    /// when the collection is not mutable.
+    pub fn sow(&mut self, collection: &str, name: impl Into<Name>, value: Tensor) -> Result<bool> {
+        self.sow_with(collection, name, Value::Tensor(value), || Value::List(Vec::new()), append_to_tuple)
+    }
+
+    /// [`sow`](Self::sow) with a custom `init_fn` (the first accumulated value) and
+    /// `reduce_fn` (how a new value is combined with the accumulated one).
+    pub fn sow_with(
+        &mut self,
+        collection: &str,
+        name: impl Into<Name>,
+        value: Value,
+        init: impl FnOnce() -> Value,
+        reduce: impl FnOnce(Value, Value) -> Result<Value>,
+    ) -> Result<bool> {
+        if !self.is_mutable_collection(collection) {
+            return Ok(false);
+        }
+        let name = name.into();
+        let current = match self.lookup(collection, &name) {
+            Some(existing) => existing.clone(),
+            None => {
+                self.reserve(&name, Reservation::Variable(Cow::Owned(collection.to_owned())))?;
+                init()
+            }
+        };
+        let reduced = reduce(current, value)?;
+        self.put(collection, name, reduced);
+        Ok(true)
+    }
+
+    /// Adds a zero-initialised variable of the `perturbations` collection to `value` (Flax's
+    /// `perturb`): taking the gradient with respect to it gives the gradient with respect to
+    /// this intermediate value.
+    pub fn perturb(&mut self, name: impl Into<Name>, value: &Tensor) -> Result<Tensor> {
+        self.perturb_in("perturbations", name, value)
+    }
+
+    /// [`perturb`](Self::perturb) in a chosen collection.
+    pub fn perturb_in(&mut self, collection: &str, name: impl Into<Name>, value: &Tensor) -> Result<Tensor> {
+        let name = name.into();
+        if self.is_mutable_collection(collection) && self.lookup(collection, &name).is_none() {
+            self.reserve(&name, Reservation::Variable(Cow::Owned(collection.to_owned())))?;
+            self.put(collection, name.clone(), Value::Tensor(value.zeros_like()));
+        }
+        let collection_given = self.input.as_deref().is_some_and(|v| v.contains_key(collection))
+            || self.state.contains_key(collection);
+        if !collection_given {
+            return Ok(value.shallow_clone());
+        }
+        let delta = self.read_variable(collection, &name)?;
+        Ok(value.f_add(&delta)?)
+    }
+
+    /// Runs `body` as method `method` of the module `handle` (generated code calls this).
+    ///
+    /// A call from the module's own methods runs in the same frame; a call from a parent
+    /// enters the child frame named as Flax names it. The output is captured into
+    /// `intermediates` when `capture_intermediates` selects this call.
+    #[doc(hidden)]
+    pub fn call_method<R>(
+        &mut self,
+        handle: &ModuleHandle,
+        module_type: &'static str,
+        method: &'static str,
+        compact: bool,
+        body: impl FnOnce(&mut Scope<'v>) -> Result<R>,
+        intermediate: impl FnOnce(&R) -> Option<Value>,
+    ) -> Result<R> {
+        let inline = self.top().owner == handle.token;
+        if !inline {
+            let name = self.child_name(handle, module_type)?;
+            self.push_child(name, module_type, handle.token)?;
+        }
+        let result = {
+            let _naming = (compact || !inline).then(|| NamingGuard::push(compact));
+            body(self)
+        };
+        let result = result.and_then(|out| {
+            self.capture(handle, module_type, method, &out, intermediate)?;
+            Ok(out)
+        });
+        if !inline {
+            self.pop_child();
+        }
+        result
+    }
+
+    fn child_name(&self, handle: &ModuleHandle, module_type: &'static str) -> Result<Name> {
+        match &handle.name {
+            ModuleName::Auto { name, .. } => Ok(Cow::Borrowed(*name)),
+            ModuleName::Explicit(name) => Ok(name.clone()),
+            ModuleName::Unset => match take_index(module_type) {
+                Some(ModuleName::Auto { name, .. }) => Ok(Cow::Borrowed(name)),
+                _ => Err(Error::AssignSubModule { module: module_type.to_owned() }),
+            },
+            ModuleName::OutsideCompact => Err(Error::AssignSubModule { module: module_type.to_owned() }),
+        }
+    }
+
+    fn capture<R>(
+        &mut self,
+        handle: &ModuleHandle,
+        module_type: &'static str,
+        method: &'static str,
+        out: &R,
+        intermediate: impl FnOnce(&R) -> Option<Value>,
+    ) -> Result<()> {
+        let flax_method = if method == "call" { "__call__" } else { method };
+        let info = CallInfo { module_type, name: handle.name(), method: flax_method };
+        if !self.config.capture.selects(&info) {
+            return Ok(());
+        }
+        if let Some(value) = intermediate(out) {
+            self.sow_with("intermediates", flax_method, value, || Value::List(Vec::new()), append_to_tuple)?;
+        }
+        Ok(())
+    }
+
+    fn push_child(&mut self, name: Name, module_type: &'static str, owner: u64) -> Result<()> {
+        self.reserve(&name, Reservation::Submodule(owner))?;
+        let streams = self.config.rngs.len();
+        let rng_counters = self
+            .top()
+            .child_rng_counters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or_else(|| vec![0; streams], |(_, c)| c.clone());
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.frames.push(Frame {
+            name: Some(name),
+            module_type,
+            owner,
+            serial,
+            reserved: Vec::new(),
+            rng_counters,
+            child_rng_counters: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn pop_child(&mut self) {
+        let Some(child) = self.frames.pop() else { return };
+        if child.rng_counters.iter().all(|c| *c == 0) {
+            return;
+        }
+        let name = child.name.unwrap_or_default();
+        let parent = self.top_mut();
+        match parent.child_rng_counters.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, counters)) => *counters = child.rng_counters,
+            None => parent.child_rng_counters.push((name, child.rng_counters)),
+        }
+    }
+}
+
+/// Flax's default `sow` reduction: append the value to the tuple accumulated so far.
+fn append_to_tuple(acc: Value, value: Value) -> Result<Value> {
+    match acc {
+        Value::List(mut items) => {
+            items.push(value);
+            Ok(Value::List(items))
+        }
+        other => Err(Error::Value(format!("sow's default reduce_fn appends to a tuple, found {other:?}"))),
+    }
+}

@@ -1,0 +1,63 @@
+//! Linear layers: `Dense`.
+
+use crate::core::errors::{Error, Result};
+use crate::core::scope::Scope;
+use crate::module;
+use crate::nn::dtypes::{cast, result_dtype};
+use crate::nn::initializers::{self, Init};
+use tch::{Kind, Tensor};
+
+/// A linear transformation applied over the last dimension of the input (Flax's `nn.Dense`):
+/// `y = x @ kernel + bias`, with `kernel` of shape `(in_features, features)`. The input size
+/// is inferred from the first call.
+#[module]
+pub struct Dense {
+    /// The number of output features.
+    pub features: i64,
+    /// Whether to add a bias.
+    #[module(default = true)]
+    pub use_bias: bool,
+    /// The dtype of the computation (default: inferred from inputs and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// Initializer of the kernel (default: `lecun_normal`).
+    #[module(default = Init::new("init", initializers::lecun_normal()))]
+    pub kernel_init: Init,
+    /// Initializer of the bias (default: `zeros`).
+    #[module(default = Init::new("zeros", initializers::zeros()))]
+    pub bias_init: Init,
+}
+
+#[module]
+impl Dense {
+    /// Applies the layer to `inputs` of shape `(..., in_features)`.
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, inputs: &Tensor) -> Result<Tensor> {
+        let in_features = *inputs.size().last().ok_or_else(|| Error::Shape {
+            scope: cx.path_text(),
+            message: "Dense needs an input with at least one dimension, got a scalar".into(),
+        })?;
+        let kernel = cx.param_with_dtype(
+            "kernel",
+            &self.kernel_init,
+            &[in_features, self.features],
+            self.param_dtype,
+        )?;
+        let bias = if self.use_bias {
+            Some(cx.param_with_dtype("bias", &self.bias_init, &[self.features], self.param_dtype)?)
+        } else {
+            None
+        };
+        let kind = result_dtype(&[inputs, &kernel], self.dtype)?;
+        let (x, kernel) = (cast(inputs, kind)?, cast(&kernel, kind)?);
+        let y = match &bias {
+            Some(b) if x.dim() == 2 => cast(b, kind)?.f_addmm(&x, &kernel)?,
+            Some(b) => x.f_matmul(&kernel)?.f_add(&cast(b, kind)?)?,
+            None => x.f_matmul(&kernel)?,
+        };
+        Ok(y)
+    }
+}

@@ -1,0 +1,91 @@
+//! The module system end to end on small modules: naming, trees, options and errors.
+
+use flax::prelude::*;
+use flax::{CaptureIntermediates, Error, Value};
+
+#[module]
+pub struct Mlp {
+    pub out_dims: i64,
+}
+
+#[module]
+impl Mlp {
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let x = x.flatten(1, -1);
+        let x = nn::Dense::new(128).call(cx, &x)?.relu();
+        nn::Dense::new(self.out_dims).call(cx, &x)
+    }
+}
+
+fn shapes(v: &Variables, path: &[&str]) -> Vec<i64> {
+    v.tensor(path).unwrap_or_else(|| panic!("missing {path:?} in {v}")).size()
+}
+
+#[test]
+fn basic_usage_mlp_has_flax_tree_and_output_shape() {
+    let model = Mlp::new(10);
+    let x = Tensor::zeros([4, 28, 28, 1], (Kind::Float, Device::Cpu));
+    let variables = model.init(PRNGKey::new(42), &x).unwrap();
+    assert_eq!(variables.keys().collect::<Vec<_>>(), ["params"]);
+    let params = variables.get_dict("params").unwrap();
+    assert_eq!(params.keys().collect::<Vec<_>>(), ["Dense_0", "Dense_1"]);
+    assert_eq!(shapes(&variables, &["params", "Dense_0", "kernel"]), [784, 128]);
+    assert_eq!(shapes(&variables, &["params", "Dense_0", "bias"]), [128]);
+    assert_eq!(shapes(&variables, &["params", "Dense_1", "kernel"]), [128, 10]);
+    let y = model.apply(&variables, &x).unwrap();
+    assert_eq!(y.size(), [4, 10]);
+}
+
+#[test]
+fn debug_prints_flax_repr() {
+    let text = format!("{:?}", nn::Dense::new(3));
+    assert_eq!(
+        text,
+        "Dense(\n    # attributes\n    features = 3\n    use_bias = True\n    dtype = None\n    param_dtype = float32\n    kernel_init = init\n    bias_init = zeros\n)"
+    );
+}
+
+#[test]
+fn apply_checks_param_shapes_and_structure() {
+    let model = Mlp::new(10);
+    let x = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
+    let variables = model.init(PRNGKey::new(0), &x).unwrap();
+    let wider = Tensor::zeros([2, 5], (Kind::Float, Device::Cpu));
+    match model.apply(&variables, &wider) {
+        Err(Error::ScopeParamShape { name, scope, value_shape, init_shape }) => {
+            assert_eq!((name.as_str(), scope.as_str()), ("kernel", "/Dense_0"));
+            assert_eq!((value_shape, init_shape), (vec![4, 128], vec![5, 128]));
+        }
+        other => panic!("expected ScopeParamShape, got {other:?}"),
+    }
+    let nested = FrozenDict::new().copy([("params", Value::Dict(variables.clone()))]);
+    assert!(matches!(model.apply(&nested, &x), Err(Error::ApplyScopeInvalidVariablesStructure)));
+    match model.apply(&FrozenDict::new(), &x) {
+        Err(Error::ScopeCollectionNotFound { collection, name, scope }) => {
+            assert_eq!(
+                (collection.as_str(), name.as_str(), scope.as_str()),
+                ("params", "kernel", "/Dense_0")
+            );
+        }
+        other => panic!("expected ScopeCollectionNotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn capture_intermediates_records_every_call() {
+    let model = Mlp::new(3);
+    let x = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
+    let variables = model.init(PRNGKey::new(0), &x).unwrap();
+    let (y, state) =
+        model.apply_with(&variables, ApplyOptions::new().capture_intermediates(true), &x).unwrap();
+    let inter = state.get_dict("intermediates").unwrap();
+    assert_eq!(inter.keys().collect::<Vec<_>>(), ["Dense_0", "Dense_1", "__call__"]);
+    let top = inter.get("__call__").unwrap().as_list().unwrap();
+    assert_eq!(top.len(), 1);
+    assert!(top[0].as_tensor().unwrap().equal(&y));
+    let only_dense_1 = CaptureIntermediates::filter(|call| call.name == Some("Dense_1"));
+    let (_, state) =
+        model.apply_with(&variables, ApplyOptions::new().capture_intermediates(only_dense_1), &x).unwrap();
+    assert_eq!(state.get_dict("intermediates").unwrap().keys().collect::<Vec<_>>(), ["Dense_1"]);
+}

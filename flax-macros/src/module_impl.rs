@@ -226,9 +226,15 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
         .iter()
         .enumerate()
         .map(|(i, n)| if i == m.scope_index { quote!(__flax_cx) } else { quote!(#n) });
+    let described = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != m.scope_index)
+        .map(|(_, n)| quote!((&::flax::__private::Probe(&#n)).__flax_describe()));
     f.block = syn::parse_quote!({
         #[allow(unused_imports)]
-        use ::flax::__private::{ViaIntermediate as _, ViaOpaque as _};
+        use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeTensor as _, ViaIntermediate as _, ViaOpaque as _};
+        let __flax_inputs = ::flax::Scope::is_recording_calls(#scope).then(|| ::std::vec![#(#described),*]);
         ::flax::Scope::call_method(
             #scope,
             ::flax::Module::module_handle(self),
@@ -237,6 +243,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
             #compact,
             |__flax_cx| self.#hidden(#(#pass),*),
             |__flax_out| (&::flax::__private::Probe(__flax_out)).__flax_intermediate(),
+            __flax_inputs,
         )
     });
     f

@@ -5,7 +5,7 @@
 //! `(&Probe(&value)).method()` and method resolution prefers the impl that needs fewer
 //! auto-references. It works because generated code names concrete types.
 
-use crate::core::frozen_dict::Value;
+use crate::core::frozen_dict::{Scalar, Value};
 use crate::core::module::Module;
 use crate::core::repr::FlaxRepr;
 use std::fmt::Debug;
@@ -95,6 +95,39 @@ pub trait ViaOpaque {
 impl<T: ?Sized> ViaOpaque for &Probe<'_, T> {
     fn __flax_intermediate(&self) -> Option<Value> {
         None
+    }
+}
+
+/// How a method argument appears in `tabulate`'s inputs column: tensors as themselves,
+/// scalars as scalars, anything else by its `Debug` text.
+pub trait ViaDescribeTensor {
+    /// The argument as a value.
+    fn __flax_describe(&self) -> Value;
+}
+impl ViaDescribeTensor for Probe<'_, Tensor> {
+    fn __flax_describe(&self) -> Value {
+        Value::Tensor(self.0.shallow_clone())
+    }
+}
+impl ViaDescribeTensor for Probe<'_, &Tensor> {
+    fn __flax_describe(&self) -> Value {
+        Value::Tensor(self.0.shallow_clone())
+    }
+}
+
+/// Non-tensor arguments.
+pub trait ViaDescribeDebug {
+    /// The argument as a value.
+    fn __flax_describe(&self) -> Value;
+}
+impl<T: Debug + ?Sized> ViaDescribeDebug for &Probe<'_, T> {
+    fn __flax_describe(&self) -> Value {
+        let text = format!("{:?}", self.0);
+        Value::Scalar(match text.as_str() {
+            "true" => Scalar::Bool(true),
+            "false" => Scalar::Bool(false),
+            _ => text.parse::<i64>().map(Scalar::Int).unwrap_or(Scalar::Str(text)),
+        })
     }
 }
 

@@ -45,6 +45,21 @@ struct Frame {
     child_rng_counters: Vec<(Name, Vec<u32>)>,
 }
 
+/// One module method call, as recorded for `tabulate` when [`Scope::record_calls`] is on.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// The module path of the call (`["Dense_0"]`; empty for the root module).
+    pub path: Vec<String>,
+    /// The module's type name (`Dense`).
+    pub module_type: &'static str,
+    /// The method, as Flax names it (`__call__` for `call`).
+    pub method: &'static str,
+    /// The arguments after the scope: tensors as tensors, other values summarised.
+    pub inputs: Vec<Value>,
+    /// The output, when it is something `capture_intermediates` could store.
+    pub output: Option<Value>,
+}
+
 /// Options that fix how one `init`/`apply` run behaves; built by [`crate::core::apply`].
 pub(crate) struct ScopeConfig {
     pub rngs: Rngs,
@@ -68,6 +83,8 @@ pub struct Scope<'v> {
     config: ScopeConfig,
     frames: Vec<Frame>,
     next_serial: u64,
+    /// Calls recorded for `tabulate`, when recording is on.
+    calls: Option<Vec<CallRecord>>,
 }
 
 impl<'v> Scope<'v> {
@@ -97,7 +114,22 @@ impl<'v> Scope<'v> {
             rng_counters: vec![0; streams],
             child_rng_counters: Vec::new(),
         };
-        Scope { input, state, config, frames: vec![root], next_serial: 1 }
+        Scope { input, state, config, frames: vec![root], next_serial: 1, calls: None }
+    }
+
+    /// Starts recording every module method call with its inputs and output (`tabulate`).
+    pub fn record_calls(&mut self) {
+        self.calls = Some(Vec::new());
+    }
+
+    /// Whether calls are being recorded (generated code describes arguments only then).
+    pub fn is_recording_calls(&self) -> bool {
+        self.calls.is_some()
+    }
+
+    /// The calls recorded since [`record_calls`](Self::record_calls), in call order.
+    pub fn take_calls(&mut self) -> Vec<CallRecord> {
+        self.calls.take().unwrap_or_default()
     }
 
     /// Ends the run: the working copy of the mutable collections.
@@ -436,8 +468,10 @@ impl<'v> Scope<'v> {
     ///
     /// A call from the module's own methods runs in the same frame; a call from a parent
     /// enters the child frame named as Flax names it. The output is captured into
-    /// `intermediates` when `capture_intermediates` selects this call.
+    /// `intermediates` when `capture_intermediates` selects this call. `inputs` describes the
+    /// arguments and runs only while calls are being recorded.
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     pub fn call_method<R>(
         &mut self,
         handle: &ModuleHandle,
@@ -445,25 +479,39 @@ impl<'v> Scope<'v> {
         method: &'static str,
         compact: bool,
         body: impl FnOnce(&mut Scope<'v>) -> Result<R>,
-        intermediate: impl FnOnce(&R) -> Option<Value>,
+        intermediate: impl Fn(&R) -> Option<Value>,
+        inputs: Option<Vec<Value>>,
     ) -> Result<R> {
         let inline = self.top().owner == handle.token;
         if !inline {
             let name = self.child_name(handle, module_type)?;
             self.push_child(name, module_type, handle.token)?;
         }
+        let record = inputs.map(|inputs| self.start_record(module_type, method, inputs));
         let result = {
             let _naming = (compact || !inline).then(|| NamingGuard::push(compact));
             body(self)
         };
         let result = result.and_then(|out| {
-            self.capture(handle, module_type, method, &out, intermediate)?;
+            self.capture(handle, module_type, method, &out, &intermediate)?;
+            if let (Some(index), Some(calls)) = (record, self.calls.as_mut()) {
+                calls[index].output = intermediate(&out);
+            }
             Ok(out)
         });
         if !inline {
             self.pop_child();
         }
         result
+    }
+
+    /// Appends a call record (before the body runs, so records are in call order).
+    fn start_record(&mut self, module_type: &'static str, method: &'static str, inputs: Vec<Value>) -> usize {
+        let path = self.path().into_iter().map(str::to_owned).collect();
+        let method = if method == "call" { "__call__" } else { method };
+        let calls = self.calls.get_or_insert_with(Vec::new);
+        calls.push(CallRecord { path, module_type, method, inputs, output: None });
+        calls.len() - 1
     }
 
     fn child_name(&self, handle: &ModuleHandle, module_type: &'static str) -> Result<Name> {
@@ -484,7 +532,7 @@ impl<'v> Scope<'v> {
         module_type: &'static str,
         method: &'static str,
         out: &R,
-        intermediate: impl FnOnce(&R) -> Option<Value>,
+        intermediate: &impl Fn(&R) -> Option<Value>,
     ) -> Result<()> {
         let flax_method = if method == "call" { "__call__" } else { method };
         let info = CallInfo { module_type, name: handle.name(), method: flax_method };

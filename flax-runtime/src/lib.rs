@@ -10,7 +10,7 @@ pub mod core;
 pub mod nn;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
-pub use crate::core::errors::{Error, Result};
+pub use crate::core::errors::{Error, NameKind, Result};
 pub use crate::core::filter::CollectionFilter;
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};
 pub use crate::core::module::{Bound, Module};

@@ -1,0 +1,8 @@
+//! One compile-fail case per error the macros report at compile time (Flax raises these at
+//! run time). Snapshots: `TRYBUILD=overwrite cargo test -p flax-ui-tests` rewrites them.
+
+#[test]
+fn compile_time_errors() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
+}

@@ -161,10 +161,13 @@ pub fn dtype_name(kind: tch::Kind) -> &'static str {
         ComplexDouble => "complex128",
         Bool => "bool",
         BFloat16 => "bfloat16",
-        UInt16 => "uint16",
-        UInt32 => "uint32",
-        UInt64 => "uint64",
-        _ => "unsupported",
+        // ml_dtypes' names, which numpy (and so Flax's msgpack format) uses for them.
+        Float8e5m2 => "float8_e5m2",
+        Float8e4m3fn => "float8_e4m3fn",
+        Float8e5m2fnuz => "float8_e5m2fnuz",
+        Float8e4m3fnuz => "float8_e4m3fnuz",
+        // tch 0.26 has no unsigned kinds wider than 8 bits; quantized kinds have no numpy name.
+        QInt8 | QUInt8 | QInt32 => "unsupported",
     }
 }
 
@@ -295,11 +298,13 @@ impl FrozenDict {
 
     // Mutation is for the runtime's private working copies only.
 
+    #[allow(dead_code)] // Used by the Scope runtime, which lands on its own branch.
     pub(crate) fn entries_mut(&mut self) -> &mut IndexMap<String, Value> {
         &mut self.entries
     }
 
     /// The nested dictionary under `key`, created empty when missing or not a dictionary.
+    #[allow(dead_code)] // Used by the Scope runtime, which lands on its own branch.
     pub(crate) fn dict_mut(&mut self, key: &str) -> &mut FrozenDict {
         if !matches!(self.entries.get(key), Some(Value::Dict(_))) {
             self.entries.insert(key.to_owned(), Value::Dict(FrozenDict::new()));
@@ -310,6 +315,7 @@ impl FrozenDict {
         }
     }
 
+    #[allow(dead_code)] // Used by the Scope runtime, which lands on its own branch.
     pub(crate) fn insert(&mut self, key: impl Into<String>, value: Value) {
         self.entries.insert(key.into(), value);
     }

@@ -7,8 +7,47 @@ use crate::core::errors::Result;
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
 use tch::Tensor;
 
+/// Flax's `MAX_CHUNK_SIZE`: msgpack's true limit is 2^31 - 1 bytes per leaf, with a margin.
+pub(crate) const MAX_CHUNK_SIZE: usize = 1 << 30;
+
 /// The key whose presence marks a chunked array (Python checks presence, not the value).
 const CHUNKED_MARKER: &str = "__msgpack_chunked_array__";
+
+/// `_chunk`, for an array that `_chunk_array_leaves_in_place` would chunk: one reached through
+/// dictionaries only (`chunkable`) whose data exceeds `max_chunk_size` bytes. The chunks are
+/// views into a flattened `tensor`, each at most `max_chunk_size` bytes (at least one element).
+pub(crate) fn chunk_if_oversized(
+    tensor: &Tensor,
+    max_chunk_size: usize,
+    chunkable: bool,
+) -> Result<Option<FrozenDict>> {
+    let itemsize = tensor.f_kind()?.elt_size_in_bytes();
+    let numel = tensor.numel();
+    if !chunkable || numel * itemsize <= max_chunk_size {
+        return Ok(None);
+    }
+    let chunk_len = (max_chunk_size / itemsize).max(1);
+    let flat = tensor.f_reshape([-1])?;
+    let chunks = (0..numel)
+        .step_by(chunk_len)
+        .enumerate()
+        .map(|(i, start)| {
+            let len = chunk_len.min(numel - start);
+            Ok((i.to_string(), Value::Tensor(flat.f_narrow(0, start as i64, len as i64)?)))
+        })
+        .collect::<Result<FrozenDict>>()?;
+    let shape = tensor
+        .size()
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| (i.to_string(), Value::Scalar(Scalar::Int(d))))
+        .collect();
+    Ok(Some(FrozenDict::from_iter([
+        (CHUNKED_MARKER.to_owned(), Value::Scalar(Scalar::Bool(true))),
+        ("shape".to_owned(), Value::Dict(shape)),
+        ("chunks".to_owned(), Value::Dict(chunks)),
+    ])))
+}
 
 /// Re-assembles every chunked array reachable from the root through dictionaries, as Flax's
 /// `_unchunk_array_leaves_in_place` does (it does not look inside lists).
@@ -139,5 +178,50 @@ mod tests {
         assert!(format_error(&gap).contains("lacks \"0\""));
         let int_chunk = ext(1, &ndarray_payload(&[1], "int32", &[0; 4]));
         assert!(format_error(&chunked(&[2], vec![chunk(&[1.]), int_chunk])).contains("dtype"));
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+    use crate::serialization::msgpack::{Encoder, KeyOrder};
+    use crate::serialization::msgpack_restore;
+
+    /// `SMALL_CHUNK_SIZE` of `scripts/golden/serialization_vectors.py`.
+    const SCRIPT_CHUNK_SIZE: usize = 100;
+
+    #[test]
+    fn small_chunk_size_writes_the_bytes_flax_wrote_with_it() {
+        for (case, key_order) in [("chunked", KeyOrder::Sorted), ("chunked_to_bytes", KeyOrder::Insertion)] {
+            let path = format!("{}/tests/data/serialization/{case}.msgpack", env!("CARGO_MANIFEST_DIR"));
+            let flax_bytes = std::fs::read(path).unwrap();
+            let value = msgpack_restore(&flax_bytes).unwrap();
+            let encoder = Encoder { key_order, max_chunk_size: SCRIPT_CHUNK_SIZE };
+            assert!(encoder.encode(&value).unwrap() == flax_bytes, "{case}");
+        }
+    }
+
+    #[test]
+    fn chunks_split_at_the_byte_limit_and_round_trip() {
+        let t = Tensor::arange(10, (tch::Kind::Double, tch::Device::Cpu)).reshape([2, 5]);
+        let chunked = chunk_if_oversized(&t, 24, true).unwrap().unwrap();
+        let Some(Value::Dict(chunks)) = chunked.get("chunks") else { panic!("no chunks") };
+        let lens: Vec<i64> = chunks.iter().map(|(_, c)| c.as_tensor().unwrap().size()[0]).collect();
+        assert_eq!(lens, [3, 3, 3, 1]);
+        assert!(unchunk(&chunked).unwrap().equal(&t));
+        assert!(chunk_if_oversized(&t, 80, true).unwrap().is_none());
+        assert!(chunk_if_oversized(&t, 24, false).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_element_larger_than_the_limit_is_its_own_chunk() {
+        let scalar = Tensor::from(2.5f64);
+        let encoder = Encoder { key_order: KeyOrder::Sorted, max_chunk_size: 4 };
+        let bytes = encoder
+            .encode(&Value::Dict(FrozenDict::from_iter([("x".to_owned(), Value::Tensor(scalar))])))
+            .unwrap();
+        let restored = msgpack_restore(&bytes).unwrap();
+        let x = restored.as_dict().unwrap().tensor(&["x"]).unwrap();
+        assert_eq!((x.size(), x.double_value(&[])), (vec![], 2.5));
     }
 }

@@ -29,7 +29,7 @@
 //! Flax's two writers order keys differently, and this module follows each:
 //! [`msgpack_serialize`] sorts the keys of every dictionary (Flax copies the tree with
 //! `jax.tree_util.tree_map` first, which rebuilds dictionaries in sorted key order), while
-//! `to_bytes` keeps the state dict's insertion order (Flax serializes the state dict in place).
+//! [`to_bytes`] keeps the state dict's insertion order (Flax serializes the state dict in place).
 //! Reading keeps the order of the bytes.
 //!
 //! # Reading untrusted bytes
@@ -43,7 +43,12 @@
 mod chunking;
 mod msgpack;
 mod ndarray;
+mod state_dict;
 #[cfg(test)]
 mod testing;
 
-pub use msgpack::msgpack_restore;
+pub use msgpack::{msgpack_restore, msgpack_serialize};
+pub use state_dict::{
+    from_bytes, from_bytes_with, from_state_dict, from_state_dict_with, to_bytes, to_state_dict,
+    RestoreOptions,
+};

@@ -3,7 +3,9 @@
 use super::{chunking, ndarray};
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
+use rmp::encode;
 use rmpv::ValueRef;
+use std::fmt;
 
 /// Flax's msgpack extension type codes (`_MsgpackExtType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +17,126 @@ pub(crate) enum ExtType {
     NativeComplex = 2,
     /// A numpy scalar (`np.float32(1.5)`), stored as a 0-d array.
     NpScalar = 3,
+}
+
+/// Writes `value` as Flax's `flax.serialization.msgpack_serialize` does: every dictionary's
+/// keys sorted (Flax first copies the tree with `jax.tree_util.tree_map`, which rebuilds
+/// dictionaries in sorted order), lists as msgpack arrays, tensors as extension type 1, and
+/// arrays over 2^30 bytes reached through dictionaries split into chunks.
+///
+/// Flax's writer rejects tuples (it packs with `strict_types=True`), so a [`Value::List`] here is
+/// a Python list. Non-contiguous or CUDA tensors are written from a contiguous CPU copy.
+/// Tensors whose kind numpy cannot name (quantized, `ComplexHalf`) are an [`Error::Value`].
+pub fn msgpack_serialize(value: &Value) -> Result<Vec<u8>> {
+    Encoder { key_order: KeyOrder::Sorted, max_chunk_size: chunking::MAX_CHUNK_SIZE }.encode(value)
+}
+
+/// How an [`Encoder`] orders the keys of dictionaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyOrder {
+    /// Sorted, as `msgpack_serialize` writes them.
+    Sorted,
+    /// As stored, as `to_bytes` writes them.
+    Insertion,
+}
+
+/// The writer behind [`msgpack_serialize`] and `to_bytes`; the chunk size is a parameter so
+/// that tests can exercise chunking with small arrays, as Python tests patch `MAX_CHUNK_SIZE`.
+pub(crate) struct Encoder {
+    pub(crate) key_order: KeyOrder,
+    pub(crate) max_chunk_size: usize,
+}
+
+impl Encoder {
+    /// The bytes of `value`.
+    pub(crate) fn encode(&self, value: &Value) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_value(&mut out, value, self.key_order, true)?;
+        Ok(out)
+    }
+
+    /// `chunkable` is whether every container from the root down to `value` is a dictionary,
+    /// the only places Flax's `_chunk_array_leaves_in_place` looks.
+    fn write_value(&self, out: &mut Vec<u8>, value: &Value, order: KeyOrder, chunkable: bool) -> Result<()> {
+        match value {
+            Value::Tensor(t) => match chunking::chunk_if_oversized(t, self.max_chunk_size, chunkable)? {
+                // Flax chunks after sorting, so the chunk map keeps its construction order.
+                Some(chunked) => self.write_dict(out, &chunked, KeyOrder::Insertion, false),
+                None => ndarray::write_ndarray(out, t, ExtType::Ndarray),
+            },
+            Value::Dict(dict) => self.write_dict(out, dict, order, chunkable),
+            Value::List(items) => {
+                written(encode::write_array_len(out, len_u32(items.len(), "list")?))?;
+                items.iter().try_for_each(|item| self.write_value(out, item, order, false))
+            }
+            Value::Scalar(scalar) => write_scalar(out, scalar),
+        }
+    }
+
+    fn write_dict(
+        &self,
+        out: &mut Vec<u8>,
+        dict: &FrozenDict,
+        order: KeyOrder,
+        chunkable: bool,
+    ) -> Result<()> {
+        let mut entries: Vec<(&str, &Value)> = dict.iter().collect();
+        if order == KeyOrder::Sorted {
+            entries.sort_unstable_by_key(|&(key, _)| key);
+        }
+        written(encode::write_map_len(out, len_u32(entries.len(), "dict")?))?;
+        entries.into_iter().try_for_each(|(key, value)| {
+            write_str(out, key)?;
+            self.write_value(out, value, order, chunkable)
+        })
+    }
+}
+
+fn write_scalar(out: &mut Vec<u8>, scalar: &Scalar) -> Result<()> {
+    match scalar {
+        Scalar::None => written(encode::write_nil(out)),
+        Scalar::Bool(b) => written(encode::write_bool(out, *b)),
+        Scalar::Int(n) => written(encode::write_sint(out, *n)),
+        // Python floats are doubles, and msgpack-python always packs them as float64.
+        Scalar::Float(x) => written(encode::write_f64(out, *x)),
+        Scalar::Str(s) => write_str(out, s),
+        Scalar::Bytes(bytes) => {
+            written(encode::write_bin_len(out, len_u32(bytes.len(), "bytes")?))?;
+            out.extend_from_slice(bytes);
+            Ok(())
+        }
+        Scalar::Complex(re, im) => {
+            let mut payload = Vec::new();
+            written(encode::write_array_len(&mut payload, 2))?;
+            written(encode::write_f64(&mut payload, *re))?;
+            written(encode::write_f64(&mut payload, *im))?;
+            written(encode::write_ext_meta(
+                out,
+                len_u32(payload.len(), "complex")?,
+                ExtType::NativeComplex as i8,
+            ))?;
+            out.extend_from_slice(&payload);
+            Ok(())
+        }
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
+    written(encode::write_str_len(out, len_u32(s.len(), "string")?))?;
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// rmp's writers are generic over fallible sinks; writing into a `Vec` cannot fail, but the
+/// error is still carried rather than unwrapped.
+pub(crate) fn written<T, E: fmt::Display>(result: std::result::Result<T, E>) -> Result<()> {
+    result.map(drop).map_err(|e| Error::Value(format!("msgpack write failed: {e}")))
+}
+
+/// A length as msgpack's 32-bit length fields hold it.
+pub(crate) fn len_u32(len: usize, what: &str) -> Result<u32> {
+    u32::try_from(len)
+        .map_err(|_| Error::Value(format!("{what} of length {len} exceeds msgpack's 2^32 - 1 limit")))
 }
 
 /// Restores the tree that Flax's `flax.serialization.msgpack_restore` returns for `bytes`:
@@ -278,6 +400,83 @@ mod tests {
             let _ = msgpack_restore(&bytes);
             let noise: Vec<u8> = (0..next() % 64).map(|_| next() as u8).collect();
             let _ = msgpack_restore(&noise);
+        }
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    fn round_trip(t: &Tensor) -> Tensor {
+        let bytes = msgpack_serialize(&Value::Tensor(t.shallow_clone())).unwrap();
+        msgpack_restore(&bytes).unwrap().as_tensor().unwrap().shallow_clone()
+    }
+
+    #[test]
+    fn every_serializable_kind_round_trips() {
+        let base = Tensor::arange(12, (Kind::Double, Device::Cpu)).reshape([3, 4]) * 0.25 - 1.0;
+        for kind in [
+            Kind::Half,
+            Kind::BFloat16,
+            Kind::Float,
+            Kind::Double,
+            Kind::Int8,
+            Kind::Int16,
+            Kind::Int,
+            Kind::Int64,
+            Kind::Uint8,
+            Kind::Bool,
+            Kind::ComplexFloat,
+            Kind::ComplexDouble,
+            Kind::Float8e4m3fn,
+            Kind::Float8e5m2,
+            Kind::Float8e4m3fnuz,
+            Kind::Float8e5m2fnuz,
+        ] {
+            let t = base.to_kind(kind);
+            let back = round_trip(&t);
+            assert_eq!((back.kind(), back.size()), (kind, vec![3, 4]));
+            assert!(back.to_kind(Kind::Double).equal(&t.to_kind(Kind::Double)), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn views_and_tensors_requiring_grad_write_their_values() {
+        let t = Tensor::arange(12, (Kind::Float, Device::Cpu)).reshape([3, 4]);
+        let view = t.tr().slice(0, 1, 4, 2);
+        assert!(round_trip(&view).equal(&view.contiguous()));
+        let leaf = t.copy().set_requires_grad(true);
+        assert!(round_trip(&leaf).equal(&t));
+    }
+
+    #[test]
+    fn kinds_without_a_numpy_dtype_are_refused() {
+        let t = Tensor::zeros([2], (Kind::ComplexHalf, Device::Cpu));
+        let err = msgpack_serialize(&Value::Tensor(t)).unwrap_err();
+        assert!(matches!(&err, Error::Value(m) if m.contains("ComplexHalf")), "{err}");
+    }
+
+    #[test]
+    fn scalars_round_trip() {
+        let scalars = [
+            Scalar::None,
+            Scalar::Bool(false),
+            Scalar::Int(i64::MIN),
+            Scalar::Int(-33),
+            Scalar::Int(1 << 40),
+            Scalar::Float(-0.0),
+            Scalar::Str("é".repeat(200)),
+            Scalar::Bytes(vec![7; 70_000]),
+            Scalar::Complex(f64::INFINITY, -1.0),
+        ];
+        for scalar in scalars {
+            let bytes = msgpack_serialize(&Value::Scalar(scalar.clone())).unwrap();
+            match msgpack_restore(&bytes).unwrap() {
+                Value::Scalar(back) => assert!(format!("{back:?}") == format!("{scalar:?}")),
+                other => panic!("{other:?}"),
+            }
         }
     }
 }

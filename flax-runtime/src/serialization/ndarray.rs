@@ -1,9 +1,10 @@
 //! Arrays in Flax's msgpack extension payload (`_ndarray_to_bytes` / `_ndarray_from_bytes`):
 //! the msgpack triple `[shape, dtype name, raw little-endian C-order bytes]`.
 
-use super::msgpack::{malformed, read_nested};
-use crate::core::errors::Result;
+use super::msgpack::{len_u32, malformed, read_nested, written, ExtType};
+use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::dtype_name;
+use rmp::encode;
 use rmpv::ValueRef;
 use tch::{Kind, Tensor};
 
@@ -36,6 +37,38 @@ const SERIALIZABLE_KINDS: [Kind; 16] = [
 
 /// numpy's limit on the number of dimensions (`NPY_MAXDIMS`); Flax cannot write more.
 const MAX_NDIM: usize = 64;
+
+/// Writes `tensor` as extension `ext` (type 1, or 3 for a numpy scalar) around Flax's payload
+/// `[shape, dtype name, bytes]`. The bytes are those of a contiguous CPU copy, so views, strided
+/// and CUDA tensors write the same bytes as their contiguous CPU equivalent.
+pub(crate) fn write_ndarray(out: &mut Vec<u8>, tensor: &Tensor, ext: ExtType) -> Result<()> {
+    let kind = tensor.f_kind()?;
+    if !SERIALIZABLE_KINDS.contains(&kind) {
+        return Err(Error::Value(format!(
+            "cannot serialize a tensor of kind {kind:?}: numpy has no dtype for it"
+        )));
+    }
+    // Conjugated or negated views (`conj()`) keep their data unresolved until asked.
+    let tensor = tensor.f_resolve_conj()?.f_resolve_neg()?;
+    let shape = tensor.size();
+    let numel = tensor.numel();
+    let nbytes = numel * kind.elt_size_in_bytes();
+    let mut header = Vec::new();
+    written(encode::write_array_len(&mut header, 3))?;
+    written(encode::write_array_len(&mut header, len_u32(shape.len(), "array rank")?))?;
+    for dim in shape {
+        // libtorch sizes are never negative.
+        written(encode::write_uint(&mut header, dim.unsigned_abs()))?;
+    }
+    written(encode::write_str(&mut header, dtype_name(kind)))?;
+    written(encode::write_bin_len(&mut header, len_u32(nbytes, "array data")?))?;
+    written(encode::write_ext_meta(out, len_u32(header.len() + nbytes, "array extension")?, ext as i8))?;
+    out.extend_from_slice(&header);
+    let start = out.len();
+    out.resize(start + nbytes, 0);
+    // libtorch copies from any device and any strides into C order.
+    Ok(tensor.f_copy_data_u8(&mut out[start..], numel)?)
+}
 
 /// The tensor a type-1 (or type-3) extension payload describes.
 pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Tensor> {

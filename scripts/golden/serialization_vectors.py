@@ -146,8 +146,8 @@ def chunked_tree():
   }
 
 
-def train_state_bytes():
-  """`to_bytes` of a trained TrainState with Adam: `to_state_dict` gives
+def make_train_state(steps=2):
+  """A TrainState with Adam after `steps` updates. `to_state_dict` of it is
   {step, params, opt_state: {'0': ScaleByAdamState, '1': EmptyState}}."""
 
   class Mlp(nn.Module):
@@ -159,10 +159,14 @@ def train_state_bytes():
   model = Mlp()
   params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))['params']
   state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-2))
-  for i in range(2):
+  for i in range(steps):
     grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.5 * (i + 1)), state.params)
     state = state.apply_gradients(grads=grads)
-  return serialization.to_bytes(state)
+  return state
+
+
+def train_state_bytes():
+  return serialization.to_bytes(make_train_state())
 
 
 def unsupported_uint_bytes():

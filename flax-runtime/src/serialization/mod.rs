@@ -3,8 +3,19 @@
 //! The bytes are those of `flax.serialization` in Flax 0.12.8 (unchanged in substance since the
 //! 0.6.10 the spec documents), so a file written here loads in Python Flax and the other way
 //! round. The golden tests under `tests/serialization_golden.rs` prove byte identity against
-//! vectors written by the real library (`scripts/golden/serialization_vectors.py`), and
-//! `scripts/golden/check_rust_bytes.py` checks bytes written by Rust with Python Flax.
+//! vectors written by the real library (`scripts/golden/serialization_vectors.py`). The other
+//! direction, Python Flax loading bytes written by Rust, is checked by
+//! `scripts/golden/check_rust_bytes.py` on the files that golden test saves:
+//!
+//! ```text
+//! cargo test -p flax-runtime --test serialization_golden
+//! .golden-venv/bin/python scripts/golden/check_rust_bytes.py
+//! ```
+//!
+//! - [`msgpack_serialize`] / [`msgpack_restore`]: any [`Value`](crate::Value) tree.
+//! - [`to_bytes`] / [`from_bytes`]: variables through their state dict ([`to_state_dict`]),
+//!   restored into a target of the same structure; strict by default, with
+//!   [`from_bytes_with`] and [`RestoreOptions`] for partial restores.
 //!
 //! # The format
 //! - A dictionary is a msgpack map with string keys; a [`Value::List`](crate::Value::List) is a

@@ -16,6 +16,7 @@ use super::msgpack::{msgpack_restore, Encoder, KeyOrder};
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
 use std::collections::HashMap;
+use tch::Tensor;
 
 /// How strictly a restore matches the stored entries to the target's. The default is strict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,7 +113,7 @@ impl Restorer {
             // Flax stores lists and tuples as dicts keyed "0", "1", …; msgpack_serialize as lists.
             (Value::List(t), Value::Dict(s)) => Value::List(self.restore_list(path, t, dict_children(s))?),
             (Value::List(t), Value::List(s)) => Value::List(self.restore_list(path, t, list_children(s))?),
-            (Value::Tensor(t), Value::Tensor(s)) if t.size() == s.size() && t.kind() == s.kind() => {
+            (Value::Tensor(t), Value::Tensor(s)) if same_layout(t, s)? => {
                 Value::Tensor(s.f_to_device(t.device())?)
             }
             (Value::Scalar(t), Value::Scalar(s))
@@ -171,6 +172,11 @@ impl Restorer {
         }
         Ok(restored)
     }
+}
+
+/// Whether two tensors agree in dtype and shape (an undefined tensor is an error, not a panic).
+fn same_layout(target: &Tensor, state: &Tensor) -> Result<bool> {
+    Ok(target.f_kind()? == state.f_kind()? && target.size() == state.size())
 }
 
 fn dict_children(dict: &FrozenDict) -> Vec<(String, &Value)> {
@@ -278,6 +284,14 @@ mod tests {
                 "d: expected a list of 0, found None",
             ]
         );
+    }
+
+    #[test]
+    fn undefined_tensors_are_errors_not_panics() {
+        let target = dict(vec![("a", Value::Tensor(Tensor::new()))]);
+        let state = dict(vec![("a", ones(&[1]))]);
+        assert!(matches!(from_state_dict(&target, &state), Err(Error::Torch(_))));
+        assert!(matches!(to_bytes(&target), Err(Error::Torch(_))));
     }
 
     #[test]

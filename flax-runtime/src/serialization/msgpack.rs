@@ -328,6 +328,16 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicated_key_keeps_its_first_position_and_last_value() {
+        let Value::Dict(d) = msgpack_restore(&map(&[("a", int(1)), ("b", int(2)), ("a", int(3))])).unwrap()
+        else {
+            panic!("not a dict")
+        };
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(matches!(d.get("a"), Some(Value::Scalar(Scalar::Int(3)))));
+    }
+
+    #[test]
     fn unknown_extension_type() {
         assert!(format_error(&ext(7, &[0; 4])).contains("extension type 7"));
         assert!(format_error(&ext(-1, &[0; 8])).contains("extension type -1"));

@@ -3,6 +3,7 @@
 //! arrays over [`MAX_CHUNK_SIZE`] bytes are stored as a map of 1-D chunks.
 
 use super::msgpack::malformed;
+use super::ndarray::check_layout;
 use crate::core::errors::Result;
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
 use tch::Tensor;
@@ -87,10 +88,7 @@ fn unchunk(dict: &FrozenDict) -> Result<Tensor> {
         return Err(malformed("array chunks differ in dtype"));
     }
     let flat = Tensor::f_cat(&chunks, 0)?;
-    let numel = shape.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d));
-    if numel != Some(flat.numel() as i64) {
-        return Err(malformed(format!("{} chunked elements do not fill shape {shape:?}", flat.numel())));
-    }
+    check_layout(&shape, first.kind(), flat.numel() * first.kind().elt_size_in_bytes())?;
     Ok(flat.f_reshape(&shape)?)
 }
 
@@ -164,7 +162,15 @@ mod tests {
     #[test]
     fn element_count_must_fill_the_shape() {
         let message = format_error(&chunked(&[2, 3], vec![chunk(&[0., 1., 2., 3.])]));
-        assert!(message.contains("do not fill shape"), "{message}");
+        assert!(message.contains("needs 24 bytes, but has 16"), "{message}");
+    }
+
+    #[test]
+    fn huge_declared_shapes() {
+        let message = format_error(&chunked(&[0, 1 << 62, 1 << 62], vec![chunk(&[])]));
+        assert!(message.contains("too large"), "{message}");
+        let message = format_error(&chunked(&[1; 65], vec![chunk(&[1.])]));
+        assert!(message.contains("65 dimensions"), "{message}");
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Tensor> {
     let shape = shape_from_msgpack(&shape)?;
     let kind = kind_from_msgpack(&dtype)?;
     let buffer = bytes_like(&buffer).ok_or_else(|| malformed("array data is not a byte string"))?;
-    check_byte_len(&shape, kind, buffer.len())?;
+    check_layout(&shape, kind, buffer.len())?;
     if kind == Kind::Bool && buffer.iter().any(|&b| b > 1) {
         return Err(malformed("bool array holds bytes other than 0 and 1"));
     }
@@ -103,9 +103,6 @@ fn shape_from_msgpack(value: &ValueRef) -> Result<Vec<i64>> {
     let ValueRef::Array(dims) = value else {
         return Err(malformed("array shape is not a msgpack array"));
     };
-    if dims.len() > MAX_NDIM {
-        return Err(malformed(format!("array has {} dimensions, more than numpy's {MAX_NDIM}", dims.len())));
-    }
     dims.iter()
         .map(|dim| match dim {
             ValueRef::Integer(n) => n
@@ -127,8 +124,12 @@ fn kind_from_msgpack(value: &ValueRef) -> Result<Kind> {
     })
 }
 
-/// Checks that `shape` of `kind` is exactly `len` bytes, without overflowing on huge shapes.
-fn check_byte_len(shape: &[i64], kind: Kind, len: usize) -> Result<()> {
+/// Checks that an array of `shape` and `kind` is one numpy could hold (at most 64 dimensions)
+/// and is exactly `len` bytes, without overflowing on huge declared shapes.
+pub(crate) fn check_layout(shape: &[i64], kind: Kind, len: usize) -> Result<()> {
+    if shape.len() > MAX_NDIM {
+        return Err(malformed(format!("array has {} dimensions, more than numpy's {MAX_NDIM}", shape.len())));
+    }
     // Zero-sized dimensions are counted as one so that a zero cannot hide an overflowing shape.
     let capacity = shape.iter().try_fold(kind.elt_size_in_bytes(), |acc, &d| {
         usize::try_from(d.max(1)).ok().and_then(|d| acc.checked_mul(d)).filter(|&n| n <= isize::MAX as usize)

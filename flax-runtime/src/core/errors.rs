@@ -122,6 +122,13 @@ pub enum Error {
     /// A file or byte buffer is not in the expected format (corrupt, truncated, wrong type).
     #[error("malformed {format} data: {message}")]
     Format { format: &'static str, message: String },
+
+    /// Restoring a state dict into a target whose structure differs. Flax raises a
+    /// `ValueError` at the first missing key (and ignores extra ones); this reports every
+    /// difference at once. Entries are `/`-joined paths from the root; a mismatched entry is
+    /// followed by what the target holds and what was found instead.
+    #[error("The state dict does not match the target: missing {missing:?}, unexpected {unexpected:?}, mismatched {mismatched:?}")]
+    StateDictMismatch { missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<String> },
 }
 
 impl Error {

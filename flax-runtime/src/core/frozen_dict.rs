@@ -161,11 +161,13 @@ pub fn dtype_name(kind: tch::Kind) -> &'static str {
         ComplexDouble => "complex128",
         Bool => "bool",
         BFloat16 => "bfloat16",
+        // ml_dtypes' names, which numpy (and so Flax's msgpack format) uses for them.
         Float8e5m2 => "float8_e5m2",
         Float8e4m3fn => "float8_e4m3fn",
         Float8e5m2fnuz => "float8_e5m2fnuz",
         Float8e4m3fnuz => "float8_e4m3fnuz",
-        QInt8 | QUInt8 | QInt32 => "quantized",
+        // tch 0.26 has no unsigned kinds wider than 8 bits; quantized kinds have no numpy name.
+        QInt8 | QUInt8 | QInt32 => "unsupported",
     }
 }
 

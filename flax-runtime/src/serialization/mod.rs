@@ -1,0 +1,65 @@
+//! `flax.serialization`: variable trees to and from bytes, in Flax's msgpack format.
+//!
+//! The bytes are those of `flax.serialization` in Flax 0.12.8 (unchanged in substance since the
+//! 0.6.10 the spec documents), so a file written here loads in Python Flax and the other way
+//! round. The golden tests under `tests/serialization_golden.rs` prove byte identity against
+//! vectors written by the real library (`scripts/golden/serialization_vectors.py`). The other
+//! direction, Python Flax loading bytes written by Rust, is checked by
+//! `scripts/golden/check_rust_bytes.py` on the files that golden test saves:
+//!
+//! ```text
+//! cargo test -p flax-runtime --test serialization_golden
+//! .golden-venv/bin/python scripts/golden/check_rust_bytes.py
+//! ```
+//!
+//! - [`msgpack_serialize`] / [`msgpack_restore`]: any [`Value`](crate::Value) tree.
+//! - [`to_bytes`] / [`from_bytes`]: variables through their state dict ([`to_state_dict`]),
+//!   restored into a target of the same structure; strict by default, with
+//!   [`from_bytes_with`] and [`RestoreOptions`] for partial restores.
+//!
+//! # The format
+//! - A dictionary is a msgpack map with string keys; a [`Value::List`](crate::Value::List) is a
+//!   msgpack array; a [`Scalar`](crate::Scalar) is the matching msgpack scalar (`None` is nil,
+//!   integers take msgpack's smallest encoding, floats are always float64, strings are str,
+//!   bytes are bin).
+//! - An array is msgpack extension type 1 whose payload is itself the msgpack encoding of the
+//!   triple `[shape, dtype name, raw bytes]`: the shape as an array of integers, numpy's dtype
+//!   name (`float32`, `bfloat16`, `float8_e4m3fn`, …; ml_dtypes names for the types numpy lacks)
+//!   and the little-endian, C-order element bytes.
+//! - A Python `complex` is extension type 2: the msgpack array `[real, imag]` of two float64.
+//! - A numpy scalar (`np.float32(1.5)`) is extension type 3 with the same payload as type 1 and
+//!   shape `[]`. It is restored as a 0-d tensor, which writes back as type 1: Flax reads that as
+//!   a 0-d `np.ndarray` with the same value, dtype and shape (Rust has no separate numpy scalar).
+//! - msgpack caps one object at 2^32 - 1 bytes, so Flax splits an array of more than
+//!   2^30 bytes into 1-D chunks of at most 2^30 bytes, stored as the map
+//!   `{"__msgpack_chunked_array__": true, "shape": {"0": d0, …}, "chunks": {"0": array, …}}`.
+//!   As in Flax, only arrays reached from the root through dictionaries are chunked, and only
+//!   those are re-assembled on reading (an array inside a list never is).
+//!
+//! # Key order
+//! Flax's two writers order keys differently, and this module follows each:
+//! [`msgpack_serialize`] sorts the keys of every dictionary (Flax copies the tree with
+//! `jax.tree_util.tree_map` first, which rebuilds dictionaries in sorted key order), while
+//! [`to_bytes`] keeps the state dict's insertion order (Flax serializes the state dict in place).
+//! Reading keeps the order of the bytes.
+//!
+//! # Reading untrusted bytes
+//! [`msgpack_restore`] never panics and never allocates more than a small multiple of its
+//! input: containers are not pre-allocated from declared lengths, nesting is limited to
+//! rmpv's default depth, and an array's declared shape and dtype must account for exactly the
+//! bytes it carries. Anything else — truncated or trailing data, unknown extension types or
+//! dtypes, non-string map keys, negative dimensions, integers beyond `i64` — is
+//! [`Error::Format`](crate::Error::Format).
+
+mod chunking;
+mod msgpack;
+mod ndarray;
+mod state_dict;
+#[cfg(test)]
+mod testing;
+
+pub use msgpack::{msgpack_restore, msgpack_serialize};
+pub use state_dict::{
+    from_bytes, from_bytes_with, from_state_dict, from_state_dict_with, to_bytes, to_state_dict,
+    RestoreOptions,
+};

@@ -1,0 +1,251 @@
+//! Arrays in Flax's msgpack extension payload (`_ndarray_to_bytes` / `_ndarray_from_bytes`):
+//! the msgpack triple `[shape, dtype name, raw little-endian C-order bytes]`.
+
+use super::msgpack::{len_u32, malformed, read_nested, written, ExtType};
+use crate::core::errors::{Error, Result};
+use crate::core::frozen_dict::dtype_name;
+use rmp::encode;
+use rmpv::ValueRef;
+use tch::{Kind, Tensor};
+
+// The raw bytes are libtorch's in-memory layout, which is numpy's little-endian one only on
+// little-endian hosts (every platform libtorch ships for).
+const _: () = assert!(cfg!(target_endian = "little"), "Flax's array bytes are little-endian");
+
+/// The kinds that have a numpy dtype name (numpy's own, or ml_dtypes' for bfloat16 and the
+/// float8 types), so Python Flax can read them back. tch 0.26 has no `uint16`/`uint32`/
+/// `uint64` kinds, so arrays of those dtypes cannot be restored; `complex32` and the quantized
+/// kinds have no numpy dtype.
+const SERIALIZABLE_KINDS: [Kind; 16] = [
+    Kind::Bool,
+    Kind::Uint8,
+    Kind::Int8,
+    Kind::Int16,
+    Kind::Int,
+    Kind::Int64,
+    Kind::Half,
+    Kind::BFloat16,
+    Kind::Float,
+    Kind::Double,
+    Kind::ComplexFloat,
+    Kind::ComplexDouble,
+    Kind::Float8e4m3fn,
+    Kind::Float8e5m2,
+    Kind::Float8e4m3fnuz,
+    Kind::Float8e5m2fnuz,
+];
+
+/// numpy's limit on the number of dimensions (`NPY_MAXDIMS`); Flax cannot write more.
+const MAX_NDIM: usize = 64;
+
+/// Writes `tensor` as extension `ext` (type 1, or 3 for a numpy scalar) around Flax's payload
+/// `[shape, dtype name, bytes]`. The bytes are those of a contiguous CPU copy, so views, strided
+/// and CUDA tensors write the same bytes as their contiguous CPU equivalent.
+pub(crate) fn write_ndarray(out: &mut Vec<u8>, tensor: &Tensor, ext: ExtType) -> Result<()> {
+    let kind = tensor.f_kind()?;
+    if !SERIALIZABLE_KINDS.contains(&kind) {
+        return Err(Error::Value(format!(
+            "cannot serialize a tensor of kind {kind:?}: numpy has no dtype for it"
+        )));
+    }
+    // Conjugated or negated views (`conj()`) keep their data unresolved until asked.
+    let tensor = tensor.f_resolve_conj()?.f_resolve_neg()?;
+    let shape = tensor.size();
+    let numel = tensor.numel();
+    let nbytes = numel * kind.elt_size_in_bytes();
+    let mut header = Vec::new();
+    written(encode::write_array_len(&mut header, 3))?;
+    written(encode::write_array_len(&mut header, len_u32(shape.len(), "array rank")?))?;
+    for dim in shape {
+        // libtorch sizes are never negative.
+        written(encode::write_uint(&mut header, dim.unsigned_abs()))?;
+    }
+    written(encode::write_str(&mut header, dtype_name(kind)))?;
+    written(encode::write_bin_len(&mut header, len_u32(nbytes, "array data")?))?;
+    written(encode::write_ext_meta(out, len_u32(header.len() + nbytes, "array extension")?, ext as i8))?;
+    out.extend_from_slice(&header);
+    let start = out.len();
+    out.resize(start + nbytes, 0);
+    // libtorch copies from any device and any strides into C order.
+    Ok(tensor.f_copy_data_u8(&mut out[start..], numel)?)
+}
+
+/// The tensor a type-1 (or type-3) extension payload describes.
+pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Tensor> {
+    let ValueRef::Array(fields) = read_nested(data)? else {
+        return Err(malformed("array payload is not a [shape, dtype, bytes] array"));
+    };
+    let [shape, dtype, buffer] = <[ValueRef; 3]>::try_from(fields).map_err(|fields| {
+        malformed(format!("array payload has {} fields, not [shape, dtype, bytes]", fields.len()))
+    })?;
+    let shape = shape_from_msgpack(&shape)?;
+    let kind = kind_from_msgpack(&dtype)?;
+    let buffer = bytes_like(&buffer).ok_or_else(|| malformed("array data is not a byte string"))?;
+    check_layout(&shape, kind, buffer.len())?;
+    if kind == Kind::Bool && buffer.iter().any(|&b| b > 1) {
+        return Err(malformed("bool array holds bytes other than 0 and 1"));
+    }
+    // The length check above is what makes this copy stay inside `buffer`.
+    Ok(Tensor::f_from_data_size(buffer, &shape, kind)?)
+}
+
+/// Flax writes the dtype name and the data with msgpack's str or bin types depending on the
+/// Python version that wrote them, and reads both alike (`raw=True`); so does this.
+fn bytes_like<'v>(value: &'v ValueRef) -> Option<&'v [u8]> {
+    match value {
+        ValueRef::Binary(bytes) => Some(bytes),
+        ValueRef::String(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn shape_from_msgpack(value: &ValueRef) -> Result<Vec<i64>> {
+    let ValueRef::Array(dims) = value else {
+        return Err(malformed("array shape is not a msgpack array"));
+    };
+    dims.iter()
+        .map(|dim| match dim {
+            ValueRef::Integer(n) => n
+                .as_u64()
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(|| malformed(format!("array dimension {n} is not a non-negative i64"))),
+            other => Err(malformed(format!("array dimension {other} is not an integer"))),
+        })
+        .collect()
+}
+
+fn kind_from_msgpack(value: &ValueRef) -> Result<Kind> {
+    let name = bytes_like(value).ok_or_else(|| malformed("array dtype is not a string"))?;
+    SERIALIZABLE_KINDS.into_iter().find(|&kind| dtype_name(kind).as_bytes() == name).ok_or_else(|| {
+        malformed(format!(
+            "array dtype '{}' is not one libtorch (through tch) can hold",
+            String::from_utf8_lossy(name)
+        ))
+    })
+}
+
+/// Checks that an array of `shape` and `kind` is one numpy could hold (at most 64 dimensions)
+/// and is exactly `len` bytes, without overflowing on huge declared shapes.
+pub(crate) fn check_layout(shape: &[i64], kind: Kind, len: usize) -> Result<()> {
+    if shape.len() > MAX_NDIM {
+        return Err(malformed(format!("array has {} dimensions, more than numpy's {MAX_NDIM}", shape.len())));
+    }
+    // Zero-sized dimensions are counted as one so that a zero cannot hide an overflowing shape.
+    let capacity = shape.iter().try_fold(kind.elt_size_in_bytes(), |acc, &d| {
+        usize::try_from(d.max(1)).ok().and_then(|d| acc.checked_mul(d)).filter(|&n| n <= isize::MAX as usize)
+    });
+    let Some(capacity) = capacity else {
+        return Err(malformed(format!("array shape {shape:?} is too large")));
+    };
+    let expected = if shape.contains(&0) { 0 } else { capacity };
+    if expected != len {
+        return Err(malformed(format!(
+            "array of shape {shape:?} and dtype {} needs {expected} bytes, but has {len}",
+            dtype_name(kind)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::errors::Error;
+    use crate::serialization::testing::{ndarray_payload, pack};
+
+    fn format_error(payload: &[u8]) -> String {
+        match ndarray_from_bytes(payload) {
+            Err(Error::Format { message, .. }) => message,
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restores_shape_dtype_and_values() {
+        let data: Vec<u8> =
+            [1.0f32, -2.5, 3.0, 0.0, 4.5, -1.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let t = ndarray_from_bytes(&ndarray_payload(&[2, 3], "float32", &data)).unwrap();
+        assert_eq!(t.size(), [2, 3]);
+        assert_eq!(t.kind(), Kind::Float);
+        assert_eq!(t.double_value(&[0, 1]), -2.5);
+        assert_eq!(t.double_value(&[1, 2]), -1.0);
+    }
+
+    #[test]
+    fn zero_sized_and_scalar_shapes() {
+        let empty = ndarray_from_bytes(&ndarray_payload(&[0, 1 << 40], "float64", &[])).unwrap();
+        assert_eq!(empty.size(), [0, 1 << 40]);
+        let scalar = ndarray_from_bytes(&ndarray_payload(&[], "int64", &7i64.to_le_bytes())).unwrap();
+        assert_eq!(scalar.size(), Vec::<i64>::new());
+        assert_eq!(scalar.int64_value(&[]), 7);
+    }
+
+    #[test]
+    fn byte_length_must_match_shape_and_itemsize() {
+        let message = format_error(&ndarray_payload(&[2, 3], "float32", &[0; 20]));
+        assert!(message.contains("needs 24 bytes, but has 20"), "{message}");
+        format_error(&ndarray_payload(&[0], "float32", &[0; 4]));
+    }
+
+    #[test]
+    fn unknown_and_unsupported_dtypes() {
+        assert!(format_error(&ndarray_payload(&[1], "float128", &[0; 16])).contains("'float128'"));
+        assert!(format_error(&ndarray_payload(&[1], "uint32", &[0; 4])).contains("'uint32'"));
+        assert!(format_error(&ndarray_payload(&[1], "complex32", &[0; 4])).contains("'complex32'"));
+        assert!(format_error(&ndarray_payload(&[1], "unsupported", &[0; 1])).contains("'unsupported'"));
+    }
+
+    #[test]
+    fn negative_dimensions() {
+        assert!(format_error(&ndarray_payload(&[-1], "uint8", &[0; 4])).contains("non-negative"));
+    }
+
+    #[test]
+    fn huge_declared_sizes() {
+        assert!(format_error(&ndarray_payload(&[1 << 62, 1 << 62], "float32", &[])).contains("too large"));
+        assert!(format_error(&ndarray_payload(&[i64::MAX], "int64", &[])).contains("too large"));
+        assert!(format_error(&ndarray_payload(&[0, 1 << 62, 1 << 62], "int8", &[])).contains("too large"));
+        format_error(&ndarray_payload(&[1 << 40], "int8", &[0; 8]));
+    }
+
+    #[test]
+    fn too_many_dimensions() {
+        assert!(format_error(&ndarray_payload(&[1; 65], "int8", &[0])).contains("65 dimensions"));
+    }
+
+    #[test]
+    fn wrongly_typed_fields() {
+        let not_array = pack(|out| rmp::encode::write_str(out, "float32").unwrap());
+        format_error(&not_array);
+        let two_fields = pack(|out| {
+            rmp::encode::write_array_len(out, 2).unwrap();
+            rmp::encode::write_array_len(out, 0).unwrap();
+            rmp::encode::write_str(out, "float32").unwrap();
+        });
+        assert!(format_error(&two_fields).contains("2 fields"));
+        let int_dtype = pack(|out| {
+            rmp::encode::write_array_len(out, 3).unwrap();
+            rmp::encode::write_array_len(out, 0).unwrap();
+            rmp::encode::write_sint(out, 4).unwrap();
+            rmp::encode::write_bin(out, &[0; 4]).unwrap();
+        });
+        assert!(format_error(&int_dtype).contains("dtype"));
+        let float_dim = pack(|out| {
+            rmp::encode::write_array_len(out, 3).unwrap();
+            rmp::encode::write_array_len(out, 1).unwrap();
+            rmp::encode::write_f64(out, 1.0).unwrap();
+            rmp::encode::write_str(out, "int8").unwrap();
+            rmp::encode::write_bin(out, &[0]).unwrap();
+        });
+        assert!(format_error(&float_dim).contains("not an integer"));
+        let mut trailing = ndarray_payload(&[1], "int8", &[0]);
+        trailing.push(0xc0);
+        assert!(format_error(&trailing).contains("trailing"));
+    }
+
+    #[test]
+    fn bool_bytes_must_be_zero_or_one() {
+        assert!(ndarray_from_bytes(&ndarray_payload(&[2], "bool", &[0, 1])).is_ok());
+        assert!(format_error(&ndarray_payload(&[2], "bool", &[0, 2])).contains("bool"));
+    }
+}

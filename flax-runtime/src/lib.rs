@@ -4,6 +4,8 @@
 //! lifecycle.
 
 pub mod core;
+pub mod nn;
+pub mod random;
 
 pub use crate::core::errors::{Error, Result};
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};

@@ -2,3 +2,5 @@
 
 pub mod errors;
 pub mod frozen_dict;
+pub mod rng;
+mod threefry;

@@ -1,0 +1,3 @@
+//! `flax.linen`'s layers and their building blocks.
+
+pub mod initializers;

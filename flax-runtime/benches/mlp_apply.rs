@@ -54,7 +54,9 @@ fn bench(c: &mut Criterion) {
     };
     assert!(hand.forward(&x).allclose(&model.apply(&variables, &x).expect("apply"), 1e-6, 1e-6, false));
     let mut group = c.benchmark_group("mlp_apply_batch1");
-    group.bench_function("flax", |b| b.iter(|| black_box(model.apply(&variables, black_box(&x)).expect("apply"))));
+    group.bench_function("flax", |b| {
+        b.iter(|| black_box(model.apply(&variables, black_box(&x)).expect("apply")))
+    });
     group.bench_function("tch", |b| b.iter(|| black_box(hand.forward(black_box(&x)))));
     group.finish();
 }

@@ -8,6 +8,7 @@ extern crate self as flax;
 
 pub mod core;
 pub mod nn;
+pub mod random;
 pub mod serialization;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};

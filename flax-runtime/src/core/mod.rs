@@ -11,4 +11,5 @@ pub mod private;
 pub mod repr;
 pub mod rng;
 pub mod scope;
+mod threefry;
 pub mod variable;

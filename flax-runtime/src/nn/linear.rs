@@ -24,10 +24,10 @@ pub struct Dense {
     #[module(default = Kind::Float)]
     pub param_dtype: Kind,
     /// Initializer of the kernel (default: `lecun_normal`).
-    #[module(default = Init::new("init", initializers::lecun_normal()))]
+    #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
     /// Initializer of the bias (default: `zeros`).
-    #[module(default = Init::new("zeros", initializers::zeros()))]
+    #[module(default = initializers::zeros().into())]
     pub bias_init: Init,
 }
 

@@ -215,7 +215,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
     for input in f.sig.inputs.iter_mut() {
         if let syn::FnArg::Typed(t) = input {
             let name = &names[i];
-            t.pat = Box::new(syn::parse_quote!(#name));
+            *t.pat = syn::parse_quote!(#name);
             i += 1;
         }
     }

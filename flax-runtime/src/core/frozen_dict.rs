@@ -11,6 +11,10 @@ use indexmap::IndexMap;
 use std::fmt::{self, Write as _};
 use tch::Tensor;
 
+/// The map inside a [`FrozenDict`]. Keys are short names looked up on every param read, so
+/// the hasher is Fx (fast on short strings; the keys are not attacker-controlled).
+pub type DictMap = IndexMap<String, Value, rustc_hash::FxBuildHasher>;
+
 /// The variables of a model: `{collection: {module path…: leaf}}`, as Flax's `init` returns them.
 pub type Variables = FrozenDict;
 
@@ -174,7 +178,7 @@ pub fn dtype_name(kind: tch::Kind) -> &'static str {
 /// An immutable, insertion-ordered dictionary of [`Value`]s (Flax's `FrozenDict`).
 #[derive(Clone, Default)]
 pub struct FrozenDict {
-    entries: IndexMap<String, Value>,
+    entries: DictMap,
 }
 
 impl FrozenDict {
@@ -184,17 +188,17 @@ impl FrozenDict {
     }
 
     /// Freezes a map (Flax's `freeze`).
-    pub fn freeze(entries: IndexMap<String, Value>) -> Self {
+    pub fn freeze(entries: DictMap) -> Self {
         Self { entries }
     }
 
     /// A mutable copy of the entries (Flax's `unfreeze`); tensors are shared, not copied.
-    pub fn unfreeze(&self) -> IndexMap<String, Value> {
+    pub fn unfreeze(&self) -> DictMap {
         self.entries.clone()
     }
 
     /// Consumes the dictionary into its entries without copying.
-    pub fn into_inner(self) -> IndexMap<String, Value> {
+    pub fn into_inner(self) -> DictMap {
         self.entries
     }
 

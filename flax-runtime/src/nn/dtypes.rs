@@ -26,10 +26,10 @@ fn kind_promotion(a: Kind, b: Kind) -> Kind {
     x.f_add(&y).map_or(a, |z| z.kind())
 }
 
-/// Casts `tensor` to `kind` unless it already has it (no copy then).
-pub fn cast(tensor: &Tensor, kind: Kind) -> Result<Tensor> {
+/// Casts `tensor` to `kind` unless it already has it (then it is returned as is).
+pub fn cast(tensor: Tensor, kind: Kind) -> Result<Tensor> {
     if tensor.kind() == kind {
-        Ok(tensor.shallow_clone())
+        Ok(tensor)
     } else {
         Ok(tensor.f_to_kind(kind)?)
     }

@@ -52,9 +52,16 @@ impl Dense {
             None
         };
         let kind = result_dtype(&[inputs, &kernel], self.dtype)?;
-        let (x, kernel) = (cast(inputs, kind)?, cast(&kernel, kind)?);
-        let y = match &bias {
-            Some(b) if x.dim() == 2 => cast(b, kind)?.f_addmm(&x, &kernel)?,
+        let cast_inputs;
+        let x = if inputs.kind() == kind {
+            inputs
+        } else {
+            cast_inputs = inputs.f_to_kind(kind)?;
+            &cast_inputs
+        };
+        let kernel = cast(kernel, kind)?;
+        let y = match bias {
+            Some(b) if x.dim() == 2 => cast(b, kind)?.f_addmm(x, &kernel)?,
             Some(b) => x.f_matmul(&kernel)?.f_add(&cast(b, kind)?)?,
             None => x.f_matmul(&kernel)?,
         };

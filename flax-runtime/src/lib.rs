@@ -8,6 +8,7 @@ extern crate self as flax;
 
 pub mod core;
 pub mod nn;
+pub mod summary;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
 pub use crate::core::errors::{Error, Result};

@@ -215,7 +215,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
     for input in f.sig.inputs.iter_mut() {
         if let syn::FnArg::Typed(t) = input {
             let name = &names[i];
-            t.pat = Box::new(syn::parse_quote!(#name));
+            *t.pat = syn::parse_quote!(#name);
             i += 1;
         }
     }
@@ -278,6 +278,12 @@ fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
         .filter(|(i, _)| *i != m.scope_index)
         .map(|(_, n)| quote!((&::flax::__private::Probe(&#n)).__flax_device()))
         .collect();
+    // The device of the first tensor argument; the array is typed so that it may be empty.
+    let count = probes.len();
+    let first_device = quote!({
+        let __flax_devices: [::core::option::Option<::flax::tch::Device>; #count] = [#(#probes),*];
+        ::core::iter::IntoIterator::into_iter(__flax_devices).flatten().next()
+    });
     let vis = &m.method.vis;
     let doc_init = format!("Initializes the variables by running `{method}` (Flax's `init`), with the `params` RNG stream from `rngs`.");
     let span = Span::call_site();
@@ -299,7 +305,7 @@ fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
                 use ::flax::__private::{ViaDevice as _, ViaNoDevice as _};
                 let mut options = options;
                 if options.device.is_none() {
-                    options.device = [#(#probes),*].into_iter().flatten().next();
+                    options.device = #first_device;
                 }
                 <Self as ::flax::Module>::init_method(self, options, |__flax_m, __flax_cx| __flax_m.#method(#(#pass),*))
             }

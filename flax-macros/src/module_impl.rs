@@ -4,7 +4,8 @@
 //! to a hidden `__flax_impl_<name>` and the public method calls it through
 //! `Scope::call_method`, which enters the module's scope when a parent calls it. The compact
 //! method (or else a method named `call`) gets `init`, `init_with_output`, `init_with`,
-//! `apply` and `apply_with` with its own argument types after the scope.
+//! `tabulate`, `tabulate_with`, `apply` and `apply_with` with its own argument types after the
+//! scope.
 
 use crate::checks;
 use proc_macro2::{Span, TokenStream};
@@ -249,7 +250,8 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
     f
 }
 
-/// `init`, `init_with_output`, `init_with`, `apply`, `apply_with` for the entry method.
+/// `init`, `init_with_output`, `init_with`, `tabulate`, `tabulate_with`, `apply`, `apply_with`
+/// for the entry method.
 fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
     let method = &m.method.sig.ident;
     let output = &m.output;
@@ -278,6 +280,12 @@ fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
         .filter(|(i, _)| *i != m.scope_index)
         .map(|(_, n)| quote!((&::flax::__private::Probe(&#n)).__flax_device()))
         .collect();
+    // The device of the first tensor argument; the array is typed so that it may be empty.
+    let count = probes.len();
+    let first_device = quote!({
+        let __flax_devices: [::core::option::Option<::flax::tch::Device>; #count] = [#(#probes),*];
+        ::core::iter::IntoIterator::into_iter(__flax_devices).flatten().next()
+    });
     let vis = &m.method.vis;
     let doc_init = format!("Initializes the variables by running `{method}` (Flax's `init`), with the `params` RNG stream from `rngs`.");
     let span = Span::call_site();
@@ -299,9 +307,26 @@ fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
                 use ::flax::__private::{ViaDevice as _, ViaNoDevice as _};
                 let mut options = options;
                 if options.device.is_none() {
-                    options.device = [#(#probes),*].into_iter().flatten().next();
+                    options.device = #first_device;
                 }
                 <Self as ::flax::Module>::init_method(self, options, |__flax_m, __flax_cx| __flax_m.#method(#(#pass),*))
+            }
+
+            /// The module's summary table (Flax's `tabulate`): runs `init` with `rngs` and lists
+            /// every module call with its inputs, outputs and variables.
+            #vis fn tabulate(&self, rngs: impl ::core::convert::Into<::flax::Rngs>, #(#params),*) -> ::flax::Result<::std::string::String> {
+                self.tabulate_with(rngs, &::flax::summary::TabulateOptions::new(), #(#outer),*)
+            }
+
+            /// `tabulate` with Flax's options (`depth`, `show_repeated`, `mutable`, console width).
+            #vis fn tabulate_with(&self, rngs: impl ::core::convert::Into<::flax::Rngs>, options: &::flax::summary::TabulateOptions, #(#params),*) -> ::flax::Result<::std::string::String> {
+                #[allow(unused_imports)]
+                use ::flax::__private::{ViaDevice as _, ViaNoDevice as _};
+                let mut options = ::core::clone::Clone::clone(options);
+                if options.device.is_none() {
+                    options.device = #first_device;
+                }
+                ::flax::summary::tabulate(self, ::core::convert::Into::into(rngs), &options, |__flax_m, __flax_cx| __flax_m.#method(#(#pass),*))
             }
 
             /// Runs the module with `variables` (Flax's `apply` with nothing mutable).

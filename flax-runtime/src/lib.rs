@@ -10,6 +10,7 @@ pub mod core;
 pub mod nn;
 pub mod random;
 pub mod serialization;
+pub mod summary;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
 pub use crate::core::errors::{Error, NameKind, Result};

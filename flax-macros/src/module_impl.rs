@@ -234,7 +234,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
         .map(|(_, n)| quote!((&::flax::__private::Probe(&#n)).__flax_describe()));
     f.block = syn::parse_quote!({
         #[allow(unused_imports)]
-        use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeTensor as _, ViaIntermediate as _, ViaOpaque as _};
+        use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeValue as _, ViaIntermediate as _, ViaOpaque as _};
         let __flax_inputs = ::flax::Scope::is_recording_calls(#scope).then(|| ::std::vec![#(#described),*]);
         ::flax::Scope::call_method(
             #scope,

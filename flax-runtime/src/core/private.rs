@@ -99,19 +99,29 @@ impl<T: ?Sized> ViaOpaque for &Probe<'_, T> {
 }
 
 /// How a method argument appears in `tabulate`'s inputs column: tensors as themselves,
-/// scalars as scalars, anything else by its `Debug` text.
-pub trait ViaDescribeTensor {
+/// strings and scalars as Python would show them, anything else by its `Debug` text.
+pub trait ViaDescribeValue {
     /// The argument as a value.
     fn __flax_describe(&self) -> Value;
 }
-impl ViaDescribeTensor for Probe<'_, Tensor> {
+impl ViaDescribeValue for Probe<'_, Tensor> {
     fn __flax_describe(&self) -> Value {
         Value::Tensor(self.0.shallow_clone())
     }
 }
-impl ViaDescribeTensor for Probe<'_, &Tensor> {
+impl ViaDescribeValue for Probe<'_, &Tensor> {
     fn __flax_describe(&self) -> Value {
         Value::Tensor(self.0.shallow_clone())
+    }
+}
+impl ViaDescribeValue for Probe<'_, &str> {
+    fn __flax_describe(&self) -> Value {
+        Value::Scalar(Scalar::Str((*self.0).to_owned()))
+    }
+}
+impl ViaDescribeValue for Probe<'_, String> {
+    fn __flax_describe(&self) -> Value {
+        Value::Scalar(Scalar::Str(self.0.clone()))
     }
 }
 

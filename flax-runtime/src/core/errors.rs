@@ -122,6 +122,17 @@ pub enum Error {
     /// A file or byte buffer is not in the expected format (corrupt, truncated, wrong type).
     #[error("malformed {format} data: {message}")]
     Format { format: &'static str, message: String },
+
+    /// `from_state_dict` found a state dict that does not fit the target. Loading is strict, so
+    /// every offending entry is listed at once (`/`-joined paths such as
+    /// `params/Dense_0/kernel`; `.` is the root) instead of stopping at the first.
+    #[error("state dict does not match the target: missing {missing:?}, unexpected {unexpected:?}, mismatched {mismatched:?}")]
+    StateDictMismatch { missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<String> },
+
+    /// Trees combined leaf by leaf (`tree_zip_map`, `tree_unflatten`) differ in structure
+    /// (JAX's "Custom node type mismatch" / "Dict key mismatch" errors); `path` is where.
+    #[error("tree structures differ at {path}: {message}")]
+    TreeStructureMismatch { path: String, message: String },
 }
 
 impl Error {

@@ -161,10 +161,11 @@ pub fn dtype_name(kind: tch::Kind) -> &'static str {
         ComplexDouble => "complex128",
         Bool => "bool",
         BFloat16 => "bfloat16",
-        UInt16 => "uint16",
-        UInt32 => "uint32",
-        UInt64 => "uint64",
-        _ => "unsupported",
+        Float8e5m2 => "float8_e5m2",
+        Float8e4m3fn => "float8_e4m3fn",
+        Float8e5m2fnuz => "float8_e5m2fnuz",
+        Float8e4m3fnuz => "float8_e4m3fnuz",
+        QInt8 | QUInt8 | QInt32 => "quantized",
     }
 }
 
@@ -294,10 +295,6 @@ impl FrozenDict {
     }
 
     // Mutation is for the runtime's private working copies only.
-
-    pub(crate) fn entries_mut(&mut self) -> &mut IndexMap<String, Value> {
-        &mut self.entries
-    }
 
     /// The nested dictionary under `key`, created empty when missing or not a dictionary.
     pub(crate) fn dict_mut(&mut self, key: &str) -> &mut FrozenDict {

@@ -4,6 +4,7 @@
 //! lifecycle.
 
 pub mod core;
+pub mod traverse_util;
 
 pub use crate::core::errors::{Error, Result};
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};

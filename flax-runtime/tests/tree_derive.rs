@@ -121,7 +121,9 @@ fn from_state_dict_reports_every_mismatch_in_one_error() {
         Err(Error::StateDictMismatch { missing, unexpected, mismatched }) => {
             assert_eq!(missing, ["params/Dense_0/bias", "step"]);
             assert_eq!(unexpected, ["learning_rate", "params/Dense_1/bias"]);
-            assert_eq!(mismatched, ["params/Dense_0/kernel"]);
+            assert_eq!(mismatched, [
+                "params/Dense_0/kernel: expected Array(shape=(2, 3), dtype=float32), found Array(shape=(1,), dtype=float32)"
+            ]);
         }
         other => panic!("expected a state dict mismatch, got {other:?}"),
     }

@@ -123,10 +123,11 @@ pub enum Error {
     #[error("malformed {format} data: {message}")]
     Format { format: &'static str, message: String },
 
-    /// `from_state_dict` found a state dict that does not fit the target. Loading is strict, so
-    /// every offending entry is listed at once (`/`-joined paths such as
-    /// `params/Dense_0/kernel`; `.` is the root) instead of stopping at the first.
-    #[error("state dict does not match the target: missing {missing:?}, unexpected {unexpected:?}, mismatched {mismatched:?}")]
+    /// Restoring a state dict into a target whose structure differs. Flax raises a
+    /// `ValueError` at the first missing key (and ignores extra ones); this reports every
+    /// difference at once. Entries are `/`-joined paths from the root; a mismatched entry is
+    /// followed by what the target holds and what was found instead.
+    #[error("The state dict does not match the target: missing {missing:?}, unexpected {unexpected:?}, mismatched {mismatched:?}")]
     StateDictMismatch { missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<String> },
 
     /// Trees combined leaf by leaf (`tree_zip_map`, `tree_unflatten`) differ in structure

@@ -5,16 +5,18 @@
 //! `"0"`, `"1"`, …, struct fields are keys, static fields are left out, tensors and scalars
 //! are leaves.
 //!
-//! Restoring is strict, unlike Flax (which ignores extra keys in a dict's state): every
-//! missing, unexpected and mis-shaped entry is collected and reported in one
-//! [`Error::StateDictMismatch`]. Restored tensors are the state's own (shared, not copied),
-//! with the state's dtype and device, as Flax returns the state's arrays; only their shape is
-//! checked against the target's.
+//! Restoring is strict, unlike Flax (which stops at the first missing key, ignores extra keys
+//! and never compares shapes): every missing, unexpected and mismatched (shape, dtype or kind
+//! of node) entry is collected and reported in one [`Error::StateDictMismatch`], with the same
+//! conventions as `flax::serialization`'s restore of variable dicts. Restored tensors are the
+//! state's, moved to the device of the target's (shared, not copied, when already there).
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::Tree;
+use crate::tree::tree_util::tree_zip_map;
+use std::fmt;
 
 /// Returns the state dict of `tree` (Flax's `serialization.to_state_dict`).
 pub fn to_state_dict<T: Tree>(tree: &T) -> Value {
@@ -22,16 +24,20 @@ pub fn to_state_dict<T: Tree>(tree: &T) -> Value {
 }
 
 /// Rebuilds a tree shaped like `target` from `state` (Flax's
-/// `serialization.from_state_dict`); `target`'s leaves are not used, only its structure,
-/// static fields and tensor shapes.
+/// `serialization.from_state_dict`); `target`'s leaf values are not used, only its
+/// structure, static fields, and tensor shapes, dtypes and devices.
 ///
 /// # Errors
-/// [`Error::StateDictMismatch`] listing every missing, unexpected and mismatched entry.
+/// [`Error::StateDictMismatch`] listing every missing, unexpected and mismatched entry;
+/// [`Error::Torch`] if a tensor cannot be moved to its target's device.
 pub fn from_state_dict<T: Tree>(target: &T, state: &Value) -> Result<T> {
     let mut report = StateDictMismatches::default();
     let restored = target.restore_state_dict(state, &mut KeyPath::new(), &mut report);
     match restored {
-        Some(tree) if report.is_empty() => Ok(tree),
+        // The restored tree comes first: maps keep its scalar leaves.
+        Some(restored) if report.is_empty() => {
+            tree_zip_map(&restored, target, |r, t| Ok(r.f_to_device(t.device())?))
+        }
         _ => Err(report.into_error()),
     }
 }
@@ -43,7 +49,8 @@ pub struct StateDictMismatches {
     pub missing: Vec<String>,
     /// Paths the state has and the target lacks.
     pub unexpected: Vec<String>,
-    /// Paths present in both whose kind (tensor, dict, scalar) or tensor shape differs.
+    /// Paths present in both whose kind of node (tensor, dict, scalar) or tensor shape or
+    /// dtype differs, each followed by what the target holds and what was found.
     pub mismatched: Vec<String>,
 }
 
@@ -63,9 +70,11 @@ impl StateDictMismatches {
         self.unexpected.push(path.child_string(key));
     }
 
-    /// Records that the entry at `path` does not fit the target there.
-    pub fn mismatched(&mut self, path: &KeyPath<'_>) {
-        self.mismatched.push(path.to_string());
+    /// Records that the entry `found` at `path` does not fit the target there, which holds
+    /// `expected` (e.g. `params/Dense_0/kernel: expected Array(shape=(2, 3), dtype=float32),
+    /// found Array(shape=(3,), dtype=float32)`).
+    pub fn mismatched(&mut self, path: &KeyPath<'_>, expected: impl fmt::Display, found: &Value) {
+        self.mismatched.push(format!("{path}: expected {expected}, found {}", describe(found)));
     }
 
     /// Whether nothing was recorded.
@@ -113,7 +122,7 @@ pub(crate) fn dict_state<'s>(
     is_expected: impl Fn(&str) -> bool,
 ) -> Option<&'s FrozenDict> {
     let Value::Dict(dict) = state else {
-        report.mismatched(path);
+        report.mismatched(path, "a dict", state);
         return None;
     };
     for key in dict.keys().filter(|key| !is_expected(key)) {
@@ -155,6 +164,16 @@ impl<'s> SeqState<'s> {
             SeqState::Dict(dict) => dict.get(&i.to_string()),
             SeqState::List(items) => items.get(i),
         }
+    }
+}
+
+/// A short description of a state-dict node for error messages: tensors and scalars as
+/// their repr (`Array(shape=(2,), dtype=float32)`, `3`), containers by kind.
+pub fn describe(value: &Value) -> String {
+    match value {
+        Value::Dict(_) => "a dict".to_owned(),
+        Value::List(items) => format!("a list of {}", items.len()),
+        leaf => format!("{leaf:?}"),
     }
 }
 
@@ -234,7 +253,15 @@ mod tests {
         let list_state = Value::List(vec![Value::Tensor(Tensor::from_slice(&[3.0f32, 4.0]))]);
         assert!(from_state_dict(&target, &list_state).is_ok());
         let wrong_shape = dict(vec![("0", Value::Tensor(zeros(&[3])))]);
-        assert_eq!(mismatches(from_state_dict(&target, &wrong_shape)).2, ["0"]);
+        assert_eq!(
+            mismatches(from_state_dict(&target, &wrong_shape)).2,
+            ["0: expected Array(shape=(2,), dtype=float32), found Array(shape=(3,), dtype=float32)"]
+        );
+        let wrong_dtype = dict(vec![("0", Value::Tensor(Tensor::from_slice(&[1i64, 2])))]);
+        assert_eq!(
+            mismatches(from_state_dict(&target, &wrong_dtype)).2,
+            ["0: expected Array(shape=(2,), dtype=float32), found Array(shape=(2,), dtype=int64)"]
+        );
     }
 
     #[test]
@@ -254,8 +281,17 @@ mod tests {
         let (missing, unexpected, mismatched) = mismatches(from_state_dict(&target, &state));
         assert_eq!(missing, ["b"]);
         assert_eq!(unexpected, ["c/1", "e"]);
-        assert_eq!(mismatched, ["a", "d"]);
-        assert_eq!(mismatches(from_state_dict(&zeros(&[1]), &dict(vec![]))).2, ["."]);
+        assert_eq!(
+            mismatched,
+            [
+                "a: expected Array(shape=(2, 2), dtype=float32), found Array(shape=(2, 3), dtype=float32)",
+                "d: expected 0, found a dict"
+            ]
+        );
+        assert_eq!(
+            mismatches(from_state_dict(&zeros(&[1]), &dict(vec![]))).2,
+            [".: expected Array(shape=(1,), dtype=float32), found a dict"]
+        );
     }
 
     #[test]
@@ -265,9 +301,18 @@ mod tests {
         assert_eq!(from_state_dict(&0.0f64, &Value::Tensor(Tensor::from(0.25f32))).unwrap(), 0.25);
         assert_eq!(from_state_dict(&0.0f64, &Value::Scalar(Scalar::Int(2))).unwrap(), 2.0);
         assert!(from_state_dict(&false, &Value::Tensor(Tensor::from(true))).unwrap());
-        assert_eq!(mismatches(from_state_dict(&0i64, &Value::Tensor(Tensor::from(1.5f32)))).2, ["."]);
-        assert_eq!(mismatches(from_state_dict(&0i64, &Value::Scalar(Scalar::Str("1".into())))).2, ["."]);
-        assert_eq!(mismatches(from_state_dict(&String::new(), &Value::Scalar(Scalar::Int(1)))).2, ["."]);
+        assert_eq!(
+            mismatches(from_state_dict(&0i64, &Value::Tensor(Tensor::from(1.5f32)))).2,
+            [".: expected 0, found Array(shape=(), dtype=float32)"]
+        );
+        assert_eq!(
+            mismatches(from_state_dict(&0i64, &Value::Scalar(Scalar::Str("1".into())))).2,
+            [".: expected 0, found '1'"]
+        );
+        assert_eq!(
+            mismatches(from_state_dict(&String::new(), &Value::Scalar(Scalar::Int(1)))).2,
+            [".: expected '', found 1"]
+        );
     }
 
     #[test]
@@ -275,8 +320,11 @@ mod tests {
         let none = Value::Scalar(Scalar::None);
         assert_eq!(from_state_dict(&None::<i64>, &none).unwrap(), None);
         assert_eq!(from_state_dict(&Some(0i64), &Value::Scalar(Scalar::Int(4))).unwrap(), Some(4));
-        assert_eq!(mismatches(from_state_dict(&Some(0i64), &none)).2, ["."]);
-        assert_eq!(mismatches(from_state_dict(&None::<i64>, &Value::Scalar(Scalar::Int(4)))).2, ["."]);
+        assert_eq!(mismatches(from_state_dict(&Some(0i64), &none)).2, [".: expected 0, found None"]);
+        assert_eq!(
+            mismatches(from_state_dict(&None::<i64>, &Value::Scalar(Scalar::Int(4)))).2,
+            [".: expected None, found 4"]
+        );
     }
 
     #[test]

@@ -4,8 +4,13 @@ use crate::core::errors::Result;
 use crate::core::frozen_dict::Value;
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-use crate::tree::state_dict::StateDictMismatches;
+use crate::tree::state_dict::{describe, StateDictMismatches};
 use tch::Tensor;
+
+/// Whether two tensors agree in dtype and shape (an undefined tensor agrees with nothing).
+fn same_layout(target: &Tensor, state: &Tensor) -> bool {
+    matches!((target.f_kind(), state.f_kind()), (Ok(a), Ok(b)) if a == b) && target.size() == state.size()
+}
 
 impl Tree for Tensor {
     fn visit_leaves<'t, const N: usize>(
@@ -39,8 +44,8 @@ impl Tree for Tensor {
         Value::Tensor(self.shallow_clone())
     }
 
-    /// Takes the state's tensor when its shape is the target's (dtype and device are the
-    /// state's, as Flax returns the state's arrays).
+    /// Takes the state's tensor when its shape and dtype are the target's (`from_state_dict`
+    /// then moves it to the target's device).
     fn restore_state_dict<'t>(
         &'t self,
         state: &Value,
@@ -48,9 +53,9 @@ impl Tree for Tensor {
         report: &mut StateDictMismatches,
     ) -> Option<Self> {
         match state {
-            Value::Tensor(t) if t.size() == self.size() => Some(t.shallow_clone()),
+            Value::Tensor(t) if same_layout(self, t) => Some(t.shallow_clone()),
             _ => {
-                report.mismatched(path);
+                report.mismatched(path, describe(&self.state_dict()), state);
                 None
             }
         }

@@ -6,12 +6,16 @@
 //! and generates `init`/`apply` with the argument types of the compact method. Errors Flax
 //! raises at run time are raised here at compile time where the syntax proves them.
 //!
+//! `#[derive(Tree)]` implements `flax::Tree` (pytrees) for a struct.
+//!
 //! Layout: `module_struct` and `module_impl` parse into small models and expand them;
-//! `checks` holds the body scans behind compile-time errors. Nothing here panics on user input.
+//! `checks` holds the body scans behind compile-time errors; `tree` is the derive. Nothing
+//! here panics on user input.
 
 mod checks;
 mod module_impl;
 mod module_struct;
+mod tree;
 
 use proc_macro::TokenStream;
 
@@ -49,4 +53,10 @@ pub fn compact(_attr: TokenStream, item: TokenStream) -> TokenStream {
     .to_compile_error();
     out.extend(item);
     out.into()
+}
+
+/// Implements `flax::Tree` for a struct; see `flax::tree` for the attributes.
+#[proc_macro_derive(Tree, attributes(tree))]
+pub fn derive_tree(input: TokenStream) -> TokenStream {
+    tree::derive(syn::parse_macro_input!(input as syn::DeriveInput)).into()
 }

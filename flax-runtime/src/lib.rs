@@ -11,6 +11,8 @@ pub mod nn;
 pub mod random;
 pub mod serialization;
 pub mod summary;
+pub mod traverse_util;
+pub mod tree;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
 pub use crate::core::errors::{Error, NameKind, Result};
@@ -20,6 +22,7 @@ pub use crate::core::module::{Bound, Module};
 pub use crate::core::rng::PRNGKey;
 pub use crate::core::scope::Scope;
 pub use crate::core::variable::Variable;
+pub use crate::tree::Tree;
 pub use flax_macros::{compact, module};
 pub use tch;
 

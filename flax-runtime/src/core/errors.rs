@@ -129,6 +129,11 @@ pub enum Error {
     /// followed by what the target holds and what was found instead.
     #[error("The state dict does not match the target: missing {missing:?}, unexpected {unexpected:?}, mismatched {mismatched:?}")]
     StateDictMismatch { missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<String> },
+
+    /// Trees combined leaf by leaf (`tree_zip_map`, `tree_unflatten`) differ in structure
+    /// (JAX's "Custom node type mismatch" / "Dict key mismatch" errors); `path` is where.
+    #[error("tree structures differ at {path}: {message}")]
+    TreeStructureMismatch { path: String, message: String },
 }
 
 impl Error {

@@ -243,6 +243,12 @@ impl FrozenDict {
         self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// The entries mutably, for in-place tensor updates through `Tree::visit_leaves_mut`
+    /// (keys and structure stay fixed).
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.entries.iter_mut().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

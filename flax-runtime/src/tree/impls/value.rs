@@ -1,0 +1,120 @@
+//! [`Value`], the dynamic node of Flax's variable dicts: a tensor leaf, a dict, a list or a
+//! scalar. Scalars are not tensor leaves: maps copy them from the first tree, zips only check
+//! that the other trees have a scalar there too.
+
+use crate::core::errors::Result;
+use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::tree::impls::sequence::{map_seq, restore_seq, visit_seq, visit_seq_mut};
+use crate::tree::impls::zip_children;
+use crate::tree::key_path::KeyPath;
+use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
+use crate::tree::state_dict::{describe, seq_state_dict, StateDictMismatches};
+use tch::Tensor;
+
+/// The same kind of node in each of `others` as the first tree's `kind`.
+fn same_kind<'t, C: ?Sized, const N: usize>(
+    others: [&'t Value; N],
+    path: &KeyPath<'_>,
+    kind: &str,
+    child: impl Fn(&'t Value) -> Option<&'t C>,
+) -> Result<[&'t C; N]> {
+    zip_children(others, path, child, || format!("a {kind} in the first tree, something else in another"))
+}
+
+fn as_tensor(value: &Value) -> Option<&Tensor> {
+    value.as_tensor()
+}
+
+fn as_dict(value: &Value) -> Option<&FrozenDict> {
+    value.as_dict()
+}
+
+fn as_list(value: &Value) -> Option<&[Value]> {
+    value.as_list()
+}
+
+fn as_scalar(value: &Value) -> Option<&()> {
+    matches!(value, Value::Scalar(_)).then_some(&())
+}
+
+impl Tree for Value {
+    fn visit_leaves<'t, const N: usize>(
+        &'t self,
+        others: [&'t Self; N],
+        path: &mut KeyPath<'t>,
+        f: &mut VisitFn<'_, 't, N>,
+    ) -> Result<()> {
+        match self {
+            Value::Tensor(t) => t.visit_leaves(same_kind(others, path, "tensor", as_tensor)?, path, f),
+            Value::Dict(d) => d.visit_leaves(same_kind(others, path, "dict", as_dict)?, path, f),
+            Value::List(l) => visit_seq(l, same_kind(others, path, "list", as_list)?, path, f),
+            Value::Scalar(_) => same_kind(others, path, "scalar", as_scalar).map(drop),
+        }
+    }
+
+    fn visit_leaves_mut<'t, const N: usize>(
+        &'t mut self,
+        others: [&'t Self; N],
+        path: &mut KeyPath<'t>,
+        f: &mut VisitMutFn<'_, 't, N>,
+    ) -> Result<()> {
+        match self {
+            Value::Tensor(t) => t.visit_leaves_mut(same_kind(others, path, "tensor", as_tensor)?, path, f),
+            Value::Dict(d) => d.visit_leaves_mut(same_kind(others, path, "dict", as_dict)?, path, f),
+            Value::List(l) => visit_seq_mut(l, same_kind(others, path, "list", as_list)?, path, f),
+            Value::Scalar(_) => same_kind(others, path, "scalar", as_scalar).map(drop),
+        }
+    }
+
+    fn map_leaves<'t, const N: usize>(
+        &'t self,
+        others: [&'t Self; N],
+        path: &mut KeyPath<'t>,
+        f: &mut MapFn<'_, 't, N>,
+    ) -> Result<Self> {
+        Ok(match self {
+            Value::Tensor(t) => {
+                Value::Tensor(t.map_leaves(same_kind(others, path, "tensor", as_tensor)?, path, f)?)
+            }
+            Value::Dict(d) => {
+                Value::Dict(d.map_leaves(same_kind(others, path, "dict", as_dict)?, path, f)?)
+            }
+            Value::List(l) => Value::List(map_seq(l, same_kind(others, path, "list", as_list)?, path, f)?),
+            Value::Scalar(s) => {
+                same_kind(others, path, "scalar", as_scalar)?;
+                Value::Scalar(s.clone())
+            }
+        })
+    }
+
+    fn state_dict(&self) -> Value {
+        match self {
+            Value::Tensor(t) => t.state_dict(),
+            Value::Dict(d) => d.state_dict(),
+            Value::List(l) => seq_state_dict(l.iter().map(Value::state_dict)),
+            Value::Scalar(s) => Value::Scalar(s.clone()),
+        }
+    }
+
+    /// A scalar target takes whatever leaf (scalar or tensor) the state holds, as Flax does
+    /// for leaves it has no rule for; dicts, lists and tensors follow their own rules.
+    fn restore_state_dict<'t>(
+        &'t self,
+        state: &Value,
+        path: &mut KeyPath<'t>,
+        report: &mut StateDictMismatches,
+    ) -> Option<Self> {
+        match self {
+            Value::Tensor(t) => t.restore_state_dict(state, path, report).map(Value::Tensor),
+            Value::Dict(d) => d.restore_state_dict(state, path, report).map(Value::Dict),
+            Value::List(l) => restore_seq(l, state, path, report).map(Value::List),
+            Value::Scalar(_) => match state {
+                Value::Scalar(_) | Value::Tensor(_) => Some(state.clone()),
+                Value::Dict(_) | Value::List(_) => {
+                    report.mismatched(path, describe(self), state);
+                    None
+                }
+            },
+        }
+    }
+}

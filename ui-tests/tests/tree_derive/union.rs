@@ -1,0 +1,7 @@
+#[derive(flax::Tree)]
+union Bits {
+    int: u32,
+    float: f32,
+}
+
+fn main() {}

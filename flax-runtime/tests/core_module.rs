@@ -89,3 +89,31 @@ fn capture_intermediates_records_every_call() {
         model.apply_with(&variables, ApplyOptions::new().capture_intermediates(only_dense_1), &x).unwrap();
     assert_eq!(state.get_dict("intermediates").unwrap().keys().collect::<Vec<_>>(), ["Dense_1"]);
 }
+
+/// One set of variables serving inference on several threads: each thread gets a cheap clone
+/// (tensors are shared, not copied; a tch `Tensor` is `Send` but not `Sync`).
+#[test]
+fn per_thread_clones_serve_parallel_inference() {
+    let model = Mlp::new(3);
+    let x = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
+    let variables = model.init(PRNGKey::new(0), &x).unwrap();
+    let expected = model.apply(&variables, &x).unwrap();
+    let kernel_ptr = variables.tensor(&["params", "Dense_0", "kernel"]).unwrap().data_ptr() as usize;
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (model, variables) = (model.clone(), variables.clone());
+            std::thread::spawn(move || {
+                let x = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
+                let shared = variables.tensor(&["params", "Dense_0", "kernel"]).unwrap().data_ptr() as usize;
+                let y = (0..10).map(|_| model.apply(&variables, &x).unwrap()).last().unwrap();
+                (i, shared, Vec::<f32>::try_from(y.flatten(0, -1)).unwrap())
+            })
+        })
+        .collect();
+    let expected = Vec::<f32>::try_from(expected.flatten(0, -1)).unwrap();
+    for h in handles {
+        let (_, ptr, y) = h.join().unwrap();
+        assert_eq!(ptr, kernel_ptr, "clones share storage");
+        assert_eq!(y, expected);
+    }
+}

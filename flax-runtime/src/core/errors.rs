@@ -1,12 +1,14 @@
 //! `flax::Error`: one variant per applicable `flax.errors` class, carrying the facts that
 //! Flax's message carries, plus libtorch, I/O and file-format failures.
 //!
-//! Flax errors that cannot happen in Rust are listed in the crate docs rather than here:
-//! `SetAttributeFrozenModuleError` (modules are immutable values), `CallCompactUnboundModuleError`
-//! (a compact method needs a `&mut Scope`, which only `init`/`apply`/`bind` create),
-//! `InvalidInstanceModuleError` (`init`/`apply` are methods of module values), and the
-//! compile-time ones (`MultipleMethodsCompactError`, `ReservedModuleAttributeError`, …), which
-//! the `#[module]` macro reports as compiler errors.
+//! Flax errors that cannot happen in Rust have no variant: `SetAttributeFrozenModuleError`
+//! (modules are immutable values), `CallCompactUnboundModuleError` (a compact method needs a
+//! `&mut Scope`, which only `init`/`apply`/`bind` create), `InvalidInstanceModuleError`
+//! (`init`/`apply` are methods of module values), `InvalidFilterError` (filters are typed),
+//! `ApplyScopeInvalidVariablesTypeError` (variables are typed), `CallUnbindOnUnboundModuleError`
+//! (only a `Bound` has `unbind`). The compile-time ones (`MultipleMethodsCompactError`,
+//! `ReservedModuleAttributeError`, and `NameInUseError`/`AssignSubModuleError` where the syntax
+//! proves them) are compiler errors raised by `#[module]`.
 
 use std::fmt;
 
@@ -70,10 +72,6 @@ pub enum Error {
     #[error("{module} needs PRNG for \"{stream}\"")]
     InvalidRng { module: String, stream: String },
 
-    /// `InvalidFilterError`: a collection filter that is not a bool, a name or a list of names.
-    #[error("Invalid Filter: \"{filter}\"")]
-    InvalidFilter { filter: String },
-
     /// `ApplyScopeInvalidVariablesStructureError`: `apply` got `{"params": {"params": …}}`.
     #[error("Expect the `variables` (first argument) passed to apply() to be a dict with the structure {{\"params\": ...}}, but got a dict with an extra params layer, i.e.  {{\"params\": {{\"params\": ... }} }}. You should instead pass in your dict's [\"params\"].")]
     ApplyScopeInvalidVariablesStructure,
@@ -82,10 +80,6 @@ pub enum Error {
     /// (when the macro could not prove it at compile time).
     #[error("Submodule {module} must be defined in `setup()` or in a method wrapped in `@compact`")]
     AssignSubModule { module: String },
-
-    /// `CallUnbindOnUnboundModuleError`.
-    #[error("Can't call `unbind()` on unbound modules")]
-    CallUnbindOnUnboundModule,
 
     /// `InvalidScopeError`: a variable handle used outside the module call that created it.
     #[error("The scope \"{scope}\" is no longer valid.")]

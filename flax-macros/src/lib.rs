@@ -15,6 +15,7 @@
 mod checks;
 mod module_impl;
 mod module_struct;
+mod params;
 mod tree;
 
 use proc_macro::TokenStream;

@@ -201,7 +201,29 @@ fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod]) -> TokenStream {
         extra.extend(init_apply(entry));
     }
     item.items.extend(extra);
-    quote!(#item)
+    let params = plain_self_ident(&item).map(|ident| {
+        let compact = methods
+            .iter()
+            .find(|m| m.compact)
+            .and_then(|m| scope_ident(&m.method, m.scope_index).map(|scope| (&m.method.block, scope)));
+        crate::params::generate(ident, compact.as_ref().map(|(b, s)| (*b, s)))
+    });
+    quote!(#item #params)
+}
+
+/// The self type's name when it is a plain, non-generic type (typed params views are
+/// generated only for those).
+fn plain_self_ident(item: &syn::ItemImpl) -> Option<&syn::Ident> {
+    if !item.generics.params.is_empty() {
+        return None;
+    }
+    match &*item.self_ty {
+        syn::Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+            let segment = &p.path.segments[0];
+            segment.arguments.is_none().then_some(&segment.ident)
+        }
+        _ => None,
+    }
 }
 
 /// Argument names for the generated signatures (the user's may be patterns).

@@ -139,8 +139,17 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
         quote! { #id: ::core::clone::Clone::clone(&self.#id) }
     });
     let vis = &item.vis;
+    let submodules: Vec<crate::params::SubmoduleField<'_>> = fields
+        .iter()
+        .filter(|f| f.submodule)
+        .map(|f| crate::params::SubmoduleField { ident: &f.ident, ty: &f.ty })
+        .collect();
+    let field_params =
+        item.generics.params.is_empty().then(|| crate::params::generate_fields(ident, &submodules));
     quote! {
         #strukt
+
+        #field_params
 
         impl #impl_generics #ident #ty_generics #where_clause {
             #[doc = #new_doc]

@@ -19,6 +19,7 @@ pub use crate::core::errors::{Error, NameKind, Result};
 pub use crate::core::filter::CollectionFilter;
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};
 pub use crate::core::module::{Bound, Module};
+pub use crate::core::params::ParamsView;
 pub use crate::core::rng::PRNGKey;
 pub use crate::core::scope::Scope;
 pub use crate::core::variable::Variable;

@@ -105,7 +105,10 @@ fn per_thread_clones_serve_parallel_inference() {
             std::thread::spawn(move || {
                 let x = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
                 let shared = variables.tensor(&["params", "Dense_0", "kernel"]).unwrap().data_ptr() as usize;
-                let y = (0..10).map(|_| model.apply(&variables, &x).unwrap()).last().unwrap();
+                let mut y = model.apply(&variables, &x).unwrap();
+                for _ in 0..10 {
+                    y = model.apply(&variables, &x).unwrap();
+                }
                 (i, shared, Vec::<f32>::try_from(y.flatten(0, -1)).unwrap())
             })
         })

@@ -102,6 +102,7 @@ pub mod filter;
 pub mod frozen_dict;
 pub mod module;
 pub mod naming;
+pub mod params;
 #[doc(hidden)]
 pub mod private;
 pub mod repr;

@@ -1,0 +1,465 @@
+//! Typed params views: which params and submodules a module's code names, and the generated
+//! `{Module}Params<'a>` struct with its `flax::ParamsView` impl.
+//!
+//! The scan is syntactic. A submodule is a `Type::new(…)` (possibly followed by builder calls)
+//! that is called with the scope as first argument, directly or through a `let` binding, or a
+//! `#[submodule]` field. Its Flax name comes from a literal `.name("…")` or from the per-type
+//! construction count; a construction under `if`/`match`/closure gives an `Option` field, one
+//! inside a loop a `Vec` of `Type_k` from the current count `n` on, in a field `type_from_n`
+//! (later auto-names of that type are no longer known). Anything else — computed names, params declared in loops — is
+//! reached through the view's raw `tree`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::visit::Visit;
+
+/// How many of an entry a view holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Arity {
+    One,
+    Optional,
+    Many,
+}
+
+enum Kind {
+    Param,
+    Submodule(syn::Path),
+}
+
+struct Entry {
+    field: syn::Ident,
+    key: Key,
+    kind: Kind,
+    arity: Arity,
+}
+
+enum Key {
+    Name(String),
+    /// Submodules `Type_{start}`, `Type_{start+1}`, … made in a loop.
+    From {
+        type_name: String,
+        start: u32,
+    },
+}
+
+/// A construction bound with `let`, waiting to be called.
+struct Pending {
+    binding: syn::Ident,
+    path: syn::Path,
+    name: Option<Option<String>>,
+    arity: Arity,
+    index: Option<u32>,
+}
+
+struct Scan<'a> {
+    scope: &'a syn::Ident,
+    depth_cond: usize,
+    depth_loop: usize,
+    counters: Vec<(String, Option<u32>)>,
+    pending: Vec<Pending>,
+    entries: Vec<Entry>,
+}
+
+/// The entries of a compact body, in declaration order.
+fn scan(body: &syn::Block, scope: &syn::Ident) -> Vec<Entry> {
+    let mut s = Scan {
+        scope,
+        depth_cond: 0,
+        depth_loop: 0,
+        counters: Vec::new(),
+        pending: Vec::new(),
+        entries: Vec::new(),
+    };
+    s.visit_block(body);
+    s.entries
+}
+
+fn string_literal(expr: &syn::Expr) -> Option<String> {
+    match expr {
+        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+        _ => None,
+    }
+}
+
+fn is_ident(expr: &syn::Expr, ident: &syn::Ident) -> bool {
+    matches!(expr, syn::Expr::Path(p) if p.path.is_ident(ident))
+}
+
+/// `Type::new(…).a(…).name("x")…`: the type path and the name given (`Some(None)` when the
+/// name is not a literal).
+fn construction(mut expr: &syn::Expr) -> Option<(syn::Path, Option<Option<String>>)> {
+    let mut name = None;
+    loop {
+        match expr {
+            syn::Expr::MethodCall(m) => {
+                if m.method == "name" && name.is_none() {
+                    name = Some(m.args.first().and_then(string_literal));
+                }
+                expr = &m.receiver;
+            }
+            syn::Expr::Call(c) => {
+                let syn::Expr::Path(p) = &*c.func else { return None };
+                let segments = &p.path.segments;
+                if segments.len() < 2 || segments.last()?.ident != "new" {
+                    return None;
+                }
+                let mut path = p.path.clone();
+                path.segments.pop();
+                let last = path.segments.pop()?.into_value();
+                path.segments.push(last);
+                return Some((path, name));
+            }
+            syn::Expr::Paren(p) => expr = &p.expr,
+            _ => return None,
+        }
+    }
+}
+
+fn type_name(path: &syn::Path) -> String {
+    path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
+}
+
+/// `Dense_0` → `dense_0`; `None` when the name is not a usable field identifier.
+fn field_ident(name: &str) -> Option<syn::Ident> {
+    let mut snake = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 && !snake.ends_with('_') {
+                snake.push('_');
+            }
+            snake.extend(c.to_lowercase());
+        } else {
+            snake.push(c);
+        }
+    }
+    if snake == "tree" || snake == "fields" {
+        return None;
+    }
+    syn::parse_str::<syn::Ident>(&snake).ok()
+}
+
+impl Scan<'_> {
+    fn arity(&self) -> Arity {
+        if self.depth_loop > 0 {
+            Arity::Many
+        } else if self.depth_cond > 0 {
+            Arity::Optional
+        } else {
+            Arity::One
+        }
+    }
+
+    /// Takes the next auto index of `type_name` (`None` once it is no longer known).
+    fn next_index(&mut self, type_name: &str, arity: Arity) -> Option<u32> {
+        let slot = match self.counters.iter_mut().find(|(t, _)| t == type_name) {
+            Some((_, n)) => n,
+            None => {
+                self.counters.push((type_name.to_owned(), Some(0)));
+                &mut self.counters.last_mut().expect("just pushed").1
+            }
+        };
+        let index = *slot;
+        *slot = if arity == Arity::Many { None } else { slot.map(|n| n + 1) };
+        index
+    }
+
+    fn add_submodule(
+        &mut self,
+        path: syn::Path,
+        name: Option<Option<String>>,
+        arity: Arity,
+        index: Option<u32>,
+    ) {
+        let (key, field) = match (name, arity) {
+            (Some(None), _) | (Some(Some(_)), Arity::Many) => return,
+            (Some(Some(lit)), _) => (Key::Name(lit.clone()), field_ident(&lit)),
+            (None, Arity::Many) => {
+                let Some(start) = index else { return };
+                let t = type_name(&path);
+                let field = field_ident(&format!("{t}_from_{start}"));
+                (Key::From { type_name: t, start }, field)
+            }
+            (None, _) => {
+                let Some(index) = index else { return };
+                let name = format!("{}_{index}", type_name(&path));
+                (Key::Name(name.clone()), field_ident(&name))
+            }
+        };
+        self.push(field, key, Kind::Submodule(path), arity);
+    }
+
+    fn push(&mut self, field: Option<syn::Ident>, key: Key, kind: Kind, arity: Arity) {
+        let Some(field) = field else { return };
+        if self.entries.iter().any(|e| e.field == field) {
+            return;
+        }
+        self.entries.push(Entry { field, key, kind, arity });
+    }
+}
+
+impl<'ast> Visit<'ast> for Scan<'_> {
+    fn visit_local(&mut self, local: &'ast syn::Local) {
+        if let (syn::Pat::Ident(binding), Some(init)) = (&local.pat, &local.init) {
+            if let Some((path, name)) = construction(&init.expr) {
+                let arity = self.arity();
+                let index = if name.is_none() { self.next_index(&type_name(&path), arity) } else { None };
+                self.pending.push(Pending { binding: binding.ident.clone(), path, name, arity, index });
+                return;
+            }
+        }
+        syn::visit::visit_local(self, local);
+    }
+
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        let with_scope = call.args.first().is_some_and(|a| is_ident(a, self.scope));
+        let method = call.method.to_string();
+        if is_ident(&call.receiver, self.scope)
+            && ["param", "param_with_dtype", "param_fn"].contains(&method.as_str())
+        {
+            if let (Some(name), arity) = (call.args.first().and_then(string_literal), self.arity()) {
+                if arity != Arity::Many {
+                    self.push(field_ident(&name), Key::Name(name), Kind::Param, arity);
+                }
+            }
+        } else if with_scope {
+            if let Some((path, name)) = construction(&call.receiver) {
+                let arity = self.arity();
+                let index = if name.is_none() { self.next_index(&type_name(&path), arity) } else { None };
+                self.add_submodule(path, name, arity, index);
+            } else if let syn::Expr::Path(p) = &*call.receiver {
+                if let Some(pos) = self.pending.iter().position(|b| p.path.is_ident(&b.binding)) {
+                    let b = self.pending.remove(pos);
+                    let arity =
+                        if self.arity() == Arity::One { b.arity } else { self.arity().max_with(b.arity) };
+                    self.add_submodule(b.path, b.name, arity, b.index);
+                }
+            }
+        }
+        syn::visit::visit_expr_method_call(self, call);
+    }
+
+    fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {
+        self.visit_expr(&e.cond);
+        self.depth_cond += 1;
+        self.visit_block(&e.then_branch);
+        if let Some((_, other)) = &e.else_branch {
+            self.visit_expr(other);
+        }
+        self.depth_cond -= 1;
+    }
+
+    fn visit_expr_match(&mut self, e: &'ast syn::ExprMatch) {
+        self.visit_expr(&e.expr);
+        self.depth_cond += 1;
+        for arm in &e.arms {
+            self.visit_arm(arm);
+        }
+        self.depth_cond -= 1;
+    }
+
+    fn visit_expr_closure(&mut self, e: &'ast syn::ExprClosure) {
+        self.depth_cond += 1;
+        syn::visit::visit_expr_closure(self, e);
+        self.depth_cond -= 1;
+    }
+
+    fn visit_expr_for_loop(&mut self, e: &'ast syn::ExprForLoop) {
+        self.visit_expr(&e.expr);
+        self.depth_loop += 1;
+        self.visit_block(&e.body);
+        self.depth_loop -= 1;
+    }
+
+    fn visit_expr_while(&mut self, e: &'ast syn::ExprWhile) {
+        self.depth_loop += 1;
+        syn::visit::visit_expr_while(self, e);
+        self.depth_loop -= 1;
+    }
+
+    fn visit_expr_loop(&mut self, e: &'ast syn::ExprLoop) {
+        self.depth_loop += 1;
+        syn::visit::visit_expr_loop(self, e);
+        self.depth_loop -= 1;
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+impl Arity {
+    /// The looser of two arities (a `Vec` holds an `Option`'s case, an `Option` a single one).
+    fn max_with(self, other: Arity) -> Arity {
+        match (self, other) {
+            (Arity::Many, _) | (_, Arity::Many) => Arity::Many,
+            (Arity::Optional, _) | (_, Arity::Optional) => Arity::Optional,
+            _ => Arity::One,
+        }
+    }
+}
+
+/// `{Module}Params`, `{Module}FieldParams`: the names the two macro halves agree on.
+pub fn params_ident(module: &syn::Ident) -> syn::Ident {
+    format_ident!("{}Params", module)
+}
+
+pub fn field_params_ident(module: &syn::Ident) -> syn::Ident {
+    format_ident!("{}FieldParams", module)
+}
+
+/// The view struct and `ParamsView` impl for a module whose compact body is `body` (or none).
+pub fn generate(module: &syn::Ident, compact: Option<(&syn::Block, &syn::Ident)>) -> TokenStream {
+    let entries = compact.map(|(body, scope)| scan(body, scope)).unwrap_or_default();
+    let params = params_ident(module);
+    let fields_ty = field_params_ident(module);
+    let decls = entries.iter().map(|e| {
+        let field = &e.field;
+        let one = match &e.kind {
+            Kind::Param => quote!(&'a ::flax::tch::Tensor),
+            Kind::Submodule(path) => quote!(<#path as ::flax::ParamsView>::Params<'a>),
+        };
+        let ty = match e.arity {
+            Arity::One => one,
+            Arity::Optional => quote!(::core::option::Option<#one>),
+            Arity::Many => quote!(::std::vec::Vec<#one>),
+        };
+        quote!(pub #field: #ty)
+    });
+    let inits = entries.iter().map(|e| {
+        let field = &e.field;
+        let value = match (&e.kind, &e.key, e.arity) {
+            (Kind::Param, Key::Name(n), Arity::One) => quote!(::flax::core::params::leaf(tree, #n, path)?),
+            (Kind::Param, Key::Name(n), _) => quote!(::flax::core::params::optional_leaf(tree, #n)),
+            (Kind::Submodule(p), Key::Name(n), Arity::One) => quote! {
+                <#p as ::flax::ParamsView>::view(::flax::core::params::child(tree, #n), &::flax::core::params::child_path(path, #n))?
+            },
+            (Kind::Submodule(p), Key::Name(n), _) => quote! {
+                match ::flax::core::params::child(tree, #n) {
+                    ::core::option::Option::Some(sub) => ::core::option::Option::Some(
+                        <#p as ::flax::ParamsView>::view(::core::option::Option::Some(sub), &::flax::core::params::child_path(path, #n))?,
+                    ),
+                    ::core::option::Option::None => ::core::option::Option::None,
+                }
+            },
+            (Kind::Submodule(p), Key::From { type_name, start }, _) => quote! {
+                ::flax::core::params::numbered::<#p>(tree, #type_name, #start, path)?
+            },
+            (Kind::Param, Key::From { .. }, _) => quote!(::core::option::Option::None),
+        };
+        quote!(#field: #value)
+    });
+    let doc = format!(
+        "Typed view of the params of [`{module}`] (generated by `#[module]`): one field per param \
+         and submodule its code names, the `#[submodule]` fields through `Deref`, and the raw \
+         subtree in `tree`."
+    );
+    quote! {
+        #[doc = #doc]
+        #[allow(missing_docs)]
+        pub struct #params<'a> {
+            #(#decls,)*
+            /// The `#[submodule]` fields' views (also reached directly through `Deref`).
+            pub fields: #fields_ty<'a>,
+            /// The raw subtree, for names computed at run time.
+            pub tree: ::core::option::Option<&'a ::flax::FrozenDict>,
+        }
+
+        impl<'a> ::core::ops::Deref for #params<'a> {
+            type Target = #fields_ty<'a>;
+            fn deref(&self) -> &Self::Target {
+                &self.fields
+            }
+        }
+
+        impl ::flax::ParamsView for #module {
+            type Params<'a> = #params<'a>;
+            fn view<'a>(tree: ::core::option::Option<&'a ::flax::FrozenDict>, path: &str) -> ::flax::Result<#params<'a>> {
+                ::flax::Result::Ok(#params {
+                    #(#inits,)*
+                    fields: #fields_ty::view(tree, path)?,
+                    tree,
+                })
+            }
+        }
+
+        impl #module {
+            /// The typed view of this module's params in `variables` (no tensor is copied).
+            pub fn params(variables: &::flax::Variables) -> ::flax::Result<#params<'_>> {
+                <Self as ::flax::ParamsView>::view(variables.get_dict("params"), "/")
+            }
+        }
+    }
+}
+
+/// A `#[submodule]` field of the struct: its name, and its type with how many modules it holds.
+pub struct SubmoduleField<'a> {
+    pub ident: &'a syn::Ident,
+    pub ty: &'a syn::Type,
+}
+
+/// The element type of `Vec<T>`/`Option<T>`, with which wrapper it was.
+fn unwrap_container(ty: &syn::Type) -> (Option<&'static str>, &syn::Type) {
+    if let syn::Type::Path(p) = ty {
+        if let Some(last) = p.path.segments.last() {
+            for wrapper in ["Vec", "Option"] {
+                if last.ident == wrapper {
+                    if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
+                        if let Some(syn::GenericArgument::Type(inner)) = args.args.first() {
+                            return (Some(wrapper), inner);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (None, ty)
+}
+
+/// `{Module}FieldParams<'a>`: the views of the `#[submodule]` fields, named after the fields.
+pub fn generate_fields(module: &syn::Ident, fields: &[SubmoduleField<'_>]) -> TokenStream {
+    let name = field_params_ident(module);
+    let decls = fields.iter().map(|f| {
+        let (ident, (wrapper, inner)) = (f.ident, unwrap_container(f.ty));
+        let one = quote!(<#inner as ::flax::ParamsView>::Params<'a>);
+        let ty = match wrapper {
+            Some("Vec") => quote!(::std::vec::Vec<#one>),
+            Some(_) => quote!(::core::option::Option<#one>),
+            None => one,
+        };
+        quote!(pub #ident: #ty)
+    });
+    let inits = fields.iter().map(|f| {
+        let (ident, (wrapper, inner)) = (f.ident, unwrap_container(f.ty));
+        let key = ident.to_string();
+        let value = match wrapper {
+            Some("Vec") => quote!(::flax::core::params::field_list::<#inner>(tree, #key, path)?),
+            Some(_) => quote! {
+                match ::flax::core::params::child(tree, #key) {
+                    ::core::option::Option::Some(sub) => ::core::option::Option::Some(
+                        <#inner as ::flax::ParamsView>::view(::core::option::Option::Some(sub), &::flax::core::params::child_path(path, #key))?,
+                    ),
+                    ::core::option::Option::None => ::core::option::Option::None,
+                }
+            },
+            None => quote! {
+                <#inner as ::flax::ParamsView>::view(::flax::core::params::child(tree, #key), &::flax::core::params::child_path(path, #key))?
+            },
+        };
+        quote!(#ident: #value)
+    });
+    let doc = format!("Views of the `#[submodule]` fields of [`{module}`] (generated by `#[module]`).");
+    quote! {
+        #[doc = #doc]
+        #[allow(missing_docs)]
+        pub struct #name<'a> {
+            #(#decls,)*
+            _tree: ::core::marker::PhantomData<&'a ()>,
+        }
+
+        impl<'a> #name<'a> {
+            #[doc(hidden)]
+            pub fn view(tree: ::core::option::Option<&'a ::flax::FrozenDict>, path: &str) -> ::flax::Result<Self> {
+                let _ = (tree, path);
+                ::flax::Result::Ok(Self { #(#inits,)* _tree: ::core::marker::PhantomData })
+            }
+        }
+    }
+}

@@ -98,10 +98,25 @@ impl Value {
         }
     }
 
+    /// A one-line summary for error messages: `Array(shape=(3, 5), dtype=float32)`, `a dict`,
+    /// `a list of 2`, or the scalar itself (never the values of an array).
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Tensor(t) => {
+                format!("Array(shape={}, dtype={})", shape_repr(&t.size()), dtype_name(t.kind()))
+            }
+            Value::Dict(_) => "a dict".to_owned(),
+            Value::List(items) => format!("a list of {}", items.len()),
+            scalar => format!("{scalar:?}"),
+        }
+    }
+
     fn write_repr(&self, out: &mut String, indent: usize, num_spaces: usize) {
         match self {
             Value::Tensor(t) => {
-                let _ = write!(out, "Array(shape={}, dtype={})", shape_repr(&t.size()), dtype_name(t.kind()));
+                let repr = crate::core::array_repr::array_repr(t);
+                // Continuation lines of a wrapped array keep their place under the indent.
+                let _ = write!(out, "{}", repr.replace('\n', &format!("\n{:indent$}", "")));
             }
             Value::Dict(d) => d.write_body(out, indent, num_spaces),
             Value::List(items) => {
@@ -367,7 +382,7 @@ mod tests {
 
     #[test]
     fn pretty_repr_matches_flax_layout() {
-        let expected = "FrozenDict({\n    params: {\n        Dense_0: {\n            kernel: Array(shape=(4, 3), dtype=float32),\n            bias: Array(shape=(3,), dtype=float32),\n        },\n    },\n})";
+        let expected = "FrozenDict({\n    params: {\n        Dense_0: {\n            kernel: Array([[0., 0., 0.],\n                   [0., 0., 0.],\n                   [0., 0., 0.],\n                   [0., 0., 0.]], dtype=float32),\n            bias: Array([0., 0., 0.], dtype=float32),\n        },\n    },\n})";
         assert_eq!(sample().pretty_repr(), expected);
         assert_eq!(FrozenDict::new().pretty_repr(), "FrozenDict({})");
     }

@@ -97,6 +97,7 @@
 //!   (`variables.clone()` shares tensors; a tch `Tensor` is `Send` but not `Sync`).
 
 pub mod apply;
+pub mod array_repr;
 pub mod errors;
 pub mod filter;
 pub mod frozen_dict;

@@ -91,7 +91,7 @@ pub fn from_bytes_with(target: &FrozenDict, bytes: &[u8], options: RestoreOption
         Value::Dict(state) => from_state_dict_with(target, &state, options),
         other => Err(Error::Format {
             format: "msgpack",
-            message: format!("expected a state dict at the top level, found {}", describe(&other)),
+            message: format!("expected a state dict at the top level, found {}", other.describe()),
         }),
     }
 }
@@ -124,8 +124,8 @@ impl Restorer {
             _ => {
                 self.mismatched.push(format!(
                     "{path}: expected {}, found {}",
-                    describe(target),
-                    describe(state)
+                    target.describe(),
+                    state.describe()
                 ));
                 target.clone()
             }
@@ -193,15 +193,6 @@ fn join(path: &str, key: &str) -> String {
         key.to_owned()
     } else {
         format!("{path}/{key}")
-    }
-}
-
-/// A short description of a node for error messages (tensors as `Array(shape=…, dtype=…)`).
-fn describe(value: &Value) -> String {
-    match value {
-        Value::Dict(_) => "a dict".to_owned(),
-        Value::List(items) => format!("a list of {}", items.len()),
-        leaf => format!("{leaf:?}"),
     }
 }
 

@@ -74,7 +74,7 @@ impl StateDictMismatches {
     /// `expected` (e.g. `params/Dense_0/kernel: expected Array(shape=(2, 3), dtype=float32),
     /// found Array(shape=(3,), dtype=float32)`).
     pub fn mismatched(&mut self, path: &KeyPath<'_>, expected: impl fmt::Display, found: &Value) {
-        self.mismatched.push(format!("{path}: expected {expected}, found {}", describe(found)));
+        self.mismatched.push(format!("{path}: expected {expected}, found {}", found.describe()));
     }
 
     /// Whether nothing was recorded.
@@ -164,16 +164,6 @@ impl<'s> SeqState<'s> {
             SeqState::Dict(dict) => dict.get(&i.to_string()),
             SeqState::List(items) => items.get(i),
         }
-    }
-}
-
-/// A short description of a state-dict node for error messages: tensors and scalars as
-/// their repr (`Array(shape=(2,), dtype=float32)`, `3`), containers by kind.
-pub fn describe(value: &Value) -> String {
-    match value {
-        Value::Dict(_) => "a dict".to_owned(),
-        Value::List(items) => format!("a list of {}", items.len()),
-        leaf => format!("{leaf:?}"),
     }
 }
 

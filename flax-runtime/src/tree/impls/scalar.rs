@@ -12,7 +12,7 @@ use crate::core::errors::Result;
 use crate::core::frozen_dict::{Scalar, Value};
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-use crate::tree::state_dict::{describe, StateDictMismatches};
+use crate::tree::state_dict::StateDictMismatches;
 use tch::{Kind, Tensor};
 
 /// The value of a one-element tensor whose dtype satisfies `kind_ok`.
@@ -109,7 +109,7 @@ macro_rules! impl_tree_for_scalar {
             ) -> Option<Self> {
                 let restored = $from_state(state);
                 if restored.is_none() {
-                    report.mismatched(path, describe(&self.state_dict()), state);
+                    report.mismatched(path, self.state_dict().describe(), state);
                 }
                 restored
             }

@@ -4,7 +4,7 @@ use crate::core::errors::Result;
 use crate::core::frozen_dict::Value;
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-use crate::tree::state_dict::{describe, StateDictMismatches};
+use crate::tree::state_dict::StateDictMismatches;
 use tch::Tensor;
 
 /// Whether two tensors agree in dtype and shape (an undefined tensor agrees with nothing).
@@ -55,7 +55,7 @@ impl Tree for Tensor {
         match state {
             Value::Tensor(t) if same_layout(self, t) => Some(t.shallow_clone()),
             _ => {
-                report.mismatched(path, describe(&self.state_dict()), state);
+                report.mismatched(path, self.state_dict().describe(), state);
                 None
             }
         }

@@ -8,7 +8,7 @@ use crate::tree::impls::sequence::{map_seq, restore_seq, visit_seq, visit_seq_mu
 use crate::tree::impls::zip_children;
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-use crate::tree::state_dict::{describe, seq_state_dict, StateDictMismatches};
+use crate::tree::state_dict::{seq_state_dict, StateDictMismatches};
 use tch::Tensor;
 
 /// The same kind of node in each of `others` as the first tree's `kind`.
@@ -111,7 +111,7 @@ impl Tree for Value {
             Value::Scalar(_) => match state {
                 Value::Scalar(_) | Value::Tensor(_) => Some(state.clone()),
                 Value::Dict(_) | Value::List(_) => {
-                    report.mismatched(path, describe(self), state);
+                    report.mismatched(path, self.describe(), state);
                     None
                 }
             },

@@ -10,7 +10,7 @@ use crate::core::frozen_dict::{Scalar, Value};
 use crate::tree::impls::zip_children;
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-use crate::tree::state_dict::{describe, StateDictMismatches};
+use crate::tree::state_dict::StateDictMismatches;
 
 /// The children of `others` when the first tree is `Some`; all must be `Some`.
 fn some_children<'t, T, const N: usize>(
@@ -84,7 +84,7 @@ impl<T: Tree> Tree for Option<T> {
                 x.restore_state_dict(state, path, report).map(Some)
             }
             _ => {
-                report.mismatched(path, describe(&self.state_dict()), state);
+                report.mismatched(path, self.state_dict().describe(), state);
                 None
             }
         }

@@ -27,6 +27,12 @@ ensure_libtorch() {
   if [ -n "${LIBTORCH:-}" ] && [ "${LIBTORCH}" != "$PWD/$VENV/libtorch" ]; then
     [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] ||
       die "LIBTORCH=$LIBTORCH has no lib/libtorch_cpu.so. Point LIBTORCH at a libtorch $TORCH_VERSION directory, or unset it to use the project's own."
+    if [ -f "$LIBTORCH/build-version" ]; then
+      local version
+      version=$(cut -d+ -f1 < "$LIBTORCH/build-version")
+      [ "$version" = "$TORCH_VERSION" ] ||
+        die "LIBTORCH=$LIBTORCH is libtorch $version, but tch 0.26 needs $TORCH_VERSION. Install libtorch $TORCH_VERSION, or unset LIBTORCH to use the project's own."
+    fi
     echo "bootstrap: using your libtorch at LIBTORCH=$LIBTORCH"
     return
   fi

@@ -196,3 +196,32 @@ fn bind_and_unbind() {
         .unwrap()
         .equal(v.tensor(&["params", "encoder", "kernel"]).unwrap()));
 }
+
+#[module]
+pub struct BadMatmul {}
+
+#[module]
+impl BadMatmul {
+    #[compact]
+    pub fn call(&self, _cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_matmul(&Tensor::ones([7, 2], (Kind::Float, Device::Cpu)))?)
+    }
+}
+
+#[test]
+fn bad_shapes_are_typed_errors_not_panics() {
+    let scalar = Tensor::from(1.0f32);
+    match nn::Dense::new(3).init(PRNGKey::new(0), &scalar) {
+        Err(Error::Shape { scope, message }) => {
+            assert_eq!(scope, "/");
+            assert!(message.contains("scalar"), "{message}");
+        }
+        other => panic!("expected Shape, got {other:?}"),
+    }
+    match BadMatmul::new().init(PRNGKey::new(0), &x()) {
+        Err(Error::Torch(e)) => {
+            assert!(e.to_string().contains("mat1 and mat2 shapes cannot be multiplied"), "{e}")
+        }
+        other => panic!("expected a libtorch error, got {other:?}"),
+    }
+}

@@ -12,7 +12,6 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// A module, param or variable name. Literals and auto-names are `'static` and never copied.
 pub type Name = Cow<'static, str>;
@@ -57,14 +56,20 @@ fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// `"{type_name}_{index}"`, interned so that hot paths never format names again.
+/// `"{type_name}_{index}"`, interned so that hot paths never format names again. Each thread
+/// keeps its own table keyed by the name's address (no lock, no string hashing on the hot
+/// path); the strings live for the program, one per distinct (type, index) pair it uses.
 pub(crate) fn auto_name(type_name: &'static str, index: u32) -> &'static str {
-    static NAMES: Mutex<Option<HashMap<(&'static str, u32), &'static str>>> = Mutex::new(None);
-    let mut guard = NAMES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let names = guard.get_or_insert_with(HashMap::new);
-    names
-        .entry((type_name, index))
-        .or_insert_with(|| Box::leak(format!("{type_name}_{index}").into_boxed_str()))
+    thread_local! {
+        static NAMES: RefCell<HashMap<(usize, usize, u32), &'static str, rustc_hash::FxBuildHasher>> =
+            RefCell::new(HashMap::default());
+    }
+    NAMES.with(|names| {
+        *names
+            .borrow_mut()
+            .entry((type_name.as_ptr() as usize, type_name.len(), index))
+            .or_insert_with(|| Box::leak(format!("{type_name}_{index}").into_boxed_str()))
+    })
 }
 
 /// Takes the next index of `type_name` from the innermost compact naming frame.

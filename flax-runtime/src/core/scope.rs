@@ -114,7 +114,9 @@ impl<'v> Scope<'v> {
             rng_counters: vec![0; streams],
             child_rng_counters: Vec::new(),
         };
-        Scope { input, state, config, frames: vec![root], next_serial: 1, calls: None }
+        let mut frames = Vec::with_capacity(8);
+        frames.push(root);
+        Scope { input, state, config, frames, next_serial: 1, calls: None }
     }
 
     /// Starts recording every module method call with its inputs and output (`tabulate`).

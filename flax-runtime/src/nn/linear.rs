@@ -3,7 +3,7 @@
 use crate::core::errors::{Error, Result};
 use crate::core::scope::Scope;
 use crate::module;
-use crate::nn::dtypes::{cast, result_dtype};
+use crate::nn::dtypes::{cast, promote_kinds};
 use crate::nn::initializers::{self, Init};
 use tch::{Kind, Tensor};
 
@@ -36,7 +36,8 @@ impl Dense {
     /// Applies the layer to `inputs` of shape `(..., in_features)`.
     #[compact]
     pub fn call(&self, cx: &mut Scope, inputs: &Tensor) -> Result<Tensor> {
-        let in_features = *inputs.size().last().ok_or_else(|| Error::Shape {
+        let shape = inputs.size();
+        let in_features = *shape.last().ok_or_else(|| Error::Shape {
             scope: cx.path_text(),
             message: "Dense needs an input with at least one dimension, got a scalar".into(),
         })?;
@@ -51,17 +52,19 @@ impl Dense {
         } else {
             None
         };
-        let kind = result_dtype(&[inputs, &kernel], self.dtype)?;
+        // Each `kind()` is a call into libtorch: ask once per tensor.
+        let (input_kind, kernel_kind) = (inputs.kind(), kernel.kind());
+        let kind = self.dtype.unwrap_or_else(|| promote_kinds(input_kind, kernel_kind));
         let cast_inputs;
-        let x = if inputs.kind() == kind {
+        let x = if input_kind == kind {
             inputs
         } else {
             cast_inputs = inputs.f_to_kind(kind)?;
             &cast_inputs
         };
-        let kernel = cast(kernel, kind)?;
+        let kernel = if kernel_kind == kind { kernel } else { kernel.f_to_kind(kind)? };
         let y = match bias {
-            Some(b) if x.dim() == 2 => cast(b, kind)?.f_addmm(x, &kernel)?,
+            Some(b) if shape.len() == 2 => cast(b, kind)?.f_addmm(x, &kernel)?,
             Some(b) => x.f_matmul(&kernel)?.f_add(&cast(b, kind)?)?,
             None => x.f_matmul(&kernel)?,
         };

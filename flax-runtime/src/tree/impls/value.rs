@@ -9,6 +9,7 @@ use crate::tree::impls::zip_children;
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
 use crate::tree::state_dict::{seq_state_dict, StateDictMismatches};
+use std::mem;
 use tch::Tensor;
 
 /// The same kind of node in each of `others` as the first tree's `kind`.
@@ -96,25 +97,26 @@ impl Tree for Value {
         }
     }
 
-    /// A scalar target takes whatever leaf (scalar or tensor) the state holds, as Flax does
-    /// for leaves it has no rule for; dicts, lists and tensors follow their own rules.
+    /// A scalar target takes a scalar of the same Python type (an `int` target refuses a
+    /// `float` or a `str`, unlike Flax, which takes any leaf it has no rule for); dicts,
+    /// lists and tensors follow their own rules.
     fn restore_state_dict<'t>(
         &'t self,
         state: &Value,
         path: &mut KeyPath<'t>,
         report: &mut StateDictMismatches,
     ) -> Option<Self> {
-        match self {
-            Value::Tensor(t) => t.restore_state_dict(state, path, report).map(Value::Tensor),
-            Value::Dict(d) => d.restore_state_dict(state, path, report).map(Value::Dict),
-            Value::List(l) => restore_seq(l, state, path, report).map(Value::List),
-            Value::Scalar(_) => match state {
-                Value::Scalar(_) | Value::Tensor(_) => Some(state.clone()),
-                Value::Dict(_) | Value::List(_) => {
-                    report.mismatched(path, self.describe(), state);
-                    None
-                }
-            },
+        match (self, state) {
+            (Value::Tensor(t), _) => t.restore_state_dict(state, path, report).map(Value::Tensor),
+            (Value::Dict(d), _) => d.restore_state_dict(state, path, report).map(Value::Dict),
+            (Value::List(l), _) => restore_seq(l, state, path, report).map(Value::List),
+            (Value::Scalar(t), Value::Scalar(s)) if mem::discriminant(t) == mem::discriminant(s) => {
+                Some(state.clone())
+            }
+            (Value::Scalar(_), _) => {
+                report.mismatched(path, self.describe(), state);
+                None
+            }
         }
     }
 }

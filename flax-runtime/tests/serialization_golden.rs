@@ -281,16 +281,17 @@ fn every_difference_is_reported_at_once() {
     else {
         panic!("expected a StateDictMismatch");
     };
+    // Each list is sorted by path.
     let in_each_tree =
-        |leaf: &str| ["params", "opt_state/0/mu", "opt_state/0/nu"].map(|t| format!("{t}/{leaf}"));
+        |leaf: &str| ["opt_state/0/mu", "opt_state/0/nu", "params"].map(|t| format!("{t}/{leaf}"));
     assert_eq!(missing, [in_each_tree("Dense_2").as_slice(), &["rng".to_owned()]].concat());
     assert_eq!(unexpected, in_each_tree("Dense_1"));
     let mismatched_paths: Vec<&str> = mismatched.iter().map(|m| m.split(':').next().unwrap()).collect();
     let dense_0 = in_each_tree("Dense_0").map(|p| [format!("{p}/bias"), format!("{p}/kernel")]).concat();
-    assert_eq!(mismatched_paths, [&["step".to_owned()], dense_0.as_slice()].concat());
-    assert_eq!(mismatched[0], "step: expected 0.0, found 2");
+    assert_eq!(mismatched_paths, [dense_0.as_slice(), &["step".to_owned()]].concat());
+    assert_eq!(mismatched[6], "step: expected 0.0, found 2");
     assert_eq!(
-        mismatched[2],
+        mismatched[5],
         "params/Dense_0/kernel: expected Array(shape=(3, 5), dtype=float32), found Array(shape=(3, 4), dtype=float32)"
     );
 }
@@ -318,7 +319,10 @@ fn partial_restores_are_opt_in() {
 }
 
 #[test]
-fn a_non_dict_top_level_is_not_a_state_dict() {
+fn a_non_dict_top_level_does_not_fit_a_dict_target() {
     let bytes = msgpack_serialize(&Value::List(vec![int(1)])).unwrap();
-    assert!(matches!(from_bytes(&FrozenDict::new(), &bytes), Err(Error::Format { .. })));
+    let Err(Error::StateDictMismatch { mismatched, .. }) = from_bytes(&FrozenDict::new(), &bytes) else {
+        panic!("expected a StateDictMismatch");
+    };
+    assert_eq!(mismatched, [".: expected a dict, found a list of 1"]);
 }

@@ -104,6 +104,15 @@ fn from_state_dict_restores_flax_state_into_a_typed_target() {
 }
 
 #[test]
+fn typed_trees_round_trip_through_flax_bytes() {
+    let bytes = flax::serialization::to_bytes(&train_state()).unwrap();
+    let restored = flax::serialization::from_bytes(&zeros_like(&train_state()), &bytes).unwrap();
+    assert_eq!((restored.step, restored.learning_rate), (3, 0.3));
+    assert_eq!(values(&restored.params.dense_0.kernel.flatten(0, -1)), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(values(restored.extra[0].as_ref().unwrap()), [7.0]);
+}
+
+#[test]
 fn from_state_dict_reports_every_mismatch_in_one_error() {
     let Value::Dict(golden) = value(&load("state_dict")["train_state"]) else { panic!("not a dict") };
     let params = golden.get_dict("params").unwrap();

@@ -13,9 +13,11 @@
 //! ```
 //!
 //! - [`msgpack_serialize`] / [`msgpack_restore`]: any [`Value`](crate::Value) tree.
-//! - [`to_bytes`] / [`from_bytes`]: variables through their state dict ([`to_state_dict`]),
-//!   restored into a target of the same structure; strict by default, with
-//!   [`from_bytes_with`] and [`RestoreOptions`] for partial restores.
+//! - [`to_bytes`] / [`from_bytes`]: any [`Tree`](crate::tree::Tree) (variables, a train
+//!   state) through its state dict ([`to_state_dict`]), restored into a target of the same
+//!   structure; strict by default, with [`from_bytes_with`] and [`RestoreOptions`] for
+//!   partial restores. The state-dict rules live in [`crate::tree`]; the functions here are
+//!   Flax's names for them.
 //!
 //! # The format
 //! - A dictionary is a msgpack map with string keys; a [`Value::List`](crate::Value::List) is a
@@ -58,8 +60,8 @@ mod state_dict;
 #[cfg(test)]
 mod testing;
 
+pub use crate::tree::RestoreOptions;
 pub use msgpack::{msgpack_restore, msgpack_serialize};
 pub use state_dict::{
     from_bytes, from_bytes_with, from_state_dict, from_state_dict_with, to_bytes, to_state_dict,
-    RestoreOptions,
 };

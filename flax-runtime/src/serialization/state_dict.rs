@@ -1,204 +1,71 @@
-//! State dicts and `to_bytes` / `from_bytes`: Flax's `to_state_dict`, `from_state_dict`,
-//! `to_bytes` and `from_bytes` for variable trees.
-//!
-//! A state dict is the tree with every list or tuple replaced by a dictionary keyed `"0"`,
-//! `"1"`, … (Flax's `_list_state_dict`); that is what `to_bytes` writes. Restoring walks the
-//! *target* (a tree of the expected structure, e.g. freshly initialised variables), so the
-//! result has the target's key order, containers and devices, filled with the restored leaves.
-//!
-//! Flax's `from_state_dict` raises at the first target key the state lacks, silently drops
-//! keys the target lacks and never compares shapes. Here restoring is strict by default: every
-//! missing, unexpected and mismatched (shape, dtype or kind of node) entry is reported in one
-//! [`Error::StateDictMismatch`]. [`RestoreOptions`] opts into partial restores.
+//! Flax's `to_state_dict`, `from_state_dict`, `to_bytes` and `from_bytes` in
+//! `flax.serialization`'s shape: thin wrappers over the generic state dicts of
+//! [`crate::tree`], which hold the one implementation of the rules (lists become dicts keyed
+//! `"0"`, `"1"`, …; restores walk the target and report every missing, unexpected and
+//! mismatched entry in one [`Error::StateDictMismatch`](crate::Error::StateDictMismatch);
+//! [`RestoreOptions`] opts into partial restores). Here they take variable dicts
+//! ([`FrozenDict`]), and the byte functions any [`Tree`], as Flax's take any pytree.
 
 use super::chunking::MAX_CHUNK_SIZE;
 use super::msgpack::{msgpack_restore, Encoder, KeyOrder};
-use crate::core::errors::{Error, Result};
+use crate::core::errors::Result;
 use crate::core::frozen_dict::{FrozenDict, Value};
-use std::collections::HashMap;
-use tch::Tensor;
+use crate::tree::{self, RestoreOptions, Tree};
 
-/// How strictly a restore matches the stored entries to the target's. The default is strict.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RestoreOptions {
-    /// Target entries absent from the stored state keep the target's value, e.g. a new head
-    /// on a pretrained backbone.
-    pub allow_partial: bool,
-    /// Stored entries absent from the target are dropped, as Flax's own `from_bytes` does
-    /// silently, e.g. the old head of a pretrained backbone.
-    pub allow_unexpected: bool,
-}
-
-/// Flax's `to_state_dict` for a variable tree: lists become dictionaries keyed `"0"`, `"1"`, …;
-/// everything else is kept (tensors are shared, not copied).
+/// Flax's `to_state_dict` for a variable dict: lists become dictionaries keyed `"0"`, `"1"`,
+/// …; everything else is kept (tensors are shared, not copied).
 pub fn to_state_dict(variables: &FrozenDict) -> FrozenDict {
-    variables.iter().map(|(key, value)| (key.to_owned(), value_state_dict(value))).collect()
+    let Value::Dict(state) = tree::to_state_dict(variables) else {
+        unreachable!("the state dict of a dict is a dict")
+    };
+    state
 }
 
-fn value_state_dict(value: &Value) -> Value {
-    match value {
-        Value::Dict(dict) => Value::Dict(to_state_dict(dict)),
-        Value::List(items) => Value::Dict(
-            items.iter().enumerate().map(|(i, item)| (i.to_string(), value_state_dict(item))).collect(),
-        ),
-        leaf => leaf.clone(),
-    }
-}
-
-/// Flax's `from_state_dict`, strictly: `state` must have exactly the target's entries, with the
-/// target's shapes and dtypes. A list in the target is restored from a dictionary keyed `"0"`,
-/// `"1"`, … (or from a list). Restored tensors are moved to the device of the target's.
+/// Flax's `from_state_dict` for a variable dict, strictly (see [`tree::from_state_dict`]):
+/// `state` must have exactly the target's entries, with the target's shapes, dtypes and
+/// scalar types. A list in the target is restored from a dictionary keyed `"0"`, `"1"`, …
+/// (or from a list). Restored tensors are moved to the device of the target's.
 pub fn from_state_dict(target: &FrozenDict, state: &FrozenDict) -> Result<FrozenDict> {
     from_state_dict_with(target, state, RestoreOptions::default())
 }
 
-/// [`from_state_dict`] with a choice of [`RestoreOptions`]; mismatched shapes, dtypes and kinds
-/// of node are an error under every option.
+/// [`from_state_dict`] with a choice of [`RestoreOptions`]; mismatched shapes, dtypes, scalar
+/// types and kinds of node are an error under every option.
 pub fn from_state_dict_with(
     target: &FrozenDict,
     state: &FrozenDict,
     options: RestoreOptions,
 ) -> Result<FrozenDict> {
-    let mut restorer =
-        Restorer { options, missing: Vec::new(), unexpected: Vec::new(), mismatched: Vec::new() };
-    let restored = restorer.restore_children("", dict_children(target), dict_children(state))?;
-    let Restorer { missing, unexpected, mismatched, .. } = restorer;
-    if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
-        Ok(restored.into_iter().collect())
-    } else {
-        Err(Error::StateDictMismatch { missing, unexpected, mismatched })
-    }
+    // The clone shares the tensors; only the dictionaries are rebuilt.
+    tree::from_state_dict_with(target, &Value::Dict(state.clone()), options)
 }
 
-/// Flax's `to_bytes`: the msgpack bytes of [`to_state_dict`]`(variables)`, keys in insertion
-/// order (Flax serializes the state dict in place, unsorted; see the [module docs](super)).
-pub fn to_bytes(variables: &FrozenDict) -> Result<Vec<u8>> {
+/// Flax's `to_bytes`: the msgpack bytes of the state dict of `tree` (variables, a train
+/// state, any [`Tree`]), keys in insertion order (Flax serializes the state dict in place,
+/// unsorted; see the [module docs](super)).
+pub fn to_bytes(tree: &impl Tree) -> Result<Vec<u8>> {
     let encoder = Encoder { key_order: KeyOrder::Insertion, max_chunk_size: MAX_CHUNK_SIZE };
-    encoder.encode(&Value::Dict(to_state_dict(variables)))
+    encoder.encode(&tree::to_state_dict(tree))
 }
 
 /// Flax's `from_bytes`, strictly: restores the bytes into `target`'s structure (see
-/// [`from_state_dict`]). Malformed bytes are an [`Error::Format`]; a structure that does not
-/// match is one [`Error::StateDictMismatch`] listing every difference.
-pub fn from_bytes(target: &FrozenDict, bytes: &[u8]) -> Result<FrozenDict> {
+/// [`tree::from_state_dict`]). Malformed bytes are an [`Error::Format`](crate::Error::Format);
+/// a structure that does not match is one
+/// [`Error::StateDictMismatch`](crate::Error::StateDictMismatch) listing every difference.
+pub fn from_bytes<T: Tree>(target: &T, bytes: &[u8]) -> Result<T> {
     from_bytes_with(target, bytes, RestoreOptions::default())
 }
 
 /// [`from_bytes`] with a choice of [`RestoreOptions`], e.g. a partial restore:
 /// `from_bytes_with(&target, &bytes, RestoreOptions { allow_partial: true, ..Default::default() })`.
-pub fn from_bytes_with(target: &FrozenDict, bytes: &[u8], options: RestoreOptions) -> Result<FrozenDict> {
-    match msgpack_restore(bytes)? {
-        Value::Dict(state) => from_state_dict_with(target, &state, options),
-        other => Err(Error::Format {
-            format: "msgpack",
-            message: format!("expected a state dict at the top level, found {}", other.describe()),
-        }),
-    }
-}
-
-/// Collects every difference while restoring, so that one error can report them all.
-struct Restorer {
-    options: RestoreOptions,
-    missing: Vec<String>,
-    unexpected: Vec<String>,
-    mismatched: Vec<String>,
-}
-
-impl Restorer {
-    fn restore(&mut self, path: &str, target: &Value, state: &Value) -> Result<Value> {
-        Ok(match (target, state) {
-            (Value::Dict(t), Value::Dict(s)) => Value::Dict(
-                self.restore_children(path, dict_children(t), dict_children(s))?.into_iter().collect(),
-            ),
-            // Flax stores lists and tuples as dicts keyed "0", "1", …; msgpack_serialize as lists.
-            (Value::List(t), Value::Dict(s)) => Value::List(self.restore_list(path, t, dict_children(s))?),
-            (Value::List(t), Value::List(s)) => Value::List(self.restore_list(path, t, list_children(s))?),
-            (Value::Tensor(t), Value::Tensor(s)) if same_layout(t, s)? => {
-                Value::Tensor(s.f_to_device(t.device())?)
-            }
-            (Value::Scalar(t), Value::Scalar(s))
-                if std::mem::discriminant(t) == std::mem::discriminant(s) =>
-            {
-                state.clone()
-            }
-            _ => {
-                self.mismatched.push(format!(
-                    "{path}: expected {}, found {}",
-                    target.describe(),
-                    state.describe()
-                ));
-                target.clone()
-            }
-        })
-    }
-
-    fn restore_list(
-        &mut self,
-        path: &str,
-        target: &[Value],
-        state: Vec<(String, &Value)>,
-    ) -> Result<Vec<Value>> {
-        let restored = self.restore_children(path, list_children(target), state)?;
-        Ok(restored.into_iter().map(|(_, value)| value).collect())
-    }
-
-    /// Restores the target's children in the target's order, recording missing and
-    /// unexpected keys under `path`.
-    fn restore_children(
-        &mut self,
-        path: &str,
-        target: Vec<(String, &Value)>,
-        state: Vec<(String, &Value)>,
-    ) -> Result<Vec<(String, Value)>> {
-        let mut state: HashMap<String, &Value> = state.into_iter().collect();
-        let mut restored = Vec::with_capacity(target.len());
-        for (key, target_child) in target {
-            let child_path = join(path, &key);
-            let value = match state.remove(&key) {
-                Some(state_child) => self.restore(&child_path, target_child, state_child)?,
-                None => {
-                    if !self.options.allow_partial {
-                        self.missing.push(child_path);
-                    }
-                    target_child.clone()
-                }
-            };
-            restored.push((key, value));
-        }
-        if !self.options.allow_unexpected {
-            let mut extra: Vec<String> = state.into_keys().map(|key| join(path, &key)).collect();
-            extra.sort();
-            self.unexpected.extend(extra);
-        }
-        Ok(restored)
-    }
-}
-
-/// Whether two tensors agree in dtype and shape (an undefined tensor is an error, not a panic).
-fn same_layout(target: &Tensor, state: &Tensor) -> Result<bool> {
-    Ok(target.f_kind()? == state.f_kind()? && target.size() == state.size())
-}
-
-fn dict_children(dict: &FrozenDict) -> Vec<(String, &Value)> {
-    dict.iter().map(|(key, value)| (key.to_owned(), value)).collect()
-}
-
-/// A list's elements keyed `"0"`, `"1"`, … as its state dict holds them.
-fn list_children(list: &[Value]) -> Vec<(String, &Value)> {
-    list.iter().enumerate().map(|(i, value)| (i.to_string(), value)).collect()
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}/{key}")
-    }
+pub fn from_bytes_with<T: Tree>(target: &T, bytes: &[u8], options: RestoreOptions) -> Result<T> {
+    tree::from_state_dict_with(target, &msgpack_restore(bytes)?, options)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::errors::Error;
     use crate::core::frozen_dict::Scalar;
     use crate::serialization::msgpack_serialize;
     use tch::{Device, Kind, Tensor};

@@ -57,7 +57,10 @@ mod tree_util;
 
 pub use key_path::{Key, KeyPath};
 pub use pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-pub use state_dict::{from_state_dict, struct_state, struct_state_dict, to_state_dict, StateDictMismatches};
+pub use state_dict::{
+    from_state_dict, from_state_dict_with, struct_state, struct_state_dict, to_state_dict, RestoreOptions,
+    StateDictMismatches,
+};
 pub use tree_util::{
     leaves, leaves_with_path, num_leaves, shallow_clone, to_device, tree_for_each_mut, tree_map,
     tree_map_with_path, tree_unflatten, tree_zip_for_each_mut, tree_zip_map, tree_zip_map_with_path,

@@ -89,7 +89,8 @@ pub trait Tree: Sized {
 
     /// Flax's `serialization.from_state_dict` with `self` as the target: the structure (and
     /// tensor shapes) of `self`, the leaves of `state`. Every missing, unexpected or
-    /// mismatched entry is recorded in `report`; `None` when this node could not be built.
+    /// mismatched entry is recorded in `report` (which applies the restore's options);
+    /// `None` when this node could not be built.
     fn restore_state_dict<'t>(
         &'t self,
         state: &Value,
@@ -104,8 +105,8 @@ pub trait Tree: Sized {
         Some(self.state_dict())
     }
 
-    /// Restores a struct field from its entry, `None` when the key is absent (a missing
-    /// entry, except for an `Option` field that is `None`).
+    /// Restores a struct field, dict entry or sequence element from its entry, `None` when
+    /// the key is absent (a missing entry, except for an `Option` field that is `None`).
     fn restore_state_dict_entry<'t>(
         &'t self,
         state: Option<&Value>,
@@ -114,10 +115,7 @@ pub trait Tree: Sized {
     ) -> Option<Self> {
         match state {
             Some(state) => self.restore_state_dict(state, path, report),
-            None => {
-                report.missing(path);
-                None
-            }
+            None => report.missing(self, path),
         }
     }
 }

@@ -5,18 +5,33 @@
 //! `"0"`, `"1"`, …, struct fields are keys, static fields are left out, tensors and scalars
 //! are leaves.
 //!
-//! Restoring is strict, unlike Flax (which stops at the first missing key, ignores extra keys
-//! and never compares shapes): every missing, unexpected and mismatched (shape, dtype or kind
-//! of node) entry is collected and reported in one [`Error::StateDictMismatch`], with the same
-//! conventions as `flax::serialization`'s restore of variable dicts. Restored tensors are the
-//! state's, moved to the device of the target's (shared, not copied, when already there).
+//! Restoring walks the *target* (a tree of the expected structure, e.g. freshly initialised
+//! variables), so the result has the target's key order, containers, static fields and
+//! devices, filled with the state's leaves. It is strict by default, unlike Flax (which
+//! stops at the first missing key, ignores extra keys and never compares shapes): every
+//! missing, unexpected and mismatched (shape, dtype, scalar type or kind of node) entry is
+//! collected and reported in one [`Error::StateDictMismatch`]; [`RestoreOptions`] opts into
+//! partial restores. Restored tensors are the state's, moved to the device of the target's
+//! (shared, not copied, when already there). This is the one restore behind
+//! `flax::serialization`'s `from_state_dict` and `from_bytes` too.
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::Tree;
-use crate::tree::tree_util::tree_zip_map;
+use crate::tree::tree_util::{shallow_clone, tree_zip_map};
 use std::fmt;
+
+/// How strictly a restore matches the stored entries to the target's. The default is strict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Target entries absent from the stored state keep the target's value, e.g. a new head
+    /// on a pretrained backbone.
+    pub allow_partial: bool,
+    /// Stored entries absent from the target are dropped, as Flax's own `from_bytes` does
+    /// silently, e.g. the old head of a pretrained backbone.
+    pub allow_unexpected: bool,
+}
 
 /// Returns the state dict of `tree` (Flax's `serialization.to_state_dict`).
 pub fn to_state_dict<T: Tree>(tree: &T) -> Value {
@@ -24,14 +39,27 @@ pub fn to_state_dict<T: Tree>(tree: &T) -> Value {
 }
 
 /// Rebuilds a tree shaped like `target` from `state` (Flax's
-/// `serialization.from_state_dict`); `target`'s leaf values are not used, only its
-/// structure, static fields, and tensor shapes, dtypes and devices.
+/// `serialization.from_state_dict`), strictly: `state` must have exactly the target's
+/// entries, with the target's tensor shapes and dtypes and scalar types. `target`'s leaf
+/// values are not used, only its structure, static fields, and tensor shapes, dtypes and
+/// devices. A list or tuple in the target is restored from a dict keyed `"0"`, `"1"`, … (or
+/// from a list).
 ///
 /// # Errors
 /// [`Error::StateDictMismatch`] listing every missing, unexpected and mismatched entry;
-/// [`Error::Torch`] if a tensor cannot be moved to its target's device.
+/// [`Error::Torch`] if a tensor of either tree is undefined or cannot be moved to its
+/// target's device.
 pub fn from_state_dict<T: Tree>(target: &T, state: &Value) -> Result<T> {
-    let mut report = StateDictMismatches::default();
+    from_state_dict_with(target, state, RestoreOptions::default())
+}
+
+/// [`from_state_dict`] with a choice of [`RestoreOptions`], e.g. a partial restore:
+/// `from_state_dict_with(&target, &state, RestoreOptions { allow_partial: true, ..Default::default() })`.
+/// Mismatched shapes, dtypes, scalar types and kinds of node are an error under every option.
+pub fn from_state_dict_with<T: Tree>(target: &T, state: &Value, options: RestoreOptions) -> Result<T> {
+    check_defined(target)?;
+    check_defined(state)?;
+    let mut report = StateDictMismatches { options, ..Default::default() };
     let restored = target.restore_state_dict(state, &mut KeyPath::new(), &mut report);
     match restored {
         // The restored tree comes first: maps keep its scalar leaves.
@@ -42,7 +70,15 @@ pub fn from_state_dict<T: Tree>(target: &T, state: &Value) -> Result<T> {
     }
 }
 
-/// The entries of a state dict that do not fit a target, collected during a restore.
+/// Checks that every tensor of `tree` is defined: an undefined one (`Tensor::new()`) has no
+/// shape, dtype or device to compare, describe or move to, so it is an [`Error::Torch`]
+/// up front rather than a panic halfway through a restore.
+fn check_defined(tree: &impl Tree) -> Result<()> {
+    tree.visit_leaves([], &mut KeyPath::new(), &mut |_, leaf, []| Ok(leaf.f_kind().map(drop)?))
+}
+
+/// The entries of a state dict that do not fit a target, collected during a restore under
+/// its [`RestoreOptions`] (which decide whether a missing or unexpected entry counts).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StateDictMismatches {
     /// Paths the target has and the state lacks.
@@ -52,22 +88,34 @@ pub struct StateDictMismatches {
     /// Paths present in both whose kind of node (tensor, dict, scalar) or tensor shape or
     /// dtype differs, each followed by what the target holds and what was found.
     pub mismatched: Vec<String>,
+    options: RestoreOptions,
 }
 
 impl StateDictMismatches {
-    /// Records that the target's `path` has no entry in the state.
-    pub fn missing(&mut self, path: &KeyPath<'_>) {
-        self.missing.push(path.to_string());
+    /// What the target's node `target` at `path` restores to when the state has no entry
+    /// for it: the target's own value (shared, not copied), recorded as missing unless the
+    /// options allow partial restores.
+    pub fn missing<T: Tree>(&mut self, target: &T, path: &KeyPath<'_>) -> Option<T> {
+        if !self.options.allow_partial {
+            self.missing.push(path.to_string());
+        }
+        shallow_clone(target).ok()
     }
 
-    /// Records that the state has an entry at `path` that the target does not.
+    /// Records that the state has an entry at `path` that the target does not (unless the
+    /// options allow unexpected entries, which are then dropped).
     pub fn unexpected(&mut self, path: &KeyPath<'_>) {
-        self.unexpected.push(path.to_string());
+        if !self.options.allow_unexpected {
+            self.unexpected.push(path.to_string());
+        }
     }
 
-    /// Records that the state's child `key` of `path` is not in the target.
+    /// Records that the state's child `key` of `path` is not in the target (unless the
+    /// options allow unexpected entries).
     pub fn unexpected_child(&mut self, path: &KeyPath<'_>, key: &str) {
-        self.unexpected.push(path.child_string(key));
+        if !self.options.allow_unexpected {
+            self.unexpected.push(path.child_string(key));
+        }
     }
 
     /// Records that the entry `found` at `path` does not fit the target there, which holds
@@ -132,7 +180,8 @@ pub(crate) fn dict_state<'s>(
 }
 
 /// The state of a list or tuple of `len` elements: a dict keyed `"0"`, `"1"`, … (Flax's
-/// form) or a [`Value::List`]. Entries past `len` are reported as unexpected.
+/// form) or a [`Value::List`]. Entries past `len` are reported as unexpected, any other
+/// state as mismatched with "a list of `len`".
 pub(crate) enum SeqState<'s> {
     Dict(&'s FrozenDict),
     List(&'s [Value]),
@@ -153,8 +202,12 @@ impl<'s> SeqState<'s> {
                 }
                 Some(SeqState::List(items))
             }
-            _ => dict_state(state, path, report, |key| index_key(key).is_some_and(|i| i < len))
+            Value::Dict(_) => dict_state(state, path, report, |key| index_key(key).is_some_and(|i| i < len))
                 .map(SeqState::Dict),
+            _ => {
+                report.mismatched(path, format_args!("a list of {len}"), state);
+                None
+            }
         }
     }
 
@@ -315,6 +368,42 @@ mod tests {
             mismatches(from_state_dict(&None::<i64>, &Value::Scalar(Scalar::Int(4)))).2,
             [".: expected None, found 4"]
         );
+    }
+
+    #[test]
+    fn partial_restores_keep_the_targets_entries_and_drop_unexpected_ones() {
+        let target = (vec![zeros(&[1]), zeros(&[2])], None::<Tensor>);
+        let state = dict(vec![
+            ("0", dict(vec![("0", Value::Tensor(Tensor::from_slice(&[5.0f32])))])),
+            ("1", Value::Tensor(zeros(&[3]))),
+        ]);
+        let (missing, unexpected, _) = mismatches(from_state_dict(&target, &state));
+        assert_eq!((missing, unexpected), (vec!["0/1".to_owned()], vec!["1".to_owned()]));
+        let partial = RestoreOptions { allow_partial: true, ..Default::default() };
+        let (missing, unexpected, _) = mismatches(from_state_dict_with(&target, &state, partial));
+        assert!(missing.is_empty() && unexpected == ["1"]);
+        let lenient = RestoreOptions { allow_partial: true, allow_unexpected: true };
+        let (restored, none) = from_state_dict_with(&target, &state, lenient).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&restored[0]).unwrap(), [5.0]);
+        assert_eq!(restored[1].size(), [2]);
+        assert!(none.is_none());
+        let wrong_shape = dict(vec![("0", dict(vec![("0", Value::Tensor(zeros(&[3])))]))]);
+        assert_eq!(mismatches(from_state_dict_with(&target, &wrong_shape, lenient)).2.len(), 1);
+    }
+
+    #[test]
+    fn a_sequence_target_is_described_as_a_list() {
+        assert_eq!(
+            mismatches(from_state_dict(&vec![zeros(&[1])], &Value::Scalar(Scalar::None))).2,
+            [".: expected a list of 1, found None"]
+        );
+    }
+
+    #[test]
+    fn undefined_tensors_are_errors_not_panics() {
+        let defined = Value::Tensor(zeros(&[1]));
+        assert!(matches!(from_state_dict(&Tensor::new(), &defined), Err(Error::Torch(_))));
+        assert!(matches!(from_state_dict(&zeros(&[1]), &Value::Tensor(Tensor::new())), Err(Error::Torch(_))));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::core::errors::Result;
 use crate::core::frozen_dict::{FrozenDict, Value};
-use crate::tree::impls::{structure_mismatch, zip_children};
+use crate::tree::impls::{restore_each, structure_mismatch, zip_children};
 use crate::tree::key_path::{Key, KeyPath};
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
 use crate::tree::state_dict::{dict_state, StateDictMismatches};
@@ -20,37 +20,28 @@ trait Dict: Sized + FromIterator<(String, Self::Item)> {
     fn lookup(&self, key: &str) -> Option<&Self::Item>;
 }
 
-impl<T: Tree> Dict for BTreeMap<String, T> {
-    type Item = T;
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn entries(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.iter().map(|(k, v)| (k.as_str(), v))
-    }
-    fn entries_mut(&mut self) -> impl Iterator<Item = (&str, &mut T)> {
-        self.iter_mut().map(|(k, v)| (k.as_str(), v))
-    }
-    fn lookup(&self, key: &str) -> Option<&T> {
-        self.get(key)
-    }
+/// Implements `Dict` for a standard map with `String` keys (the two have the same methods).
+macro_rules! impl_dict_for_string_map {
+    ($($map:ident),*) => {$(
+        impl<T: Tree> Dict for $map<String, T> {
+            type Item = T;
+            fn len(&self) -> usize {
+                self.len()
+            }
+            fn entries(&self) -> impl Iterator<Item = (&str, &T)> {
+                self.iter().map(|(k, v)| (k.as_str(), v))
+            }
+            fn entries_mut(&mut self) -> impl Iterator<Item = (&str, &mut T)> {
+                self.iter_mut().map(|(k, v)| (k.as_str(), v))
+            }
+            fn lookup(&self, key: &str) -> Option<&T> {
+                self.get(key)
+            }
+        }
+    )*};
 }
 
-impl<T: Tree> Dict for IndexMap<String, T> {
-    type Item = T;
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn entries(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.iter().map(|(k, v)| (k.as_str(), v))
-    }
-    fn entries_mut(&mut self) -> impl Iterator<Item = (&str, &mut T)> {
-        self.iter_mut().map(|(k, v)| (k.as_str(), v))
-    }
-    fn lookup(&self, key: &str) -> Option<&T> {
-        self.get(key)
-    }
-}
+impl_dict_for_string_map!(BTreeMap, IndexMap);
 
 impl Dict for FrozenDict {
     type Item = Value;
@@ -140,16 +131,11 @@ fn restore_dict<'t, M: Dict>(
     report: &mut StateDictMismatches,
 ) -> Option<M> {
     let state = dict_state(state, path, report, |key| map.lookup(key).is_some())?;
-    // Every entry is restored, even after a failure, so that all mismatches are reported.
-    let restored: Vec<Option<(String, M::Item)>> = map
-        .entries()
-        .map(|(key, value)| {
-            let restored = path
-                .scoped(Key::Name(key), |path| value.restore_state_dict_entry(state.get(key), path, report));
-            Some((key.to_owned(), restored?))
-        })
-        .collect();
-    restored.into_iter().collect()
+    restore_each(map.entries().map(|(key, value)| {
+        let restored =
+            path.scoped(Key::Name(key), |path| value.restore_state_dict_entry(state.get(key), path, report));
+        Some((key.to_owned(), restored?))
+    }))
 }
 
 /// Implements `Tree` for a map type by the dict rules above.

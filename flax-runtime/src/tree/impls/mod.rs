@@ -27,6 +27,13 @@ pub(crate) fn zip_children<'t, P: ?Sized, C: ?Sized, const N: usize>(
     Ok(children.map(|c| c.expect("every child was checked to be present just above")))
 }
 
+/// The restored children of a container, `None` if any could not be restored. Every child is
+/// restored, even after a failure, so that all mismatches are reported.
+pub(crate) fn restore_each<C, R: FromIterator<C>>(children: impl Iterator<Item = Option<C>>) -> Option<R> {
+    let restored: Vec<Option<C>> = children.collect();
+    restored.into_iter().collect()
+}
+
 /// The error for trees that differ in structure at `path`.
 pub(crate) fn structure_mismatch(path: &KeyPath<'_>, message: String) -> Error {
     Error::TreeStructureMismatch { path: path.to_string(), message }

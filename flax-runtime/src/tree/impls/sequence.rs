@@ -4,7 +4,7 @@
 
 use crate::core::errors::Result;
 use crate::core::frozen_dict::Value;
-use crate::tree::impls::{structure_mismatch, zip_children};
+use crate::tree::impls::{restore_each, structure_mismatch, zip_children};
 use crate::tree::key_path::{Key, KeyPath};
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
 use crate::tree::state_dict::{seq_state_dict, SeqState, StateDictMismatches};
@@ -72,15 +72,9 @@ pub(crate) fn restore_seq<'t, T: Tree>(
     report: &mut StateDictMismatches,
 ) -> Option<Vec<T>> {
     let state = SeqState::new(state, items.len(), path, report)?;
-    // Every element is restored, even after a failure, so that all mismatches are reported.
-    let restored: Vec<Option<T>> = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            path.scoped(Key::Index(i), |path| item.restore_state_dict_entry(state.get(i), path, report))
-        })
-        .collect();
-    restored.into_iter().collect()
+    restore_each(items.iter().enumerate().map(|(i, item)| {
+        path.scoped(Key::Index(i), |path| item.restore_state_dict_entry(state.get(i), path, report))
+    }))
 }
 
 impl<T: Tree> Tree for Vec<T> {

@@ -3,13 +3,13 @@
 //! that the other trees have a scalar there too.
 
 use crate::core::errors::Result;
-use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::frozen_dict::Value;
 use crate::tree::impls::sequence::{map_seq, restore_seq, visit_seq, visit_seq_mut};
 use crate::tree::impls::zip_children;
 use crate::tree::key_path::KeyPath;
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
 use crate::tree::state_dict::{seq_state_dict, StateDictMismatches};
-use tch::Tensor;
+use std::mem;
 
 /// The same kind of node in each of `others` as the first tree's `kind`.
 fn same_kind<'t, C: ?Sized, const N: usize>(
@@ -19,18 +19,6 @@ fn same_kind<'t, C: ?Sized, const N: usize>(
     child: impl Fn(&'t Value) -> Option<&'t C>,
 ) -> Result<[&'t C; N]> {
     zip_children(others, path, child, || format!("a {kind} in the first tree, something else in another"))
-}
-
-fn as_tensor(value: &Value) -> Option<&Tensor> {
-    value.as_tensor()
-}
-
-fn as_dict(value: &Value) -> Option<&FrozenDict> {
-    value.as_dict()
-}
-
-fn as_list(value: &Value) -> Option<&[Value]> {
-    value.as_list()
 }
 
 fn as_scalar(value: &Value) -> Option<&()> {
@@ -45,9 +33,9 @@ impl Tree for Value {
         f: &mut VisitFn<'_, 't, N>,
     ) -> Result<()> {
         match self {
-            Value::Tensor(t) => t.visit_leaves(same_kind(others, path, "tensor", as_tensor)?, path, f),
-            Value::Dict(d) => d.visit_leaves(same_kind(others, path, "dict", as_dict)?, path, f),
-            Value::List(l) => visit_seq(l, same_kind(others, path, "list", as_list)?, path, f),
+            Value::Tensor(t) => t.visit_leaves(same_kind(others, path, "tensor", Value::as_tensor)?, path, f),
+            Value::Dict(d) => d.visit_leaves(same_kind(others, path, "dict", Value::as_dict)?, path, f),
+            Value::List(l) => visit_seq(l, same_kind(others, path, "list", Value::as_list)?, path, f),
             Value::Scalar(_) => same_kind(others, path, "scalar", as_scalar).map(drop),
         }
     }
@@ -59,9 +47,11 @@ impl Tree for Value {
         f: &mut VisitMutFn<'_, 't, N>,
     ) -> Result<()> {
         match self {
-            Value::Tensor(t) => t.visit_leaves_mut(same_kind(others, path, "tensor", as_tensor)?, path, f),
-            Value::Dict(d) => d.visit_leaves_mut(same_kind(others, path, "dict", as_dict)?, path, f),
-            Value::List(l) => visit_seq_mut(l, same_kind(others, path, "list", as_list)?, path, f),
+            Value::Tensor(t) => {
+                t.visit_leaves_mut(same_kind(others, path, "tensor", Value::as_tensor)?, path, f)
+            }
+            Value::Dict(d) => d.visit_leaves_mut(same_kind(others, path, "dict", Value::as_dict)?, path, f),
+            Value::List(l) => visit_seq_mut(l, same_kind(others, path, "list", Value::as_list)?, path, f),
             Value::Scalar(_) => same_kind(others, path, "scalar", as_scalar).map(drop),
         }
     }
@@ -74,12 +64,14 @@ impl Tree for Value {
     ) -> Result<Self> {
         Ok(match self {
             Value::Tensor(t) => {
-                Value::Tensor(t.map_leaves(same_kind(others, path, "tensor", as_tensor)?, path, f)?)
+                Value::Tensor(t.map_leaves(same_kind(others, path, "tensor", Value::as_tensor)?, path, f)?)
             }
             Value::Dict(d) => {
-                Value::Dict(d.map_leaves(same_kind(others, path, "dict", as_dict)?, path, f)?)
+                Value::Dict(d.map_leaves(same_kind(others, path, "dict", Value::as_dict)?, path, f)?)
             }
-            Value::List(l) => Value::List(map_seq(l, same_kind(others, path, "list", as_list)?, path, f)?),
+            Value::List(l) => {
+                Value::List(map_seq(l, same_kind(others, path, "list", Value::as_list)?, path, f)?)
+            }
             Value::Scalar(s) => {
                 same_kind(others, path, "scalar", as_scalar)?;
                 Value::Scalar(s.clone())
@@ -96,25 +88,26 @@ impl Tree for Value {
         }
     }
 
-    /// A scalar target takes whatever leaf (scalar or tensor) the state holds, as Flax does
-    /// for leaves it has no rule for; dicts, lists and tensors follow their own rules.
+    /// A scalar target takes a scalar of the same Python type (an `int` target refuses a
+    /// `float` or a `str`, unlike Flax, which takes any leaf it has no rule for); dicts,
+    /// lists and tensors follow their own rules.
     fn restore_state_dict<'t>(
         &'t self,
         state: &Value,
         path: &mut KeyPath<'t>,
         report: &mut StateDictMismatches,
     ) -> Option<Self> {
-        match self {
-            Value::Tensor(t) => t.restore_state_dict(state, path, report).map(Value::Tensor),
-            Value::Dict(d) => d.restore_state_dict(state, path, report).map(Value::Dict),
-            Value::List(l) => restore_seq(l, state, path, report).map(Value::List),
-            Value::Scalar(_) => match state {
-                Value::Scalar(_) | Value::Tensor(_) => Some(state.clone()),
-                Value::Dict(_) | Value::List(_) => {
-                    report.mismatched(path, self.describe(), state);
-                    None
-                }
-            },
+        match (self, state) {
+            (Value::Tensor(t), _) => t.restore_state_dict(state, path, report).map(Value::Tensor),
+            (Value::Dict(d), _) => d.restore_state_dict(state, path, report).map(Value::Dict),
+            (Value::List(l), _) => restore_seq(l, state, path, report).map(Value::List),
+            (Value::Scalar(t), Value::Scalar(s)) if mem::discriminant(t) == mem::discriminant(s) => {
+                Some(state.clone())
+            }
+            (Value::Scalar(_), _) => {
+                report.mismatched(path, self.describe(), state);
+                None
+            }
         }
     }
 }

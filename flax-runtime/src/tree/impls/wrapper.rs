@@ -95,7 +95,8 @@ impl<T: Tree> Tree for Option<T> {
     }
 
     /// A `None` target accepts no entry or a `None` entry (what Python Flax writes for a
-    /// dataclass field that is `None`); any other entry is unexpected.
+    /// dataclass field that is `None`); any other entry is unexpected (and dropped when the
+    /// options allow it).
     fn restore_state_dict_entry<'t>(
         &'t self,
         state: Option<&Value>,
@@ -106,12 +107,9 @@ impl<T: Tree> Tree for Option<T> {
             (None, None | Some(Value::Scalar(Scalar::None))) => Some(None),
             (None, Some(_)) => {
                 report.unexpected(path);
-                None
+                Some(None)
             }
-            (Some(_), None) => {
-                report.missing(path);
-                None
-            }
+            (Some(_), None) => report.missing(self, path),
             (Some(_), Some(state)) => self.restore_state_dict(state, path, report),
         }
     }

@@ -1,6 +1,7 @@
 //! The module system: variables, scopes, RNG streams, `init`/`apply` plumbing and errors.
 
 pub mod apply;
+pub mod autodiff;
 pub mod errors;
 pub mod filter;
 pub mod frozen_dict;

@@ -8,6 +8,7 @@ extern crate self as flax;
 
 pub mod core;
 pub mod nn;
+pub mod optax;
 pub mod random;
 pub mod serialization;
 pub mod summary;

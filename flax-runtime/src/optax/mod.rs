@@ -1,7 +1,7 @@
 //! Optax, the optimizer library Flax trains with: gradient transformations, optimizers,
 //! schedules and losses, with Optax 0.2.8's names, defaults and numerics.
 //!
-//! An optimizer is a [`GradientTransformation`]: `init` makes its state (a [`Tree`], so it
+//! An optimizer is a [`GradientTransformation`]: `init` makes its state (a [`Tree`](crate::tree::Tree), so it
 //! checkpoints like the parameters), `update` turns gradients into updates, and
 //! [`apply_updates`] adds them to the parameters:
 //!

@@ -8,6 +8,7 @@ extern crate self as flax;
 
 pub mod core;
 pub mod nn;
+pub mod optax;
 pub mod random;
 pub mod serialization;
 pub mod summary;
@@ -15,6 +16,7 @@ pub mod traverse_util;
 pub mod tree;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
+pub use crate::core::autodiff::{grad, grad_with_aux, value_and_grad, value_and_grad_with_aux};
 pub use crate::core::errors::{Error, NameKind, Result};
 pub use crate::core::filter::CollectionFilter;
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};

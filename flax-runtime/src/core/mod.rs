@@ -98,6 +98,7 @@
 
 pub mod apply;
 pub mod array_repr;
+pub mod autodiff;
 pub mod errors;
 pub mod filter;
 pub mod frozen_dict;

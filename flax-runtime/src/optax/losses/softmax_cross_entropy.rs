@@ -1,0 +1,40 @@
+//! `optax.losses.softmax_cross_entropy` and
+//! `optax.losses.softmax_cross_entropy_with_integer_labels`, over the last axis.
+
+use crate::core::errors::{Error, Result};
+use crate::optax::losses::check_floating;
+use tch::{Kind, Tensor};
+
+/// The cross-entropy of `labels` (a probability distribution per example, same shape as
+/// `logits`) against `softmax(logits)`, over the last axis
+/// (`optax.losses.softmax_cross_entropy`): `-sum(labels * log_softmax(logits), -1)`.
+///
+/// Optax's `axis` and `where` arguments are not offered: the class axis is the last.
+///
+/// # Errors
+/// [`Error::Value`] when the logits are not floating point; libtorch's when the shapes do not
+/// broadcast.
+pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    check_floating(logits, "logits")?;
+    let log_probs = logits.f_log_softmax(-1, None)?;
+    Ok(labels.f_mul(&log_probs)?.f_sum_dim_intlist([-1i64].as_slice(), false, None)?.f_neg()?)
+}
+
+/// The cross-entropy of integer class labels (shape: `logits`' without the last axis)
+/// against `softmax(logits)` (`optax.losses.softmax_cross_entropy_with_integer_labels`):
+/// `logsumexp(logits, -1) - logits[label]`. The usual classification loss
+/// (`.mean(Kind::Float)` of it, in the spec's quickstart).
+///
+/// # Errors
+/// [`Error::Value`] when the logits are not floating point or the labels not integers;
+/// libtorch's when the shapes differ or a label is out of range.
+pub fn softmax_cross_entropy_with_integer_labels(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    check_floating(logits, "logits")?;
+    let label_kind = labels.f_kind()?;
+    if !matches!(label_kind, Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64) {
+        return Err(Error::Value(format!("labels must be integers, got {label_kind:?}")));
+    }
+    let index = labels.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
+    let label_logits = logits.f_gather(-1, &index, false)?.f_squeeze_dim(-1)?;
+    Ok(logits.f_logsumexp([-1i64].as_slice(), false)?.f_sub(&label_logits)?)
+}

@@ -1,0 +1,266 @@
+//! What the golden vectors do not show: buffers reused in place, states that checkpoint,
+//! move and cross threads, freezing part of a model (spec L3774–3891), optimizers chosen at
+//! run time, and typed errors for bad input.
+
+use flax::optax::{self, BoxedTransformation, GradientTransformation};
+use flax::serialization::{msgpack_restore, msgpack_serialize};
+use flax::tch::{Device, Kind, Tensor};
+use flax::tree::{self, Key, Tree};
+use flax::{Error, FrozenDict, Value};
+
+#[derive(Tree, Debug)]
+struct Params {
+    w: Tensor,
+    b: Tensor,
+}
+
+fn params(scale: f64) -> Params {
+    Params {
+        w: Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]) * scale,
+        b: Tensor::from_slice(&[0.5f32, -0.25]) * scale,
+    }
+}
+
+fn grads(step: i64) -> Params {
+    params(0.1 + step as f64 * 0.05)
+}
+
+fn pointers(tree: &Params) -> Vec<usize> {
+    tree::leaves(tree).iter().map(|t| t.data_ptr() as usize).collect()
+}
+
+/// Runs the updates of `steps` from `state`: the parameters after them, the last updates
+/// and the state.
+fn run<T: GradientTransformation<Params>>(
+    tx: &T,
+    mut state: T::State,
+    mut params: Params,
+    steps: std::ops::Range<i64>,
+) -> (Params, Params, T::State) {
+    let mut last = None;
+    for step in steps {
+        let (updates, new_state) = tx.update(grads(step), state, Some(&params)).unwrap();
+        params = optax::apply_updates(params, &updates).unwrap();
+        state = new_state;
+        last = Some(updates);
+    }
+    (params, last.expect("no steps were run"), state)
+}
+
+fn assert_same(a: &Params, b: &Params) {
+    for (x, y) in tree::leaves(a).into_iter().zip(tree::leaves(b)) {
+        assert!(x.equal(y), "{x:?} != {y:?}");
+    }
+}
+
+#[test]
+fn updates_reuse_the_gradient_and_state_buffers() {
+    let tx = optax::adamw(1e-2).weight_decay(1e-3);
+    let mut p = params(1.0);
+    let state = tx.init(&p).unwrap();
+    let moments = [pointers(&state.0.mu), pointers(&state.0.nu)];
+    let g = grads(0);
+    let (g_pointers, p_pointers) = (pointers(&g), pointers(&p));
+    let (updates, state) = tx.update(g, state, Some(&p)).unwrap();
+    assert_eq!(pointers(&updates), g_pointers, "the updates were not computed in the gradients' buffers");
+    assert_eq!([pointers(&state.0.mu), pointers(&state.0.nu)], moments, "the state was reallocated");
+    p = optax::apply_updates(p, &updates).unwrap();
+    assert_eq!(pointers(&p), p_pointers, "apply_updates reallocated the parameters");
+    assert_eq!(state.0.count, 1);
+
+    let tx = optax::sgd(0.1).momentum(0.9);
+    let state = tx.init(&p).unwrap();
+    let trace = pointers(state.0 .0.as_ref().map(|t| &t.trace).unwrap());
+    let (_, state) = tx.update(grads(1), state, None).unwrap();
+    assert_eq!(pointers(state.0 .0.as_ref().map(|t| &t.trace).unwrap()), trace);
+}
+
+#[test]
+fn accumulators_keep_their_dtypes() {
+    let p = params(1.0);
+    let plain = optax::chain((optax::adam(0.1), optax::sgd(1.0).momentum(0.9)));
+    let wide = optax::chain((
+        optax::adam(0.1).mu_dtype(Kind::Double),
+        optax::sgd(1.0).momentum(0.9).accumulator_dtype(Kind::Double),
+    ));
+    let (_, expected, _) = run(&plain, plain.init(&p).unwrap(), params(1.0), 0..3);
+    let (_, updates, state) = run(&wide, wide.init(&p).unwrap(), p, 0..3);
+    assert_eq!((state.0 .0.mu.w.kind(), state.0 .0.nu.w.kind()), (Kind::Double, Kind::Float));
+    assert_eq!(state.1 .0 .0.as_ref().map(|t| t.trace.b.kind()), Some(Kind::Double));
+    assert_eq!(updates.w.kind(), Kind::Float);
+    assert!(updates.w.allclose(&expected.w, 1e-6, 1e-6, false));
+}
+
+#[test]
+fn states_checkpoint_and_resume() {
+    let schedule = optax::exponential_decay(0.1, 2, 0.5, 0, false, None);
+    let tx = optax::chain((optax::clip_by_global_norm(10.0), optax::adam(schedule)));
+    let p = params(1.0);
+    let (p, _, state) = run(&tx, tx.init(&p).unwrap(), p, 0..3);
+
+    let bytes = msgpack_serialize(&tree::to_state_dict(&state)).unwrap();
+    let restored = tree::from_state_dict(&tx.init(&p).unwrap(), &msgpack_restore(&bytes).unwrap()).unwrap();
+    assert_eq!((restored.1 .0.count, restored.1 .1.count), (3, 3));
+
+    let q = tree::tree_map(&p, |t| Ok(t.copy())).unwrap();
+    let (p, from_original, _) = run(&tx, state, p, 3..5);
+    let (q, from_restored, _) = run(&tx, restored, q, 3..5);
+    assert_same(&from_original, &from_restored);
+    assert_same(&p, &q);
+}
+
+/// The spec's freezing example: a backbone labelled `frozen` (set_to_zero), the rest trained
+/// with Adam, over Flax-style variables.
+fn spec_params() -> FrozenDict {
+    let leaf = |v: f32| Value::Tensor(Tensor::from_slice(&[v, v]));
+    let dict = |entries: Vec<(&str, Value)>| {
+        Value::Dict(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<FrozenDict>())
+    };
+    let backbone = dict(vec![(
+        "embeddings",
+        dict(vec![("class_embedding", leaf(1.0)), ("patch_embedding", dict(vec![("kernel", leaf(2.0))]))]),
+    )]);
+    let head = dict(vec![("bias", leaf(3.0)), ("kernel", leaf(4.0))]);
+    [("backbone".to_owned(), backbone), ("head".to_owned(), head)].into_iter().collect()
+}
+
+fn freezing_tx() -> optax::MultiTransform {
+    optax::multi_transform(
+        [("trainable", optax::adam(5e-3).boxed()), ("frozen", optax::set_to_zero().boxed())],
+        |path, _| if path.keys().contains(&Key::Name("backbone")) { "frozen" } else { "trainable" },
+    )
+}
+
+#[test]
+fn multi_transform_freezes_the_backbone() {
+    let tx = freezing_tx();
+    let mut params = spec_params();
+    let mut state = tx.init(&params).unwrap();
+    for _ in 0..3 {
+        let grads = tree::tree_map(&params, |p| Ok(p.ones_like())).unwrap();
+        let (updates, new_state) = tx.update(grads, state, Some(&params)).unwrap();
+        params = optax::apply_updates(params, &updates).unwrap();
+        state = new_state;
+    }
+    let value = |path: &[&str]| params.tensor(path).unwrap().double_value(&[0]);
+    assert_eq!(value(&["backbone", "embeddings", "class_embedding"]), 1.0);
+    assert_eq!(value(&["backbone", "embeddings", "patch_embedding", "kernel"]), 2.0);
+    assert!((value(&["head", "bias"]) - (3.0 - 3.0 * 5e-3)).abs() < 1e-5);
+
+    // The state is a tree: its labels are Optax's, it moves devices, saves and restores.
+    let saved = tree::to_state_dict(&state);
+    let Value::Dict(saved) = &saved else { panic!("not a dict") };
+    let inner = saved.get_dict("inner_states").unwrap();
+    assert_eq!(inner.keys().collect::<Vec<_>>(), ["trainable", "frozen"]);
+    assert!(matches!(inner.get_path(&["frozen", "inner_state"]), Some(Value::Dict(d)) if d.is_empty()));
+    let adam_state = state.inner_states["trainable"]
+        .inner_state
+        .downcast_ref::<(optax::ScaleByAdamState<Vec<Tensor>>, ())>();
+    assert_eq!(adam_state.map(|s| s.0.count), Some(3));
+    let moved = tree::to_device(&state, Device::Cpu).unwrap();
+    assert_eq!(tree::num_leaves(&moved), tree::num_leaves(&state));
+    let template = tx.init(&params).unwrap();
+    let restored = tree::from_state_dict(&template, &Value::Dict(saved.clone())).unwrap();
+    assert_eq!(tree::num_leaves(&restored), 4, "Adam's mu and nu of the two head leaves");
+}
+
+#[test]
+fn states_cross_threads() {
+    let tx = freezing_tx();
+    let params = spec_params();
+    let state = tx.init(&params).unwrap();
+    let grads = tree::tree_map(&params, |p| Ok(p.ones_like())).unwrap();
+    let (updates, _) =
+        std::thread::spawn(move || tx.update(grads, state, Some(&params)).unwrap()).join().unwrap();
+    assert_eq!(
+        updates.tensor(&["backbone", "embeddings", "class_embedding"]).unwrap().double_value(&[0]),
+        0.0
+    );
+}
+
+#[test]
+fn an_optimizer_can_be_chosen_at_run_time() {
+    for name in ["sgd", "adam"] {
+        let tx: BoxedTransformation<Params> = match name {
+            "sgd" => optax::sgd(0.1).boxed(),
+            _ => optax::adam(0.1).boxed(),
+        };
+        let p = params(1.0);
+        let state = tx.init(&p).unwrap();
+        let (_, updates, _) = run(&tx, state, p, 0..2);
+        assert!(updates.w.double_value(&[1, 1]) < 0.0, "{name}");
+    }
+    // A state from another optimizer is refused, not misread.
+    let adam = optax::adam(0.1).boxed();
+    let sgd_state = optax::sgd(0.1).boxed().init(&params(1.0)).unwrap();
+    let refused = adam.update(grads(0), sgd_state, None);
+    assert!(matches!(refused, Err(Error::Value(m)) if m.contains("optimizer state of type")));
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let p = params(1.0);
+    // Weight decay and trust ratios need the parameters.
+    let tx = optax::adamw(0.1);
+    let missing = tx.update(grads(0), tx.init(&p).unwrap(), None);
+    assert!(
+        matches!(missing, Err(Error::Value(m)) if m.contains("requires the current value of parameters"))
+    );
+    // A state for another tree structure.
+    let tx = optax::adam(0.1);
+    let state = tx.init(&vec![Tensor::zeros([2], (Kind::Float, Device::Cpu))]).unwrap();
+    let two = (0..2).map(|_| Tensor::zeros([2], (Kind::Float, Device::Cpu))).collect();
+    let other = tx.update(two, state, None);
+    assert!(matches!(other, Err(Error::TreeStructureMismatch { .. })));
+    // A leaf with a label that has no transformation.
+    let tx = optax::multi_transform([("a", optax::sgd(0.1).boxed())], |_, _| "b");
+    assert!(matches!(tx.init(&p), Err(Error::Value(m)) if m.contains("no corresponding transformation")));
+    // Shapes that do not match.
+    let tx = optax::sgd(0.1).momentum(0.9);
+    let state = tx.init(&p).unwrap();
+    assert!(matches!(tx.update(ones([3]), state, None), Err(Error::Torch(_))));
+    // An RMSProp state without the count its bias correction needs.
+    let state = optax::rmsprop(0.1).init(&p).unwrap();
+    let corrected = optax::rmsprop(0.1).bias_correction(true);
+    assert!(matches!(corrected.update(grads(0), state, None), Err(Error::Value(_))));
+}
+
+fn ones(shape: [i64; 1]) -> Params {
+    Params {
+        w: Tensor::ones(shape, (Kind::Float, Device::Cpu)),
+        b: Tensor::ones(shape, (Kind::Float, Device::Cpu)),
+    }
+}
+
+#[test]
+fn bad_schedules_and_loss_inputs_are_typed_errors() {
+    use optax::losses;
+    assert!(matches!(optax::cosine_decay_schedule(1.0, 0, 0.0, 1.0), Err(Error::Value(_))));
+    assert!(matches!(optax::warmup_cosine_decay_schedule(0.0, 1.0, 10, 10, 0.0, 1.0), Err(Error::Value(_))));
+    assert!(matches!(optax::piecewise_constant_schedule(1.0, [(5, -0.5)]), Err(Error::Value(_))));
+    assert!(matches!(optax::join_schedules(vec![], vec![]), Err(Error::Value(_))));
+
+    let logits = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+    let int_logits = Tensor::zeros([2, 3], (Kind::Int64, Device::Cpu));
+    let labels = Tensor::from_slice(&[0i64, 2]);
+    assert!(matches!(
+        losses::softmax_cross_entropy_with_integer_labels(&int_logits, &labels),
+        Err(Error::Value(_))
+    ));
+    let float_labels = Tensor::from_slice(&[0.0f32, 2.0]);
+    assert!(matches!(
+        losses::softmax_cross_entropy_with_integer_labels(&logits, &float_labels),
+        Err(Error::Value(_))
+    ));
+    let out_of_range = Tensor::from_slice(&[0i64, 7]);
+    assert!(matches!(
+        losses::softmax_cross_entropy_with_integer_labels(&logits, &out_of_range),
+        Err(Error::Torch(_))
+    ));
+    assert!(matches!(losses::l2_loss(&logits, Some(&labels)), Err(Error::Value(_))));
+    assert!(matches!(losses::huber_loss(&int_logits, None, 1.0), Err(Error::Value(_))));
+    assert!(matches!(
+        losses::softmax_cross_entropy(&logits, &Tensor::zeros([4], (Kind::Float, Device::Cpu))),
+        Err(Error::Torch(_))
+    ));
+}

@@ -134,6 +134,12 @@ pub enum Error {
     /// (JAX's "Custom node type mismatch" / "Dict key mismatch" errors); `path` is where.
     #[error("tree structures differ at {path}: {message}")]
     TreeStructureMismatch { path: String, message: String },
+
+    /// A layer attribute whose value Flax rejects with a `ValueError`/`TypeError` when the
+    /// layer runs (a padding of the wrong format, feature groups that do not divide the
+    /// features, …); `scope` is the module path, as in [`Error::Shape`].
+    #[error("{scope}: {message}")]
+    InvalidAttribute { scope: String, message: String },
 }
 
 impl Error {

@@ -1,7 +1,20 @@
 //! Layers, initializers and the dtype policy (Flax's `flax.linen` layer library).
+//!
+//! Layers are re-exported here under their Flax names (`nn::Conv`, `nn::Dense`, …), as
+//! `flax.linen` exports them.
 
+pub mod conv;
+pub mod conv_transpose;
+pub mod dims;
 pub mod dtypes;
 pub mod initializers;
+mod lax_conv;
 pub mod linear;
+mod module_utils;
+pub mod padding;
 
+pub use conv::{Conv, ConvLocal, Mask};
+pub use conv_transpose::ConvTranspose;
+pub use dims::Dims;
 pub use linear::Dense;
+pub use padding::Padding;

@@ -14,7 +14,7 @@ use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init};
 use crate::nn::lax_conv::{conv_general_dilated, conv_general_dilated_local, ConvGeometry};
-use crate::nn::module_utils::{attribute_error, shape_error};
+use crate::nn::module_utils::{attribute_error, shape_error, FoldedBatch};
 use crate::nn::padding::{pad_wrap, same_pads, Padding};
 use std::fmt;
 use tch::{Kind, Tensor};
@@ -73,49 +73,24 @@ impl Mask {
     }
 }
 
-/// The input of a convolution with its batch dimensions folded into one, as Flax folds
-/// them: several are flattened, a missing one is added; [`FoldedBatch::unfold`] restores them.
-pub(crate) struct FoldedBatch {
-    /// `(N, spatial…, features)`.
-    pub x: Tensor,
-    batch_shape: Vec<i64>,
-}
-
-impl FoldedBatch {
-    /// Folds `inputs` of shape `(*batch, spatial…, features)` with `spatial` spatial dims.
-    pub(crate) fn fold(cx: &Scope<'_>, layer: &str, inputs: &Tensor, spatial: usize) -> Result<Self> {
-        let shape = inputs.size();
-        if shape.len() < spatial + 1 {
-            return Err(shape_error(
-                cx,
-                format!(
-                    "{layer} with a kernel of rank {spatial} needs inputs of shape (*batch, {spatial} spatial \
-                     dims, features), got shape {}",
-                    shape.flax_repr()
-                ),
-            ));
-        }
-        let batch = shape.len() - spatial - 1;
-        let batch_shape = shape[..batch].to_vec();
-        let x = if batch == 1 {
-            inputs.shallow_clone()
-        } else {
-            let mut flat = vec![batch_shape.iter().product::<i64>()];
-            flat.extend_from_slice(&shape[batch..]);
-            inputs.f_reshape(flat)?
-        };
-        Ok(FoldedBatch { x, batch_shape })
-    }
-
-    /// Gives the output `(N, spatial…, features)` the input's batch dimensions back.
-    pub(crate) fn unfold(&self, y: Tensor) -> Result<Tensor> {
-        if self.batch_shape.len() == 1 {
-            return Ok(y);
-        }
-        let mut shape = self.batch_shape.clone();
-        shape.extend_from_slice(&y.size()[1..]);
-        Ok(y.f_reshape(shape)?)
-    }
+/// Folds the batch dimensions of `inputs` for a convolution with `spatial` dims, or
+/// reports inputs of too small a rank.
+pub(crate) fn fold_batch(
+    cx: &Scope<'_>,
+    layer: &str,
+    inputs: &Tensor,
+    spatial: usize,
+) -> Result<FoldedBatch> {
+    FoldedBatch::new(inputs, spatial)?.ok_or_else(|| {
+        shape_error(
+            cx,
+            format!(
+                "{layer} with a kernel of rank {spatial} needs inputs of shape (*batch, {spatial} spatial dims, \
+                 features), got shape {}",
+                inputs.size().flax_repr()
+            ),
+        )
+    })
 }
 
 /// `int | Sequence[int]` attribute `name` for `n` spatial dimensions, or Flax's error.
@@ -165,7 +140,7 @@ impl ConvAttrs<'_> {
     fn call(&self, cx: &mut Scope<'_>, inputs: &Tensor) -> Result<Tensor> {
         check_kernel_size(cx, self.kernel_size)?;
         let n = self.kernel_size.len();
-        let folded = FoldedBatch::fold(cx, self.layer, inputs, n)?;
+        let folded = fold_batch(cx, self.layer, inputs, n)?;
         let (x, geometry) = self.geometry(cx, &folded.x)?;
         let in_features = x.size()[n + 1];
         let spatial_in = x.size()[1..=n].to_vec();

@@ -8,7 +8,7 @@ use crate::core::errors::Result;
 use crate::core::repr::FlaxRepr;
 use crate::core::scope::Scope;
 use crate::module;
-use crate::nn::conv::{check_kernel_size, per_dim, FoldedBatch, Mask};
+use crate::nn::conv::{check_kernel_size, fold_batch, per_dim, Mask};
 use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init};
@@ -70,7 +70,7 @@ impl ConvTranspose {
     pub fn call(&self, cx: &mut Scope, inputs: &Tensor) -> Result<Tensor> {
         check_kernel_size(cx, &self.kernel_size)?;
         let n = self.kernel_size.len();
-        let folded = FoldedBatch::fold(cx, "ConvTranspose", inputs, n)?;
+        let folded = fold_batch(cx, "ConvTranspose", inputs, n)?;
         let strides = per_dim(cx, "strides", &self.strides, n)?;
         let rhs_dilation = per_dim(cx, "kernel_dilation", &self.kernel_dilation, n)?;
         let in_features = folded.x.size()[n + 1];

@@ -9,6 +9,7 @@
 //! convolution, whose kernel layout needs a flipped copy of the (small) kernel.
 
 use crate::core::errors::Result;
+use crate::nn::padding::{narrow_spatial, symmetric_padding, torch_pad_list, window_count};
 use tch::Tensor;
 
 /// Everything `conv_general_dilated` takes besides its operands, one entry per spatial
@@ -29,18 +30,13 @@ pub(crate) struct ConvGeometry {
 
 impl ConvGeometry {
     /// The output's spatial shape for an input of spatial shape `input` and a kernel of
-    /// spatial shape `window` (XLA's shape rule; negative sizes are clamped to 0).
+    /// spatial shape `window` (XLA's shape rule).
     pub fn output_shape(&self, input: &[i64], window: &[i64]) -> Vec<i64> {
         (0..input.len())
             .map(|i| {
                 let dilated_in = (input[i] - 1) * self.lhs_dilation[i] + 1;
-                let padded = dilated_in + self.pads[i].0 + self.pads[i].1;
                 let extent = (window[i] - 1) * self.rhs_dilation[i] + 1;
-                if padded < extent {
-                    0
-                } else {
-                    (padded - extent) / self.strides[i] + 1
-                }
+                window_count(dilated_in, extent, self.strides[i], self.pads[i])
             })
             .collect()
     }
@@ -86,38 +82,20 @@ pub(crate) fn conv_general_dilated(
     Ok(y.f_permute(to_channels_last(n))?)
 }
 
-/// A convolution without input dilation: libtorch's own, which pads both sides alike.
+/// A convolution without input dilation: libtorch's own, padding explicitly (a copy) only
+/// what its symmetric padding cannot express.
 fn strided_conv(x: &Tensor, weight: &Tensor, g: &ConvGeometry, bias: Option<&Tensor>) -> Result<Tensor> {
     let window = &weight.size()[2..];
     let input = &x.size()[2..];
     let wanted = g.output_shape(input, window);
-    // Pad `low` on both sides where that gives at least the wanted windows at the same
-    // places; the extra windows past the end (if any) are cut off below.
-    let symmetric: Vec<(i64, i64)> = g.pads.iter().map(|&(lo, _)| (lo, lo)).collect();
-    let as_symmetric = ConvGeometry { pads: symmetric, ..g.clone() };
-    let symmetric_shape = as_symmetric.output_shape(input, window);
-    let fits =
-        g.pads.iter().all(|&(lo, _)| lo >= 0) && symmetric_shape.iter().zip(&wanted).all(|(s, w)| s >= w);
-    let (x, padding) = if fits {
-        (x.shallow_clone(), g.pads.iter().map(|&(lo, _)| lo).collect())
-    } else {
-        let pad: Vec<i64> = g.pads.iter().rev().flat_map(|&(lo, hi)| [lo, hi]).collect();
-        (x.f_constant_pad_nd(pad)?, vec![0; g.pads.len()])
+    let extents: Vec<i64> = window.iter().zip(&g.rhs_dilation).map(|(k, d)| (k - 1) * d + 1).collect();
+    let (x, padding) = match symmetric_padding(input, &extents, &g.strides, &g.pads, None) {
+        Some(padding) => (x.shallow_clone(), padding),
+        None => (x.f_constant_pad_nd(torch_pad_list(&g.pads))?, vec![0; g.pads.len()]),
     };
     let zeros = vec![0; g.pads.len()];
     let y = x.f_convolution(weight, bias, &g.strides, &padding, &g.rhs_dilation, false, &zeros, g.groups)?;
-    narrow_to(y, &wanted)
-}
-
-/// Keeps the first `shape[i]` positions of each spatial dimension (a view).
-fn narrow_to(mut y: Tensor, shape: &[i64]) -> Result<Tensor> {
-    for (i, &len) in shape.iter().enumerate() {
-        let dim = i as i64 + 2;
-        if y.size()[i + 2] != len {
-            y = y.f_narrow(dim, 0, len)?;
-        }
-    }
-    Ok(y)
+    narrow_spatial(y, 2, &wanted)
 }
 
 /// A convolution with input dilation. libtorch's transposed convolution with stride `s`
@@ -183,8 +161,8 @@ fn crop_or_pad(y: Tensor, amounts: &[(i64, i64)]) -> Result<Tensor> {
         }
         return Ok(y);
     }
-    let pad: Vec<i64> = amounts.iter().rev().flat_map(|&(a, b)| [-a, -b]).collect();
-    Ok(y.f_constant_pad_nd(pad)?)
+    let negated: Vec<(i64, i64)> = amounts.iter().map(|&(a, b)| (-a, -b)).collect();
+    Ok(y.f_constant_pad_nd(torch_pad_list(&negated))?)
 }
 
 /// `lax.conv_general_dilated_patches` (channels last): for each output position, the

@@ -12,9 +12,11 @@ mod lax_conv;
 pub mod linear;
 mod module_utils;
 pub mod padding;
+pub mod pooling;
 
 pub use conv::{Conv, ConvLocal, Mask};
 pub use conv_transpose::ConvTranspose;
 pub use dims::Dims;
 pub use linear::Dense;
 pub use padding::Padding;
+pub use pooling::{avg_pool, max_pool, min_pool, pool};

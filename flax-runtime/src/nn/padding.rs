@@ -62,6 +62,54 @@ pub(crate) fn same_pads(in_shape: &[i64], window: &[i64], strides: &[i64]) -> Ve
         .collect()
 }
 
+/// The number of windows of `extent` elements at `stride` over `input` elements padded by
+/// `(low, high)` (XLA's shape rule: 0 when none fits).
+pub(crate) fn window_count(input: i64, extent: i64, stride: i64, (low, high): (i64, i64)) -> i64 {
+    let padded = input + low + high;
+    if padded < extent {
+        0
+    } else {
+        (padded - extent) / stride + 1
+    }
+}
+
+/// The padding libtorch's kernels (which pad both sides alike) can run `pads` with, on an
+/// input of spatial shape `input`: `low` on both sides gives the same windows from the start
+/// and at least as many, the extra ones being cut off with [`narrow_spatial`]. `None` when the
+/// input has to be padded explicitly: a negative `low`, a `high` that adds windows, or a
+/// `low` above `max_low` (libtorch's pooling takes at most half the window).
+pub(crate) fn symmetric_padding(
+    input: &[i64],
+    extents: &[i64],
+    strides: &[i64],
+    pads: &[(i64, i64)],
+    max_low: Option<&[i64]>,
+) -> Option<Vec<i64>> {
+    let fits = (0..input.len()).all(|i| {
+        let (low, high) = pads[i];
+        low >= 0
+            && max_low.is_none_or(|m| low <= m[i])
+            && window_count(input[i], extents[i], strides[i], (low, low))
+                >= window_count(input[i], extents[i], strides[i], (low, high))
+    });
+    fits.then(|| pads.iter().map(|&(low, _)| low).collect())
+}
+
+/// `pads` as libtorch's `constant_pad_nd`/`pad` list them: last dimension first.
+pub(crate) fn torch_pad_list(pads: &[(i64, i64)]) -> Vec<i64> {
+    pads.iter().rev().flat_map(|&(low, high)| [low, high]).collect()
+}
+
+/// Keeps the first `shape[i]` positions of spatial dimension `first + i` of `y` (a view).
+pub(crate) fn narrow_spatial(mut y: Tensor, first: usize, shape: &[i64]) -> Result<Tensor> {
+    for (i, &len) in shape.iter().enumerate() {
+        if y.size()[first + i] != len {
+            y = y.f_narrow((first + i) as i64, 0, len)?;
+        }
+    }
+    Ok(y)
+}
+
 /// `jnp.pad(x, …, mode='wrap')` along `dim`: `low` elements from the end before the start and
 /// `high` from the start after the end, wrapping as often as needed.
 pub(crate) fn pad_wrap(x: &Tensor, dim: i64, low: i64, high: i64) -> Result<Tensor> {

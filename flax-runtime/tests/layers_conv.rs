@@ -3,7 +3,7 @@
 
 mod layers_golden;
 
-use flax::nn::{self, Conv, ConvLocal, ConvTranspose, Dims, Mask, Padding};
+use flax::nn::{Conv, ConvLocal, ConvTranspose, Mask, Padding};
 use flax::prelude::*;
 use flax::Error;
 use layers_golden::{assert_close, key, Golden};
@@ -246,6 +246,4 @@ fn bad_inputs_and_attributes_are_typed_errors_with_the_module_path() {
 fn repr_is_flax_s() {
     let text = format!("{:?}", Conv::new(4, vec![3, 3]).strides(2.into()).padding(Padding::Valid));
     assert!(text.starts_with("Conv(\n    # attributes\n    features = 4\n    kernel_size = (3, 3)\n    strides = 2\n    padding = 'VALID'\n"), "{text}");
-    let _ = nn::Dims::Each(vec![1]);
-    let _ = Dims::All(1);
 }

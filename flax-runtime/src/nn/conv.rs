@@ -268,17 +268,17 @@ pub struct Conv {
     /// The shape of the kernel's window, one entry per spatial dimension.
     pub kernel_size: Vec<i64>,
     /// The inter-window strides.
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub strides: Dims,
     /// `SAME` (default), `VALID`, `CIRCULAR`, `CAUSAL` (1-D), an int or `(low, high)` pairs.
     #[module(default = Padding::Same)]
     pub padding: Padding,
     /// Dilation of the input (`d - 1` zeros between elements; a transposed convolution with
     /// stride `d`). Needs explicit padding when not 1, as in `lax`.
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub input_dilation: Dims,
     /// Dilation of the kernel (atrous convolution).
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub kernel_dilation: Dims,
     /// The number of groups the input features are split into (depthwise when equal to them).
     #[module(default = 1)]
@@ -340,16 +340,16 @@ pub struct ConvLocal {
     /// The shape of the window, one entry per spatial dimension.
     pub kernel_size: Vec<i64>,
     /// The inter-window strides.
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub strides: Dims,
     /// `SAME` (default), `VALID`, `CIRCULAR`, `CAUSAL` (1-D), an int or `(low, high)` pairs.
     #[module(default = Padding::Same)]
     pub padding: Padding,
     /// Dilation of the input; needs explicit padding when not 1.
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub input_dilation: Dims,
     /// Dilation of the window.
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub kernel_dilation: Dims,
     /// Must be 1 (Flax raises `NotImplementedError` otherwise).
     #[module(default = 1)]

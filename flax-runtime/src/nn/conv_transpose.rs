@@ -2,7 +2,7 @@
 //! convolution that upsamples by its strides.
 //!
 //! Differences from the spec's Flax 0.6.10: `strides` and `kernel_dilation` default to
-//! `Dims::All(1)`, which is what Flax's `None` means; `precision` is left out.
+//! `Dims::Int(1)`, which is what Flax's `None` means; `precision` is left out.
 
 use crate::core::errors::Result;
 use crate::core::repr::FlaxRepr;
@@ -31,14 +31,14 @@ pub struct ConvTranspose {
     /// The shape of the kernel's window, one entry per spatial dimension.
     pub kernel_size: Vec<i64>,
     /// The upsampling factors (Flax's default `None` means 1).
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub strides: Dims,
     /// `SAME` (default), `VALID`, `CIRCULAR`, an int or `(low, high)` pairs; numbers are the
     /// padding of the dilated input, as in `lax.conv_transpose`.
     #[module(default = Padding::Same)]
     pub padding: Padding,
     /// Dilation of the kernel (Flax's default `None` means 1).
-    #[module(default = Dims::All(1))]
+    #[module(default = Dims::Int(1))]
     pub kernel_dilation: Dims,
     /// Whether to add a bias.
     #[module(default = true)]

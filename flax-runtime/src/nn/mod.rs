@@ -12,6 +12,7 @@ pub mod initializers;
 mod lax_conv;
 pub mod linear;
 mod module_utils;
+pub mod normalization;
 pub mod padding;
 pub mod pooling;
 
@@ -20,5 +21,7 @@ pub use conv_transpose::ConvTranspose;
 pub use dims::Dims;
 pub use embed::Embed;
 pub use linear::{Dense, DenseGeneral};
+pub use module_utils::merge_param;
+pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use padding::Padding;
 pub use pooling::{avg_pool, max_pool, min_pool, pool};

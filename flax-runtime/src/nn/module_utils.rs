@@ -1,9 +1,48 @@
-//! Helpers layers share: Flax's errors for bad inputs and attributes, with the module path of
-//! the layer that raised them, and the batch folding of windowed layers.
+//! Helpers layers share: Flax's `merge_param`, Flax's errors for bad inputs and attributes
+//! with the module path of the layer that raised them, and the batch folding of windowed
+//! layers.
 
 use crate::core::errors::{Error, Result};
 use crate::core::scope::Scope;
 use tch::Tensor;
+
+/// Flax's `merge_param`: a flag (`use_running_average`, `deterministic`, `train`, …) that a
+/// module takes either as an attribute or as a call argument must be given exactly once;
+/// returns it, or [`Error::MergeParam`] naming the module path.
+///
+/// ```
+/// # use flax::prelude::*;
+/// #[module]
+/// pub struct Block {
+///     #[module(default = None)]
+///     pub deterministic: Option<bool>,
+/// }
+///
+/// #[module]
+/// impl Block {
+///     #[compact]
+///     pub fn call(&self, cx: &mut Scope, x: &Tensor, deterministic: Option<bool>) -> Result<Tensor> {
+///         let deterministic = nn::merge_param(cx, "deterministic", self.deterministic, deterministic)?;
+///         Ok(if deterministic { x.shallow_clone() } else { x * 2 })
+///     }
+/// }
+///
+/// let x = Tensor::ones([2], (Kind::Float, Device::Cpu));
+/// let variables = Block::new().init(PRNGKey::new(0), &x, Some(true))?;
+/// assert!(Block::new().apply(&variables, &x, None).is_err());
+/// assert!(Block::new().deterministic(Some(true)).apply(&variables, &x, Some(false)).is_err());
+/// # Ok::<(), flax::Error>(())
+/// ```
+pub fn merge_param<T>(cx: &Scope<'_>, name: &str, attribute: Option<T>, argument: Option<T>) -> Result<T> {
+    match (attribute, argument) {
+        (Some(value), None) | (None, Some(value)) => Ok(value),
+        (given, _) => Err(Error::MergeParam {
+            scope: cx.path_text(),
+            name: name.to_owned(),
+            given_twice: given.is_some(),
+        }),
+    }
+}
 
 /// A bad input (rank, size, dtype) to the module running in `cx`.
 pub(crate) fn shape_error(cx: &Scope<'_>, message: impl Into<String>) -> Error {

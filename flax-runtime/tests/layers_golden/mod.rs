@@ -64,7 +64,8 @@ pub struct Case<'a> {
 }
 
 impl Case<'_> {
-    fn tensor(&self, path: &[&str]) -> Tensor {
+    /// The tensor at `path` in the case (`["eval_output"]`, …).
+    pub fn tensor(&self, path: &[&str]) -> Tensor {
         self.dict
             .tensor(path)
             .unwrap_or_else(|| panic!("{}: no tensor at {path:?}", self.name))

@@ -3,6 +3,7 @@
 //! Layers are re-exported here under their Flax names (`nn::Conv`, `nn::Dense`, …), as
 //! `flax.linen` exports them.
 
+pub mod activation;
 pub mod conv;
 pub mod conv_transpose;
 pub mod dims;
@@ -15,7 +16,13 @@ mod module_utils;
 pub mod normalization;
 pub mod padding;
 pub mod pooling;
+pub mod stochastic;
 
+pub use activation::{
+    celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu, log_sigmoid,
+    log_softmax, logsumexp, logsumexp_with_sign, one_hot, relu, relu6, selu, sigmoid, silu, soft_sign,
+    softmax, softplus, standardize, swish, tanh, PReLU,
+};
 pub use conv::{Conv, ConvLocal, Mask};
 pub use conv_transpose::ConvTranspose;
 pub use dims::Dims;
@@ -25,3 +32,4 @@ pub use module_utils::merge_param;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use padding::Padding;
 pub use pooling::{avg_pool, max_pool, min_pool, pool};
+pub use stochastic::Dropout;

@@ -4,6 +4,7 @@
 //! `flax.linen` exports them.
 
 pub mod activation;
+pub mod attention;
 pub mod conv;
 pub mod conv_transpose;
 pub mod dims;
@@ -22,6 +23,10 @@ pub use activation::{
     celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu, log_sigmoid,
     log_softmax, logsumexp, logsumexp_with_sign, one_hot, relu, relu6, selu, sigmoid, silu, soft_sign,
     softmax, softplus, standardize, swish, tanh, PReLU,
+};
+pub use attention::{
+    combine_masks, dot_product_attention, dot_product_attention_weights, make_attention_mask,
+    make_causal_mask, AttentionDropout, MultiHeadDotProductAttention, SelfAttention,
 };
 pub use conv::{Conv, ConvLocal, Mask};
 pub use conv_transpose::ConvTranspose;

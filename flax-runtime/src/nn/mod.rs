@@ -17,6 +17,7 @@ mod module_utils;
 pub mod normalization;
 pub mod padding;
 pub mod pooling;
+pub mod recurrent;
 pub mod stochastic;
 
 pub use activation::{
@@ -37,4 +38,5 @@ pub use module_utils::merge_param;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use padding::Padding;
 pub use pooling::{avg_pool, max_pool, min_pool, pool};
+pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use stochastic::Dropout;

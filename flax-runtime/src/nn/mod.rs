@@ -18,6 +18,7 @@ pub mod normalization;
 pub mod padding;
 pub mod pooling;
 pub mod recurrent;
+pub mod rnn;
 pub mod stochastic;
 
 pub use activation::{
@@ -39,4 +40,5 @@ pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use padding::Padding;
 pub use pooling::{avg_pool, max_pool, min_pool, pool};
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
+pub use rnn::{flip_sequences, Bidirectional, RNNCellBase, RNN};
 pub use stochastic::Dropout;

@@ -19,6 +19,7 @@ use crate::nn::initializers::{self, Init, Initializer};
 use crate::nn::linear::Dense;
 use crate::nn::module_utils::shape_error;
 use crate::nn::padding::Padding;
+use crate::nn::rnn::{vector_carry_shape, RNNCellBase};
 use tch::{Device, Kind, Tensor};
 
 /// An activation function held by a cell (`gate_fn`, `activation_fn`).
@@ -431,5 +432,93 @@ impl ConvLSTMCell {
         device: Device,
     ) -> Result<(Tensor, Tensor)> {
         two_part_carry(rng, &[batch_dims, size].concat(), init_fn, device)
+    }
+}
+
+impl RNNCellBase for LSTMCell {
+    type Carry = (Tensor, Tensor);
+
+    fn step(
+        &self,
+        cx: &mut Scope<'_>,
+        carry: &Self::Carry,
+        inputs: &Tensor,
+    ) -> Result<(Self::Carry, Tensor)> {
+        self.call(cx, carry, inputs)
+    }
+
+    fn initialize_carry(
+        rng: PRNGKey,
+        batch_dims: &[i64],
+        size: &[i64],
+        device: Device,
+    ) -> Result<Self::Carry> {
+        two_part_carry(rng, &vector_carry_shape(batch_dims, size)?, &initializers::zeros(), device)
+    }
+}
+
+impl RNNCellBase for OptimizedLSTMCell {
+    type Carry = (Tensor, Tensor);
+
+    fn step(
+        &self,
+        cx: &mut Scope<'_>,
+        carry: &Self::Carry,
+        inputs: &Tensor,
+    ) -> Result<(Self::Carry, Tensor)> {
+        self.call(cx, carry, inputs)
+    }
+
+    fn initialize_carry(
+        rng: PRNGKey,
+        batch_dims: &[i64],
+        size: &[i64],
+        device: Device,
+    ) -> Result<Self::Carry> {
+        <LSTMCell as RNNCellBase>::initialize_carry(rng, batch_dims, size, device)
+    }
+}
+
+impl RNNCellBase for GRUCell {
+    type Carry = Tensor;
+
+    fn step(
+        &self,
+        cx: &mut Scope<'_>,
+        carry: &Self::Carry,
+        inputs: &Tensor,
+    ) -> Result<(Self::Carry, Tensor)> {
+        self.call(cx, carry, inputs)
+    }
+
+    fn initialize_carry(
+        rng: PRNGKey,
+        batch_dims: &[i64],
+        size: &[i64],
+        device: Device,
+    ) -> Result<Self::Carry> {
+        initializers::zeros().init(rng, &vector_carry_shape(batch_dims, size)?, (Kind::Float, device))
+    }
+}
+
+impl RNNCellBase for ConvLSTMCell {
+    type Carry = (Tensor, Tensor);
+
+    fn step(
+        &self,
+        cx: &mut Scope<'_>,
+        carry: &Self::Carry,
+        inputs: &Tensor,
+    ) -> Result<(Self::Carry, Tensor)> {
+        self.call(cx, carry, inputs)
+    }
+
+    fn initialize_carry(
+        rng: PRNGKey,
+        batch_dims: &[i64],
+        size: &[i64],
+        device: Device,
+    ) -> Result<Self::Carry> {
+        two_part_carry(rng, &[batch_dims, size].concat(), &initializers::zeros(), device)
     }
 }

@@ -140,10 +140,15 @@ pub fn avg_pool(
     count_include_pad: bool,
 ) -> Result<Tensor> {
     let (folded, window) = windows(inputs, window_shape, strides, padding)?;
-    let sums = window_sum(&folded.x, &window)?;
     let y = if count_include_pad {
-        sums.f_div_scalar(window_shape.iter().product::<i64>())?
+        // Every window lies within the padded input, so libtorch's own average divides by
+        // the window size, as Flax does.
+        match native_pool(&folded.x, Reduction::Mean, &window)? {
+            Some(y) => y,
+            None => window_sum(&folded.x, &window)?.f_div_scalar(window_shape.iter().product::<i64>())?,
+        }
     } else {
+        let sums = window_sum(&folded.x, &window)?;
         let mut ones_shape = folded.x.size();
         let last = ones_shape.len() - 1;
         ones_shape[0] = 1;
@@ -154,11 +159,13 @@ pub fn avg_pool(
     folded.unfold(y)
 }
 
-/// The two reductions libtorch has pooling kernels for.
+/// The reductions libtorch has pooling kernels for.
 #[derive(Clone, Copy)]
 enum Reduction {
     Max,
     Sum,
+    /// The sum divided by the window size, padding included.
+    Mean,
 }
 
 fn window_max(x: &Tensor, window: &Window) -> Result<Tensor> {
@@ -234,7 +241,7 @@ fn native_pool(x: &Tensor, reduction: Reduction, window: &Window) -> Result<Opti
     let half: Vec<i64> = window.shape.iter().map(|w| w / 2).collect();
     let fill = match reduction {
         Reduction::Max => f64::NEG_INFINITY,
-        Reduction::Sum => 0.0,
+        Reduction::Sum | Reduction::Mean => 0.0,
     };
     let (x, padding) =
         match symmetric_padding(input, &window.shape, &window.strides, &window.pads, Some(&half)) {
@@ -260,6 +267,8 @@ fn native_pool(x: &Tensor, reduction: Reduction, window: &Window) -> Result<Opti
         (Reduction::Max, _) => x.f_max_pool3d(&kernel, &strides, &padding, &ones, false)?,
         (Reduction::Sum, 2) => x.f_avg_pool2d(&kernel, &strides, &padding, false, true, 1)?,
         (Reduction::Sum, _) => x.f_avg_pool3d(&kernel, &strides, &padding, false, true, 1)?,
+        (Reduction::Mean, 2) => x.f_avg_pool2d(&kernel, &strides, &padding, false, true, None)?,
+        (Reduction::Mean, _) => x.f_avg_pool3d(&kernel, &strides, &padding, false, true, None)?,
     };
     let y = if n == 1 { y.f_squeeze_dim(2)? } else { y };
     let y = narrow_spatial(y, 2, &wanted)?;

@@ -128,6 +128,22 @@ pub enum Error {
     /// (JAX's "Custom node type mismatch" / "Dict key mismatch" errors); `path` is where.
     #[error("tree structures differ at {path}: {message}")]
     TreeStructureMismatch { path: String, message: String },
+
+    /// A layer attribute whose value Flax rejects with a `ValueError`/`TypeError` when the
+    /// layer runs (a padding of the wrong format, feature groups that do not divide the
+    /// features, …); `scope` is the module path, as in [`Error::Shape`].
+    #[error("{scope}: {message}")]
+    InvalidAttribute { scope: String, message: String },
+
+    /// Flax's `merge_param` rule broken: a flag such as `use_running_average` or
+    /// `deterministic` must be given exactly once, as an attribute or as a call argument.
+    /// `given_twice` tells which way it was broken; `scope` is the module path.
+    #[error("{scope}: Parameter \"{name}\" {}", if *given_twice {
+        "was passed to the constructor and at call time. Should be passed just once."
+    } else {
+        "must be passed to the constructor or at call time."
+    })]
+    MergeParam { scope: String, name: String, given_twice: bool },
 }
 
 impl Error {

@@ -11,18 +11,18 @@ pub fn result_dtype(tensors: &[&Tensor], dtype: Option<Kind>) -> Result<Kind> {
     }
     let mut kind = tensors.first().map_or(Kind::Float, |t| t.kind());
     for t in tensors.iter().skip(1) {
-        kind = promote_kinds(kind, t.kind());
+        kind = promote_types(kind, t.kind());
     }
     Ok(kind)
 }
 
-/// The dtype two dtypes promote to (`jnp.promote_types` for the float and int kinds a layer
-/// sees, where libtorch agrees with it).
-pub fn promote_kinds(a: Kind, b: Kind) -> Kind {
+/// The dtype two dtypes promote to (`jnp.promote_types`).
+pub fn promote_types(a: Kind, b: Kind) -> Kind {
     if a == b {
         return a;
     }
-    // One-element probes keep this exact without a promotion table of our own.
+    // libtorch's promotion agrees with jnp.promote_types for the float and int kinds a layer
+    // sees; one-element probes keep this exact without a table of our own.
     let x = Tensor::zeros([1], (a, tch::Device::Cpu));
     let y = Tensor::zeros([1], (b, tch::Device::Cpu));
     x.f_add(&y).map_or(a, |z| z.kind())

@@ -1,11 +1,15 @@
-//! Linear layers: `Dense`.
+//! Linear layers: `Dense` and `DenseGeneral`.
 
 use crate::core::errors::{Error, Result};
+use crate::core::repr::FlaxRepr;
+use crate::core::rng::PRNGKey;
 use crate::core::scope::Scope;
 use crate::module;
-use crate::nn::dtypes::{cast, promote_kinds};
-use crate::nn::initializers::{self, Init};
-use tch::{Kind, Tensor};
+use crate::nn::dims::Dims;
+use crate::nn::dtypes::{cast, promote_types, result_dtype};
+use crate::nn::initializers::{self, Init, Initializer};
+use crate::nn::module_utils::{attribute_error, shape_error};
+use tch::{Device, Kind, Tensor};
 
 /// A linear transformation applied over the last dimension of the input (Flax's `nn.Dense`):
 /// `y = x @ kernel + bias`, with `kernel` of shape `(in_features, features)`. The input size
@@ -54,7 +58,7 @@ impl Dense {
         };
         // Each `kind()` is a call into libtorch: ask once per tensor.
         let (input_kind, kernel_kind) = (inputs.kind(), kernel.kind());
-        let kind = self.dtype.unwrap_or_else(|| promote_kinds(input_kind, kernel_kind));
+        let kind = self.dtype.unwrap_or_else(|| promote_types(input_kind, kernel_kind));
         let cast_inputs;
         let x = if input_kind == kind {
             inputs
@@ -69,5 +73,148 @@ impl Dense {
             None => x.f_matmul(&kernel)?,
         };
         Ok(y)
+    }
+}
+
+/// An initializer run on a flat 2-D (or 1-D) shape and reshaped to the param's shape, as
+/// `DenseGeneral` initializes its kernel (so fans are those of the flattened matrix).
+struct Flattened<'a> {
+    init: &'a Init,
+    flat: Vec<i64>,
+}
+
+impl Initializer for Flattened<'_> {
+    fn init(&self, key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor> {
+        Ok(self.init.init(key, &self.flat, options)?.f_reshape(shape)?)
+    }
+}
+
+/// A linear transformation contracting any input axes, with several output features and
+/// batch axes (Flax's `nn.DenseGeneral`). The kernel is `batch_shape + contracted_shape +
+/// features` and the bias `batch_shape + features`; both initializers see the flattened
+/// shapes `(prod(batch) · prod(contracted), prod(features))` and `(prod(batch) ·
+/// prod(features),)`. The output is `batch dims + remaining input dims + features`.
+#[module]
+pub struct DenseGeneral {
+    /// The output features: an int or a tuple of them.
+    pub features: Dims,
+    /// The axes to contract (negative ones count from the end).
+    #[module(default = Dims::Int(-1))]
+    pub axis: Dims,
+    /// Batch axes with a kernel of their own each; must be `0, 1, …` (leading).
+    #[module(default = Vec::new())]
+    pub batch_dims: Vec<i64>,
+    /// Whether to add a bias.
+    #[module(default = true)]
+    pub use_bias: bool,
+    /// The dtype of the computation (default: promoted from the inputs and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// Initializer of the kernel (default: `lecun_normal`, on the flattened shape).
+    #[module(default = initializers::lecun_normal().into())]
+    pub kernel_init: Init,
+    /// Initializer of the bias (default: `zeros`).
+    #[module(default = initializers::zeros().into())]
+    pub bias_init: Init,
+}
+
+#[module]
+impl DenseGeneral {
+    /// Applies the transformation to `inputs`.
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, inputs: &Tensor) -> Result<Tensor> {
+        let shape = inputs.size();
+        let (axis, batch_dims) = self.axes(cx, &shape)?;
+        let features = self.features.to_tuple();
+        let batch_shape: Vec<i64> = batch_dims.iter().map(|&d| shape[d]).collect();
+        let contracted: Vec<i64> = axis.iter().map(|&d| shape[d]).collect();
+        let (n_batch, n_contracted, n_features): (i64, i64, i64) =
+            (batch_shape.iter().product(), contracted.iter().product(), features.iter().product());
+        let kernel_shape = [batch_shape.as_slice(), &contracted, &features].concat();
+        let flat_kernel =
+            Flattened { init: &self.kernel_init, flat: vec![n_batch * n_contracted, n_features] };
+        let kernel = cx.param_with_dtype("kernel", flat_kernel, &kernel_shape, self.param_dtype)?;
+        let bias = if self.use_bias {
+            let flat_bias = Flattened { init: &self.bias_init, flat: vec![n_batch * n_features] };
+            let bias_shape = [batch_shape.as_slice(), &features].concat();
+            Some(cx.param_with_dtype("bias", flat_bias, &bias_shape, self.param_dtype)?)
+        } else {
+            None
+        };
+        let kind = match &bias {
+            Some(b) => result_dtype(&[inputs, &kernel, b], self.dtype)?,
+            None => result_dtype(&[inputs, &kernel], self.dtype)?,
+        };
+        // Input as (batch, free, contracted), kernel as (batch, contracted, features).
+        let free: Vec<usize> =
+            (0..shape.len()).filter(|d| !axis.contains(d) && !batch_dims.contains(d)).collect();
+        let order: Vec<i64> = batch_dims.iter().chain(&free).chain(&axis).map(|&d| d as i64).collect();
+        let free_shape: Vec<i64> = free.iter().map(|&d| shape[d]).collect();
+        let n_free: i64 = free_shape.iter().product();
+        let x = cast(inputs.shallow_clone(), kind)?.f_permute(order)?.f_reshape([
+            n_batch,
+            n_free,
+            n_contracted,
+        ])?;
+        let k = cast(kernel, kind)?.f_reshape([n_batch, n_contracted, n_features])?;
+        let y = x.f_matmul(&k)?.f_reshape([batch_shape.as_slice(), &free_shape, &features].concat())?;
+        match bias {
+            // The bias broadcasts over the free dims: batch dims, then ones, then features.
+            Some(b) => {
+                let expanded = [batch_shape.as_slice(), &vec![1; free.len()], &features].concat();
+                Ok(y.f_add(&cast(b, kind)?.f_reshape(expanded)?)?)
+            }
+            None => Ok(y),
+        }
+    }
+}
+
+impl DenseGeneral {
+    /// The contracted axes and the batch axes, normalised and checked against the input's rank.
+    fn axes(&self, cx: &Scope<'_>, shape: &[i64]) -> Result<(Vec<usize>, Vec<usize>)> {
+        let mut batch_sorted = self.batch_dims.clone();
+        batch_sorted.sort_unstable();
+        batch_sorted.dedup();
+        if batch_sorted.iter().enumerate().any(|(i, &d)| d != i as i64) {
+            return Err(attribute_error(
+                cx,
+                format!(
+                    "batch_dims {} must be consecutive leading dimensions starting from 0.",
+                    self.batch_dims.flax_repr()
+                ),
+            ));
+        }
+        let rank = shape.len() as i64;
+        let normalise = |axes: &[i64]| -> Result<Vec<usize>> {
+            let mut out = Vec::with_capacity(axes.len());
+            for &a in axes {
+                let d = if a < 0 { a + rank } else { a };
+                if !(0..rank).contains(&d) {
+                    return Err(shape_error(
+                        cx,
+                        format!("axis {a} is out of range for inputs of shape {}", shape.flax_repr()),
+                    ));
+                }
+                out.push(d as usize);
+            }
+            out.sort_unstable();
+            Ok(out)
+        };
+        let axis = normalise(&self.axis.to_tuple())?;
+        let batch = normalise(&batch_sorted)?;
+        if axis.iter().any(|a| batch.contains(a)) || axis.windows(2).any(|w| w[0] == w[1]) {
+            return Err(attribute_error(
+                cx,
+                format!(
+                    "axis {} must name distinct axes outside batch_dims {}",
+                    self.axis.flax_repr(),
+                    self.batch_dims.flax_repr()
+                ),
+            ));
+        }
+        Ok((axis, batch))
     }
 }

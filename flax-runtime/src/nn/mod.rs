@@ -1,7 +1,44 @@
 //! Layers, initializers and the dtype policy (Flax's `flax.linen` layer library).
+//!
+//! Layers are re-exported here under their Flax names (`nn::Conv`, `nn::Dense`, …), as
+//! `flax.linen` exports them.
 
+pub mod activation;
+pub mod attention;
+pub mod conv;
+pub mod conv_transpose;
+pub mod dims;
 pub mod dtypes;
+pub mod embed;
 pub mod initializers;
+mod lax_conv;
 pub mod linear;
+mod module_utils;
+pub mod normalization;
+pub mod padding;
+pub mod pooling;
+pub mod recurrent;
+pub mod rnn;
+pub mod stochastic;
 
-pub use linear::Dense;
+pub use activation::{
+    celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu, log_sigmoid,
+    log_softmax, logsumexp, logsumexp_with_sign, one_hot, relu, relu6, selu, sigmoid, silu, soft_sign,
+    softmax, softplus, standardize, swish, tanh, PReLU,
+};
+pub use attention::{
+    combine_masks, dot_product_attention, dot_product_attention_weights, make_attention_mask,
+    make_causal_mask, AttentionDropout, MultiHeadDotProductAttention, SelfAttention,
+};
+pub use conv::{Conv, ConvLocal, Mask};
+pub use conv_transpose::ConvTranspose;
+pub use dims::Dims;
+pub use embed::Embed;
+pub use linear::{Dense, DenseGeneral};
+pub use module_utils::merge_param;
+pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
+pub use padding::Padding;
+pub use pooling::{avg_pool, max_pool, min_pool, pool};
+pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
+pub use rnn::{flip_sequences, Bidirectional, RNNCellBase, RNN};
+pub use stochastic::Dropout;

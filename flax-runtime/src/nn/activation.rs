@@ -1,0 +1,340 @@
+//! Activation functions (Flax's `flax.linen.activation`, re-exported from `jax.nn`) and the
+//! `PReLU` module.
+//!
+//! Every function takes a tensor and returns `Result`, since libtorch rejects some dtypes.
+//! Flax's keyword arguments are positional here, with Flax's defaults named in each doc.
+//! Differences from the spec's JAX: `softmax`/`log_softmax` take no `initial` (later JAX
+//! dropped it; masked entries use `-inf`, and a row masked entirely gives zeros).
+
+use crate::core::errors::{Error, Result};
+use crate::core::repr::FlaxRepr;
+use crate::core::scope::Scope;
+use crate::module;
+use crate::nn::dims::Dims;
+use crate::nn::dtypes::cast;
+use crate::nn::initializers;
+use tch::{Kind, Tensor};
+
+/// The scale `λ` of `selu`.
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+/// The `α` of `selu`.
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+
+/// `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_relu()?)
+}
+
+/// `min(max(x, 0), 6)`.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_relu6()?)
+}
+
+/// `1 / (1 + e^{-x})`.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_sigmoid()?)
+}
+
+/// `jnp.tanh`.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_tanh()?)
+}
+
+/// `x · sigmoid(x)` (SiLU, also called swish).
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_silu()?)
+}
+
+/// Alias of [`silu`].
+pub fn swish(x: &Tensor) -> Result<Tensor> {
+    silu(x)
+}
+
+/// `relu6(x + 3) / 6`.
+pub fn hard_sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_hardsigmoid()?)
+}
+
+/// `x · hard_sigmoid(x)`.
+pub fn hard_silu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_hardswish()?)
+}
+
+/// Alias of [`hard_silu`].
+pub fn hard_swish(x: &Tensor) -> Result<Tensor> {
+    hard_silu(x)
+}
+
+/// `x` clipped to `[-1, 1]`.
+pub fn hard_tanh(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_hardtanh()?)
+}
+
+/// `log(1 + e^x)`, computed as JAX's `logaddexp(x, 0)` = `max(x, 0) + log1p(e^{-|x|})`.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_clamp_min(0.0)?.f_add(&x.f_abs()?.f_neg()?.f_exp()?.f_log1p()?)?)
+}
+
+/// `log(sigmoid(x))` = `-softplus(-x)`.
+pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok(softplus(&x.f_neg()?)?.f_neg()?)
+}
+
+/// `x / (|x| + 1)`.
+pub fn soft_sign(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_div(&x.f_abs()?.f_add_scalar(1.0)?)?)
+}
+
+/// `λ · (x if x > 0 else α·e^x - α)` with JAX's constants.
+pub fn selu(x: &Tensor) -> Result<Tensor> {
+    Ok(elu(x, SELU_ALPHA)?.f_mul_scalar(SELU_SCALE)?)
+}
+
+/// `x if x > 0 else α·(e^x - 1)` (Flax's default `alpha = 1.0`).
+pub fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    let negative = x.f_clamp_max(0.0)?.f_expm1()?.f_mul_scalar(alpha)?;
+    Ok(x.f_where_self(&x.f_gt(0.0)?, &negative)?)
+}
+
+/// `max(x, 0) + α·expm1(min(x, 0) / α)` (Flax's default `alpha = 1.0`).
+pub fn celu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    let negative = x.f_clamp_max(0.0)?.f_div_scalar(alpha)?.f_expm1()?.f_mul_scalar(alpha)?;
+    Ok(x.f_clamp_min(0.0)?.f_add(&negative)?)
+}
+
+/// `x if x >= 0 else negative_slope · x` (Flax's default `negative_slope = 0.01`).
+pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul_scalar(negative_slope)?)?)
+}
+
+/// The Gaussian error linear unit: with `approximate` (Flax's default `true`, unlike
+/// PyTorch) the tanh form `x/2 · (1 + tanh(√(2/π)(x + 0.044715x³)))`, else `x/2 · (1 +
+/// erf(x/√2))`.
+pub fn gelu(x: &Tensor, approximate: bool) -> Result<Tensor> {
+    Ok(x.f_gelu(if approximate { "tanh" } else { "none" })?)
+}
+
+/// The gated linear unit: `x1 · sigmoid(x2)` for the two halves of `x` along `axis`
+/// (Flax's default `-1`), whose size must be even.
+pub fn glu(x: &Tensor, axis: i64) -> Result<Tensor> {
+    let dim = normalize_axis(x, axis)?;
+    if x.size()[dim as usize] % 2 != 0 {
+        return Err(Error::Value(format!(
+            "glu: axis size must be divisible by 2, got shape {} along axis {axis}",
+            x.size().flax_repr()
+        )));
+    }
+    Ok(x.f_glu(dim)?)
+}
+
+/// `axis` in `0..rank`, negative values counting from the end.
+fn normalize_axis(x: &Tensor, axis: i64) -> Result<i64> {
+    let rank = x.dim() as i64;
+    let dim = if axis < 0 { axis + rank } else { axis };
+    if (0..rank).contains(&dim) {
+        Ok(dim)
+    } else {
+        Err(Error::Value(format!(
+            "axis {axis} is out of bounds for an array of shape {}",
+            x.size().flax_repr()
+        )))
+    }
+}
+
+/// The axes `axis` names, normalized and sorted (`None`: every axis).
+fn normalize_axes(x: &Tensor, axis: Option<&Dims>) -> Result<Vec<i64>> {
+    let mut dims = match axis {
+        None => (0..x.dim() as i64).collect(),
+        Some(axis) => {
+            axis.to_tuple().into_iter().map(|a| normalize_axis(x, a)).collect::<Result<Vec<_>>>()?
+        }
+    };
+    dims.sort_unstable();
+    dims.dedup();
+    Ok(dims)
+}
+
+/// Floating inputs as they are, others in float32 (JAX's `promote_args_inexact`).
+fn inexact(x: &Tensor) -> Result<Tensor> {
+    if x.is_floating_point() {
+        Ok(x.shallow_clone())
+    } else {
+        cast(x.shallow_clone(), Kind::Float)
+    }
+}
+
+/// `exp(x_i) / Σ_j exp(x_j)` over `axis` (an int or several; Flax's default `-1`). With
+/// `where_`, only the entries where it is true take part, and the others are 0.
+pub fn softmax(x: &Tensor, axis: impl Into<Dims>, where_: Option<&Tensor>) -> Result<Tensor> {
+    let x = inexact(x)?;
+    let dims = normalize_axes(&x, Some(&axis.into()))?;
+    match (where_, dims.as_slice()) {
+        (None, &[dim]) => Ok(x.f_softmax(dim, x.kind())?),
+        _ => {
+            let (x_safe, mask) = masked(&x, where_, f64::NEG_INFINITY)?;
+            let x_max = x_safe.f_amax(&dims, true)?;
+            let unnormalized = x_safe.f_sub(&x_max)?.f_exp()?;
+            let kept = match &mask {
+                Some(m) => unnormalized.f_masked_fill(&m.f_logical_not()?, 0.0)?,
+                None => unnormalized.shallow_clone(),
+            };
+            let result = unnormalized.f_div(&kept.f_sum_dim_intlist(&dims, true, x.kind())?)?;
+            match mask {
+                Some(m) => Ok(result.f_masked_fill(&m.f_logical_not()?, 0.0)?),
+                None => Ok(result),
+            }
+        }
+    }
+}
+
+/// `x_i - log Σ_j exp(x_j)` over `axis` (Flax's default `-1`). With `where_`, only the
+/// entries where it is true take part, and the others are `-inf`.
+pub fn log_softmax(x: &Tensor, axis: impl Into<Dims>, where_: Option<&Tensor>) -> Result<Tensor> {
+    let x = inexact(x)?;
+    let dims = normalize_axes(&x, Some(&axis.into()))?;
+    match (where_, dims.as_slice()) {
+        (None, &[dim]) => Ok(x.f_log_softmax(dim, x.kind())?),
+        _ => {
+            let (x_safe, mask) = masked(&x, where_, f64::NEG_INFINITY)?;
+            let shifted = x_safe.f_sub(&x_safe.f_amax(&dims, true)?)?;
+            let exp = shifted.f_exp()?;
+            let exp = match &mask {
+                Some(m) => exp.f_masked_fill(&m.f_logical_not()?, 0.0)?,
+                None => exp,
+            };
+            let result = shifted.f_sub(&exp.f_sum_dim_intlist(&dims, true, x.kind())?.f_log()?)?;
+            match mask {
+                Some(m) => Ok(result.f_masked_fill(&m.f_logical_not()?, f64::NEG_INFINITY)?),
+                None => Ok(result),
+            }
+        }
+    }
+}
+
+/// `x` with `fill` where `where_` is false, and the mask broadcast to `x`'s shape.
+fn masked(x: &Tensor, where_: Option<&Tensor>, fill: f64) -> Result<(Tensor, Option<Tensor>)> {
+    match where_ {
+        None => Ok((x.shallow_clone(), None)),
+        Some(w) => {
+            let mask = w.f_to_kind(Kind::Bool)?.f_expand(x.size(), false)?;
+            Ok((x.f_masked_fill(&mask.f_logical_not()?, fill)?, Some(mask)))
+        }
+    }
+}
+
+/// `log Σ exp(a)` over `axis` (`None`: all axes, Flax's default), scaled by `b` when given
+/// (`log Σ b·exp(a)`; a negative sum gives NaN), keeping the reduced axes with `keepdims`.
+pub fn logsumexp(a: &Tensor, axis: Option<Dims>, b: Option<&Tensor>, keepdims: bool) -> Result<Tensor> {
+    let (out, sign) = logsumexp_with_sign(a, axis, b, keepdims)?;
+    if b.is_none() {
+        return Ok(out);
+    }
+    Ok(out.f_masked_fill(&sign.f_lt(0.0)?, f64::NAN)?)
+}
+
+/// [`logsumexp`] with `return_sign`: `(log |Σ b·exp(a)|, sign of the sum)`.
+pub fn logsumexp_with_sign(
+    a: &Tensor,
+    axis: Option<Dims>,
+    b: Option<&Tensor>,
+    keepdims: bool,
+) -> Result<(Tensor, Tensor)> {
+    let a = inexact(a)?;
+    let dims = normalize_axes(&a, axis.as_ref())?;
+    let a = match b {
+        Some(b) => a.f_masked_fill(&b.f_eq(0.0)?, f64::NEG_INFINITY)?,
+        None => a,
+    };
+    let amax = a.f_amax(&dims, true)?;
+    let amax = amax.f_where_self(&amax.f_isfinite()?, &amax.f_zeros_like()?)?;
+    let mut exp_a = a.f_sub(&amax)?.f_exp()?;
+    if let Some(b) = b {
+        exp_a = exp_a.f_mul(b)?;
+    }
+    let sumexp = exp_a.f_sum_dim_intlist(&dims, true, a.kind())?;
+    let sign = sumexp.f_sign()?;
+    let mut out = sumexp.f_abs()?.f_log()?.f_add(&amax)?;
+    let mut sign = sign;
+    if !keepdims {
+        for &d in dims.iter().rev() {
+            out = out.f_squeeze_dim(d)?;
+            sign = sign.f_squeeze_dim(d)?;
+        }
+    }
+    Ok((out, sign))
+}
+
+/// `(x - mean) · rsqrt(variance + epsilon)` over `axis` (Flax's defaults: `-1`, `epsilon =
+/// 1e-5`), with the mean and the variance `E[x²] - E[x]²` (clipped at 0) of `x` unless given,
+/// over the entries where `where_` is true when given.
+pub fn standardize(
+    x: &Tensor,
+    axis: impl Into<Dims>,
+    mean: Option<&Tensor>,
+    variance: Option<&Tensor>,
+    epsilon: f64,
+    where_: Option<&Tensor>,
+) -> Result<Tensor> {
+    let x = inexact(x)?;
+    let dims = normalize_axes(&x, Some(&axis.into()))?;
+    let masked_mean = |t: &Tensor| -> Result<Tensor> {
+        match where_ {
+            None => Ok(t.f_mean_dim(&dims, true, t.kind())?),
+            Some(w) => {
+                let w = w.f_to_kind(t.kind())?.f_expand(t.size(), false)?;
+                let total = t.f_mul(&w)?.f_sum_dim_intlist(&dims, true, t.kind())?;
+                Ok(total.f_div(&w.f_sum_dim_intlist(&dims, true, t.kind())?)?)
+            }
+        }
+    };
+    let mean = match mean {
+        Some(m) => m.shallow_clone(),
+        None => masked_mean(&x)?,
+    };
+    let variance = match variance {
+        Some(v) => v.shallow_clone(),
+        None => masked_mean(&x.f_square()?)?.f_sub(&mean.f_square()?)?.f_clamp_min(0.0)?,
+    };
+    Ok(x.f_sub(&mean)?.f_mul(&variance.f_add_scalar(epsilon)?.f_rsqrt()?)?)
+}
+
+/// One-hot vectors of `num_classes` entries for the ids `x`, in `kind` (Flax's default
+/// float32), the classes along `axis` of the output (Flax's default `-1`). Ids outside
+/// `[0, num_classes)` give all-zero vectors.
+pub fn one_hot(x: &Tensor, num_classes: i64, kind: Kind, axis: i64) -> Result<Tensor> {
+    let out_rank = x.dim() as i64 + 1;
+    let pos = if axis < 0 { axis + out_rank } else { axis };
+    if !(0..out_rank).contains(&pos) {
+        return Err(Error::Value(format!(
+            "axis {axis} is out of bounds for a one-hot output of rank {out_rank}"
+        )));
+    }
+    let mut classes_shape = vec![1; out_rank as usize];
+    classes_shape[pos as usize] = num_classes;
+    let classes = Tensor::f_arange(num_classes, (x.kind(), x.device()))?.f_reshape(classes_shape)?;
+    Ok(x.f_unsqueeze(pos)?.f_eq_tensor(&classes)?.f_to_kind(kind)?)
+}
+
+/// A leaky ReLU whose negative slope is learned (Flax's `nn.PReLU`): param `negative_slope`,
+/// a scalar (shape `()`) initialised to `negative_slope_init`.
+#[module]
+pub struct PReLU {
+    /// The dtype the param is stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// The initial negative slope.
+    #[module(default = 0.01)]
+    pub negative_slope_init: f64,
+}
+
+#[module]
+impl PReLU {
+    /// `inputs if inputs >= 0 else negative_slope · inputs`.
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, inputs: &Tensor) -> Result<Tensor> {
+        let init = initializers::constant(self.negative_slope_init);
+        let negative_slope = cx.param_with_dtype("negative_slope", init, &[], self.param_dtype)?;
+        let slope = cast(negative_slope, inputs.kind())?;
+        Ok(inputs.f_where_self(&inputs.f_ge(0.0)?, &slope.f_mul(inputs)?)?)
+    }
+}

@@ -1,0 +1,456 @@
+//! Attention (Flax's `flax.linen.attention`): `dot_product_attention_weights`,
+//! `dot_product_attention`, the mask helpers, and the `MultiHeadDotProductAttention` and
+//! `SelfAttention` modules with their autoregressive `cache`.
+//!
+//! The spec's Flax 0.6.10 API: the modules take `(inputs_q, inputs_kv, mask, deterministic)`.
+//! Left out: `precision` and the `dot_general`s (no libtorch equivalent), a custom
+//! `attention_fn` (these modules always use [`dot_product_attention`]).
+
+use crate::core::errors::{Error, Result};
+use crate::core::repr::FlaxRepr;
+use crate::core::rng::PRNGKey;
+use crate::core::scope::Scope;
+use crate::module;
+use crate::nn::dtypes::{cast, result_dtype};
+use crate::nn::initializers::{self, Init};
+use crate::nn::linear::DenseGeneral;
+use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
+use crate::random::bernoulli;
+use tch::{Kind, Tensor};
+
+/// The dropout of attention weights (the `dropout_rng`, `dropout_rate` and
+/// `broadcast_dropout` arguments of Flax's attention functions; no dropout is
+/// `deterministic=True`).
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionDropout {
+    /// The key the mask is drawn from.
+    pub rng: PRNGKey,
+    /// The probability of dropping a weight.
+    pub rate: f64,
+    /// Whether one mask `(q_len, kv_len)` is shared by every batch element and head
+    /// (Flax's default `broadcast_dropout=True`).
+    pub broadcast: bool,
+}
+
+/// Checks that `query` and `key` (and `value`) are `[batch…, length, heads, depth]` arrays
+/// that fit together, as Flax's assertions do.
+fn check_qkv(query: &Tensor, key: &Tensor, value: Option<&Tensor>) -> Result<()> {
+    let (q, k) = (query.size(), key.size());
+    let fits = q.len() >= 3
+        && q.len() == k.len()
+        && q[..q.len() - 3] == k[..k.len() - 3]
+        && q[q.len() - 2..] == k[k.len() - 2..]
+        && value.is_none_or(|v| {
+            let v = v.size();
+            v.len() == k.len() && v[..v.len() - 1] == k[..k.len() - 1]
+        });
+    if fits {
+        return Ok(());
+    }
+    let value = value.map(|v| v.size().flax_repr()).unwrap_or_default();
+    Err(Error::Value(format!(
+        "query, key (and value) must be [batch..., length, heads, depth] with the same batch dims, heads and \
+         depth (and key/value lengths); got query {}, key {}{}{value}",
+        q.flax_repr(),
+        k.flax_repr(),
+        if value.is_empty() { "" } else { ", value " }
+    )))
+}
+
+/// The attention weights `softmax(q·kᵀ / √depth + bias)` of `query` `[batch…, q_len, heads,
+/// depth]` and `key` `[batch…, kv_len, heads, depth]`: shape `[batch…, heads, q_len,
+/// kv_len]` (Flax's `dot_product_attention_weights`). Where `mask` is false (or 0) the
+/// logits are the dtype's lowest value; with `dropout`, weights are dropped and rescaled.
+/// Computed in the promoted dtype of `query` and `key`, or `dtype`.
+pub fn dot_product_attention_weights(
+    query: &Tensor,
+    key: &Tensor,
+    bias: Option<&Tensor>,
+    mask: Option<&Tensor>,
+    dropout: Option<&AttentionDropout>,
+    dtype: Option<Kind>,
+) -> Result<Tensor> {
+    check_qkv(query, key, None)?;
+    let kind = result_dtype(&[query, key], dtype)?;
+    let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
+    let depth = *query.size().last().unwrap_or(&1);
+    let query = query.f_div_scalar((depth as f64).sqrt())?;
+    let mut weights = Tensor::f_einsum("...qhd,...khd->...hqk", &[&query, &key], None::<&[i64]>)?;
+    if let Some(bias) = bias {
+        weights = weights.f_add(bias)?;
+    }
+    if let Some(mask) = mask {
+        let lowest = match kind {
+            Kind::Double => f64::MIN,
+            Kind::Half => -65504.0,
+            Kind::BFloat16 => -3.389_531_389_251_535e38,
+            _ => f64::from(f32::MIN),
+        };
+        weights = weights.f_masked_fill(&mask.f_eq(0.0)?, lowest)?;
+    }
+    let mut weights = cast(weights.f_softmax(-1, weights.kind())?, kind)?;
+    if let Some(d) = dropout.filter(|d| d.rate > 0.0) {
+        let keep_prob = 1.0 - d.rate;
+        let shape = weights.size();
+        let mask_shape = if d.broadcast {
+            let mut s = vec![1; key.dim() - 2];
+            s.extend_from_slice(&shape[shape.len() - 2..]);
+            s
+        } else {
+            shape
+        };
+        let keep = bernoulli(d.rng, keep_prob, &mask_shape, weights.device())?;
+        let multiplier = keep.f_to_kind(kind)?.f_div_scalar(keep_prob)?;
+        weights = weights.f_mul(&multiplier)?;
+    }
+    Ok(weights)
+}
+
+/// Attention of `query` over `key` and `value` (`[batch…, length, heads, depth]` each):
+/// the weights of [`dot_product_attention_weights`] applied to `value`, shape `[batch…,
+/// q_len, heads, v_depth]` (Flax's `dot_product_attention`).
+pub fn dot_product_attention(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    bias: Option<&Tensor>,
+    mask: Option<&Tensor>,
+    dropout: Option<&AttentionDropout>,
+    dtype: Option<Kind>,
+) -> Result<Tensor> {
+    check_qkv(query, key, Some(value))?;
+    let kind = result_dtype(&[query, key, value], dtype)?;
+    let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
+    let weights = dot_product_attention_weights(&query, &key, bias, mask, dropout, Some(kind))?;
+    let value = cast(value.shallow_clone(), kind)?;
+    Ok(Tensor::f_einsum("...hqk,...khd->...qhd", &[&weights, &value], None::<&[i64]>)?)
+}
+
+/// A mask `[batch…, 1, q_len, kv_len]` from `[batch…, q_len]` and `[batch…, kv_len]` inputs:
+/// `pairwise_fn(query_input[…, :, None], key_input[…, None, :])` (Flax's default is
+/// multiplication: `make_attention_mask(&tokens.gt(0), &tokens.gt(0), |a, b| Ok(a * b), 0,
+/// Kind::Float)` masks padding), with `extra_batch_dims` leading singleton axes, in `kind`.
+pub fn make_attention_mask(
+    query_input: &Tensor,
+    key_input: &Tensor,
+    pairwise_fn: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+    extra_batch_dims: usize,
+    kind: Kind,
+) -> Result<Tensor> {
+    let mut mask =
+        pairwise_fn(&query_input.f_unsqueeze(-1)?, &key_input.f_unsqueeze(-2)?)?.f_unsqueeze(-3)?;
+    for _ in 0..extra_batch_dims {
+        mask = mask.f_unsqueeze(0)?;
+    }
+    Ok(mask.f_to_kind(kind)?)
+}
+
+/// The causal mask `[batch…, 1, len, len]` of a `[batch…, len]` input: position `i` attends to
+/// positions `j <= i` (Flax's `make_causal_mask`).
+pub fn make_causal_mask(x: &Tensor, extra_batch_dims: usize, kind: Kind) -> Result<Tensor> {
+    let len = *x
+        .size()
+        .last()
+        .ok_or_else(|| Error::Value("make_causal_mask needs a [batch..., len] input".into()))?;
+    let idxs = Tensor::f_arange(len, (Kind::Int, x.device()))?.f_expand(x.size(), false)?;
+    make_attention_mask(&idxs, &idxs, |a, b| Ok(a.f_ge_tensor(b)?), extra_batch_dims, kind)
+}
+
+/// The logical and of the given masks (all of one rank), in `kind`; `None` when none is given
+/// (Flax's `combine_masks`).
+pub fn combine_masks(masks: &[Option<&Tensor>], kind: Kind) -> Result<Option<Tensor>> {
+    let given: Vec<&Tensor> = masks.iter().flatten().copied().collect();
+    let Some((first, rest)) = given.split_first() else { return Ok(None) };
+    if rest.iter().any(|m| m.dim() != first.dim()) {
+        let ranks: Vec<i64> = given.iter().map(|m| m.dim() as i64).collect();
+        return Err(Error::Value(format!("masks must have same rank: {}", ranks.flax_repr())));
+    }
+    let mut mask = first.f_ne(0.0)?;
+    for m in rest {
+        mask = mask.f_logical_and(&m.f_ne(0.0)?)?;
+    }
+    Ok(Some(mask.f_to_kind(kind)?))
+}
+
+/// The attributes of both attention modules, borrowed from either, and what they do.
+struct Attention<'a> {
+    num_heads: i64,
+    dtype: Option<Kind>,
+    param_dtype: Kind,
+    qkv_features: Option<i64>,
+    out_features: Option<i64>,
+    broadcast_dropout: bool,
+    dropout_rate: f64,
+    deterministic: Option<bool>,
+    kernel_init: &'a Init,
+    bias_init: &'a Init,
+    use_bias: bool,
+    decode: bool,
+}
+
+/// The [`Attention`] of a module with Flax's attention attributes.
+macro_rules! attention_of {
+    ($m:expr) => {
+        Attention {
+            num_heads: $m.num_heads,
+            dtype: $m.dtype,
+            param_dtype: $m.param_dtype,
+            qkv_features: $m.qkv_features,
+            out_features: $m.out_features,
+            broadcast_dropout: $m.broadcast_dropout,
+            dropout_rate: $m.dropout_rate,
+            deterministic: $m.deterministic,
+            kernel_init: &$m.kernel_init,
+            bias_init: &$m.bias_init,
+            use_bias: $m.use_bias,
+            decode: $m.decode,
+        }
+    };
+}
+
+/// Multi-head dot-product attention (Flax's `nn.MultiHeadDotProductAttention`): `query`,
+/// `key` and `value` projections (`DenseGeneral` submodules with those names, kernels
+/// `(in_features, num_heads, head_dim)`), [`dot_product_attention`], and the `out`
+/// projection (kernel `(num_heads, head_dim, features)`).
+///
+/// With `decode`, the layer keeps an autoregressive cache in the `cache` collection
+/// (`cached_key`, `cached_value`, `cache_index`): `init` on a full-length input creates it,
+/// then each call (with `cache` mutable) feeds one position, which attends to the positions
+/// fed so far.
+#[module]
+pub struct MultiHeadDotProductAttention {
+    /// The number of heads; `qkv_features` must be a multiple of it.
+    pub num_heads: i64,
+    /// The dtype of the computation (default: promoted from the inputs and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// The size of the query, key and value projections (default: the query features).
+    #[module(default = None)]
+    pub qkv_features: Option<i64>,
+    /// The size of the output (default: the query features).
+    #[module(default = None)]
+    pub out_features: Option<i64>,
+    /// Whether one dropout mask is shared across batch and heads.
+    #[module(default = true)]
+    pub broadcast_dropout: bool,
+    /// The dropout rate of the attention weights.
+    #[module(default = 0.0)]
+    pub dropout_rate: f64,
+    /// Whether to skip dropout (needed, once, only when `dropout_rate > 0`).
+    #[module(default = None)]
+    pub deterministic: Option<bool>,
+    /// Initializer of the projection kernels (default: `lecun_normal`).
+    #[module(default = initializers::lecun_normal().into())]
+    pub kernel_init: Init,
+    /// Initializer of the projection biases (default: `zeros`).
+    #[module(default = initializers::zeros().into())]
+    pub bias_init: Init,
+    /// Whether the projections have biases.
+    #[module(default = true)]
+    pub use_bias: bool,
+    /// Whether to use the autoregressive cache.
+    #[module(default = false)]
+    pub decode: bool,
+}
+
+#[module]
+impl MultiHeadDotProductAttention {
+    /// Attends from `inputs_q` `[batch…, q_len, features]` over `inputs_kv` `[batch…, kv_len,
+    /// features]`; `mask` `[batch…, heads or 1, q_len, kv_len]` is false where attention is
+    /// not allowed. Output `[batch…, q_len, out_features]`.
+    #[compact]
+    pub fn call(
+        &self,
+        cx: &mut Scope,
+        inputs_q: &Tensor,
+        inputs_kv: &Tensor,
+        mask: Option<&Tensor>,
+        deterministic: Option<bool>,
+    ) -> Result<Tensor> {
+        attention_of!(self).attend(cx, inputs_q, inputs_kv, mask, deterministic)
+    }
+}
+
+impl Attention<'_> {
+    /// Flax's `MultiHeadDotProductAttention.__call__`, in the calling module's scope.
+    fn attend(
+        &self,
+        cx: &mut Scope<'_>,
+        inputs_q: &Tensor,
+        inputs_kv: &Tensor,
+        mask: Option<&Tensor>,
+        deterministic: Option<bool>,
+    ) -> Result<Tensor> {
+        let Some(&q_features) = inputs_q.size().last() else {
+            return Err(shape_error(cx, "inputs_q must be [batch..., length, features], got a scalar"));
+        };
+        let features = self.out_features.unwrap_or(q_features);
+        let qkv_features = self.qkv_features.unwrap_or(q_features);
+        if self.num_heads <= 0 || qkv_features % self.num_heads != 0 {
+            return Err(attribute_error(
+                cx,
+                format!(
+                    "Memory dimension ({qkv_features}) must be divisible by number of heads ({}).",
+                    self.num_heads
+                ),
+            ));
+        }
+        let head_dim = qkv_features / self.num_heads;
+        let query = self.projection("query", head_dim).call(cx, inputs_q)?;
+        let mut key = self.projection("key", head_dim).call(cx, inputs_kv)?;
+        let mut value = self.projection("value", head_dim).call(cx, inputs_kv)?;
+        let mut mask = mask.map(Tensor::shallow_clone);
+        if self.decode {
+            (key, value, mask) = self.use_cache(cx, &query, key, value, mask)?;
+        }
+        let dropout = self.dropout(cx, deterministic)?;
+        let x =
+            dot_product_attention(&query, &key, &value, None, mask.as_ref(), dropout.as_ref(), self.dtype)?;
+        DenseGeneral::new(features.into())
+            .axis([-2, -1].into())
+            .kernel_init(self.kernel_init.clone())
+            .bias_init(self.bias_init.clone())
+            .use_bias(self.use_bias)
+            .dtype(self.dtype)
+            .param_dtype(self.param_dtype)
+            .name("out")
+            .call(cx, &x)
+    }
+
+    /// The `DenseGeneral` projecting inputs to `(num_heads, head_dim)`.
+    fn projection(&self, name: &'static str, head_dim: i64) -> DenseGeneral {
+        DenseGeneral::new([self.num_heads, head_dim].into())
+            .kernel_init(self.kernel_init.clone())
+            .bias_init(self.bias_init.clone())
+            .use_bias(self.use_bias)
+            .dtype(self.dtype)
+            .param_dtype(self.param_dtype)
+            .name(name)
+    }
+
+    /// The dropout of the attention weights: none unless `dropout_rate > 0` and not
+    /// deterministic (then `deterministic` must be given once, and a `dropout` key is drawn).
+    fn dropout(&self, cx: &mut Scope<'_>, deterministic: Option<bool>) -> Result<Option<AttentionDropout>> {
+        if self.dropout_rate <= 0.0 || merge_param(cx, "deterministic", self.deterministic, deterministic)? {
+            return Ok(None);
+        }
+        let rng = cx.make_rng("dropout")?;
+        Ok(Some(AttentionDropout { rng, rate: self.dropout_rate, broadcast: self.broadcast_dropout }))
+    }
+
+    /// The autoregressive cache: created (zeros, index 0) when absent; otherwise the one
+    /// position in `key`/`value` is written at the cache index, the index advances, and the
+    /// mask lets the query see the positions written so far.
+    fn use_cache(
+        &self,
+        cx: &mut Scope<'_>,
+        query: &Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Option<Tensor>,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let is_initialized = cx.has_variable("cache", "cached_key");
+        let zeros_like = |t: &Tensor| t.f_zeros_like();
+        let (k0, v0) = (zeros_like(&key)?, zeros_like(&value)?);
+        let cached_key = cx.variable("cache", "cached_key", |_| Ok(k0))?;
+        let cached_value = cx.variable("cache", "cached_value", |_| Ok(v0))?;
+        let cache_index = cx.variable("cache", "cache_index", |cx| {
+            Ok(Tensor::f_zeros([0i64; 0], (Kind::Int, cx.device()))?)
+        })?;
+        if !is_initialized {
+            return Ok((key, value, mask));
+        }
+        let (old_key, old_value) = (cached_key.value(cx)?, cached_value.value(cx)?);
+        let shape = old_key.size();
+        let rank = shape.len();
+        let mut expected = shape[..rank - 3].to_vec();
+        expected.extend([1, shape[rank - 2], shape[rank - 1]]);
+        if query.size() != expected {
+            return Err(shape_error(
+                cx,
+                format!(
+                    "Autoregressive cache shape error, expected query shape {} instead got {}.",
+                    expected.flax_repr(),
+                    query.size().flax_repr()
+                ),
+            ));
+        }
+        let max_length = shape[rank - 3];
+        let index = cache_index.value(cx)?;
+        let cur = index.f_int64_value(&[])?;
+        // lax.dynamic_update_slice clamps the start so that the update fits.
+        let start = cur.clamp(0, max_length - 1);
+        let time = rank as i64 - 3;
+        let key = old_key.f_slice_scatter(&cast(key, old_key.kind())?, time, start, start + 1, 1)?;
+        let value = old_value.f_slice_scatter(&cast(value, old_value.kind())?, time, start, start + 1, 1)?;
+        cached_key.set_value(cx, key.shallow_clone())?;
+        cached_value.set_value(cx, value.shallow_clone())?;
+        cache_index.set_value(cx, index.f_add_scalar(1)?)?;
+        let mut visible_shape = shape[..rank - 3].to_vec();
+        visible_shape.extend([1, 1, max_length]);
+        let visible = Tensor::f_arange(max_length, (Kind::Int64, key.device()))?
+            .f_le(cur)?
+            .f_expand(visible_shape, false)?;
+        let mask = combine_masks(&[mask.as_ref(), Some(&visible)], Kind::Float)?;
+        Ok((key, value, mask))
+    }
+}
+
+/// Self-attention (Flax's `nn.SelfAttention`): [`MultiHeadDotProductAttention`] with the
+/// queries as keys and values. Same attributes and variables.
+#[module]
+pub struct SelfAttention {
+    /// The number of heads; `qkv_features` must be a multiple of it.
+    pub num_heads: i64,
+    /// The dtype of the computation (default: promoted from the inputs and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// The size of the query, key and value projections (default: the input features).
+    #[module(default = None)]
+    pub qkv_features: Option<i64>,
+    /// The size of the output (default: the input features).
+    #[module(default = None)]
+    pub out_features: Option<i64>,
+    /// Whether one dropout mask is shared across batch and heads.
+    #[module(default = true)]
+    pub broadcast_dropout: bool,
+    /// The dropout rate of the attention weights.
+    #[module(default = 0.0)]
+    pub dropout_rate: f64,
+    /// Whether to skip dropout (needed, once, only when `dropout_rate > 0`).
+    #[module(default = None)]
+    pub deterministic: Option<bool>,
+    /// Initializer of the projection kernels (default: `lecun_normal`).
+    #[module(default = initializers::lecun_normal().into())]
+    pub kernel_init: Init,
+    /// Initializer of the projection biases (default: `zeros`).
+    #[module(default = initializers::zeros().into())]
+    pub bias_init: Init,
+    /// Whether the projections have biases.
+    #[module(default = true)]
+    pub use_bias: bool,
+    /// Whether to use the autoregressive cache.
+    #[module(default = false)]
+    pub decode: bool,
+}
+
+#[module]
+impl SelfAttention {
+    /// Self-attention over `inputs_q` `[batch…, length, features]`.
+    #[compact]
+    pub fn call(
+        &self,
+        cx: &mut Scope,
+        inputs_q: &Tensor,
+        mask: Option<&Tensor>,
+        deterministic: Option<bool>,
+    ) -> Result<Tensor> {
+        attention_of!(self).attend(cx, inputs_q, inputs_q, mask, deterministic)
+    }
+}

@@ -1,0 +1,401 @@
+//! Normalization layers (Flax's `flax.linen.normalization`): `BatchNorm`, `LayerNorm`,
+//! `RMSNorm`, `GroupNorm`.
+//!
+//! Statistics are computed in at least float32 (`promote_types(dtype or x.dtype, float32)`)
+//! as `E[x²] - E[x]²` clipped at 0; `y = (x - mean) · rsqrt(var + ε) · scale + bias`, cast to
+//! the promoted dtype of the input and params (or `dtype`).
+//!
+//! Left out on purpose: `axis_name`/`axis_index_groups` (averaging statistics across devices
+//! under `pmap`, which has no counterpart here) and Flax 0.12's additions beyond the spec
+//! (`use_fast_variance`, `force_float32_reductions`, `mask`, GroupNorm's `reduction_axes`):
+//! the spec's behaviour is their default.
+
+use crate::core::errors::Result;
+use crate::core::scope::Scope;
+use crate::module;
+use crate::nn::dims::Dims;
+use crate::nn::dtypes::{cast, promote_types, result_dtype};
+use crate::nn::initializers::{self, Init};
+use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
+use tch::{Kind, Tensor};
+
+/// Normalised, sorted, de-duplicated axes of a rank-`rank` input (`_canonicalize_axes`).
+fn canonical_axes(cx: &Scope<'_>, rank: usize, axes: &[i64]) -> Result<Vec<i64>> {
+    let rank = rank as i64;
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let d = if a < 0 { a + rank } else { a };
+        if !(0..rank).contains(&d) {
+            return Err(shape_error(cx, format!("axis {a} is out of range for an input of rank {rank}")));
+        }
+        out.push(d);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Flax's `_compute_stats` over `axes`: the mean (zero without `use_mean`) and the variance
+/// `max(0, E[x²] - E[x]²)`, in `promote_types(dtype or x.dtype, float32)`.
+fn compute_stats(x: &Tensor, axes: &[i64], dtype: Option<Kind>, use_mean: bool) -> Result<(Tensor, Tensor)> {
+    let kind = promote_types(dtype.unwrap_or(x.kind()), Kind::Float);
+    let x = cast(x.shallow_clone(), kind)?;
+    let mean2 = x.f_square()?.f_mean_dim(axes, false, kind)?;
+    if !use_mean {
+        return Ok((mean2.f_zeros_like()?, mean2));
+    }
+    let mean = x.f_mean_dim(axes, false, kind)?;
+    let var = mean2.f_sub(&mean.f_square()?)?.f_clamp_min(0.0)?;
+    Ok((mean, var))
+}
+
+/// The learned part of a normalization and its settings (Flax's `_normalize` arguments).
+struct Normalize<'a> {
+    dtype: Option<Kind>,
+    param_dtype: Kind,
+    epsilon: f64,
+    use_bias: bool,
+    use_scale: bool,
+    bias_init: &'a Init,
+    scale_init: &'a Init,
+}
+
+impl Normalize<'_> {
+    /// Flax's `_normalize`: `(x - mean) · rsqrt(var + ε) · scale + bias`, with `scale` and
+    /// `bias` params over `feature_axes` (in that order of creation), `mean`/`var` having the
+    /// shape of `x` without `reduction_axes`.
+    fn apply(
+        &self,
+        cx: &mut Scope<'_>,
+        x: &Tensor,
+        (mean, var): (Tensor, Tensor),
+        reduction_axes: &[i64],
+        feature_axes: &[i64],
+    ) -> Result<Tensor> {
+        let shape = x.size();
+        let mut feature_shape = vec![1; shape.len()];
+        let mut param_shape = Vec::with_capacity(feature_axes.len());
+        for &ax in feature_axes {
+            feature_shape[ax as usize] = shape[ax as usize];
+            param_shape.push(shape[ax as usize]);
+        }
+        let (mut mean, mut var) = (mean, var);
+        for &ax in reduction_axes {
+            mean = mean.f_unsqueeze(ax)?;
+            var = var.f_unsqueeze(ax)?;
+        }
+        let mut y = x.f_sub(&mean)?;
+        let mut mul = var.f_add_scalar(self.epsilon)?.f_rsqrt()?;
+        let mut args = vec![x.shallow_clone()];
+        if self.use_scale {
+            let scale = cx.param_with_dtype("scale", self.scale_init, &param_shape, self.param_dtype)?;
+            let scale = scale.f_reshape(&feature_shape)?;
+            mul = mul.f_mul(&scale)?;
+            args.push(scale);
+        }
+        y = y.f_mul(&mul)?;
+        if self.use_bias {
+            let bias = cx.param_with_dtype("bias", self.bias_init, &param_shape, self.param_dtype)?;
+            let bias = bias.f_reshape(&feature_shape)?;
+            y = y.f_add(&bias)?;
+            args.push(bias);
+        }
+        let args: Vec<&Tensor> = args.iter().collect();
+        let kind = result_dtype(&args, self.dtype)?;
+        let kind = if matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double) {
+            kind
+        } else {
+            Kind::Float
+        };
+        cast(y, kind)
+    }
+}
+
+/// The [`Normalize`] settings of a layer with Flax's usual normalization attributes.
+macro_rules! normalize_of {
+    ($layer:expr) => {
+        Normalize {
+            dtype: $layer.dtype,
+            param_dtype: $layer.param_dtype,
+            epsilon: $layer.epsilon,
+            use_bias: $layer.use_bias,
+            use_scale: $layer.use_scale,
+            bias_init: &$layer.bias_init,
+            scale_init: &$layer.scale_init,
+        }
+    };
+}
+
+/// Batch normalization (Flax's `nn.BatchNorm`): normalizes each feature over the batch (all
+/// axes but `axis`) with the batch's statistics while training, and with their running
+/// averages in the `batch_stats` collection (`mean`, zeros; `var`, ones; both float32) when
+/// `use_running_average`. Params `scale` and `bias` have the feature shape.
+///
+/// `use_running_average` is given exactly once, here or at the call (Flax's
+/// `merge_param`). While training, the running averages become `momentum · average + (1 -
+/// momentum) · batch statistic` (the biased batch variance; PyTorch's momentum is `1 -` this
+/// one), which needs `batch_stats` mutable; `init` creates them without updating them.
+#[module]
+pub struct BatchNorm {
+    /// Whether to normalize with the running averages instead of the batch's statistics.
+    #[module(default = None)]
+    pub use_running_average: Option<bool>,
+    /// The feature axis (or axes).
+    #[module(default = Dims::Int(-1))]
+    pub axis: Dims,
+    /// The decay of the running averages.
+    #[module(default = 0.99)]
+    pub momentum: f64,
+    /// Added to the variance before its square root.
+    #[module(default = 1e-5)]
+    pub epsilon: f64,
+    /// The dtype of the result (default: promoted from the input and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// Whether to add the `bias` param.
+    #[module(default = true)]
+    pub use_bias: bool,
+    /// Whether to multiply by the `scale` param.
+    #[module(default = true)]
+    pub use_scale: bool,
+    /// Initializer of `bias` (default: `zeros`).
+    #[module(default = initializers::zeros().into())]
+    pub bias_init: Init,
+    /// Initializer of `scale` (default: `ones`).
+    #[module(default = initializers::ones().into())]
+    pub scale_init: Init,
+}
+
+#[module]
+impl BatchNorm {
+    /// Normalizes `x`; `use_running_average` here or as the attribute, not both.
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor, use_running_average: Option<bool>) -> Result<Tensor> {
+        let use_running_average =
+            merge_param(cx, "use_running_average", self.use_running_average, use_running_average)?;
+        let shape = x.size();
+        let feature_axes = canonical_axes(cx, shape.len(), &self.axis.to_tuple())?;
+        let reduction_axes: Vec<i64> =
+            (0..shape.len() as i64).filter(|a| !feature_axes.contains(a)).collect();
+        let feature_shape: Vec<i64> = feature_axes.iter().map(|&a| shape[a as usize]).collect();
+        let ra_mean = cx.variable("batch_stats", "mean", |cx| {
+            Ok(Tensor::f_zeros(&feature_shape, (Kind::Float, cx.device()))?)
+        })?;
+        let ra_var = cx.variable("batch_stats", "var", |cx| {
+            Ok(Tensor::f_ones(&feature_shape, (Kind::Float, cx.device()))?)
+        })?;
+        let stats = if use_running_average {
+            (ra_mean.value(cx)?, ra_var.value(cx)?)
+        } else {
+            let (mean, var) = compute_stats(x, &reduction_axes, self.dtype, true)?;
+            if !cx.is_initializing() {
+                let keep = |average: Tensor, batch: &Tensor| -> Result<Tensor> {
+                    Ok(average
+                        .f_mul_scalar(self.momentum)?
+                        .f_add(&batch.f_mul_scalar(1.0 - self.momentum)?)?)
+                };
+                let new_mean = keep(ra_mean.value(cx)?, &mean)?;
+                let new_var = keep(ra_var.value(cx)?, &var)?;
+                ra_mean.set_value(cx, new_mean)?;
+                ra_var.set_value(cx, new_var)?;
+            }
+            (mean, var)
+        };
+        normalize_of!(self).apply(cx, x, stats, &reduction_axes, &feature_axes)
+    }
+}
+
+/// Layer normalization (Flax's `nn.LayerNorm`): normalizes each example over
+/// `reduction_axes` (default: the last), with `scale` and `bias` params over `feature_axes`
+/// (default: the last). No state.
+#[module]
+pub struct LayerNorm {
+    /// Added to the variance before its square root (PyTorch's default is 1e-5).
+    #[module(default = 1e-6)]
+    pub epsilon: f64,
+    /// The dtype of the result (default: promoted from the input and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// Whether to add the `bias` param.
+    #[module(default = true)]
+    pub use_bias: bool,
+    /// Whether to multiply by the `scale` param.
+    #[module(default = true)]
+    pub use_scale: bool,
+    /// Initializer of `bias` (default: `zeros`).
+    #[module(default = initializers::zeros().into())]
+    pub bias_init: Init,
+    /// Initializer of `scale` (default: `ones`).
+    #[module(default = initializers::ones().into())]
+    pub scale_init: Init,
+    /// The axes the statistics are computed over.
+    #[module(default = Dims::Int(-1))]
+    pub reduction_axes: Dims,
+    /// The axes the params span.
+    #[module(default = Dims::Int(-1))]
+    pub feature_axes: Dims,
+}
+
+#[module]
+impl LayerNorm {
+    /// Normalizes `x`.
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let rank = x.dim();
+        let reduction_axes = canonical_axes(cx, rank, &self.reduction_axes.to_tuple())?;
+        let feature_axes = canonical_axes(cx, rank, &self.feature_axes.to_tuple())?;
+        let stats = compute_stats(x, &reduction_axes, self.dtype, true)?;
+        let normalize = normalize_of!(self);
+        normalize.apply(cx, x, stats, &reduction_axes, &feature_axes)
+    }
+}
+
+/// Root-mean-square normalization (Flax's `nn.RMSNorm`): `x · rsqrt(E[x²] + ε) · scale` over
+/// `reduction_axes`, without centring and without bias.
+#[module]
+pub struct RMSNorm {
+    /// Added to the mean square before its square root.
+    #[module(default = 1e-6)]
+    pub epsilon: f64,
+    /// The dtype of the result (default: promoted from the input and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// Whether to multiply by the `scale` param.
+    #[module(default = true)]
+    pub use_scale: bool,
+    /// Initializer of `scale` (default: `ones`).
+    #[module(default = initializers::ones().into())]
+    pub scale_init: Init,
+    /// The axes the statistics are computed over.
+    #[module(default = Dims::Int(-1))]
+    pub reduction_axes: Dims,
+    /// The axes the params span.
+    #[module(default = Dims::Int(-1))]
+    pub feature_axes: Dims,
+}
+
+#[module]
+impl RMSNorm {
+    /// Normalizes `x`.
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let rank = x.dim();
+        let reduction_axes = canonical_axes(cx, rank, &self.reduction_axes.to_tuple())?;
+        let feature_axes = canonical_axes(cx, rank, &self.feature_axes.to_tuple())?;
+        let stats = compute_stats(x, &reduction_axes, self.dtype, false)?;
+        let zeros = initializers::zeros().into();
+        let normalize = Normalize {
+            dtype: self.dtype,
+            param_dtype: self.param_dtype,
+            epsilon: self.epsilon,
+            use_bias: false,
+            use_scale: self.use_scale,
+            bias_init: &zeros,
+            scale_init: &self.scale_init,
+        };
+        normalize.apply(cx, x, stats, &reduction_axes, &feature_axes)
+    }
+}
+
+/// Group normalization (Flax's `nn.GroupNorm`): the last axis holds the features, split into
+/// `num_groups` groups (or groups of `group_size`: give one, setting `num_groups` to `None`
+/// for the other); each example is normalized per group over all its other non-batch axes.
+/// Params `scale` and `bias` of shape `(features,)`.
+#[module]
+pub struct GroupNorm {
+    /// The number of groups (Flax's default 32).
+    #[module(default = Some(32))]
+    pub num_groups: Option<i64>,
+    /// The number of features per group, instead of `num_groups`.
+    #[module(default = None)]
+    pub group_size: Option<i64>,
+    /// Added to the variance before its square root.
+    #[module(default = 1e-6)]
+    pub epsilon: f64,
+    /// The dtype of the result (default: promoted from the input and params).
+    #[module(default = None)]
+    pub dtype: Option<Kind>,
+    /// The dtype the params are stored in.
+    #[module(default = Kind::Float)]
+    pub param_dtype: Kind,
+    /// Whether to add the `bias` param.
+    #[module(default = true)]
+    pub use_bias: bool,
+    /// Whether to multiply by the `scale` param.
+    #[module(default = true)]
+    pub use_scale: bool,
+    /// Initializer of `bias` (default: `zeros`).
+    #[module(default = initializers::zeros().into())]
+    pub bias_init: Init,
+    /// Initializer of `scale` (default: `ones`).
+    #[module(default = initializers::ones().into())]
+    pub scale_init: Init,
+}
+
+#[module]
+impl GroupNorm {
+    /// Normalizes `x` of shape `(batch, …, features)`.
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let shape = x.size();
+        let Some(&channels) = shape.last() else {
+            return Err(shape_error(cx, "GroupNorm needs an input with a feature axis, got a scalar"));
+        };
+        let num_groups = self.groups_for(cx, channels)?;
+        let group_size = channels / num_groups;
+        let rank = shape.len() as i64;
+        let mut group_shape = shape[..shape.len() - 1].to_vec();
+        group_shape.extend([num_groups, group_size]);
+        // Per example and group: every axis but the batch axis and the group axis.
+        let mut stat_axes: Vec<i64> = (1..rank - 1).collect();
+        stat_axes.push(rank);
+        let (mean, var) = compute_stats(&x.f_reshape(&group_shape)?, &stat_axes, self.dtype, true)?;
+        let mean = mean.f_repeat_interleave_self_int(group_size, -1, None)?;
+        let var = var.f_repeat_interleave_self_int(group_size, -1, None)?;
+        let normalize = normalize_of!(self);
+        let reduction_axes: Vec<i64> = (1..rank - 1).collect();
+        normalize.apply(cx, x, (mean, var), &reduction_axes, &[rank - 1])
+    }
+}
+
+impl GroupNorm {
+    /// The number of groups for `channels` features, or Flax's errors.
+    fn groups_for(&self, cx: &Scope<'_>, channels: i64) -> Result<i64> {
+        let num_groups = match (self.num_groups, self.group_size) {
+            (Some(n), None) => n,
+            (None, Some(size)) if size > 0 && channels % size == 0 => channels / size,
+            (None, Some(size)) => {
+                return Err(attribute_error(
+                    cx,
+                    format!("Number of channels ({channels}) is not multiple of the group size ({size})."),
+                ))
+            }
+            _ => {
+                return Err(attribute_error(
+                    cx,
+                    "Either `num_groups` or `group_size` should be specified. If `group_size` is to be \
+                     specified, pass `num_groups=None` as argument to override the default `num_groups` value \
+                     of 32.",
+                ))
+            }
+        };
+        if num_groups <= 0 || channels % num_groups != 0 {
+            return Err(attribute_error(
+                cx,
+                format!(
+                    "Number of groups ({num_groups}) does not divide the number of channels ({channels})."
+                ),
+            ));
+        }
+        Ok(num_groups)
+    }
+}

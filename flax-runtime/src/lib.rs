@@ -11,6 +11,7 @@ pub mod nn;
 pub mod random;
 pub mod serialization;
 pub mod summary;
+pub mod training;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
 pub use crate::core::errors::{Error, NameKind, Result};

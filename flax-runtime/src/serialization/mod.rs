@@ -54,6 +54,8 @@
 mod chunking;
 mod msgpack;
 mod ndarray;
+pub mod pytorch;
+pub mod safetensors;
 mod state_dict;
 #[cfg(test)]
 mod testing;

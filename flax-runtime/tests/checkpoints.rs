@@ -15,7 +15,7 @@ use flax::training::checkpoints::{
 use flax::{Error, FrozenDict, Scalar, Value};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/checkpoints");
@@ -406,29 +406,50 @@ fn assert_whole(path: &Path) {
     assert!(min == *step as f64 && max == *step as f64, "{}: values {min}..{max}", path.display());
 }
 
-fn run_crash_child(dir: &Path) -> ! {
+/// The child: saves bigger and bigger steps until killed (or, should the parent be gone, for
+/// at most 30 seconds).
+fn run_crash_child(dir: &Path) {
     let options = SaveCheckpointOptions::default();
+    let start = Instant::now();
     for step in 2.. {
+        if start.elapsed() > Duration::from_secs(30) {
+            return;
+        }
         save_checkpoint(dir, &big(step), step, &options).unwrap();
     }
-    unreachable!("the parent kills this process")
+}
+
+/// Kills the child process however the parent test ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
 fn a_save_killed_mid_write_leaves_the_latest_checkpoint_whole() {
     if let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) {
-        run_crash_child(Path::new(&dir));
+        return run_crash_child(Path::new(&dir));
     }
     let dir = fresh_dir("crash");
     let first = save_checkpoint(&dir, &big(1), 1, &SaveCheckpointOptions::default()).unwrap();
     let whole_size = std::fs::metadata(&first).unwrap().len();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_save_killed_mid_write_leaves_the_latest_checkpoint_whole", "--test-threads=1"])
-        .env(CRASH_CHILD_DIR, &dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_save_killed_mid_write_leaves_the_latest_checkpoint_whole",
+                "--test-threads=1",
+            ])
+            .env(CRASH_CHILD_DIR, &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Kill once the child has completed a save of its own and is part-way through the next.
     let tmp = dir.join("checkpoint_tmp");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -437,13 +458,12 @@ fn a_save_killed_mid_write_leaves_the_latest_checkpoint_whole() {
         let saved_one = available_steps::<i64>(&dir, "checkpoint_").unwrap().last() > Some(&1);
         let written = std::fs::metadata(&tmp).map_or(0, |m| m.len());
         if saved_one && written > 0 && written < whole_size {
-            child.kill().unwrap(); // SIGKILL on Unix
+            child.0.kill().unwrap(); // SIGKILL on Unix
             caught_mid_write = Some(written);
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-    let _ = child.kill();
-    child.wait().unwrap();
+    drop(child); // kills (if the deadline passed) and reaps it
     let written = caught_mid_write.expect("never saw the child part-way through writing a checkpoint");
     assert!(written < whole_size);
 

@@ -16,6 +16,11 @@
 //! - [`to_bytes`] / [`from_bytes`]: variables through their state dict ([`to_state_dict`]),
 //!   restored into a target of the same structure; strict by default, with
 //!   [`from_bytes_with`] and [`RestoreOptions`] for partial restores.
+//! - [`safetensors`]: the same trees as safetensors files, in the layout transformers uses for
+//!   Flax models (`Dense_0.kernel`).
+//! - [`pytorch`]: a PyTorch `state_dict` saved as safetensors, converted to Flax's layout and
+//!   names (Linear and Conv transposes, BatchNorm statistics into `batch_stats`).
+//! - Checkpoint files (`checkpoint_<step>`) are [`crate::training::checkpoints`].
 //!
 //! # The format
 //! - A dictionary is a msgpack map with string keys; a [`Value::List`](crate::Value::List) is a

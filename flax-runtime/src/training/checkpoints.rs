@@ -502,3 +502,15 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_are_normalized_as_os_path_normpath_does() {
+        for (dir, normal) in [("./a//b/", "a/b"), ("a/./b", "a/b"), (".", "."), ("", "."), ("/x/", "/x")] {
+            assert_eq!(normalize(Path::new(dir)), Path::new(normal), "{dir:?}");
+        }
+    }
+}

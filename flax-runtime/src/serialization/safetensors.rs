@@ -74,7 +74,7 @@ pub fn to_safetensors(tree: &FrozenDict) -> Result<Vec<u8>> {
 /// lacks (complex128, quantized).
 pub fn to_safetensors_with(tree: &FrozenDict, options: &SafetensorsOptions) -> Result<Vec<u8>> {
     let mut tensors = Vec::new();
-    flatten(&Value::Dict(to_state_dict(tree)), &options.separator, "", &mut tensors)?;
+    flatten(&Value::Dict(to_state_dict(tree)), &options.separator, None, &mut tensors)?;
     let metadata = HashMap::from([("format".to_owned(), "flax".to_owned())]);
     write_tensors(&tensors, Some(metadata))
 }
@@ -138,26 +138,33 @@ pub(crate) fn write_tensors(
     safetensors::serialize(views, metadata).map_err(|e| Error::Value(format!("safetensors: {e}")))
 }
 
-/// Collects the tensors of a state dict with their joined names.
-fn flatten(value: &Value, separator: &str, name: &str, out: &mut Vec<(String, Tensor)>) -> Result<()> {
-    match value {
-        Value::Dict(dict) => dict.iter().try_for_each(|(key, child)| {
+/// Collects the tensors of a state dict with their joined names; `name` is `None` at the root
+/// (an empty key is a name too).
+fn flatten(
+    value: &Value,
+    separator: &str,
+    name: Option<&str>,
+    out: &mut Vec<(String, Tensor)>,
+) -> Result<()> {
+    match (value, name) {
+        (Value::Dict(dict), _) => dict.iter().try_for_each(|(key, child)| {
             if key.contains(separator) {
                 return Err(Error::Value(format!(
                     "key {key:?} under {name:?} holds the separator {separator:?}, so it would not read back as one key"
                 )));
             }
-            let child_name = if name.is_empty() { key.to_owned() } else { format!("{name}{separator}{key}") };
-            flatten(child, separator, &child_name, out)
+            let child_name = match name {
+                Some(name) => format!("{name}{separator}{key}"),
+                None => key.to_owned(),
+            };
+            flatten(child, separator, Some(&child_name), out)
         }),
-        Value::Tensor(tensor) => {
+        (Value::Tensor(tensor), Some(name)) => {
             out.push((name.to_owned(), tensor.shallow_clone()));
             Ok(())
         }
-        // `to_state_dict` has turned every list into a dict.
-        Value::List(_) | Value::Scalar(_) => Err(Error::Value(format!(
-            "safetensors files hold only tensors, but {name:?} is {value:?}"
-        ))),
+        // `to_state_dict` has turned every list into a dict, and the root is a dict.
+        _ => Err(Error::Value(format!("safetensors files hold only tensors, but {name:?} is {value:?}"))),
     }
 }
 
@@ -307,6 +314,19 @@ mod tests {
         assert_eq!(names, ["params/acts/0", "params/acts/1"]);
         let back = safetensors_restore(&bytes).unwrap();
         assert_eq!(back.keys().collect::<Vec<_>>(), ["params/acts/0", "params/acts/1"]);
+    }
+
+    #[test]
+    fn empty_keys_are_names_too() {
+        let zeros = |name: &str| (name.to_owned(), Tensor::zeros([1], (Kind::Float, Device::Cpu)));
+        for names in [&[".a", "a..b", "b."][..], &[""]] {
+            let tensors: Vec<_> = names.iter().map(|name| zeros(name)).collect();
+            let bytes = write_tensors(&tensors, None).unwrap();
+            let rewritten = to_safetensors(&safetensors_restore(&bytes).unwrap()).unwrap();
+            let back: Vec<String> =
+                read_tensors(&rewritten).unwrap().into_iter().map(|(name, _)| name).collect();
+            assert_eq!(back, names);
+        }
     }
 
     #[test]

@@ -1,16 +1,15 @@
 //! Corrupt files give typed errors, never a panic: a bounded mutation test on stable Rust,
-//! the test-suite companion of the cargo-fuzz target `fuzz/fuzz_targets/msgpack_restore.rs`.
+//! the test-suite companion of the cargo-fuzz targets in `fuzz/`.
 //!
 //! Every msgpack and safetensors file of the golden vectors (written by Flax, PyTorch and
 //! safetensors) is mutated with a fixed-seed generator — bit flips, random bytes, truncations,
 //! insertions, duplicated and deleted runs, splices of two files — and read back. Readers must
-//! return `Ok` or an `Err`; what `msgpack_restore` accepts must serialize and read back to the
-//! same bytes (the fuzz target's property). `FLAX_RS_MUTATIONS` sets the number of mutants per
-//! reader (default 20000, a fraction of a second).
+//! return `Ok` or an `Err`; what they accept must be written again and read back to a tree that
+//! writes the same bytes (the fuzz targets' property). `FLAX_RS_MUTATIONS` sets the number of
+//! mutants per reader (default 20000, a fraction of a second).
 
-use flax::serialization::msgpack_restore;
-use flax::serialization::msgpack_serialize;
-use flax::serialization::safetensors::safetensors_restore;
+use flax::serialization::safetensors::{safetensors_restore, to_safetensors};
+use flax::serialization::{msgpack_restore, msgpack_serialize};
 use std::path::Path;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
@@ -108,9 +107,11 @@ fn mutated_safetensors_files_restore_or_fail_cleanly() {
     let files = corpus(&["pytorch", "safetensors"], |name| name.ends_with(".safetensors"));
     let mut restored = 0;
     each_mutant(&files, 0x5eed_0002, |bytes| {
-        if safetensors_restore(bytes).is_ok() {
-            restored += 1;
-        }
+        let Ok(tree) = safetensors_restore(bytes) else { return };
+        restored += 1;
+        let written = to_safetensors(&tree).expect("a restored tree is written");
+        let again = safetensors_restore(&written).expect("written bytes restore");
+        assert!(to_safetensors(&again).unwrap() == written, "a second round trip changed the bytes");
     });
     assert!(restored > 0);
 }

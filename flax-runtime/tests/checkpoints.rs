@@ -240,6 +240,33 @@ fn rust_writes_the_bytes_flax_writes() {
     assert_eq!(listing(&out), ["checkpoint_3"]);
 }
 
+/// Restores a Flax checkpoint of a bare value into `target` and saves it again.
+fn round_trip_flax_value(dir: &str, step: i64, target: Value) -> Value {
+    let flax_dir = Path::new(DATA).join(dir);
+    let restored = restore_checkpoint(&flax_dir, target, &RestoreCheckpointOptions::default()).unwrap();
+    let out = fresh_dir(&format!("rewrite_{dir}"));
+    let path = save_checkpoint(&out, &restored, step, &SaveCheckpointOptions::default()).unwrap();
+    let flax_file = flax_dir.join(file_name(&path));
+    assert!(std::fs::read(&path).unwrap() == std::fs::read(flax_file).unwrap(), "{dir}: bytes differ");
+    restored
+}
+
+#[test]
+fn bare_lists_and_arrays_are_checkpoints_too() {
+    // A list's state dict keys are "0" … "10" in insertion order, not sorted ("10" < "2").
+    let int = |i: i64| Value::Tensor(Tensor::from_slice(&[i as i32]));
+    let list = round_trip_flax_value("flax_list", 1, Value::List((0..11).map(|_| int(0)).collect()));
+    let items = list.as_list().unwrap();
+    assert_eq!(items.len(), 11);
+    assert_eq!(items[10].as_tensor().unwrap().int64_value(&[0]), 10);
+    let array = round_trip_flax_value("flax_array", 2, tensor(&[0.0; 4], &[4], Kind::Float));
+    assert!(array.as_tensor().unwrap().equal(&Tensor::arange(4, (Kind::Float, Device::Cpu))));
+    // A target of another kind is a mismatch at the root.
+    let dir = Path::new(DATA).join("flax_array");
+    let err = restore_checkpoint(&dir, small(), &RestoreCheckpointOptions::default()).unwrap_err();
+    assert!(matches!(&err, Error::StateDictMismatch { mismatched, .. } if mismatched.len() == 1), "{err}");
+}
+
 #[test]
 fn nothing_to_restore_gives_the_target_back() {
     let dir = fresh_dir("nothing");

@@ -10,7 +10,8 @@ writes. It writes, under `flax-runtime/tests/data/checkpoints/`:
 
 - `flax_dir/checkpoint_3`: `save_checkpoint(flax_dir, TREE, step=3)` of the tree `tree()`
   (the Rust test builds the same tree, restores this file into it and raw, and saves it again
-  expecting identical bytes);
+  expecting identical bytes); `flax_list/checkpoint_1` and `flax_array/checkpoint_2` the same
+  for a bare list (`list_tree()`) and a bare array (`array_tree()`);
 - `expected.json`:
   - `names`: the file name `save_checkpoint` gives each step (ints and floats);
   - `natural_sort`: `natural_sort` of name lists, including the spec's restore_checkpoint
@@ -54,6 +55,15 @@ def tree():
     'lr': 0.01,
     'name': 'mlp',
   }
+
+
+def list_tree():
+  """A bare list: its state dict is keyed '0' … '10' in insertion order, not sorted."""
+  return [np.full(1, i, np.int32) for i in range(11)]
+
+
+def array_tree():
+  return np.arange(4, dtype=np.float32)
 
 
 def small():
@@ -168,6 +178,8 @@ def main():
   flax_dir = OUT / 'flax_dir'
   path = checkpoints.save_checkpoint(flax_dir, tree(), step=3)
   assert os.path.basename(path) == 'checkpoint_3', path
+  checkpoints.save_checkpoint(OUT / 'flax_list', list_tree(), step=1)
+  checkpoints.save_checkpoint(OUT / 'flax_array', array_tree(), step=2)
   expected = {
     'names': file_names(),
     'natural_sort': natural_sorts(),

@@ -70,4 +70,3 @@ pub use state_dict::{
     from_bytes, from_bytes_with, from_state_dict, from_state_dict_with, to_bytes, to_state_dict,
     RestoreOptions,
 };
-pub(crate) use state_dict::{restore_value, state_dict_to_bytes, value_state_dict};

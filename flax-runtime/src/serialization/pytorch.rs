@@ -53,7 +53,7 @@
 //! strictly as [`from_state_dict`](super::from_state_dict).
 
 use super::safetensors::{insert_path, read_tensors};
-use super::state_dict::{from_state_dict_with, RestoreOptions};
+use super::{from_state_dict_with, RestoreOptions};
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Variables};
 use std::fmt;

@@ -23,7 +23,7 @@
 //!   another (uint16/32/64, F8_E8M0, F4, F6) is an [`Error::Format`], as is a corrupt file.
 //!   `complex128` has no safetensors dtype and cannot be written.
 
-use super::state_dict::{from_state_dict_with, to_state_dict, RestoreOptions};
+use super::{from_state_dict_with, to_state_dict, RestoreOptions};
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView, View};

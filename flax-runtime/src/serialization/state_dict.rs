@@ -35,8 +35,7 @@ pub fn to_state_dict(variables: &FrozenDict) -> FrozenDict {
     variables.iter().map(|(key, value)| (key.to_owned(), value_state_dict(value))).collect()
 }
 
-/// [`to_state_dict`] of any node of a tree (a tensor, a scalar or a list as well as a dict).
-pub(crate) fn value_state_dict(value: &Value) -> Value {
+fn value_state_dict(value: &Value) -> Value {
     match value {
         Value::Dict(dict) => Value::Dict(to_state_dict(dict)),
         Value::List(items) => Value::Dict(
@@ -60,30 +59,22 @@ pub fn from_state_dict_with(
     state: &FrozenDict,
     options: RestoreOptions,
 ) -> Result<FrozenDict> {
-    let mut restorer = Restorer::new(options);
+    let mut restorer =
+        Restorer { options, missing: Vec::new(), unexpected: Vec::new(), mismatched: Vec::new() };
     let restored = restorer.restore_children("", dict_children(target), dict_children(state))?;
-    restorer.finish(restored.into_iter().collect())
-}
-
-/// [`from_state_dict_with`] for any node of a tree: a dict, a list, a tensor or a scalar
-/// restored from the state dict Flax's `to_state_dict` made of such a node. A mismatch at
-/// the root is reported under the empty path.
-pub(crate) fn restore_value(target: &Value, state: &Value, options: RestoreOptions) -> Result<Value> {
-    let mut restorer = Restorer::new(options);
-    let restored = restorer.restore("", target, state)?;
-    restorer.finish(restored)
-}
-
-/// The msgpack bytes of a state dict as [`to_bytes`] writes them (keys in insertion order,
-/// oversized arrays chunked): what a checkpoint file holds.
-pub(crate) fn state_dict_to_bytes(state: &Value) -> Result<Vec<u8>> {
-    Encoder { key_order: KeyOrder::Insertion, max_chunk_size: MAX_CHUNK_SIZE }.encode(state)
+    let Restorer { missing, unexpected, mismatched, .. } = restorer;
+    if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
+        Ok(restored.into_iter().collect())
+    } else {
+        Err(Error::StateDictMismatch { missing, unexpected, mismatched })
+    }
 }
 
 /// Flax's `to_bytes`: the msgpack bytes of [`to_state_dict`]`(variables)`, keys in insertion
 /// order (Flax serializes the state dict in place, unsorted; see the [module docs](super)).
 pub fn to_bytes(variables: &FrozenDict) -> Result<Vec<u8>> {
-    state_dict_to_bytes(&Value::Dict(to_state_dict(variables)))
+    let encoder = Encoder { key_order: KeyOrder::Insertion, max_chunk_size: MAX_CHUNK_SIZE };
+    encoder.encode(&Value::Dict(to_state_dict(variables)))
 }
 
 /// Flax's `from_bytes`, strictly: restores the bytes into `target`'s structure (see
@@ -114,20 +105,6 @@ struct Restorer {
 }
 
 impl Restorer {
-    fn new(options: RestoreOptions) -> Self {
-        Restorer { options, missing: Vec::new(), unexpected: Vec::new(), mismatched: Vec::new() }
-    }
-
-    /// `restored` if nothing was recorded, else the error listing everything that was.
-    fn finish<T>(self, restored: T) -> Result<T> {
-        let Restorer { missing, unexpected, mismatched, .. } = self;
-        if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
-            Ok(restored)
-        } else {
-            Err(Error::StateDictMismatch { missing, unexpected, mismatched })
-        }
-    }
-
     fn restore(&mut self, path: &str, target: &Value, state: &Value) -> Result<Value> {
         Ok(match (target, state) {
             (Value::Dict(t), Value::Dict(s)) => Value::Dict(

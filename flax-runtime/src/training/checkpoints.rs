@@ -64,8 +64,7 @@ pub use step::Step;
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::serialization::{
-    from_state_dict_with, msgpack_restore, restore_value, state_dict_to_bytes, to_state_dict,
-    value_state_dict, RestoreOptions,
+    self, from_state_dict_with, msgpack_restore, msgpack_serialize, to_state_dict, RestoreOptions,
 };
 use natural_sort::last_number;
 use std::fs;
@@ -77,35 +76,48 @@ use std::str::FromStr;
 ///
 /// Implemented for [`FrozenDict`] (and so [`crate::Variables`]) and for any [`Value`] tree.
 pub trait CheckpointTarget: Sized {
-    /// Flax's `to_state_dict(target)`: what the checkpoint file stores.
-    fn state_dict(&self) -> Value;
+    /// The checkpoint file's bytes: Flax's `to_bytes(target)`.
+    fn to_bytes(&self) -> Result<Vec<u8>>;
 
     /// Flax's `from_state_dict(target, state)`: a tree of `self`'s structure filled from
     /// `state`, as strict as `options` asks.
-    fn restore_state_dict(&self, state: &Value, options: RestoreOptions) -> Result<Self>;
+    fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self>;
 }
 
 impl CheckpointTarget for FrozenDict {
-    fn state_dict(&self) -> Value {
-        Value::Dict(to_state_dict(self))
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        serialization::to_bytes(self)
     }
 
-    fn restore_state_dict(&self, state: &Value, options: RestoreOptions) -> Result<Self> {
+    fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self> {
         match state {
-            Value::Dict(state) => from_state_dict_with(self, state, options),
-            // Reports the root mismatch as every other one is reported.
-            other => restore_value(&Value::Dict(self.clone()), other, options).map(|_| self.clone()),
+            Value::Dict(state) => from_state_dict_with(self, &state, options),
+            other => Err(Error::StateDictMismatch {
+                missing: Vec::new(),
+                unexpected: Vec::new(),
+                mismatched: vec![format!(": expected a dict, found {other:?}")],
+            }),
         }
     }
 }
 
+/// The key a lone value is wrapped under to go through the dict functions: with an empty key
+/// the paths in errors are the value's own.
+const ROOT: &str = "";
+
 impl CheckpointTarget for Value {
-    fn state_dict(&self) -> Value {
-        value_state_dict(self)
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        let root: FrozenDict = [(ROOT.to_owned(), self.clone())].into_iter().collect();
+        match to_state_dict(&root).pop(ROOT)?.1 {
+            Value::Dict(state) => serialization::to_bytes(&state),
+            // A tensor or a scalar: no dict, so no key order to keep.
+            leaf => msgpack_serialize(&leaf),
+        }
     }
 
-    fn restore_state_dict(&self, state: &Value, options: RestoreOptions) -> Result<Self> {
-        restore_value(self, state, options)
+    fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self> {
+        let wrap = |value: Value| -> FrozenDict { [(ROOT.to_owned(), value)].into_iter().collect() };
+        Ok(from_state_dict_with(&wrap(self.clone()), &wrap(state), options)?.pop(ROOT)?.1)
     }
 }
 
@@ -252,7 +264,7 @@ pub fn restore_checkpoint<T: CheckpointTarget>(
     options: &RestoreCheckpointOptions,
 ) -> Result<T> {
     match read_checkpoint(ckpt_dir.as_ref(), options)? {
-        Some(state) => target.restore_state_dict(&state, options.state_dict),
+        Some(state) => target.restore_state_dict(state, options.state_dict),
         None => Ok(target),
     }
 }
@@ -301,7 +313,7 @@ impl PendingSave {
         if !save.overwrite {
             save.check_not_outdated(step)?;
         }
-        Ok(PendingSave { bytes: state_dict_to_bytes(&target.state_dict())?, ..save })
+        Ok(PendingSave { bytes: target.to_bytes()?, ..save })
     }
 
     /// The path the checkpoint is saved at.

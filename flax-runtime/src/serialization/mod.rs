@@ -18,6 +18,11 @@
 //!   structure; strict by default, with [`from_bytes_with`] and [`RestoreOptions`] for
 //!   partial restores. The state-dict rules live in [`crate::tree`]; the functions here are
 //!   Flax's names for them.
+//! - [`safetensors`]: the same trees as safetensors files, in the layout transformers uses for
+//!   Flax models (`Dense_0.kernel`).
+//! - [`pytorch`]: a PyTorch `state_dict` saved as safetensors, converted to Flax's layout and
+//!   names (Linear and Conv transposes, BatchNorm statistics into `batch_stats`).
+//! - Checkpoint files (`checkpoint_<step>`) are [`crate::training::checkpoints`].
 //!
 //! # The format
 //! - A dictionary is a msgpack map with string keys; a [`Value::List`](crate::Value::List) is a
@@ -56,6 +61,8 @@
 mod chunking;
 mod msgpack;
 mod ndarray;
+pub mod pytorch;
+pub mod safetensors;
 mod state_dict;
 #[cfg(test)]
 mod testing;

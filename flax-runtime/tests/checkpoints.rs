@@ -515,3 +515,32 @@ fn checkpoint_steps_convert_from_rust_numbers() {
     assert_eq!(Step::from(0.5), Step::Float(0.5));
     assert_eq!(checkpoints::Step::from(u64::MAX).to_string(), "18446744073709551615");
 }
+
+/// Any pytree checkpoints, e.g. a train state with a scalar step (kept in the state dict).
+#[derive(flax::Tree)]
+struct State {
+    step: i64,
+    params: FrozenDict,
+    momentum: Option<Tensor>,
+}
+
+#[test]
+fn a_derived_tree_checkpoints_and_restores() {
+    let dir = fresh_dir("derived_tree");
+    let params: FrozenDict = [("w".to_owned(), Value::Tensor(Tensor::arange(6, (Kind::Float, Device::Cpu))))]
+        .into_iter()
+        .collect();
+    let state = State { step: 7, params, momentum: Some(Tensor::ones([2], (Kind::Float, Device::Cpu))) };
+    save_checkpoint(&dir, &state, 7, &SaveCheckpointOptions::default()).unwrap();
+    let blank = State {
+        step: 0,
+        params: [("w".to_owned(), Value::Tensor(Tensor::zeros([6], (Kind::Float, Device::Cpu))))]
+            .into_iter()
+            .collect(),
+        momentum: Some(Tensor::zeros([2], (Kind::Float, Device::Cpu))),
+    };
+    let restored = restore_checkpoint(&dir, blank, &RestoreCheckpointOptions::default()).unwrap();
+    assert_eq!(restored.step, 7);
+    assert!(restored.params.tensor(&["w"]).unwrap().equal(state.params.tensor(&["w"]).unwrap()));
+    assert!(restored.momentum.unwrap().equal(&Tensor::ones([2], (Kind::Float, Device::Cpu))));
+}

@@ -62,10 +62,9 @@ pub use natural_sort::natural_sort;
 pub use step::Step;
 
 use crate::core::errors::{Error, Result};
-use crate::core::frozen_dict::{FrozenDict, Value};
-use crate::serialization::{
-    self, from_state_dict_with, msgpack_restore, msgpack_serialize, to_state_dict, RestoreOptions,
-};
+use crate::core::frozen_dict::Value;
+use crate::serialization::{self, msgpack_restore, RestoreOptions};
+use crate::tree::Tree;
 use natural_sort::last_number;
 use std::fs;
 use std::io::{self, Write as _};
@@ -84,40 +83,14 @@ pub trait CheckpointTarget: Sized {
     fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self>;
 }
 
-impl CheckpointTarget for FrozenDict {
+/// Every pytree checkpoints: variables, typed train states, optimizer states, user structs.
+impl<T: Tree> CheckpointTarget for T {
     fn to_bytes(&self) -> Result<Vec<u8>> {
         serialization::to_bytes(self)
     }
 
     fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self> {
-        match state {
-            Value::Dict(state) => from_state_dict_with(self, &state, options),
-            other => Err(Error::StateDictMismatch {
-                missing: Vec::new(),
-                unexpected: Vec::new(),
-                mismatched: vec![format!(": expected a dict, found {other:?}")],
-            }),
-        }
-    }
-}
-
-/// The key a lone value is wrapped under to go through the dict functions: with an empty key
-/// the paths in errors are the value's own.
-const ROOT: &str = "";
-
-impl CheckpointTarget for Value {
-    fn to_bytes(&self) -> Result<Vec<u8>> {
-        let root: FrozenDict = [(ROOT.to_owned(), self.clone())].into_iter().collect();
-        match to_state_dict(&root).pop(ROOT)?.1 {
-            Value::Dict(state) => serialization::to_bytes(&state),
-            // A tensor or a scalar: no dict, so no key order to keep.
-            leaf => msgpack_serialize(&leaf),
-        }
-    }
-
-    fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self> {
-        let wrap = |value: Value| -> FrozenDict { [(ROOT.to_owned(), value)].into_iter().collect() };
-        Ok(from_state_dict_with(&wrap(self.clone()), &wrap(state), options)?.pop(ROOT)?.1)
+        crate::tree::from_state_dict_with(self, &state, options)
     }
 }
 

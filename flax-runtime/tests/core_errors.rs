@@ -189,6 +189,11 @@ fn bind_and_unbind() {
     let mut bound = model.bind(v.clone(), flax::ApplyOptions::new());
     let y = bound.run(|m, cx| m.encoder.call(cx, &x())).unwrap();
     assert!(y.equal(&model.apply(&v, &x()).unwrap()));
+    let again = bound.run(|m, cx| m.call(cx, &x())).unwrap();
+    assert!(
+        again.equal(&bound.run(|m, cx| m.call(cx, &x())).unwrap()),
+        "a bound module can be called repeatedly"
+    );
     let (module, variables) = bound.unbind();
     assert_eq!(module.encoder.features, 4);
     assert!(variables
@@ -223,5 +228,15 @@ fn bad_shapes_are_typed_errors_not_panics() {
             assert!(e.to_string().contains("mat1 and mat2 shapes cannot be multiplied"), "{e}")
         }
         other => panic!("expected a libtorch error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_bound_compact_module_can_be_called_repeatedly() {
+    let model = Reader::new(2);
+    let v = model.init(PRNGKey::new(0), &x()).unwrap();
+    let mut bound = model.bind(v, flax::ApplyOptions::new());
+    for _ in 0..3 {
+        assert!(bound.run(|m, cx| m.call(cx, &x())).unwrap().equal(&x()));
     }
 }

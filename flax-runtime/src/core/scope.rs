@@ -29,7 +29,7 @@ enum Reservation {
     Submodule(u64),
 }
 
-struct Frame {
+struct Frame<'v> {
     /// The name in the parent's namespace; `None` for the root module.
     name: Option<Name>,
     module_type: &'static str,
@@ -37,7 +37,12 @@ struct Frame {
     owner: u64,
     /// Distinguishes this frame from earlier ones at the same depth, for [`Variable`] handles.
     serial: u64,
-    reserved: Vec<(Name, Reservation)>,
+    /// Where this module's names start in [`Scope::reserved`].
+    reserved_from: usize,
+    /// This module's subtree of the read-only `params`, resolved once when the frame is
+    /// entered, so reading a param is one lookup (only when the inputs are borrowed for `'v`
+    /// and `params` is not mutable).
+    params: Option<&'v FrozenDict>,
     /// `make_rng` counters, one per stream of [`Rngs`], in stream order.
     rng_counters: Vec<u32>,
     /// Counters of children already entered, so that calling a submodule again continues its
@@ -81,7 +86,10 @@ pub struct Scope<'v> {
     input: Option<Cow<'v, FrozenDict>>,
     state: FrozenDict,
     config: ScopeConfig,
-    frames: Vec<Frame>,
+    frames: Vec<Frame<'v>>,
+    /// The names taken in the running modules, innermost last: one stack for all frames, so
+    /// entering a module allocates nothing.
+    reserved: Vec<(Name, Reservation)>,
     next_serial: u64,
     /// Calls recorded for `tabulate`, when recording is on.
     calls: Option<Vec<CallRecord>>,
@@ -105,18 +113,23 @@ impl<'v> Scope<'v> {
             }
         }
         let streams = config.rngs.len();
+        let params = match &input {
+            Some(Cow::Borrowed(vars)) if !config.is_mutable("params") => vars.get_dict("params"),
+            _ => None,
+        };
         let root = Frame {
             name: None,
             module_type,
             owner,
             serial: 0,
-            reserved: Vec::new(),
+            reserved_from: 0,
+            params,
             rng_counters: vec![0; streams],
             child_rng_counters: Vec::new(),
         };
-        let mut frames = Vec::with_capacity(8);
+        let mut frames = Vec::with_capacity(4);
         frames.push(root);
-        Scope { input, state, config, frames, next_serial: 1, calls: None }
+        Scope { input, state, config, frames, reserved: Vec::with_capacity(16), next_serial: 1, calls: None }
     }
 
     /// Starts recording every module method call with its inputs and output (`tabulate`).
@@ -147,11 +160,11 @@ impl<'v> Scope<'v> {
         }
     }
 
-    fn top(&self) -> &Frame {
+    fn top(&self) -> &Frame<'v> {
         self.frames.last().expect("a scope always has its root frame")
     }
 
-    fn top_mut(&mut self) -> &mut Frame {
+    fn top_mut(&mut self) -> &mut Frame<'v> {
         self.frames.last_mut().expect("a scope always has its root frame")
     }
 
@@ -203,6 +216,11 @@ impl<'v> Scope<'v> {
     }
 
     fn lookup(&self, collection: &str, name: &str) -> Option<&Value> {
+        if collection == "params" {
+            if let Some(params) = self.top().params {
+                return params.get(name);
+            }
+        }
         let mut dict = self.source(collection)?;
         for frame in &self.frames[1..] {
             dict = dict.get_dict(frame.name.as_deref()?)?;
@@ -229,9 +247,9 @@ impl<'v> Scope<'v> {
 
     fn reserve(&mut self, name: &Name, what: Reservation) -> Result<()> {
         let frame = self.top();
-        match frame.reserved.iter().find(|(n, _)| n == name) {
+        match self.reserved[frame.reserved_from..].iter().find(|(n, _)| same_name(n, name)) {
             None => {
-                self.top_mut().reserved.push((name.clone(), what));
+                self.reserved.push((name.clone(), what));
                 Ok(())
             }
             Some((_, existing)) if *existing == what && matches!(what, Reservation::Submodule(_)) => Ok(()),
@@ -267,12 +285,17 @@ impl<'v> Scope<'v> {
         self.reserve(&name, Reservation::Param)?;
         if let Some(value) = self.lookup("params", &name) {
             let tensor = self.expect_tensor(value, &name)?;
-            let found = tensor.size();
-            if found != shape {
+            let Some(matches) = has_shape(tensor, shape) else {
+                return Err(Error::Shape {
+                    scope: self.path_text(),
+                    message: format!("param \"{name}\" is an undefined tensor"),
+                });
+            };
+            if !matches {
                 return Err(Error::ScopeParamShape {
                     name: name.to_string(),
                     scope: self.path_text(),
-                    value_shape: found,
+                    value_shape: tensor.size(),
                     init_shape: shape.to_vec(),
                 });
             }
@@ -488,6 +511,11 @@ impl<'v> Scope<'v> {
         if !inline {
             let name = self.child_name(handle, module_type)?;
             self.push_child(name, module_type, handle.token)?;
+        } else if compact {
+            // A new run of the module's compact body in its own frame (a bound module called
+            // again): it declares its names afresh.
+            let from = self.top().reserved_from;
+            self.reserved.truncate(from);
         }
         let record = inputs.map(|inputs| self.start_record(module_type, method, inputs));
         let result = {
@@ -558,12 +586,14 @@ impl<'v> Scope<'v> {
             .map_or_else(|| vec![0; streams], |(_, c)| c.clone());
         let serial = self.next_serial;
         self.next_serial += 1;
+        let params = self.top().params.and_then(|parent| parent.get_dict(&name));
         self.frames.push(Frame {
             name: Some(name),
             module_type,
             owner,
             serial,
-            reserved: Vec::new(),
+            reserved_from: self.reserved.len(),
+            params,
             rng_counters,
             child_rng_counters: Vec::new(),
         });
@@ -572,6 +602,7 @@ impl<'v> Scope<'v> {
 
     fn pop_child(&mut self) {
         let Some(child) = self.frames.pop() else { return };
+        self.reserved.truncate(child.reserved_from);
         if child.rng_counters.iter().all(|c| *c == 0) {
             return;
         }
@@ -581,6 +612,40 @@ impl<'v> Scope<'v> {
             Some((_, counters)) => *counters = child.rng_counters,
             None => parent.child_rng_counters.push((name, child.rng_counters)),
         }
+    }
+}
+
+/// Name equality, by address first: literal and auto-names are `'static` and usually the
+/// very same string.
+fn same_name(a: &Name, b: &Name) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+/// Whether `tensor` has exactly `shape` (`None` for an undefined tensor), read into a stack
+/// buffer: every `apply` checks every param's shape (Flax's `ScopeParamShapeError`), and
+/// `Tensor::size` would allocate a `Vec` and make two checked calls into libtorch each time.
+fn has_shape(tensor: &Tensor, shape: &[i64]) -> Option<bool> {
+    const MAX_DIMS: usize = 8;
+    let ptr = tensor.as_ptr() as *mut torch_sys::C_tensor;
+    // SAFETY: `ptr` is a live tensor handle owned by `tensor` for the duration of the calls;
+    // `at_shape` writes exactly `at_dim` values, which we bound by the buffer's length.
+    unsafe {
+        let dim = torch_sys::at_dim(ptr);
+        if dim == usize::MAX {
+            // An undefined tensor: libtorch recorded the error as a malloc'd string; take it
+            // (so no later call reports it) and free it.
+            libc::free(torch_sys::get_and_reset_last_err().cast());
+            return None;
+        }
+        if dim != shape.len() {
+            return Some(false);
+        }
+        if dim > MAX_DIMS {
+            return Some(tensor.size() == shape);
+        }
+        let mut buffer = [0i64; MAX_DIMS];
+        torch_sys::at_shape(ptr, buffer.as_mut_ptr());
+        Some(buffer[..dim] == *shape)
     }
 }
 

@@ -230,30 +230,31 @@ impl FromStr for Distribution {
 }
 
 /// One axis or several (JAX's `int | Sequence[int]`), negative values counting from the end.
+/// Held inline (no allocation): layers build their default initializers on every call.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Axes(pub Vec<i64>);
+pub struct Axes(pub smallvec::SmallVec<[i64; 2]>);
 
 impl From<i64> for Axes {
     fn from(axis: i64) -> Self {
-        Axes(vec![axis])
+        Axes(smallvec::smallvec![axis])
     }
 }
 
 impl<const N: usize> From<[i64; N]> for Axes {
     fn from(axes: [i64; N]) -> Self {
-        Axes(axes.to_vec())
+        Axes(axes.iter().copied().collect())
     }
 }
 
 impl From<&[i64]> for Axes {
     fn from(axes: &[i64]) -> Self {
-        Axes(axes.to_vec())
+        Axes(axes.iter().copied().collect())
     }
 }
 
 impl From<Vec<i64>> for Axes {
     fn from(axes: Vec<i64>) -> Self {
-        Axes(axes)
+        Axes(axes.into())
     }
 }
 

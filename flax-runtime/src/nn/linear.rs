@@ -56,7 +56,14 @@ impl Dense {
         } else {
             None
         };
-        // Each `kind()` is a call into libtorch: ask once per tensor.
+        let two_d = shape.len() == 2;
+        if self.dtype.is_none() {
+            // Fast path: inputs and params of one dtype need no promotion, and libtorch
+            // refuses mixed dtypes, so only a failure pays for asking the dtypes.
+            if let Ok(y) = linear(inputs, &kernel, bias.as_ref(), two_d) {
+                return Ok(y);
+            }
+        }
         let (input_kind, kernel_kind) = (inputs.kind(), kernel.kind());
         let kind = self.dtype.unwrap_or_else(|| promote_types(input_kind, kernel_kind));
         let cast_inputs;
@@ -67,13 +74,19 @@ impl Dense {
             &cast_inputs
         };
         let kernel = if kernel_kind == kind { kernel } else { kernel.f_to_kind(kind)? };
-        let y = match bias {
-            Some(b) if shape.len() == 2 => cast(b, kind)?.f_addmm(x, &kernel)?,
-            Some(b) => x.f_matmul(&kernel)?.f_add(&cast(b, kind)?)?,
-            None => x.f_matmul(&kernel)?,
-        };
+        let bias = bias.map(|b| cast(b, kind)).transpose()?;
+        let y = linear(x, &kernel, bias.as_ref(), two_d)?;
         Ok(y)
     }
+}
+
+/// `x @ kernel + bias` in one kernel launch where libtorch has one (`addmm` for matrices).
+fn linear(x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>, two_d: bool) -> Result<Tensor> {
+    Ok(match bias {
+        Some(b) if two_d => b.f_addmm(x, kernel)?,
+        Some(b) => x.f_matmul(kernel)?.f_add(b)?,
+        None => x.f_matmul(kernel)?,
+    })
 }
 
 /// An initializer run on a flat 2-D (or 1-D) shape and reshaped to the param's shape, as

@@ -9,9 +9,11 @@
 //! `#[derive(Tree)]` implements `flax::Tree` (pytrees) for a struct.
 //!
 //! Layout: `module_struct` and `module_impl` parse into small models and expand them;
-//! `checks` holds the body scans behind compile-time errors; `tree` is the derive. Nothing
+//! `checks` holds the body scans behind compile-time errors; `call_args` the `nn::CallArgs`
+//! impl that lets a `Sequential` call a module; `tree` is the derive. Nothing
 //! here panics on user input.
 
+mod call_args;
 mod checks;
 mod module_impl;
 mod module_struct;

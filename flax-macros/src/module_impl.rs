@@ -5,7 +5,8 @@
 //! `Scope::call_method`, which enters the module's scope when a parent calls it. The compact
 //! method (or else a method named `call`) gets `init`, `init_with_output`, `init_with`,
 //! `tabulate`, `tabulate_with`, `apply` and `apply_with` with its own argument types after the
-//! scope.
+//! scope. A `call` taking tensors also gets `flax::nn::CallArgs` (see `call_args`), unless the
+//! block is `#[module(custom_call_args)]`.
 
 use crate::checks;
 use proc_macro2::{Span, TokenStream};
@@ -24,9 +25,18 @@ struct ScopeMethod {
 
 pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
-    if !attr.is_empty() {
-        errors.push(syn::Error::new_spanned(&attr, "#[module] on an impl block takes no arguments"));
-    }
+    let custom_call_args = match syn::parse2::<Option<syn::Ident>>(attr.clone()) {
+        Ok(None) => false,
+        Ok(Some(ident)) if ident == "custom_call_args" => true,
+        _ => {
+            errors.push(syn::Error::new_spanned(
+                &attr,
+                "#[module] on an impl block takes no arguments, or `custom_call_args` when the \
+                 module implements `flax::nn::CallArgs` itself",
+            ));
+            false
+        }
+    };
     if let Some((_, path, _)) = &item.trait_ {
         errors.push(syn::Error::new_spanned(
             path,
@@ -68,7 +78,7 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
     if errors.any() {
         return errors.with(quote!(#item));
     }
-    let generated = generate(&item, &methods);
+    let generated = generate(&item, &methods, custom_call_args);
     errors.with(generated)
 }
 
@@ -174,7 +184,12 @@ fn scope_ident(f: &syn::ImplItemFn, scope_index: usize) -> Option<syn::Ident> {
     }
 }
 
-fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod]) -> TokenStream {
+fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod], custom_call_args: bool) -> TokenStream {
+    let call_args = methods
+        .iter()
+        .find(|m| m.method.sig.ident == "call")
+        .filter(|_| !custom_call_args)
+        .and_then(|m| crate::call_args::generate(item, &m.method, m.scope_index, &m.output));
     let mut item = item.clone();
     let mut extra = Vec::new();
     for m in methods {
@@ -208,7 +223,7 @@ fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod]) -> TokenStream {
             .and_then(|m| scope_ident(&m.method, m.scope_index).map(|scope| (&m.method.block, scope)));
         crate::params::generate(ident, compact.as_ref().map(|(b, s)| (*b, s)))
     });
-    quote!(#item #params)
+    quote!(#item #params #call_args)
 }
 
 /// The self type's name when it is a plain, non-generic type (typed params views are

@@ -11,6 +11,8 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
+use std::rc::Rc;
+use syn::punctuated::Punctuated;
 use syn::visit::Visit;
 
 /// How many of an entry a view holds.
@@ -58,6 +60,16 @@ struct Scan<'a> {
     counters: Vec<(String, Option<u32>)>,
     pending: Vec<Pending>,
     entries: Vec<Entry>,
+    /// How many `Sequential` constructions enclose the expression being scanned: modules
+    /// constructed in their layers belong to this module (Flax's rule), so they take auto-names
+    /// here although they are never called with the scope.
+    in_sequential: usize,
+    /// Constructions whose arguments were already scanned (by address).
+    done: Vec<usize>,
+    /// Constructions given a name in a `Sequential`'s layers (by address): no auto-name.
+    named: Vec<usize>,
+    /// Macro bodies parsed as expressions, kept alive while addresses of their nodes are held.
+    parsed: Vec<Rc<Punctuated<syn::Expr, syn::Token![,]>>>,
 }
 
 /// The entries of a compact body, in declaration order.
@@ -69,6 +81,10 @@ fn scan(body: &syn::Block, scope: &syn::Ident) -> Vec<Entry> {
         counters: Vec::new(),
         pending: Vec::new(),
         entries: Vec::new(),
+        in_sequential: 0,
+        done: Vec::new(),
+        named: Vec::new(),
+        parsed: Vec::new(),
     };
     s.visit_block(body);
     s.entries
@@ -97,22 +113,48 @@ fn construction(mut expr: &syn::Expr) -> Option<(syn::Path, Option<Option<String
                 }
                 expr = &m.receiver;
             }
-            syn::Expr::Call(c) => {
-                let syn::Expr::Path(p) = &*c.func else { return None };
-                let segments = &p.path.segments;
-                if segments.len() < 2 || segments.last()?.ident != "new" {
-                    return None;
-                }
-                let mut path = p.path.clone();
-                path.segments.pop();
-                let last = path.segments.pop()?.into_value();
-                path.segments.push(last);
-                return Some((path, name));
-            }
+            syn::Expr::Call(c) => return Some((constructor_path(c)?, name)),
             syn::Expr::Paren(p) => expr = &p.expr,
+            syn::Expr::Macro(m) if is_sequential_macro(&m.mac) => {
+                return Some((syn::parse_quote!(::flax::nn::Sequential), name));
+            }
             _ => return None,
         }
     }
+}
+
+/// `sequential![…]` (`flax::sequential!`), which constructs a `Sequential`.
+fn is_sequential_macro(mac: &syn::Macro) -> bool {
+    mac.path.segments.last().is_some_and(|s| s.ident == "sequential")
+}
+
+/// `Type::new(…)`: the type path.
+fn constructor_path(call: &syn::ExprCall) -> Option<syn::Path> {
+    let syn::Expr::Path(p) = &*call.func else { return None };
+    let segments = &p.path.segments;
+    if segments.len() < 2 || segments.last()?.ident != "new" {
+        return None;
+    }
+    let mut path = p.path.clone();
+    path.segments.pop();
+    let last = path.segments.pop()?.into_value();
+    path.segments.push(last);
+    Some(path)
+}
+
+/// The call or macro at the bottom of a builder chain `Type::new(…).a(…).b(…)`.
+fn innermost(mut expr: &syn::Expr) -> &syn::Expr {
+    loop {
+        match expr {
+            syn::Expr::MethodCall(m) => expr = &m.receiver,
+            syn::Expr::Paren(p) => expr = &p.expr,
+            _ => return expr,
+        }
+    }
+}
+
+fn address<T>(node: &T) -> usize {
+    node as *const T as usize
 }
 
 fn type_name(path: &syn::Path) -> String {
@@ -188,6 +230,29 @@ impl Scan<'_> {
         self.push(field, key, Kind::Submodule(path), arity);
     }
 
+    /// Scans the arguments of the construction at the bottom of `expr` (before its own
+    /// auto-name is taken, as Rust evaluates them first), once.
+    fn visit_construction(&mut self, expr: &syn::Expr) {
+        match innermost(expr) {
+            syn::Expr::Call(call) => self.visit_constructor_args(call),
+            syn::Expr::Macro(m) => self.visit_macro(&m.mac),
+            _ => {}
+        }
+    }
+
+    fn visit_constructor_args(&mut self, call: &syn::ExprCall) {
+        if self.done.contains(&address(call)) {
+            return;
+        }
+        self.done.push(address(call));
+        let sequential = constructor_path(call).is_some_and(|p| type_name(&p) == "Sequential");
+        self.in_sequential += usize::from(sequential);
+        for arg in &call.args {
+            self.visit_expr(arg);
+        }
+        self.in_sequential -= usize::from(sequential);
+    }
+
     fn push(&mut self, field: Option<syn::Ident>, key: Key, kind: Kind, arity: Arity) {
         let Some(field) = field else { return };
         if self.entries.iter().any(|e| e.field == field) {
@@ -201,6 +266,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
     fn visit_local(&mut self, local: &'ast syn::Local) {
         if let (syn::Pat::Ident(binding), Some(init)) = (&local.pat, &local.init) {
             if let Some((path, name)) = construction(&init.expr) {
+                self.visit_construction(&init.expr);
                 let arity = self.arity();
                 let index = if name.is_none() { self.next_index(&type_name(&path), arity) } else { None };
                 self.pending.push(Pending { binding: binding.ident.clone(), path, name, arity, index });
@@ -223,6 +289,7 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             }
         } else if with_scope {
             if let Some((path, name)) = construction(&call.receiver) {
+                self.visit_construction(&call.receiver);
                 let arity = self.arity();
                 let index = if name.is_none() { self.next_index(&type_name(&path), arity) } else { None };
                 self.add_submodule(path, name, arity, index);
@@ -235,7 +302,53 @@ impl<'ast> Visit<'ast> for Scan<'_> {
                 }
             }
         }
+        if self.in_sequential > 0 && method == "name" {
+            if let syn::Expr::Call(inner) = innermost(&call.receiver) {
+                self.named.push(address(inner));
+            }
+        }
         syn::visit::visit_expr_method_call(self, call);
+    }
+
+    /// A construction not called with the scope: in a `Sequential`'s layers it takes an
+    /// auto-name of this module (after its arguments, as at run time).
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        let Some(path) = constructor_path(call) else {
+            return syn::visit::visit_expr_call(self, call);
+        };
+        if self.done.contains(&address(call)) {
+            return;
+        }
+        self.visit_constructor_args(call);
+        if self.in_sequential > 0 && !self.named.contains(&address(call)) {
+            let arity = self.arity();
+            self.next_index(&type_name(&path), arity);
+        }
+    }
+
+    /// `sequential![…]` scans its layers as a `Sequential`'s (and is itself a construction of
+    /// one); inside one, `vec![…]` is scanned as the list it builds.
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        let sequential = is_sequential_macro(mac);
+        let is_vec = mac.path.segments.last().is_some_and(|s| s.ident == "vec");
+        if self.done.contains(&address(mac)) || !(sequential || (is_vec && self.in_sequential > 0)) {
+            return;
+        }
+        self.done.push(address(mac));
+        let Ok(items) = mac.parse_body_with(Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated) else {
+            return;
+        };
+        let items = Rc::new(items);
+        self.parsed.push(Rc::clone(&items));
+        self.in_sequential += usize::from(sequential);
+        for item in items.iter() {
+            self.visit_expr(item);
+        }
+        self.in_sequential -= usize::from(sequential);
+        if sequential && self.in_sequential > 0 {
+            let arity = self.arity();
+            self.next_index("Sequential", arity);
+        }
     }
 
     fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {
@@ -258,6 +371,10 @@ impl<'ast> Visit<'ast> for Scan<'_> {
     }
 
     fn visit_expr_closure(&mut self, e: &'ast syn::ExprClosure) {
+        if self.in_sequential > 0 {
+            // A function layer's modules belong to the `Sequential`.
+            return;
+        }
         self.depth_cond += 1;
         syn::visit::visit_expr_closure(self, e);
         self.depth_cond -= 1;

@@ -144,6 +144,12 @@ pub enum Error {
         "must be passed to the constructor or at call time."
     })]
     MergeParam { scope: String, name: String, given_twice: bool },
+
+    /// A module or function called with arguments it does not take, as a layer of a
+    /// `Sequential` passes them on (Flax raises Python's `TypeError`); `scope` is the path of
+    /// the module that called it.
+    #[error("{scope}: {message}")]
+    CallArguments { scope: String, message: String },
 }
 
 impl Error {

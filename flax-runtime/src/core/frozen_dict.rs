@@ -73,6 +73,24 @@ impl From<FrozenDict> for Value {
     }
 }
 
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Scalar(Scalar::Bool(b))
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Scalar(Scalar::Int(i))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::Scalar(Scalar::Float(f))
+    }
+}
+
 impl Value {
     /// The tensor, if this is an array leaf.
     pub fn as_tensor(&self) -> Option<&Tensor> {

@@ -72,6 +72,9 @@
 //! method with it. A module method called from a parent enters the child's scope (its name
 //! in the parent's namespace: `hidden`, `Dense_0`); a module calling its own methods stays in
 //! its scope. Nothing is cloned: Rust's borrows give the purity Flax gets by cloning the module.
+//! As in Flax, a module constructed in a compact method is that method's module's child
+//! wherever it is called from (a `Dense` built inline and handed to an `nn::Sequential` is the
+//! parent's `Dense_0`), while a module held in a `#[submodule]` field is the holder's.
 //!
 //! **Variables.** `cx.param`, `cx.variable`, `cx.sow` and `cx.perturb` declare variables in the
 //! running module's scope; on `init` they are created, on `apply` they are read (and, in

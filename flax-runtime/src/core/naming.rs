@@ -38,6 +38,11 @@ pub(crate) enum ModuleName {
 pub struct ModuleHandle {
     pub(crate) token: u64,
     pub(crate) name: ModuleName,
+    /// The compact naming frame the module was constructed in, which is its parent (Flax's
+    /// `parent`): it runs in that module's scope wherever it is called from. `None` for a
+    /// module constructed outside any compact method, or adopted by a field: it runs in the
+    /// scope of whichever module calls it.
+    pub(crate) parent: Option<u64>,
 }
 
 struct NamingFrame {
@@ -111,15 +116,33 @@ fn give_back(type_name: &'static str, index: u32, frame_id: u64) {
 impl ModuleHandle {
     /// The handle of a module being constructed now; called by generated constructors.
     pub fn new(type_name: &'static str) -> Self {
-        ModuleHandle { token: next_id(), name: take_index(type_name).unwrap_or(ModuleName::Unset) }
+        let name = take_index(type_name).unwrap_or(ModuleName::Unset);
+        let parent = match name {
+            ModuleName::Auto { frame, .. } => Some(frame),
+            _ => None,
+        };
+        ModuleHandle { token: next_id(), name, parent }
     }
 
-    /// Gives the module an explicit name (the `name=` of Flax).
+    /// Gives the module an explicit name (the `name=` of Flax); it keeps its parent.
     pub fn set_name(&mut self, name: Name) {
         if let ModuleName::Auto { type_name, index, frame, .. } = self.name {
             give_back(type_name, index, frame);
         }
         self.name = ModuleName::Explicit(name);
+    }
+
+    /// Names the module after the attribute of the module that holds it, which becomes its
+    /// parent (Flax's adoption of submodules assigned to attributes).
+    pub fn adopt(&mut self, name: Name) {
+        self.set_name(name);
+        self.parent = None;
+    }
+
+    /// Whether the module was constructed inside a compact method, whose module is its parent
+    /// (Flax adopts only modules without a parent).
+    pub fn has_parent(&self) -> bool {
+        self.parent.is_some()
     }
 
     /// The explicit or construction-time name, if the module has one yet.
@@ -133,13 +156,21 @@ impl ModuleHandle {
 }
 
 /// A naming frame while it lives: pops it when dropped, so that an early `?` return cannot leave a stale frame.
-pub struct NamingGuard(());
+pub struct NamingGuard {
+    id: u64,
+}
 
 impl NamingGuard {
     /// Enters a naming frame for the method being run; `compact` as the method is.
     pub fn push(compact: bool) -> Self {
-        FRAMES.with(|f| f.borrow_mut().push(NamingFrame { id: next_id(), compact, counters: Vec::new() }));
-        NamingGuard(())
+        let id = next_id();
+        FRAMES.with(|f| f.borrow_mut().push(NamingFrame { id, compact, counters: Vec::new() }));
+        NamingGuard { id }
+    }
+
+    /// The frame's identity, which modules constructed in it record as their parent.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 }
 

@@ -74,20 +74,23 @@ pub fn numbered<'a, M: ParamsView>(
     Ok(out)
 }
 
-/// Views of the children `{field}_0`, `{field}_1`, … (a `Vec` of submodules in a field).
+/// Views of the children `{field}_0`, `{field}_1`, … (a `Vec` of submodules in a field), up to
+/// the last one the tree holds: the view at index `i` is the field's element `i`, so an element
+/// without params (a function in a `Sequential`'s layers) gets the view of an empty subtree.
 #[doc(hidden)]
 pub fn field_list<'a, M: ParamsView>(
     tree: Option<&'a FrozenDict>,
     field: &str,
     path: &str,
 ) -> Result<Vec<M::Params<'a>>> {
-    let mut out = Vec::new();
-    for index in 0.. {
-        let name = format!("{field}_{index}");
-        match child(tree, &name) {
-            Some(sub) => out.push(M::view(Some(sub), &child_path(path, &name))?),
-            None => return Ok(out),
-        }
-    }
-    Ok(out)
+    let index_of = |key: &str| key.strip_prefix(field)?.strip_prefix('_')?.parse::<usize>().ok();
+    let Some(last) = tree.and_then(|t| t.keys().filter_map(index_of).max()) else {
+        return Ok(Vec::new());
+    };
+    (0..=last)
+        .map(|index| {
+            let name = format!("{field}_{index}");
+            M::view(child(tree, &name), &child_path(path, &name))
+        })
+        .collect()
 }

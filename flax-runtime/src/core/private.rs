@@ -24,7 +24,8 @@ impl<T: ?Sized> Clone for Probe<'_, T> {
 }
 impl<T: ?Sized> Copy for Probe<'_, T> {}
 
-/// Fields holding submodules, named after the field as Flax names attributes set in `setup`.
+/// Fields holding submodules, named after the field as Flax names attributes set in `setup`;
+/// the module holding the field becomes their parent.
 pub trait SubmoduleField {
     /// Names the module(s) in this field: `encoder`, or `layers_0`, `layers_1`, … for a `Vec`.
     fn name_field(&mut self, field: &'static str);
@@ -32,14 +33,14 @@ pub trait SubmoduleField {
 
 impl<M: Module> SubmoduleField for M {
     fn name_field(&mut self, field: &'static str) {
-        self.module_handle_mut().set_name(field.into());
+        self.module_handle_mut().adopt(field.into());
     }
 }
 
 impl<M: Module> SubmoduleField for Vec<M> {
     fn name_field(&mut self, field: &'static str) {
         for (i, m) in self.iter_mut().enumerate() {
-            m.module_handle_mut().set_name(format!("{field}_{i}").into());
+            m.module_handle_mut().adopt(format!("{field}_{i}").into());
         }
     }
 }
@@ -47,7 +48,7 @@ impl<M: Module> SubmoduleField for Vec<M> {
 impl<M: Module> SubmoduleField for Option<M> {
     fn name_field(&mut self, field: &'static str) {
         if let Some(m) = self {
-            m.module_handle_mut().set_name(field.into());
+            m.module_handle_mut().adopt(field.into());
         }
     }
 }

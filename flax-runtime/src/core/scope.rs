@@ -91,8 +91,20 @@ pub struct Scope<'v> {
     /// entering a module allocates nothing.
     reserved: Vec<(Name, Reservation)>,
     next_serial: u64,
+    /// The compact naming frames of the methods running now, each with the index of the frame
+    /// its module runs in: modules constructed there run as that module's children.
+    owners: Vec<(u64, usize)>,
     /// Calls recorded for `tabulate`, when recording is on.
     calls: Option<Vec<CallRecord>>,
+}
+
+/// The frames above a module's parent, set aside while the module runs (see
+/// [`Scope::call_method`]).
+struct Detached<'v> {
+    frames: Vec<Frame<'v>>,
+    /// The names those frames had taken (restored with them).
+    reserved: Vec<(Name, Reservation)>,
+    owners: Vec<(u64, usize)>,
 }
 
 impl<'v> Scope<'v> {
@@ -129,7 +141,16 @@ impl<'v> Scope<'v> {
         };
         let mut frames = Vec::with_capacity(4);
         frames.push(root);
-        Scope { input, state, config, frames, reserved: Vec::with_capacity(16), next_serial: 1, calls: None }
+        Scope {
+            input,
+            state,
+            config,
+            frames,
+            reserved: Vec::with_capacity(16),
+            next_serial: 1,
+            owners: Vec::new(),
+            calls: None,
+        }
     }
 
     /// Starts recording every module method call with its inputs and output (`tabulate`).
@@ -492,9 +513,12 @@ impl<'v> Scope<'v> {
     /// Runs `body` as method `method` of the module `handle` (generated code calls this).
     ///
     /// A call from the module's own methods runs in the same frame; a call from a parent
-    /// enters the child frame named as Flax names it. The output is captured into
-    /// `intermediates` when `capture_intermediates` selects this call. `inputs` describes the
-    /// arguments and runs only while calls are being recorded.
+    /// enters the child frame named as Flax names it. A module constructed in a compact method
+    /// still running is that method's module's child wherever it is called from (Flax's
+    /// `parent`): a `Dense` built in a parent's compact method and run by a `Sequential` is
+    /// the parent's `Dense_0`. The output is captured into `intermediates` when
+    /// `capture_intermediates` selects this call. `inputs` describes the arguments and runs
+    /// only while calls are being recorded.
     #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
     pub fn call_method<R>(
@@ -508,6 +532,46 @@ impl<'v> Scope<'v> {
         inputs: Option<Vec<Value>>,
     ) -> Result<R> {
         let inline = self.top().owner == handle.token;
+        let detached = if inline { None } else { self.detach_above_parent(handle) };
+        let result =
+            self.run_method(handle, module_type, method, compact, inline, body, intermediate, inputs);
+        if let Some(detached) = detached {
+            self.frames.extend(detached.frames);
+            self.reserved.extend(detached.reserved);
+            self.owners.extend(detached.owners);
+        }
+        result
+    }
+
+    /// Sets aside the frames above the frame of `handle`'s parent, when its parent's compact
+    /// method is running below the current frame.
+    fn detach_above_parent(&mut self, handle: &ModuleHandle) -> Option<Detached<'v>> {
+        let parent = handle.parent?;
+        let depth = self.owners.iter().find(|(id, _)| *id == parent)?.1;
+        if depth + 1 == self.frames.len() {
+            return None;
+        }
+        let frames = self.frames.split_off(depth + 1);
+        let reserved = self.reserved.split_off(frames[0].reserved_from);
+        let first_above = self.owners.iter().position(|(_, d)| *d > depth).unwrap_or(self.owners.len());
+        let owners = self.owners.split_off(first_above);
+        Some(Detached { frames, reserved, owners })
+    }
+
+    /// [`call_method`](Self::call_method) once the frames above the module's parent are set
+    /// aside.
+    #[allow(clippy::too_many_arguments)]
+    fn run_method<R>(
+        &mut self,
+        handle: &ModuleHandle,
+        module_type: &'static str,
+        method: &'static str,
+        compact: bool,
+        inline: bool,
+        body: impl FnOnce(&mut Scope<'v>) -> Result<R>,
+        intermediate: impl Fn(&R) -> Option<Value>,
+        inputs: Option<Vec<Value>>,
+    ) -> Result<R> {
         if !inline {
             let name = self.child_name(handle, module_type)?;
             self.push_child(name, module_type, handle.token)?;
@@ -519,8 +583,16 @@ impl<'v> Scope<'v> {
         }
         let record = inputs.map(|inputs| self.start_record(module_type, method, inputs));
         let result = {
-            let _naming = (compact || !inline).then(|| NamingGuard::push(compact));
-            body(self)
+            let naming = (compact || !inline).then(|| NamingGuard::push(compact));
+            let owner = naming.as_ref().filter(|_| compact).map(NamingGuard::id);
+            if let Some(id) = owner {
+                self.owners.push((id, self.frames.len() - 1));
+            }
+            let out = body(self);
+            if owner.is_some() {
+                self.owners.pop();
+            }
+            out
         };
         let result = result.and_then(|out| {
             self.capture(handle, module_type, method, &out, &intermediate)?;

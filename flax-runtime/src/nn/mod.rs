@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod combinators;
 pub mod conv;
 pub mod conv_transpose;
 pub mod dims;
@@ -30,6 +31,7 @@ pub use attention::{
     combine_masks, dot_product_attention, dot_product_attention_weights, make_attention_mask,
     make_causal_mask, AttentionDropout, MultiHeadDotProductAttention, SelfAttention,
 };
+pub use combinators::{layer, Args, CallArgs, FromArg, IntoLayer, Layer, LayerOutput, Sequential};
 pub use conv::{Conv, ConvLocal, Mask};
 pub use conv_transpose::ConvTranspose;
 pub use dims::Dims;

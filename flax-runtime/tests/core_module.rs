@@ -120,3 +120,28 @@ fn per_thread_clones_serve_parallel_inference() {
         assert_eq!(y, expected);
     }
 }
+
+/// Flax's dtype policy in `Dense`: params in `param_dtype`, computation in the promoted dtype
+/// of inputs and params, or in `dtype` when given.
+#[test]
+fn dense_follows_the_dtype_policy() {
+    let x = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
+    let dense = nn::Dense::new(3);
+    let v = dense.init(PRNGKey::new(0), &x).unwrap();
+    let y32 = dense.apply(&v, &x).unwrap();
+    // bfloat16 inputs with float32 params promote to float32.
+    let promoted = dense.apply(&v, &x.to_kind(Kind::BFloat16)).unwrap();
+    assert_eq!(promoted.kind(), Kind::Float);
+    assert!(promoted.allclose(&y32, 1e-2, 1e-2, false));
+    // An explicit dtype casts everything to it.
+    let half = dense.clone().dtype(Some(Kind::BFloat16)).apply(&v, &x).unwrap();
+    assert_eq!(half.kind(), Kind::BFloat16);
+    let wide = dense.clone().dtype(Some(Kind::Double)).apply(&v, &x).unwrap();
+    assert_eq!(wide.kind(), Kind::Double);
+    assert!(wide.to_kind(Kind::Float).allclose(&y32, 1e-6, 1e-6, false));
+    // float64 params promote float32 inputs.
+    let d64 = nn::Dense::new(3).param_dtype(Kind::Double);
+    let v64 = d64.init(PRNGKey::new(0), &x).unwrap();
+    assert_eq!(v64.tensor(&["params", "kernel"]).unwrap().kind(), Kind::Double);
+    assert_eq!(d64.apply(&v64, &x).unwrap().kind(), Kind::Double);
+}

@@ -12,6 +12,7 @@ pub mod optax;
 pub mod random;
 pub mod serialization;
 pub mod summary;
+pub mod training;
 pub mod traverse_util;
 pub mod tree;
 

@@ -12,7 +12,7 @@
 //! dropping its last 16 examples.
 
 use clap::Parser;
-use flax::data::{load_mnist, Batches, ImageClassification, Remainder, Split};
+use flax::data::{Batches, ImageClassification, Remainder};
 use flax::nn::Padding;
 use flax::optax::{self, Sgd};
 use flax::prelude::*;
@@ -22,7 +22,8 @@ use flax::training::TrainState;
 use flax::tree::{self, Tree};
 use flax::Value;
 use flax_examples::{
-    device, exit_on_error, plot_history, progress_bar, restore_state, save_state, work_dir, History,
+    computed_value, device, exit_on_error, mnist_datasets, plot_history, progress_bar, restore_state,
+    save_state, work_dir, History,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,7 +102,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let device = device(args.cuda);
-    let (train_ds, test_ds) = datasets(&args, device)?;
+    let (train_ds, test_ds) = mnist_datasets(&args.data, args.quick, device)?;
     let num_epochs = if args.quick { 1 } else { args.num_epochs };
     let steps_per_epoch = train_ds.len() / args.batch_size;
     if steps_per_epoch == 0 {
@@ -147,20 +148,6 @@ fn run(args: Args) -> Result<()> {
         .map_err(|e| flax::Error::Value(format!("could not plot {}: {e}", plot.display())))?;
     println!("curves in {}", plot.display());
     Ok(())
-}
-
-/// The train and test splits, on `device` (a subset of each under `--quick`).
-fn datasets(args: &Args, device: Device) -> Result<(ImageClassification, ImageClassification)> {
-    let load = |split| {
-        load_mnist(&args.data, split).map_err(|e| {
-            flax::Error::Value(format!("{e}. Pass --data DIR with an MNIST-format data set, or install Debian's dataset-fashion-mnist"))
-        })
-    };
-    let (mut train, mut test) = (load(Split::Train)?, load(Split::Test)?);
-    if args.quick {
-        (train, test) = (train.take(2048)?, test.take(512)?);
-    }
-    Ok((tree::to_device(&train, device)?, tree::to_device(&test, device)?))
 }
 
 /// `create_train_state`: the parameters from a template image, SGD with momentum, empty
@@ -228,9 +215,5 @@ fn evaluate(state: &State, test_ds: &ImageClassification, batch_size: i64) -> Re
 /// `metrics.compute()` as `(loss, accuracy)`.
 fn compute(metrics: &Metrics) -> Result<(f64, f64)> {
     let computed = metrics.compute()?;
-    let value = |name: &str| -> Result<f64> {
-        let value = computed.get(name).ok_or_else(|| flax::Error::Value(format!("no metric {name}")))?;
-        Ok(value.f_double_value(&[])?)
-    };
-    Ok((value("loss")?, value("accuracy")?))
+    Ok((computed_value(&computed, "loss")?, computed_value(&computed, "accuracy")?))
 }

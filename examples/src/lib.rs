@@ -1,9 +1,11 @@
 //! Shared helpers of the example binaries: device choice, progress bars, the per-epoch
 //! state file, the metrics history and its plot, and one-line errors.
 
+use flax::data::{load_mnist, ImageClassification, Split};
 use flax::serialization::{from_bytes, to_bytes};
 use flax::tch::Device;
-use flax::tree::Tree;
+use flax::training::metrics::ComputedMetrics;
+use flax::tree::{self, Tree};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,40 @@ pub fn device(cuda: bool) -> Device {
         eprintln!("note: --cuda given but no CUDA device is available; running on the CPU");
     }
     device
+}
+
+/// The train and test splits of the MNIST-format data set in `dir`, on `device`; their first
+/// 2,048 and 512 examples when `quick`. A missing or malformed data set is an error that says
+/// what to do.
+///
+/// # Errors
+/// [`flax::Error::Value`] with the loader's message and a hint.
+pub fn mnist_datasets(
+    dir: &Path,
+    quick: bool,
+    device: Device,
+) -> flax::Result<(ImageClassification, ImageClassification)> {
+    let load = |split| {
+        load_mnist(dir, split).map_err(|e| {
+            flax::Error::Value(format!(
+                "{e}. Pass --data DIR with an MNIST-format data set, or install Debian's dataset-fashion-mnist"
+            ))
+        })
+    };
+    let (mut train, mut test) = (load(Split::Train)?, load(Split::Test)?);
+    if quick {
+        (train, test) = (train.take(2048)?, test.take(512)?);
+    }
+    Ok((tree::to_device(&train, device)?, tree::to_device(&test, device)?))
+}
+
+/// The metric `name` of a computed collection, as a number.
+///
+/// # Errors
+/// [`flax::Error::Value`] when there is no such metric; libtorch's.
+pub fn computed_value(computed: &ComputedMetrics, name: &str) -> flax::Result<f64> {
+    let value = computed.get(name).ok_or_else(|| flax::Error::Value(format!("no metric named {name}")))?;
+    Ok(value.f_double_value(&[])?)
 }
 
 /// A progress bar over `len` steps with the step rate and the time left; hidden when stderr

@@ -55,14 +55,18 @@ struct Extra {
 
 type State = TrainState<Classifier, FrozenDict, Adam<Schedule>, Extra>;
 
+/// The number of epochs of a full run.
+const DEFAULT_EPOCHS: i64 = 8;
+
 #[derive(Parser)]
 #[command(about = "BatchNorm, Dropout, a warmup-cosine schedule and early stopping on (Fashion-)MNIST")]
 struct Args {
     /// A directory of MNIST-format IDX files.
     #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
     data: PathBuf,
-    #[arg(long, default_value_t = 8)]
-    num_epochs: i64,
+    /// Epochs to train [default: 8, or 1 with --quick].
+    #[arg(long)]
+    num_epochs: Option<i64>,
     #[arg(long, default_value_t = 1)]
     warmup_epochs: i64,
     #[arg(long, default_value_t = 128)]
@@ -82,7 +86,7 @@ struct Args {
     /// Run on CUDA when available.
     #[arg(long)]
     cuda: bool,
-    /// A fast run for the test suite: one epoch on 2,048 training and 512 test examples.
+    /// A fast run for the test suite: 2,048 training and 512 test examples, one epoch by default.
     #[arg(long)]
     quick: bool,
 }
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     let device = device(args.cuda);
     let (train_ds, test_ds) = mnist_datasets(&args.data, args.quick, device)?;
-    let num_epochs = if args.quick { 1 } else { args.num_epochs };
+    let num_epochs = args.num_epochs.unwrap_or(if args.quick { 1 } else { DEFAULT_EPOCHS });
     let steps_per_epoch = train_ds.len() / args.batch_size;
     if steps_per_epoch == 0 {
         return Err(flax::Error::Value(format!(

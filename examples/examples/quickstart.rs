@@ -64,6 +64,9 @@ struct Extra {
 
 type State = TrainState<CNN, FrozenDict, Sgd, Extra>;
 
+/// The number of epochs of a full run.
+const DEFAULT_EPOCHS: i64 = 10;
+
 #[derive(Parser)]
 #[command(about = "The Flax quickstart: train a CNN on (Fashion-)MNIST and plot its metrics")]
 struct Args {
@@ -77,8 +80,9 @@ struct Args {
     /// Continue from the state saved in the work directory after the last finished epoch.
     #[arg(long)]
     resume: bool,
-    #[arg(long, default_value_t = 10)]
-    num_epochs: i64,
+    /// Epochs to train [default: 10, or 1 with --quick].
+    #[arg(long)]
+    num_epochs: Option<i64>,
     #[arg(long, default_value_t = 32)]
     batch_size: i64,
     #[arg(long, default_value_t = 0.01)]
@@ -91,7 +95,7 @@ struct Args {
     /// Run on CUDA when available.
     #[arg(long)]
     cuda: bool,
-    /// A fast run for the test suite: one epoch on 2,048 training and 512 test examples.
+    /// A fast run for the test suite: 2,048 training and 512 test examples, one epoch by default.
     #[arg(long)]
     quick: bool,
 }
@@ -103,7 +107,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     let device = device(args.cuda);
     let (train_ds, test_ds) = mnist_datasets(&args.data, args.quick, device)?;
-    let num_epochs = if args.quick { 1 } else { args.num_epochs };
+    let num_epochs = args.num_epochs.unwrap_or(if args.quick { 1 } else { DEFAULT_EPOCHS });
     let steps_per_epoch = train_ds.len() / args.batch_size;
     if steps_per_epoch == 0 {
         return Err(flax::Error::Value(format!(

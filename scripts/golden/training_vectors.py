@@ -22,6 +22,14 @@ a nested dict), which `tests/training_golden.rs` reads:
   STATE_STEPS `apply_gradients` with fixed gradients, serialized with `to_bytes`, and the
   gradients.
 
+It also writes `flax-runtime/tests/data/quickstart_steps.msgpack`, which
+`tests/quickstart_cnn.rs` reads: the spec's quickstart loop (`train_step` then
+`compute_metrics`, SGD(0.01, momentum 0.9), clu metrics in the `TrainState`) run for
+QUICKSTART_STEPS batches of 8 random images from `init(PRNGKey(0), ones([1, 28, 28, 1]))`: the
+batches, the metrics' state and `compute()`, and the final parameters (small leaves whole;
+for every leaf its sum and sum of squares in float64, as the 3 MB of parameters would not fit
+in a small file).
+
 Every input is deterministic (a seeded numpy generator), so regenerating gives identical files.
 """
 
@@ -29,17 +37,21 @@ import math
 import os
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from clu import metrics
-from flax import serialization, struct
+from flax import linen as nn
+from flax import serialization, struct, traverse_util
 from flax.training import early_stopping, lr_schedule, train_state
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "flax-runtime", "tests", "data", "training.msgpack")
 RNG = np.random.default_rng(0)
 STEPS = 40
 STATE_STEPS = 3
+QUICKSTART_STEPS = 3
+QUICKSTART_OUT = os.path.join(os.path.dirname(OUT), "quickstart_steps.msgpack")
 
 
 def f32(x):
@@ -174,6 +186,76 @@ def train_state_case():
   }
 
 
+class CNN(nn.Module):
+  """The spec's quickstart CNN (L232-249)."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(features=32, kernel_size=(3, 3))(x)
+    x = nn.relu(x)
+    x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+    x = nn.Conv(features=64, kernel_size=(3, 3))(x)
+    x = nn.relu(x)
+    x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+    x = x.reshape((x.shape[0], -1))  # flatten
+    x = nn.Dense(features=256)(x)
+    x = nn.relu(x)
+    x = nn.Dense(features=10)(x)
+    return x
+
+
+class QuickstartState(train_state.TrainState):
+  metrics: Metrics
+
+
+def quickstart_case():
+  """The spec's `create_train_state`, `train_step` and `compute_metrics`, verbatim."""
+  cnn = CNN()
+  params = cnn.init(jax.random.PRNGKey(0), jnp.ones([1, 28, 28, 1]))["params"]
+  state = QuickstartState.create(
+    apply_fn=cnn.apply, params=params, tx=optax.sgd(0.01, 0.9), metrics=Metrics.empty())
+
+  @jax.jit
+  def train_step(state, batch):
+    def loss_fn(params):
+      logits = state.apply_fn({"params": params}, batch["image"])
+      return optax.softmax_cross_entropy_with_integer_labels(logits=logits, labels=batch["label"]).mean()
+    grads = jax.grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads)
+
+  @jax.jit
+  def compute_metrics(*, state, batch):
+    logits = state.apply_fn({"params": state.params}, batch["image"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits=logits, labels=batch["label"]).mean()
+    metric_updates = state.metrics.single_from_model_output(logits=logits, labels=batch["label"], loss=loss)
+    return state.replace(metrics=state.metrics.merge(metric_updates))
+
+  batches = {}
+  for i in range(QUICKSTART_STEPS):
+    batch = {
+      "image": f32(RNG.uniform(size=(8, 28, 28, 1))),
+      "label": RNG.integers(0, 10, size=(8,)).astype(np.int32),
+    }
+    state = train_step(state, batch)
+    state = compute_metrics(state=state, batch=batch)
+    batches[str(i)] = {"image": batch["image"], "label": batch["label"].astype(np.int64)}
+  leaves = {}
+  for path, leaf in traverse_util.flatten_dict(jax.device_get(state.params), sep="/").items():
+    leaf = np.asarray(leaf, np.float64)
+    entry = {"sum": np.float64(leaf.sum()), "sum_of_squares": np.float64((leaf * leaf).sum())}
+    if leaf.size <= 20000:
+      entry["value"] = f32(leaf)
+    leaves[path] = entry
+  m = state.metrics
+  return {
+    "batches": batches,
+    "step": np.int64(state.step),
+    "params": leaves,
+    "accuracy": {"total": f32(m.accuracy.total), "count": np.int64(m.accuracy.count)},
+    "loss": {"total": f32(m.loss.total), "count": np.int64(m.loss.count)},
+  }
+
+
 def main():
   vectors = {
     "early_stopping": early_stopping_cases(),
@@ -184,6 +266,9 @@ def main():
   with open(OUT, "wb") as f:
     f.write(serialization.msgpack_serialize(vectors))
   print(f"wrote {os.path.normpath(OUT)}")
+  with open(QUICKSTART_OUT, "wb") as f:
+    f.write(serialization.msgpack_serialize(quickstart_case()))
+  print(f"wrote {os.path.normpath(QUICKSTART_OUT)}")
 
 
 if __name__ == "__main__":

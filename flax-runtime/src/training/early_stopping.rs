@@ -84,3 +84,26 @@ impl EarlyStopping {
         EarlyStopping::new(self.min_delta, self.patience)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_forgets_the_history_and_keeps_the_settings() {
+        let (_, stopped) = EarlyStopping::new(0.5, 0).update(1.0);
+        let (improved, stopped) = stopped.update(2.0);
+        assert!(!improved && stopped.should_stop);
+        assert_eq!(stopped.reset(), EarlyStopping::new(0.5, 0));
+        assert_eq!(EarlyStopping::default(), EarlyStopping::new(0.0, 0));
+    }
+
+    #[test]
+    fn state_dict_has_flax_field_names() {
+        let saved = crate::tree::to_state_dict(&EarlyStopping::new(1e-3, 2));
+        let keys: Vec<&str> = saved.as_dict().unwrap().keys().collect();
+        assert_eq!(keys, ["min_delta", "patience", "best_metric", "patience_count", "should_stop"]);
+        let restored = crate::tree::from_state_dict(&EarlyStopping::default(), &saved).unwrap();
+        assert_eq!(restored, EarlyStopping::new(1e-3, 2));
+    }
+}

@@ -2,7 +2,7 @@
 CARGO ?= cargo
 # Examples the test suite runs in --quick mode, so they cannot rot.
 EXAMPLES := $(basename $(notdir $(wildcard examples/examples/*.rs)))
-DEMO ?= basic_usage
+DEMO ?= quickstart
 
 .PHONY: setup demo test test-examples fmt lint
 

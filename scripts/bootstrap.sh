@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time set-up for a fresh clone: libtorch from PyPI's torch wheel into a project-local
-# virtualenv (.venv), and Fashion-MNIST from Debian when apt is available. Idempotent: each
-# step runs only when its result is missing, so `make test` can call it every time.
+# virtualenv (.venv), and Fashion-MNIST and the plots' font from Debian when apt is available.
+# Idempotent: each step runs only when its result is missing, so `make test` can call it every
+# time.
 set -euo pipefail
 
 TORCH_VERSION="2.13.0"   # the libtorch that tch 0.26 is generated against
@@ -70,5 +71,18 @@ ensure_fashion_mnist() {
   fi
 }
 
+# The examples' plots write their titles and legends in DejaVu Sans; without it they are drawn
+# without text.
+ensure_plot_font() {
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && return
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian's fonts-dejavu-core (for the plots' text)"
+    (apt-get install -y -qq fonts-dejavu-core >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fonts-dejavu-core >/dev/null 2>&1; }) ||
+      echo "bootstrap: note: could not install fonts-dejavu-core; plots will have no text" >&2
+  fi
+}
+
 ensure_libtorch
 ensure_fashion_mnist
+ensure_plot_font

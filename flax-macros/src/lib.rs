@@ -15,6 +15,7 @@
 
 mod call_args;
 mod checks;
+mod collection;
 mod module_impl;
 mod module_struct;
 mod params;
@@ -62,4 +63,11 @@ pub fn compact(_attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_derive(Tree, attributes(tree))]
 pub fn derive_tree(input: TokenStream) -> TokenStream {
     tree::derive(syn::parse_macro_input!(input as syn::DeriveInput)).into()
+}
+
+/// `#[derive(Collection)]`: clu's `metrics.Collection` for a struct whose named fields are
+/// metrics (see `flax::training::metrics`).
+#[proc_macro_derive(Collection)]
+pub fn derive_collection(input: TokenStream) -> TokenStream {
+    collection::derive(syn::parse_macro_input!(input as syn::DeriveInput)).into()
 }

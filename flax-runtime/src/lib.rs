@@ -7,6 +7,7 @@
 extern crate self as flax;
 
 pub mod core;
+pub mod data;
 pub mod nn;
 pub mod optax;
 pub mod random;

@@ -1,13 +1,21 @@
 //! The spec's quickstart CNN (spec L232-249): its variable tree, its parameter count, its
 //! `tabulate` table (spec L279-313, character for character) and its output, which equals
-//! Flax's for the same seed (`scripts/golden/layers_pooling.py`, case `cnn`).
+//! Flax's for the same seed (`scripts/golden/layers_pooling.py`, case `cnn`); and its training
+//! loop (TrainState, SGD with momentum, clu metrics), which equals Flax's for three steps
+//! (`scripts/golden/training_vectors.py`).
 
 mod layers_golden;
 
 use flax::nn::{self, Padding};
+use flax::optax::losses::softmax_cross_entropy_with_integer_labels;
+use flax::optax::{self, Sgd};
 use flax::prelude::*;
+use flax::serialization::msgpack_restore;
+use flax::training::metrics::{Accuracy, Average, Collection, Loss};
+use flax::training::TrainState;
+use flax::tree::Tree;
 use flax::Value;
-use layers_golden::{assert_close, key, Golden};
+use layers_golden::{assert_close, key, Golden, TOL};
 
 /// A simple CNN model.
 #[allow(clippy::upper_case_acronyms)]
@@ -77,4 +85,89 @@ fn output_matches_flax_for_the_same_seed() {
     let model = CNN::new();
     let variables = model.init(key(), &x).unwrap();
     assert_close("cnn output", &model.apply(&variables, &x).unwrap(), &c.output());
+}
+
+/// clu's `Metrics` of the quickstart.
+#[derive(Tree, Collection)]
+struct Metrics {
+    accuracy: Accuracy,
+    loss: Average<Loss>,
+}
+
+/// The quickstart's `TrainState` subclass: `metrics: Metrics`.
+#[derive(Tree)]
+struct Extra {
+    metrics: Metrics,
+}
+
+type State = TrainState<CNN, FrozenDict, Sgd, Extra>;
+
+fn variables(params: &FrozenDict) -> Variables {
+    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
+}
+
+/// The spec's `train_step`.
+fn train_step(state: State, image: &Tensor, label: &Tensor) -> State {
+    let grads = flax::grad(&state.params, |params| {
+        let logits = state.apply_fn.apply(&variables(params), image)?;
+        Ok(softmax_cross_entropy_with_integer_labels(&logits, label)?.mean(Kind::Float))
+    })
+    .unwrap();
+    state.apply_gradients(grads).unwrap()
+}
+
+/// The spec's `compute_metrics`.
+fn compute_metrics(state: State, image: &Tensor, label: &Tensor) -> State {
+    let logits = state.apply_fn.apply(&variables(&state.params), image).unwrap();
+    let loss = softmax_cross_entropy_with_integer_labels(&logits, label).unwrap().mean(Kind::Float);
+    let updates =
+        Metrics::single_from_model_output(&[("logits", &logits), ("labels", label), ("loss", &loss)]);
+    let metrics = state.extra.metrics.merge(&updates.unwrap()).unwrap();
+    TrainState { extra: Extra { metrics }, ..state }
+}
+
+/// The quickstart's training loop for three batches equals Flax's (`scripts/golden/
+/// training_vectors.py` writes `quickstart_steps.msgpack`): the parameters after three
+/// SGD-momentum steps and the merged clu metrics, within float32 rounding of the
+/// convolutions' gradients (XLA and libtorch sum in different orders).
+#[test]
+fn training_steps_match_flax() {
+    let bytes =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quickstart_steps.msgpack")).unwrap();
+    let Value::Dict(golden) = msgpack_restore(&bytes).unwrap() else { panic!("not a dict") };
+    let tensor = |path: &[&str]| golden.tensor(path).unwrap_or_else(|| panic!("no {path:?}")).shallow_clone();
+    let cnn = CNN::new();
+    let params = cnn.init(key(), &template()).unwrap().get_dict("params").unwrap().clone();
+    let tx = optax::sgd(0.01).momentum(0.9);
+    let mut state = TrainState::create_with(cnn, params, tx, Extra { metrics: Metrics::empty() }).unwrap();
+    for (i, _) in golden.get_dict("batches").unwrap().iter() {
+        let (image, label) = (tensor(&["batches", i, "image"]), tensor(&["batches", i, "label"]));
+        state = train_step(state, &image, &label);
+        state = compute_metrics(state, &image, &label);
+    }
+    assert_eq!(state.step, 3);
+    let metrics = &state.extra.metrics;
+    assert!(metrics.accuracy.total.equal(&tensor(&["accuracy", "total"])));
+    assert_eq!(metrics.accuracy.count.int64_value(&[]), tensor(&["accuracy", "count"]).int64_value(&[]));
+    assert_eq!(metrics.loss.count.int64_value(&[]), 3);
+    assert_close("loss total", &metrics.loss.total, &tensor(&["loss", "total"]));
+
+    let leaves = golden.get_dict("params").unwrap();
+    assert_eq!(leaves.len(), 8);
+    for (path, _) in leaves.iter() {
+        let names: Vec<&str> = path.split('/').collect();
+        let actual = state.params.tensor(&names).unwrap().to_kind(Kind::Double);
+        let stat = |name: &str| tensor(&["params", path, name]).double_value(&[]);
+        let sum = actual.sum(Kind::Double).double_value(&[]);
+        let sum_of_squares = actual.square().sum(Kind::Double).double_value(&[]);
+        for (what, actual, expected) in
+            [("sum", sum, stat("sum")), ("sum of squares", sum_of_squares, stat("sum_of_squares"))]
+        {
+            let tolerance = TOL + TOL * expected.abs();
+            assert!((actual - expected).abs() <= tolerance, "{path}: {what} {actual} != Flax's {expected}");
+        }
+        if let Some(value) = golden.tensor(&["params", path, "value"]) {
+            assert_close(path, &actual.to_kind(Kind::Float), value);
+        }
+    }
 }

@@ -1,0 +1,189 @@
+//! `TrainState`: create, apply_gradients, extension with `#[derive(Tree)]` extra fields,
+//! replacement by struct update syntax, and its state dict (Flax's layout, strict restore).
+//! The numerics against real Flax are in `training_golden.rs`.
+
+use flax::optax::{self, GradientTransformation};
+use flax::prelude::*;
+use flax::serialization::{from_bytes, to_bytes};
+use flax::training::metrics::{Accuracy, Average, Collection, Loss};
+use flax::training::TrainState;
+use flax::tree::{self, Tree};
+use flax::{Error, Value};
+
+#[module]
+struct Linear;
+
+#[module]
+impl Linear {
+    #[compact]
+    fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        nn::Dense::new(2).call(cx, x)
+    }
+}
+
+#[derive(Tree, Collection)]
+struct Metrics {
+    accuracy: Accuracy,
+    loss: Average<Loss>,
+}
+
+/// The Flax subclass of the dropout and BatchNorm guides, plus the quickstart's metrics.
+#[derive(Tree)]
+struct Extra {
+    batch_stats: FrozenDict,
+    metrics: Metrics,
+    #[tree(static)]
+    dropout_key: PRNGKey,
+}
+
+fn x() -> Tensor {
+    Tensor::from_slice(&[1.0f32, -1.0, 0.5, 2.0, 0.0, 1.0]).reshape([2, 3])
+}
+
+fn params_of(variables: &Variables) -> FrozenDict {
+    variables.get_dict("params").unwrap().clone()
+}
+
+fn variables_of(params: &FrozenDict) -> Variables {
+    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
+}
+
+fn loss(model: &Linear, params: &FrozenDict) -> Result<Tensor> {
+    let logits = model.apply(&variables_of(params), &x())?;
+    let labels = Tensor::from_slice(&[0i64, 1]);
+    Ok(optax::losses::softmax_cross_entropy_with_integer_labels(&logits, &labels)?.mean(Kind::Float))
+}
+
+fn copied(params: &FrozenDict) -> FrozenDict {
+    tree::tree_map(params, |t| Ok(t.copy())).unwrap()
+}
+
+#[test]
+fn create_then_apply_gradients_steps_the_optimizer() {
+    let model = Linear::new();
+    let params = params_of(&model.init(PRNGKey::new(0), &x()).unwrap());
+    let initial_loss = loss(&model, &params).unwrap().double_value(&[]);
+    // The same two steps by hand, with the optimizer alone.
+    let tx = optax::sgd(0.1).momentum(0.9);
+    let mut expected = copied(&params);
+    let mut opt_state = tx.init(&expected).unwrap();
+    let mut state = TrainState::create(model, params, tx.clone()).unwrap();
+    assert_eq!(state.step, 0);
+    for _ in 0..2 {
+        let grads = flax::grad(&state.params, |p| loss(&state.apply_fn, p)).unwrap();
+        state = state.apply_gradients(grads).unwrap();
+        let grads = flax::grad(&expected, |p| loss(&state.apply_fn, p)).unwrap();
+        let (updates, next) = tx.update(grads, opt_state, Some(&expected)).unwrap();
+        expected = optax::apply_updates(expected, &updates).unwrap();
+        opt_state = next;
+    }
+    assert_eq!(state.step, 2);
+    let (actual, expected) = (tree::leaves_with_path(&state.params), tree::leaves_with_path(&expected));
+    for ((path, a), (_, e)) in actual.iter().zip(&expected) {
+        assert!(a.equal(e), "{path:?}");
+    }
+    assert!(loss(&state.apply_fn, &state.params).unwrap().double_value(&[]) < initial_loss);
+}
+
+#[test]
+fn extra_fields_are_replaced_by_struct_update_and_saved_at_the_top_level() {
+    let model = Linear::new();
+    let params = params_of(&model.init(PRNGKey::new(0), &x()).unwrap());
+    let stats = FrozenDict::from_iter([(
+        "mean".to_owned(),
+        Value::Tensor(Tensor::zeros([2], (Kind::Float, Device::Cpu))),
+    )]);
+    let extra = Extra { batch_stats: stats, metrics: Metrics::empty(), dropout_key: PRNGKey::new(7) };
+    let state = TrainState::create_with(model, params, optax::adam(1e-3), extra).unwrap();
+
+    let grads = flax::grad(&state.params, |p| loss(&state.apply_fn, p)).unwrap();
+    let logits = state.apply_fn.apply(&variables_of(&state.params), &x()).unwrap();
+    let labels = Tensor::from_slice(&[0i64, 1]);
+    let batch_loss = Tensor::from(0.25f32);
+    let update =
+        Metrics::single_from_model_output(&[("logits", &logits), ("labels", &labels), ("loss", &batch_loss)])
+            .unwrap();
+    let state = state.apply_gradients(grads).unwrap();
+    let metrics = state.extra.metrics.merge(&update).unwrap();
+    let state = TrainState { extra: Extra { metrics, ..state.extra }, ..state };
+    assert_eq!(state.step, 1);
+    assert_eq!(state.extra.dropout_key, PRNGKey::new(7));
+    assert_eq!(state.extra.metrics.loss.count.int64_value(&[]), 1);
+
+    let saved = tree::to_state_dict(&state);
+    let keys: Vec<&str> = saved.as_dict().unwrap().keys().collect();
+    assert_eq!(keys, ["step", "params", "opt_state", "batch_stats", "metrics"]);
+    let paths: Vec<String> = tree::leaves_with_path(&state).into_iter().map(|(p, _)| p.join("/")).collect();
+    assert!(paths.contains(&"batch_stats/mean".to_owned()), "{paths:?}");
+    assert!(paths.contains(&"metrics/loss/total".to_owned()), "{paths:?}");
+
+    // A round trip through Flax's msgpack restores every field into a fresh template.
+    let bytes = to_bytes(&state).unwrap();
+    let template = TrainState::create_with(
+        Linear::new(),
+        tree::tree_map(&state.params, |t| Ok(t.zeros_like())).unwrap(),
+        optax::adam(1e-3),
+        Extra {
+            batch_stats: state.extra.batch_stats.clone(),
+            metrics: Metrics::empty(),
+            dropout_key: PRNGKey::new(7),
+        },
+    )
+    .unwrap();
+    let restored = from_bytes(&template, &bytes).unwrap();
+    assert_eq!(restored.step, 1);
+    assert_eq!(restored.extra.metrics.loss.count.int64_value(&[]), 1);
+    for ((path, a), (_, e)) in tree::leaves_with_path(&restored).iter().zip(tree::leaves_with_path(&state)) {
+        assert!(a.equal(e), "{path:?}");
+    }
+}
+
+#[test]
+fn restore_reports_every_missing_and_unexpected_field() {
+    let params = FrozenDict::from_iter([(
+        "w".to_owned(),
+        Value::Tensor(Tensor::ones([2], (Kind::Float, Device::Cpu))),
+    )]);
+    #[derive(Tree)]
+    struct Stats {
+        batch_stats: FrozenDict,
+    }
+    let with_stats = TrainState::create_with(
+        (),
+        params.clone(),
+        optax::sgd(0.1),
+        Stats { batch_stats: FrozenDict::new() },
+    )
+    .unwrap();
+    let plain = TrainState::create((), params, optax::sgd(0.1)).unwrap();
+    // A plain state's bytes lack batch_stats; a state with stats has a key the plain one lacks.
+    let err = from_bytes(&with_stats, &to_bytes(&plain).unwrap()).err().unwrap();
+    assert!(matches!(&err, Error::StateDictMismatch { missing, .. } if missing == &["batch_stats"]), "{err}");
+    let err = from_bytes(&plain, &to_bytes(&with_stats).unwrap()).err().unwrap();
+    assert!(
+        matches!(&err, Error::StateDictMismatch { unexpected, .. } if unexpected == &["batch_stats"]),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_extra_field_may_not_shadow_a_base_field() {
+    #[derive(Tree)]
+    struct Clash {
+        step: i64,
+    }
+    let params = vec![Tensor::ones([1], (Kind::Float, Device::Cpu))];
+    let err = TrainState::create_with((), params, optax::sgd(0.1), Clash { step: 3 }).err().unwrap();
+    assert!(err.to_string().contains("\"step\""), "{err}");
+}
+
+#[test]
+fn extra_fields_that_are_not_a_struct_sit_under_extra() {
+    let params = vec![Tensor::ones([1], (Kind::Float, Device::Cpu))];
+    let state = TrainState::create_with((), params, optax::sgd(0.1), Tensor::from(2.0f32)).unwrap();
+    let saved = tree::to_state_dict(&state);
+    let keys: Vec<&str> = saved.as_dict().unwrap().keys().collect();
+    assert_eq!(keys, ["step", "params", "opt_state", "extra"]);
+    let restored = from_bytes(&state, &to_bytes(&state).unwrap()).unwrap();
+    assert_eq!(restored.extra.double_value(&[]), 2.0);
+}

@@ -1,7 +1,8 @@
 //! `flax::training` against real Flax 0.12.8, Optax 0.2.8 and clu 0.0.12
 //! (`scripts/golden/training_vectors.py` writes `tests/data/training.msgpack`):
 //! EarlyStopping sequences, the three lr_schedule functions, clu's Average/Accuracy/Collection,
-//! and a Flax TrainState subclass serialized after three SGD-momentum steps.
+//! a Flax TrainState subclass serialized after three SGD-momentum steps, and the spec's Flax
+//! Basics linear regression run end to end.
 
 use flax::optax;
 use flax::serialization::{from_bytes, msgpack_restore, to_bytes};
@@ -192,4 +193,60 @@ fn metric_errors_are_typed() {
     let err = Accuracy::from_model_output(&[("logits", &logits), ("labels", &labels), ("mask", &bad_mask)])
         .unwrap_err();
     assert!(err.to_string().contains("same leading dimension"), "{err}");
+}
+
+/// The spec's Flax Basics linear regression (`examples/examples/linear_regression.rs`): the
+/// data and initial parameters from JAX's random bits, 101 gradient-descent steps written by
+/// hand over the variable tree, then 101 Adam steps; every loss and the final parameters
+/// equal JAX's.
+#[test]
+fn flax_basics_linear_regression_matches_jax() {
+    use flax::prelude::*;
+    use flax::random::normal;
+
+    let v = vectors();
+    let golden = v.get_dict("flax_basics").unwrap();
+    let options = (Kind::Float, flax::tch::Device::Cpu);
+    let model = nn::Dense::new(5);
+    let (key1, key2) = PRNGKey::new(0).split2();
+    let mut params = model.init(key2, &normal(key1, &[10], options).unwrap()).unwrap();
+    let (k1, k2) = PRNGKey::new(0).split2();
+    let (w, b) = (normal(k1, &[10, 5], options).unwrap(), normal(k2, &[5], options).unwrap());
+    let (key_sample, key_noise) = k1.split2();
+    let x = normal(key_sample, &[20, 10], options).unwrap();
+    let y = x.matmul(&w) + &b + normal(key_noise, &[20, 5], options).unwrap() * 0.1;
+    let mse = |params: &Variables| -> flax::Result<Tensor> {
+        let error = &y - model.apply(params, &x)?;
+        Ok(error.square().sum_dim_intlist([-1i64].as_slice(), false, Kind::Float).mean(Kind::Float) / 2.0)
+    };
+    let true_params = FrozenDict::from_iter([(
+        "params".to_owned(),
+        Value::Dict(FrozenDict::from_iter([
+            ("bias".to_owned(), Value::Tensor(b)),
+            ("kernel".to_owned(), Value::Tensor(w)),
+        ])),
+    )]);
+    assert_tensor_close("true loss", &mse(&true_params).unwrap(), &tensor(golden, &["true_loss"]));
+
+    let expected = f64s(golden, &["gd_losses"]);
+    for (i, expected) in expected.into_iter().enumerate() {
+        let (loss, grads) = flax::value_and_grad(&params, mse).unwrap();
+        params = tree::tree_zip_map(&params, &grads, |p, g| Ok(p - g * 0.3)).unwrap();
+        assert!(
+            close(loss.double_value(&[]), expected),
+            "gradient descent step {i}: {loss} != JAX's {expected}"
+        );
+    }
+    let tx = optax::adam(0.3);
+    let mut opt_state = optax::GradientTransformation::init(&tx, &params).unwrap();
+    for (i, expected) in f64s(golden, &["adam_losses"]).into_iter().enumerate() {
+        let (loss, grads) = flax::value_and_grad(&params, mse).unwrap();
+        let (updates, next) = optax::GradientTransformation::update(&tx, grads, opt_state, None).unwrap();
+        (params, opt_state) = (optax::apply_updates(params, &updates).unwrap(), next);
+        assert!(close(loss.double_value(&[]), expected), "Adam step {i}: {loss} != JAX's {expected}");
+    }
+    for name in ["bias", "kernel"] {
+        let actual = params.tensor(&["params", name]).unwrap();
+        assert_tensor_close(name, actual, &tensor(golden, &["params", name]));
+    }
 }

@@ -18,6 +18,9 @@ a nested dict), which `tests/training_golden.rs` reads:
   schedule at steps 0..STEPS-1 (float32, as Flax computes it);
 - `metrics/<case>`: model outputs of a few batches, the state (`total`, `count`) of each
   clu metric after merging them into `empty()`, and `compute()`;
+- `flax_basics`: the spec's Flax Basics linear regression (L940-1315) run verbatim: the loss
+  of the true parameters, the loss at each of the 101 gradient-descent steps (learning rate
+  0.3) and of the 101 Adam steps that follow, and the final parameters;
 - `train_state`: a Flax `TrainState` subclass with `batch_stats`, SGD with momentum, after
   STATE_STEPS `apply_gradients` with fixed gradients, serialized with `to_bytes`, and the
   gradients.
@@ -163,6 +166,48 @@ def metrics_cases():
   return out
 
 
+def flax_basics_case():
+  """The spec's code, with JAX 0.10's random bits (the spec's printed values are older JAX's)."""
+  model = nn.Dense(features=5)
+  key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(key1, (10,))
+  params = model.init(key2, x)
+  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+  W = jax.random.normal(k1, (10, 5))
+  b = jax.random.normal(k2, (5,))
+  true_params = {"params": {"bias": b, "kernel": W}}
+  key_sample, key_noise = jax.random.split(k1)
+  x_samples = jax.random.normal(key_sample, (20, 10))
+  y_samples = jnp.dot(x_samples, W) + b + 0.1 * jax.random.normal(key_noise, (20, 5))
+
+  def mse(params, x_batched, y_batched):
+    def squared_error(x, y):
+      pred = model.apply(params, x)
+      return jnp.inner(y - pred, y - pred) / 2.0
+    return jnp.mean(jax.vmap(squared_error)(x_batched, y_batched), axis=0)
+
+  loss_grad_fn = jax.value_and_grad(mse)
+  gd_losses = []
+  for _ in range(101):
+    loss_val, grads = loss_grad_fn(params, x_samples, y_samples)
+    params = jax.tree_util.tree_map(lambda p, g: p - 0.3 * g, params, grads)
+    gd_losses.append(loss_val)
+  tx = optax.adam(learning_rate=0.3)
+  opt_state = tx.init(params)
+  adam_losses = []
+  for _ in range(101):
+    loss_val, grads = loss_grad_fn(params, x_samples, y_samples)
+    updates, opt_state = tx.update(grads, opt_state)
+    params = optax.apply_updates(params, updates)
+    adam_losses.append(loss_val)
+  return {
+    "true_loss": f32(mse(true_params, x_samples, y_samples)),
+    "gd_losses": f32(gd_losses),
+    "adam_losses": f32(adam_losses),
+    "params": jax.tree_util.tree_map(f32, params["params"]),
+  }
+
+
 class TrainState(train_state.TrainState):
   batch_stats: Any
 
@@ -262,6 +307,7 @@ def main():
     "lr_schedule": lr_schedule_cases(),
     "metrics": metrics_cases(),
     "train_state": train_state_case(),
+    "flax_basics": flax_basics_case(),
   }
   with open(OUT, "wb") as f:
     f.write(serialization.msgpack_serialize(vectors))

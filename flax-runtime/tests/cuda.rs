@@ -1,0 +1,282 @@
+//! The CUDA code paths: each test does the same work on the CPU and on the first CUDA device
+//! and checks that the results agree and stay on the device.
+//!
+//! Ignored by default, since CI and most machines have no GPU; where one is:
+//! `cargo test -p flax-runtime --test cuda -- --ignored`. Without a GPU they fail with a
+//! message saying so rather than pass vacuously.
+//!
+//! The CPU results are themselves golden-tested against Flax, so agreement here carries that
+//! over to CUDA. Tolerances allow for cuDNN, whose convolutions libtorch lets use TF32 by
+//! default (10-bit mantissas) on Ampere and later.
+
+use flax::data::{Batches, ImageClassification};
+use flax::nn::{LSTMCell, MultiHeadDotProductAttention, Padding, RNN};
+use flax::optax::{self, BoxedTransformation, GradientTransformation};
+use flax::prelude::*;
+use flax::serialization::{from_bytes, to_bytes};
+use flax::training::metrics::{Accuracy, Average, Collection, Loss};
+use flax::training::TrainState;
+use flax::tree::{self, Key, Tree};
+use flax::Value;
+
+fn cuda() -> Device {
+    assert!(tch::Cuda::is_available(), "no CUDA device is available to this process");
+    Device::Cuda(0)
+}
+
+/// The spec's quickstart CNN.
+#[allow(clippy::upper_case_acronyms)]
+#[module]
+struct CNN;
+
+#[module]
+impl CNN {
+    #[compact]
+    fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
+        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
+        let x = nn::Conv::new(64, vec![3, 3]).call(cx, &x)?.relu();
+        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
+        let x = nn::Dense::new(256).call(cx, &x.flatten(1, -1))?.relu();
+        nn::Dense::new(10).call(cx, &x)
+    }
+}
+
+/// BatchNorm and Dropout, the layers with state and randomness.
+#[module]
+struct Classifier;
+
+#[module]
+impl Classifier {
+    #[compact]
+    fn call(&self, cx: &mut Scope, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = nn::Dense::new(16).call(cx, x)?;
+        let x = nn::BatchNorm::new().call(cx, &x, Some(!train))?.relu();
+        let x = nn::Dropout::new(0.5).call(cx, &x, Some(!train))?;
+        nn::Dense::new(3).call(cx, &x)
+    }
+}
+
+/// Deterministic inputs, without libtorch's global generator; made on the CPU, so that both
+/// devices get the same numbers.
+fn images(batch: i64, device: Device) -> Tensor {
+    (Tensor::arange(batch * 28 * 28, (Kind::Float, Device::Cpu)) * 0.37)
+        .sin()
+        .reshape([batch, 28, 28, 1])
+        .to_device(device)
+}
+
+fn labels(batch: i64, classes: i64, device: Device) -> Tensor {
+    Tensor::arange(batch, (Kind::Int64, device)).remainder(classes)
+}
+
+/// Every leaf of `on_cuda` is on CUDA and within tolerance of the same leaf of `on_cpu`.
+fn assert_follows<T: Tree>(what: &str, on_cpu: &T, on_cuda: &T, rtol: f64, atol: f64) {
+    let (cpu, gpu) = (tree::leaves_with_path(on_cpu), tree::leaves(on_cuda));
+    assert_eq!(cpu.len(), gpu.len(), "{what}: different trees");
+    assert!(!gpu.is_empty(), "{what}: no leaves");
+    for ((path, c), g) in cpu.into_iter().zip(gpu) {
+        assert!(g.device().is_cuda(), "{what}/{}: on {:?}", path.join("/"), g.device());
+        let (c, g) = (c.to_device(Device::Cpu), g.to_device(Device::Cpu));
+        assert!(
+            c.allclose(&g, rtol, atol, false),
+            "{what}/{}: largest difference {}",
+            path.join("/"),
+            (&c - &g).abs().max().double_value(&[])
+        );
+    }
+}
+
+fn params_of(variables: &Variables) -> FrozenDict {
+    variables.get_dict("params").unwrap().clone()
+}
+
+fn variables_of(params: &FrozenDict) -> Variables {
+    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
+}
+
+#[derive(Tree, Collection)]
+struct Metrics {
+    accuracy: Accuracy,
+    loss: Average<Loss>,
+}
+
+#[derive(Tree)]
+struct Extra {
+    metrics: Metrics,
+}
+
+type State = TrainState<CNN, FrozenDict, optax::Sgd, Extra>;
+
+/// The mean cross-entropy of `model` on `(x, y)`, and the logits.
+fn loss_and_logits(model: &CNN, params: &FrozenDict, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+    let logits = model.apply(&variables_of(params), x)?;
+    let loss = optax::losses::softmax_cross_entropy_with_integer_labels(&logits, y)?.mean(Kind::Float);
+    Ok((loss, logits))
+}
+
+/// The quickstart's `train_step` then `compute_metrics`.
+fn train_step(state: State, x: &Tensor, y: &Tensor) -> Result<State> {
+    let grads = flax::grad(&state.params, |p| Ok(loss_and_logits(&state.apply_fn, p, x, y)?.0))?;
+    let state = state.apply_gradients(grads)?;
+    let (loss, logits) = tch::no_grad(|| loss_and_logits(&state.apply_fn, &state.params, x, y))?;
+    let update = Metrics::single_from_model_output(&[("logits", &logits), ("labels", y), ("loss", &loss)])?;
+    let metrics = state.extra.metrics.merge(&update)?;
+    Ok(TrainState { extra: Extra { metrics }, ..state })
+}
+
+/// The quickstart's state after `steps` training steps on `device`.
+fn trained_cnn(device: Device, steps: i64) -> State {
+    let cnn = CNN::new();
+    let params = params_of(&cnn.init(PRNGKey::new(0), &images(1, device)).unwrap());
+    let tx = optax::sgd(0.01).momentum(0.9);
+    let mut state = TrainState::create_with(cnn, params, tx, Extra { metrics: Metrics::empty() }).unwrap();
+    for step in 0..steps {
+        let x = images(16, device) * (1.0 + step as f64 * 0.1);
+        state = train_step(state, &x, &labels(16, 10, device)).unwrap();
+    }
+    state
+}
+
+#[test]
+#[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn init_on_cuda_gives_the_cpu_parameters() {
+    let cnn = CNN::new();
+    let on_cpu = cnn.init(PRNGKey::new(0), &images(1, Device::Cpu)).unwrap();
+    let on_cuda = cnn.init(PRNGKey::new(0), &images(1, cuda())).unwrap();
+    assert_follows("init", &on_cpu, &on_cuda, 1e-6, 1e-7);
+}
+
+#[test]
+#[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn quickstart_training_on_cuda_follows_the_cpu() {
+    let (on_cpu, on_cuda) = (trained_cnn(Device::Cpu, 3), trained_cnn(cuda(), 3));
+    assert_eq!(on_cuda.step, 3);
+    assert_follows("params", &on_cpu.params, &on_cuda.params, 1e-3, 1e-4);
+    assert_follows("opt_state", &on_cpu.opt_state, &on_cuda.opt_state, 1e-2, 1e-3);
+    let (cpu, gpu) = (on_cpu.extra.metrics.compute().unwrap(), on_cuda.extra.metrics.compute().unwrap());
+    for name in ["loss", "accuracy"] {
+        let (c, g) = (cpu.get(name).unwrap().double_value(&[]), gpu.get(name).unwrap().double_value(&[]));
+        assert!((c - g).abs() < 1e-3, "{name}: {c} on the CPU, {g} on CUDA");
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn checkpoints_of_a_cuda_state_are_the_cpu_bytes_and_restore_onto_cuda() {
+    let (on_cpu, on_cuda) = (trained_cnn(Device::Cpu, 1), trained_cnn(cuda(), 1));
+    let bytes = to_bytes(&on_cuda).unwrap();
+    // The same structure as the CPU state's bytes (values differ by float rounding).
+    assert_eq!(bytes.len(), to_bytes(&on_cpu).unwrap().len());
+    let target = trained_cnn(cuda(), 0);
+    let restored = from_bytes(&target, &bytes).unwrap();
+    assert_eq!(restored.step, 1);
+    assert_follows("restored", &on_cuda.params, &restored.params, 0.0, 0.0);
+    assert_follows("restored opt_state", &on_cuda.opt_state, &restored.opt_state, 0.0, 0.0);
+}
+
+/// Every optimizer of the issue, boxed so that one loop runs them all.
+fn optimizers() -> Vec<(&'static str, BoxedTransformation<FrozenDict>)> {
+    let schedule = optax::warmup_cosine_decay_schedule(0.0, 0.1, 2, 10, 0.0, 1.0).unwrap();
+    vec![
+        ("sgd_nesterov", optax::sgd(0.1).momentum(0.9).nesterov(true).boxed()),
+        ("adam", optax::adam(schedule).boxed()),
+        ("adamw", optax::adamw(1e-2).weight_decay(1e-2).boxed()),
+        ("rmsprop", optax::rmsprop(1e-2).momentum(0.9).centered(true).boxed()),
+        ("adagrad", optax::adagrad(1e-1).boxed()),
+        ("lamb", optax::lamb(1e-2).boxed()),
+        ("clip_then_adam", optax::chain((optax::clip_by_global_norm(0.5), optax::adam(1e-2))).boxed()),
+        ("clip", optax::chain((optax::clip(0.05), optax::sgd(0.1))).boxed()),
+        (
+            "multi_transform",
+            optax::multi_transform(
+                [("trained", optax::adam(1e-2).boxed()), ("frozen", optax::set_to_zero().boxed())],
+                |path, _| if path.keys().contains(&Key::Name("Dense_1")) { "frozen" } else { "trained" },
+            )
+            .boxed(),
+        ),
+    ]
+}
+
+/// The parameters after five steps of `tx` on `device`, from the CNN's initial parameters and
+/// with the same gradients on both devices: the optimizers' arithmetic alone is compared.
+fn optimized(tx: &BoxedTransformation<FrozenDict>, device: Device) -> FrozenDict {
+    let initial = params_of(&CNN::new().init(PRNGKey::new(0), &images(1, Device::Cpu)).unwrap());
+    // A copy: the updates are applied in place, and `initial` makes the gradients.
+    let mut params = tree::tree_map(&initial, |p| Ok(p.to_device(device).copy())).unwrap();
+    let mut state = tx.init(&params).unwrap();
+    for step in 0..5 {
+        let grads = tree::tree_map(&initial, |p| {
+            let g = (p * 7.0 + step as f64).sin() * 0.1;
+            Ok(g.to_device(device))
+        })
+        .unwrap();
+        let (updates, next) = tx.update(grads, state, Some(&params)).unwrap();
+        params = optax::apply_updates(params, &updates).unwrap();
+        state = next;
+    }
+    params
+}
+
+#[test]
+#[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn optimizers_on_cuda_follow_the_cpu() {
+    for (name, tx) in optimizers() {
+        assert_follows(name, &optimized(&tx, Device::Cpu), &optimized(&tx, cuda()), 1e-5, 1e-6);
+    }
+}
+
+/// The classifier's output and updated batch statistics after one training-mode apply.
+fn batch_norm_and_dropout(device: Device) -> (Tensor, Variables) {
+    let model = Classifier::new();
+    let x = images(8, device).reshape([8, 28 * 28]).narrow(1, 0, 20);
+    let variables = model.init(PRNGKey::new(0), &x, false).unwrap();
+    let options =
+        ApplyOptions::new().mutable(["batch_stats"]).rngs(Rngs::new().with("dropout", PRNGKey::new(7)));
+    model.apply_with(&variables, options, &x, true).unwrap()
+}
+
+#[test]
+#[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn batch_norm_and_dropout_on_cuda_follow_the_cpu() {
+    let (y_cpu, stats_cpu) = batch_norm_and_dropout(Device::Cpu);
+    let (y_gpu, stats_gpu) = batch_norm_and_dropout(cuda());
+    // Dropout's mask comes from the same threefry bits on both devices.
+    assert!(y_cpu.eq(0.0).equal(&y_gpu.eq(0.0).to_device(Device::Cpu)), "different dropout masks");
+    assert_follows("output", &y_cpu, &y_gpu, 1e-4, 1e-5);
+    assert_follows("batch_stats", &stats_cpu, &stats_gpu, 1e-4, 1e-5);
+}
+
+#[test]
+#[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn attention_and_rnn_on_cuda_follow_the_cpu() {
+    let run = |device: Device| {
+        let x = images(2, device).reshape([2, 28, 28]).narrow(2, 0, 8);
+        let attention = MultiHeadDotProductAttention::new(2);
+        let variables = attention.init(PRNGKey::new(0), &x, &x, None, None).unwrap();
+        let attended = attention.apply(&variables, &x, &x, None, None).unwrap();
+        let rnn = RNN::new(LSTMCell::new(), 5.into());
+        let variables = rnn.init(PRNGKey::new(1), &x, None, None).unwrap();
+        let (_, outputs) = rnn.apply(&variables, &x, None, None).unwrap();
+        (attended, outputs)
+    };
+    let (on_cpu, on_cuda) = (run(Device::Cpu), run(cuda()));
+    assert_follows("attention", &on_cpu.0, &on_cuda.0, 1e-3, 1e-4);
+    assert_follows("lstm", &on_cpu.1, &on_cuda.1, 1e-3, 1e-4);
+}
+
+#[test]
+#[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn shuffled_batches_on_cuda_are_the_cpu_batches() {
+    let data = |device| ImageClassification { image: images(10, device), label: labels(10, 10, device) };
+    let key = PRNGKey::new(3).fold_in(1);
+    let (cpu_data, gpu_data) = (data(Device::Cpu), data(cuda()));
+    let on_cpu: Vec<_> =
+        Batches::new(&cpu_data, 4).unwrap().shuffle(key).unwrap().map(Result::unwrap).collect();
+    let on_cuda: Vec<_> =
+        Batches::new(&gpu_data, 4).unwrap().shuffle(key).unwrap().map(Result::unwrap).collect();
+    assert_eq!(on_cpu.len(), 2);
+    for (c, g) in on_cpu.iter().zip(&on_cuda) {
+        assert_follows("batch", &c.data, &g.data, 0.0, 0.0);
+    }
+}

@@ -9,37 +9,21 @@
 //! over to CUDA. Tolerances allow for cuDNN, whose convolutions libtorch lets use TF32 by
 //! default (10-bit mantissas) on Ampere and later.
 
+mod quickstart;
+
 use flax::data::{Batches, ImageClassification};
-use flax::nn::{LSTMCell, MultiHeadDotProductAttention, Padding, RNN};
+use flax::nn::{LSTMCell, MultiHeadDotProductAttention, RNN};
 use flax::optax::{self, BoxedTransformation, GradientTransformation};
 use flax::prelude::*;
 use flax::serialization::{from_bytes, to_bytes};
-use flax::training::metrics::{Accuracy, Average, Collection, Loss};
+use flax::training::metrics::Collection;
 use flax::training::TrainState;
 use flax::tree::{self, Key, Tree};
-use flax::Value;
+use quickstart::{compute_metrics, train_step, Extra, Metrics, State, CNN};
 
 fn cuda() -> Device {
     assert!(tch::Cuda::is_available(), "no CUDA device is available to this process");
     Device::Cuda(0)
-}
-
-/// The spec's quickstart CNN.
-#[allow(clippy::upper_case_acronyms)]
-#[module]
-struct CNN;
-
-#[module]
-impl CNN {
-    #[compact]
-    fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
-        let x = nn::Conv::new(64, vec![3, 3]).call(cx, &x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
-        let x = nn::Dense::new(256).call(cx, &x.flatten(1, -1))?.relu();
-        nn::Dense::new(10).call(cx, &x)
-    }
 }
 
 /// BatchNorm and Dropout, the layers with state and randomness.
@@ -91,40 +75,6 @@ fn params_of(variables: &Variables) -> FrozenDict {
     variables.get_dict("params").unwrap().clone()
 }
 
-fn variables_of(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
-#[derive(Tree, Collection)]
-struct Metrics {
-    accuracy: Accuracy,
-    loss: Average<Loss>,
-}
-
-#[derive(Tree)]
-struct Extra {
-    metrics: Metrics,
-}
-
-type State = TrainState<CNN, FrozenDict, optax::Sgd, Extra>;
-
-/// The mean cross-entropy of `model` on `(x, y)`, and the logits.
-fn loss_and_logits(model: &CNN, params: &FrozenDict, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
-    let logits = model.apply(&variables_of(params), x)?;
-    let loss = optax::losses::softmax_cross_entropy_with_integer_labels(&logits, y)?.mean(Kind::Float);
-    Ok((loss, logits))
-}
-
-/// The quickstart's `train_step` then `compute_metrics`.
-fn train_step(state: State, x: &Tensor, y: &Tensor) -> Result<State> {
-    let grads = flax::grad(&state.params, |p| Ok(loss_and_logits(&state.apply_fn, p, x, y)?.0))?;
-    let state = state.apply_gradients(grads)?;
-    let (loss, logits) = tch::no_grad(|| loss_and_logits(&state.apply_fn, &state.params, x, y))?;
-    let update = Metrics::single_from_model_output(&[("logits", &logits), ("labels", y), ("loss", &loss)])?;
-    let metrics = state.extra.metrics.merge(&update)?;
-    Ok(TrainState { extra: Extra { metrics }, ..state })
-}
-
 /// The quickstart's state after `steps` training steps on `device`.
 fn trained_cnn(device: Device, steps: i64) -> State {
     let cnn = CNN::new();
@@ -133,7 +83,8 @@ fn trained_cnn(device: Device, steps: i64) -> State {
     let mut state = TrainState::create_with(cnn, params, tx, Extra { metrics: Metrics::empty() }).unwrap();
     for step in 0..steps {
         let x = images(16, device) * (1.0 + step as f64 * 0.1);
-        state = train_step(state, &x, &labels(16, 10, device)).unwrap();
+        let y = labels(16, 10, device);
+        state = train_step(state, &x, &y).and_then(|state| compute_metrics(state, &x, &y)).unwrap();
     }
     state
 }

@@ -1,13 +1,42 @@
 //! Embeds libtorch's library directory as an rpath, so that this crate's tests, benches and
 //! examples run without `LD_LIBRARY_PATH`, and re-exports it (`DEP_FLAX_LIBTORCH_LIB`) for
 //! dependent packages' build scripts to do the same.
+//!
+//! Also compiles `csrc/`, the few libtorch operators tch's generated API leaves out, against
+//! the headers of the libtorch that torch-sys found, with torch-sys's flags (C++17 and its
+//! choice of the C++11 ABI), as torch-sys builds its own wrapper.
+
+use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        if std::env::var("CARGO_CFG_TARGET_FAMILY").as_deref() == Ok("unix") {
-            println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-        }
-        println!("cargo:libtorch_lib={lib}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    // torch-sys reports the directory on Linux and macOS; elsewhere it is `$LIBTORCH/lib`.
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
+        .or_else(|_| std::env::var("LIBTORCH").map(|root| format!("{root}/lib")))
+        .expect("torch-sys found libtorch, but reported neither DEP_TCH_LIBTORCH_LIB nor LIBTORCH");
+    if std::env::var("CARGO_CFG_TARGET_FAMILY").as_deref() == Ok("unix") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     }
+    println!("cargo:libtorch_lib={lib}");
+    compile_csrc(Path::new(&lib));
+}
+
+fn compile_csrc(lib: &Path) {
+    let source = "csrc/fused_optimizers.cpp";
+    println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = lib.parent().expect("libtorch's lib directory has a parent").join("include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    let mut build = cc::Build::new();
+    build.cpp(true).file(source).include(&include).warnings(false);
+    if build.get_compiler().is_like_msvc() {
+        build.flag("/std:c++17");
+    } else {
+        build
+            .flag("-std=c++17")
+            .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+            .flag("-DGLOG_USE_GLOG_EXPORT");
+    }
+    build.compile("flax_csrc");
 }

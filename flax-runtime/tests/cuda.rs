@@ -130,6 +130,8 @@ fn checkpoints_of_a_cuda_state_are_the_cpu_bytes_and_restore_onto_cuda() {
 fn optimizers() -> Vec<(&'static str, BoxedTransformation<FrozenDict>)> {
     let schedule = optax::warmup_cosine_decay_schedule(0.0, 0.1, 2, 10, 0.0, 1.0).unwrap();
     vec![
+        ("sgd", optax::sgd(0.1).boxed()),
+        ("sgd_momentum", optax::sgd(0.1).momentum(0.9).boxed()),
         ("sgd_nesterov", optax::sgd(0.1).momentum(0.9).nesterov(true).boxed()),
         ("adam", optax::adam(schedule).boxed()),
         ("adamw", optax::adamw(1e-2).weight_decay(1e-2).boxed()),
@@ -151,7 +153,9 @@ fn optimizers() -> Vec<(&'static str, BoxedTransformation<FrozenDict>)> {
 
 /// The parameters after five steps of `tx` on `device`, from the CNN's initial parameters and
 /// with the same gradients on both devices: the optimizers' arithmetic alone is compared.
-fn optimized(tx: &BoxedTransformation<FrozenDict>, device: Device) -> FrozenDict {
+/// `fused` steps with `update_and_apply` (libtorch's fused kernel for SGD), else with
+/// `update` then `apply_updates`.
+fn optimized(tx: &BoxedTransformation<FrozenDict>, device: Device, fused: bool) -> FrozenDict {
     let initial = params_of(&CNN::new().init(PRNGKey::new(0), &images(1, Device::Cpu)).unwrap());
     // A copy: the updates are applied in place, and `initial` makes the gradients.
     let mut params = tree::tree_map(&initial, |p| Ok(p.to_device(device).copy())).unwrap();
@@ -162,9 +166,12 @@ fn optimized(tx: &BoxedTransformation<FrozenDict>, device: Device) -> FrozenDict
             Ok(g.to_device(device))
         })
         .unwrap();
-        let (updates, next) = tx.update(grads, state, Some(&params)).unwrap();
-        params = optax::apply_updates(params, &updates).unwrap();
-        state = next;
+        (params, state) = if fused {
+            tx.update_and_apply(grads, state, params).unwrap()
+        } else {
+            let (updates, next) = tx.update(grads, state, Some(&params)).unwrap();
+            (optax::apply_updates(params, &updates).unwrap(), next)
+        };
     }
     params
 }
@@ -173,7 +180,10 @@ fn optimized(tx: &BoxedTransformation<FrozenDict>, device: Device) -> FrozenDict
 #[ignore = "needs a CUDA device: cargo test -p flax-runtime --test cuda -- --ignored"]
 fn optimizers_on_cuda_follow_the_cpu() {
     for (name, tx) in optimizers() {
-        assert_follows(name, &optimized(&tx, Device::Cpu), &optimized(&tx, cuda()), 1e-5, 1e-6);
+        for fused in [false, true] {
+            let (on_cpu, on_cuda) = (optimized(&tx, Device::Cpu, fused), optimized(&tx, cuda(), fused));
+            assert_follows(&format!("{name} (fused: {fused})"), &on_cpu, &on_cuda, 1e-5, 1e-6);
+        }
     }
 }
 

@@ -75,6 +75,40 @@ fn updates_reuse_the_gradient_and_state_buffers() {
     assert_eq!(pointers(state.0 .0.as_ref().map(|t| &t.trace).unwrap()), trace);
 }
 
+/// `update_and_apply` (one fused `_fused_sgd_` kernel for SGD, the definition for the others)
+/// gives the parameters and state of `update` then `apply_updates`, step after step, in place.
+#[test]
+fn update_and_apply_equals_update_then_apply_updates() {
+    let schedule = optax::warmup_cosine_decay_schedule(0.0, 0.5, 2, 6, 0.0, 1.0).unwrap();
+    let optimizers: Vec<(&str, BoxedTransformation<Params>)> = vec![
+        ("sgd", optax::sgd(0.1).boxed()),
+        ("sgd_momentum", optax::sgd(0.1).momentum(0.9).boxed()),
+        ("sgd_nesterov", optax::sgd(0.1).momentum(0.9).nesterov(true).boxed()),
+        ("sgd_schedule", optax::sgd(schedule).momentum(0.8).boxed()),
+        ("sgd_zero_momentum", optax::sgd(0.1).momentum(0.0).boxed()),
+        ("sgd_double_trace", optax::sgd(0.1).momentum(0.9).accumulator_dtype(Kind::Double).boxed()),
+        ("adamw", optax::adamw(1e-2).weight_decay(1e-2).boxed()),
+    ];
+    for (name, tx) in optimizers {
+        let (mut fused, mut fused_state) = (params(1.0), tx.init(&params(1.0)).unwrap());
+        let (mut plain, mut plain_state) = (params(1.0), tx.init(&params(1.0)).unwrap());
+        let p_pointers = pointers(&fused);
+        for step in 0..6 {
+            (fused, fused_state) = tx.update_and_apply(grads(step), fused_state, fused).unwrap();
+            let (updates, next) = tx.update(grads(step), plain_state, Some(&plain)).unwrap();
+            (plain, plain_state) = (optax::apply_updates(plain, &updates).unwrap(), next);
+        }
+        assert_eq!(pointers(&fused), p_pointers, "{name}: the parameters were reallocated");
+        for (a, b) in tree::leaves(&fused).into_iter().zip(tree::leaves(&plain)) {
+            assert!(a.allclose(b, 1e-6, 1e-7, false), "{name}: {a:?} != {b:?}");
+        }
+        for ((path, x), y) in tree::leaves_with_path(&fused_state).into_iter().zip(tree::leaves(&plain_state))
+        {
+            assert!(x.allclose(y, 1e-6, 1e-7, false), "{name}: state {path:?}: {x:?} != {y:?}");
+        }
+    }
+}
+
 #[test]
 fn accumulators_keep_their_dtypes() {
     let p = params(1.0);

@@ -79,8 +79,9 @@ fn create_then_apply_gradients_steps_the_optimizer() {
     }
     assert_eq!(state.step, 2);
     let (actual, expected) = (tree::leaves_with_path(&state.params), tree::leaves_with_path(&expected));
+    // `apply_gradients` runs SGD as one fused kernel: equal up to fused multiply-adds.
     for ((path, a), (_, e)) in actual.iter().zip(&expected) {
-        assert!(a.equal(e), "{path:?}");
+        assert!(a.allclose(e, 1e-6, 1e-7, false), "{path:?}");
     }
     assert!(loss(&state.apply_fn, &state.params).unwrap().double_value(&[]) < initial_loss);
 }

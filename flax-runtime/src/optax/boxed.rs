@@ -20,6 +20,7 @@ pub struct BoxedTransformation<P>(Box<dyn ErasedTransformation<P> + Send + Sync>
 trait ErasedTransformation<P> {
     fn init(&self, params: &P) -> Result<DynState>;
     fn update(&self, updates: P, state: DynState, params: Option<&P>) -> Result<(P, DynState)>;
+    fn update_and_apply(&self, grads: P, state: DynState, params: P) -> Result<(P, DynState)>;
     fn type_name(&self) -> &'static str;
 }
 
@@ -34,6 +35,12 @@ where
     fn update(&self, updates: P, state: DynState, params: Option<&P>) -> Result<(P, DynState)> {
         let (updates, state) = GradientTransformation::update(self, updates, state.downcast()?, params)?;
         Ok((updates, DynState::new(state)))
+    }
+
+    fn update_and_apply(&self, grads: P, state: DynState, params: P) -> Result<(P, DynState)> {
+        let (params, state) =
+            GradientTransformation::update_and_apply(self, grads, state.downcast()?, params)?;
+        Ok((params, DynState::new(state)))
     }
 
     fn type_name(&self) -> &'static str {
@@ -67,6 +74,10 @@ impl<P: Tree> GradientTransformation<P> for BoxedTransformation<P> {
 
     fn update(&self, updates: P, state: DynState, params: Option<&P>) -> Result<(P, DynState)> {
         self.0.update(updates, state, params)
+    }
+
+    fn update_and_apply(&self, grads: P, state: DynState, params: P) -> Result<(P, DynState)> {
+        self.0.update_and_apply(grads, state, params)
     }
 
     /// Already boxed: returned as is rather than boxed twice.

@@ -59,6 +59,7 @@
 mod alias;
 mod boxed;
 mod dyn_state;
+mod fused;
 mod leafwise;
 pub mod losses;
 mod numerics;

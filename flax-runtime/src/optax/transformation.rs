@@ -49,6 +49,21 @@ pub trait GradientTransformation<P: Tree> {
     /// libtorch's on mismatched shapes, dtypes or devices.
     fn update(&self, updates: P, state: Self::State, params: Option<&P>) -> Result<(P, Self::State)>;
 
+    /// `update` then [`apply_updates`]: the parameters after one step, and the next state.
+    /// [`TrainState::apply_gradients`](crate::training::TrainState::apply_gradients) steps
+    /// through this, so that an optimizer with a fused libtorch kernel (`sgd`: one
+    /// `_fused_sgd_` call for all parameters) updates parameters and state in place without
+    /// materialising the updates; the result equals `update` then `apply_updates` up to the
+    /// rounding of fused multiply-adds.
+    ///
+    /// # Errors
+    /// Those of [`update`](Self::update) and [`apply_updates`].
+    ///
+    /// [`apply_updates`]: crate::optax::apply_updates
+    fn update_and_apply(&self, grads: P, state: Self::State, params: P) -> Result<(P, Self::State)> {
+        update_then_apply(self, grads, state, params)
+    }
+
     /// This transformation behind a pointer, with its state type erased: for
     /// [`multi_transform`](crate::optax::multi_transform)'s table of transformations of
     /// different types, or an optimizer chosen at run time.
@@ -71,6 +86,22 @@ impl<P: Tree, T: GradientTransformation<P> + ?Sized> GradientTransformation<P> f
     fn update(&self, updates: P, state: Self::State, params: Option<&P>) -> Result<(P, Self::State)> {
         (**self).update(updates, state, params)
     }
+
+    fn update_and_apply(&self, grads: P, state: Self::State, params: P) -> Result<(P, Self::State)> {
+        (**self).update_and_apply(grads, state, params)
+    }
+}
+
+/// [`GradientTransformation::update_and_apply`] by its definition, for transformations
+/// without a fused kernel or inputs the kernel does not take.
+pub(crate) fn update_then_apply<P: Tree, T: GradientTransformation<P> + ?Sized>(
+    tx: &T,
+    grads: P,
+    state: T::State,
+    params: P,
+) -> Result<(P, T::State)> {
+    let (updates, state) = tx.update(grads, state, Some(&params))?;
+    Ok((crate::optax::apply_updates(params, &updates)?, state))
 }
 
 /// The parameters, for a transformation that cannot work without them (Optax's

@@ -62,7 +62,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{DictMap, FrozenDict, Value};
-use crate::optax::{apply_updates, GradientTransformation};
+use crate::optax::GradientTransformation;
 use crate::tree::{Key, KeyPath, MapFn, StateDictMismatches, Tree, VisitFn, VisitMutFn};
 use std::sync::Arc;
 
@@ -130,7 +130,9 @@ impl<A, P: Tree, T: GradientTransformation<P>, E: Tree> TrainState<A, P, T, E> {
     /// (`state.apply_gradients(grads=grads)`).
     ///
     /// The state is consumed, so the optimizer updates its state and the parameters in place
-    /// (Rust ownership is the buffer donation `jax.jit` asks for). Other fields are replaced
+    /// (Rust ownership is the buffer donation `jax.jit` asks for), with libtorch's fused
+    /// kernel where the optimizer has one
+    /// ([`GradientTransformation::update_and_apply`]). Other fields are replaced
     /// afterwards with struct update syntax, as Flax's `**kwargs` would:
     /// `TrainState { extra: new_extra, ..state.apply_gradients(grads)? }`.
     ///
@@ -138,8 +140,7 @@ impl<A, P: Tree, T: GradientTransformation<P>, E: Tree> TrainState<A, P, T, E> {
     /// The optimizer's: [`Error::TreeStructureMismatch`] when `grads` does not have the
     /// parameters' structure, libtorch's on mismatched shapes or devices.
     pub fn apply_gradients(self, grads: P) -> Result<Self> {
-        let (updates, opt_state) = self.tx.update(grads, self.opt_state, Some(&self.params))?;
-        let params = apply_updates(self.params, &updates)?;
+        let (params, opt_state) = self.tx.update_and_apply(grads, self.opt_state, self.params)?;
         Ok(TrainState { step: self.step + 1, params, opt_state, ..self })
     }
 }

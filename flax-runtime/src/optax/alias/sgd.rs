@@ -1,18 +1,21 @@
 //! `optax.sgd`.
 
 use crate::core::errors::Result;
+use crate::optax::fused;
 use crate::optax::scalar_or_schedule::ScalarOrSchedule;
-use crate::optax::transformation::GradientTransformation;
+use crate::optax::transformation::{update_then_apply, GradientTransformation};
 use crate::optax::transforms::{
     chain, scale_by_learning_rate, trace, Chain, MaybeState, Scale, Trace, TraceState,
 };
-use crate::tree::Tree;
-use tch::Kind;
+use crate::tree::{self, Tree};
+use tch::{Kind, Tensor};
 
 /// Stochastic gradient descent, with optional (Nesterov) momentum (`optax.sgd`):
 /// `chain(trace(momentum) or identity, scale_by_learning_rate(learning_rate))`.
 ///
-/// With momentum, a step is three kernels per leaf plus one to apply the update.
+/// With momentum, `update` is three kernels per leaf and `apply_updates` one more;
+/// [`update_and_apply`](GradientTransformation::update_and_apply) (what
+/// `TrainState::apply_gradients` calls) is one `_fused_sgd_` call for the whole tree.
 #[derive(Debug, Clone)]
 pub struct Sgd<L = f64> {
     momentum: Option<f64>,
@@ -68,5 +71,30 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Sgd<L> {
 
     fn update(&self, updates: P, state: Self::State, params: Option<&P>) -> Result<(P, Self::State)> {
         self.links().update(updates, state, params)
+    }
+
+    /// One `_fused_sgd_` call when the trace (if any) is kept in the parameters' dtype and
+    /// every tensor suits the kernel; `update` then `apply_updates` otherwise.
+    fn update_and_apply(&self, grads: P, state: Self::State, params: P) -> Result<(P, Self::State)> {
+        let (trace, lr_state) = state;
+        let momentum = match (&trace.0, self.momentum) {
+            (Some(trace), Some(decay)) if decay != 0.0 => Some((tree::leaves(&trace.trace), decay)),
+            (None, None) => None,
+            // A zero decay (the kernel would not read the buffers) or a state from elsewhere.
+            _ => return update_then_apply(self, grads, (trace, lr_state), params),
+        };
+        let (p, g) = (tree::leaves(&params), tree::leaves(&grads));
+        let groups: Vec<&[&Tensor]> = [Some(&p[..]), Some(&g[..]), momentum.as_ref().map(|(b, _)| &b[..])]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !fused::fusable(&groups) {
+            return update_then_apply(self, grads, (trace, lr_state), params);
+        }
+        let (factor, lr_state) = self.learning_rate.next(lr_state);
+        let (bufs, decay) = momentum.map_or((None, 0.0), |(b, decay)| (Some(b), decay));
+        fused::sgd(&p, &g, bufs.as_deref(), decay, -factor, self.nesterov)?;
+        drop((p, g, bufs));
+        Ok((params, (trace, lr_state)))
     }
 }

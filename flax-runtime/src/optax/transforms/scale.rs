@@ -54,6 +54,14 @@ impl<L> Scale<L> {
     }
 }
 
+impl<L: ScalarOrSchedule> Scale<L> {
+    /// The factor of this step (the sign included) and the next state.
+    pub(crate) fn next(&self, state: L::State) -> (f64, L::State) {
+        let (value, state) = self.factor.next(state);
+        (self.sign * value, state)
+    }
+}
+
 impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Scale<L> {
     type State = L::State;
 
@@ -62,9 +70,9 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Scale<L> {
     }
 
     fn update(&self, mut updates: P, state: L::State, _params: Option<&P>) -> Result<(P, L::State)> {
-        let (value, state) = self.factor.next(state);
+        let (factor, state) = self.next(state);
         zip_leaves_mut(&mut updates, [], |g, []| {
-            let _ = g.f_mul_scalar_(self.sign * value)?;
+            let _ = g.f_mul_scalar_(factor)?;
             Ok(())
         })?;
         Ok((updates, state))

@@ -53,4 +53,25 @@ int flax_fused_sgd(at::Tensor **params, at::Tensor **grads, at::Tensor **bufs, i
   });
 }
 
+// `torch._fused_adam_` (`decoupled` = 0) or `torch._fused_adamw_` (1) without amsgrad: for
+// each i, `mu = lerp(mu, g, 1 - b1)`, `nu = b2 * nu + (1 - b2) * g * g`, then
+// `p -= lr * (mu / bc1) / (sqrt(nu / bc2) + eps)` with `bc = 1 - b^step` (and, decoupled,
+// `p *= 1 - lr * weight_decay` first). `step` is one 0-d float tensor on the parameters'
+// device, read by every parameter's update.
+int flax_fused_adam(at::Tensor **params, at::Tensor **grads, at::Tensor **mus, at::Tensor **nus, int n,
+                    at::Tensor *step, double lr, double b1, double b2, double weight_decay, double eps,
+                    int decoupled, char *error, size_t error_len) {
+  return guarded(error, error_len, [&] {
+    std::vector<at::Tensor> steps(n, *step);
+    auto p = tensors(params, n), g = tensors(grads, n), m = tensors(mus, n), v = tensors(nus, n);
+    if (decoupled) {
+      at::_fused_adamw_(p, g, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, b1, b2, weight_decay, eps, /*amsgrad=*/false,
+                        /*maximize=*/false);
+    } else {
+      at::_fused_adam_(p, g, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, b1, b2, weight_decay, eps, /*amsgrad=*/false,
+                       /*maximize=*/false);
+    }
+  });
+}
+
 }  // extern "C"

@@ -75,19 +75,28 @@ fn updates_reuse_the_gradient_and_state_buffers() {
     assert_eq!(pointers(state.0 .0.as_ref().map(|t| &t.trace).unwrap()), trace);
 }
 
-/// `update_and_apply` (one fused `_fused_sgd_` kernel for SGD, the definition for the others)
-/// gives the parameters and state of `update` then `apply_updates`, step after step, in place.
+/// `update_and_apply` (one fused kernel for SGD, Adam and AdamW where they implement the
+/// configuration, the definition otherwise) gives the parameters and state of `update` then
+/// `apply_updates`, step after step, in place.
 #[test]
 fn update_and_apply_equals_update_then_apply_updates() {
-    let schedule = optax::warmup_cosine_decay_schedule(0.0, 0.5, 2, 6, 0.0, 1.0).unwrap();
+    let schedule = || optax::warmup_cosine_decay_schedule(0.0, 0.5, 2, 6, 0.0, 1.0).unwrap();
     let optimizers: Vec<(&str, BoxedTransformation<Params>)> = vec![
         ("sgd", optax::sgd(0.1).boxed()),
         ("sgd_momentum", optax::sgd(0.1).momentum(0.9).boxed()),
         ("sgd_nesterov", optax::sgd(0.1).momentum(0.9).nesterov(true).boxed()),
-        ("sgd_schedule", optax::sgd(schedule).momentum(0.8).boxed()),
+        ("sgd_schedule", optax::sgd(schedule()).momentum(0.8).boxed()),
         ("sgd_zero_momentum", optax::sgd(0.1).momentum(0.0).boxed()),
         ("sgd_double_trace", optax::sgd(0.1).momentum(0.9).accumulator_dtype(Kind::Double).boxed()),
+        ("adam", optax::adam(1e-2).boxed()),
+        ("adam_schedule", optax::adam(schedule()).b1(0.8).eps(1e-6).boxed()),
+        ("adam_nesterov", optax::adam(1e-2).nesterov(true).boxed()),
         ("adamw", optax::adamw(1e-2).weight_decay(1e-2).boxed()),
+        (
+            "adamw_masked",
+            optax::adamw(1e-2).weight_decay(0.1).mask(|path, _| path.to_string() == "w").boxed(),
+        ),
+        ("rmsprop", optax::rmsprop(1e-2).boxed()),
     ];
     for (name, tx) in optimizers {
         let (mut fused, mut fused_state) = (params(1.0), tx.init(&params(1.0)).unwrap());
@@ -99,12 +108,20 @@ fn update_and_apply_equals_update_then_apply_updates() {
             (plain, plain_state) = (optax::apply_updates(plain, &updates).unwrap(), next);
         }
         assert_eq!(pointers(&fused), p_pointers, "{name}: the parameters were reallocated");
-        for (a, b) in tree::leaves(&fused).into_iter().zip(tree::leaves(&plain)) {
-            assert!(a.allclose(b, 1e-6, 1e-7, false), "{name}: {a:?} != {b:?}");
+        // Within 1e-4 of the parameters' change: libtorch's Adam computes its bias corrections
+        // in double precision where Optax rounds to float32 first (about 1e-5 of an update);
+        // a wrong formula would be off by the size of an update.
+        let initial = params(1.0);
+        for ((a, b), p0) in
+            tree::leaves(&fused).into_iter().zip(tree::leaves(&plain)).zip(tree::leaves(&initial))
+        {
+            let allowed = (b - p0).abs() * 1e-4 + 1e-7;
+            let worst = ((a - b).abs() - allowed).max().double_value(&[]);
+            assert!(worst <= 0.0, "{name}: parameters differ by {worst} more than allowed");
         }
         for ((path, x), y) in tree::leaves_with_path(&fused_state).into_iter().zip(tree::leaves(&plain_state))
         {
-            assert!(x.allclose(y, 1e-6, 1e-7, false), "{name}: state {path:?}: {x:?} != {y:?}");
+            assert!(x.allclose(y, 1e-5, 1e-7, false), "{name}: state {path:?}: {x:?} != {y:?}");
         }
     }
 }

@@ -2,12 +2,14 @@
 
 use crate::core::errors::Result;
 use crate::optax::alias::delegate_setters;
+use crate::optax::fused::{self, AdamConfig};
+use crate::optax::numerics::safe_increment;
 use crate::optax::scalar_or_schedule::ScalarOrSchedule;
-use crate::optax::transformation::GradientTransformation;
+use crate::optax::transformation::{update_then_apply, GradientTransformation};
 use crate::optax::transforms::{
     chain, scale_by_adam, scale_by_learning_rate, Chain, Scale, ScaleByAdam, ScaleByAdamState,
 };
-use crate::tree::Tree;
+use crate::tree::{self, Tree};
 use tch::Kind;
 
 /// Adam (`optax.adam`): `chain(scale_by_adam(...), scale_by_learning_rate(learning_rate))`;
@@ -41,4 +43,46 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Adam<L> {
     fn update(&self, updates: P, state: Self::State, params: Option<&P>) -> Result<(P, Self::State)> {
         self.links().update(updates, state, params)
     }
+
+    /// One `_fused_adam_` call when the configuration and tensors suit it (see
+    /// [`fused_config`]); `update` then `apply_updates` otherwise.
+    fn update_and_apply(&self, grads: P, state: Self::State, params: P) -> Result<(P, Self::State)> {
+        let Some(config) = fused_config(&self.scale_by_adam, &params, &grads, &state.0) else {
+            return update_then_apply(self, grads, state, params);
+        };
+        let (adam, lr_state) = state;
+        let (factor, lr_state) = self.learning_rate.next(lr_state);
+        let adam = fused_step(config, &params, &grads, adam, -factor, None)?;
+        Ok((params, (adam, lr_state)))
+    }
+}
+
+/// The fused kernels' configuration, when they implement `scale_by_adam`'s (no `eps_root`,
+/// no Nesterov, moments in the parameters' dtype) for these tensors.
+pub(super) fn fused_config<P: Tree>(
+    scale_by_adam: &ScaleByAdam,
+    params: &P,
+    grads: &P,
+    state: &ScaleByAdamState<P>,
+) -> Option<AdamConfig> {
+    let config = scale_by_adam.fused_config()?;
+    let groups = [params, grads, &state.mu, &state.nu].map(tree::leaves);
+    fused::fusable(&groups.each_ref().map(|g| &g[..])).then_some(config)
+}
+
+/// One fused Adam (or, with a weight decay, AdamW) step over the whole tree, in place:
+/// Optax's `scale_by_adam` state after it.
+pub(super) fn fused_step<P: Tree>(
+    config: AdamConfig,
+    params: &P,
+    grads: &P,
+    state: ScaleByAdamState<P>,
+    lr: f64,
+    weight_decay: Option<f64>,
+) -> Result<ScaleByAdamState<P>> {
+    let count = safe_increment(state.count);
+    let [p, g, mu, nu] = [params, grads, &state.mu, &state.nu].map(tree::leaves);
+    fused::adam(&p, &g, &mu, &nu, count, lr, config, weight_decay)?;
+    drop((p, g, mu, nu));
+    Ok(ScaleByAdamState { count, ..state })
 }

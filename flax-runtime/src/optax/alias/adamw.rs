@@ -1,9 +1,10 @@
 //! `optax.adamw`.
 
 use crate::core::errors::Result;
+use crate::optax::alias::adam::{fused_config, fused_step};
 use crate::optax::alias::delegate_setters;
 use crate::optax::scalar_or_schedule::ScalarOrSchedule;
-use crate::optax::transformation::GradientTransformation;
+use crate::optax::transformation::{update_then_apply, GradientTransformation};
 use crate::optax::transforms::{
     add_decayed_weights, chain, scale_by_adam, scale_by_learning_rate, AddDecayedWeights, Chain, Scale,
     ScaleByAdam, ScaleByAdamState,
@@ -63,5 +64,19 @@ impl<P: Tree, L: ScalarOrSchedule, W: ScalarOrSchedule> GradientTransformation<P
 
     fn update(&self, updates: P, state: Self::State, params: Option<&P>) -> Result<(P, Self::State)> {
         self.links().update(updates, state, params)
+    }
+
+    /// One `_fused_adamw_` call when the configuration and tensors suit it (and no mask
+    /// limits the weight decay); `update` then `apply_updates` otherwise.
+    fn update_and_apply(&self, grads: P, state: Self::State, params: P) -> Result<(P, Self::State)> {
+        let config = fused_config(&self.scale_by_adam, &params, &grads, &state.0);
+        let (Some(config), false) = (config, self.add_decayed_weights.is_masked()) else {
+            return update_then_apply(self, grads, state, params);
+        };
+        let (adam, decay_state, lr_state) = state;
+        let (weight_decay, decay_state) = self.add_decayed_weights.next(decay_state);
+        let (factor, lr_state) = self.learning_rate.next(lr_state);
+        let adam = fused_step(config, &params, &grads, adam, -factor, Some(weight_decay))?;
+        Ok((params, (adam, decay_state, lr_state)))
     }
 }

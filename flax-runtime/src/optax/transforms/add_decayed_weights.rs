@@ -44,6 +44,18 @@ impl<W> AddDecayedWeights<W> {
     }
 }
 
+impl<W: ScalarOrSchedule> AddDecayedWeights<W> {
+    /// Whether the decay applies to selected leaves only (a fused kernel applies it to all).
+    pub(crate) fn is_masked(&self) -> bool {
+        self.mask.is_some()
+    }
+
+    /// This step's weight decay and the next state.
+    pub(crate) fn next(&self, state: W::State) -> (f64, W::State) {
+        self.weight_decay.next(state)
+    }
+}
+
 impl<P: Tree, W: ScalarOrSchedule> GradientTransformation<P> for AddDecayedWeights<W> {
     type State = W::State;
 

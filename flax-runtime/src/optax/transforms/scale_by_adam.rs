@@ -1,6 +1,7 @@
 //! `optax.scale_by_adam`: Adam's preconditioning, without the learning rate.
 
 use crate::core::errors::Result;
+use crate::optax::fused::AdamConfig;
 use crate::optax::leafwise::{axpy, full_like, update_moment, zip_leaves_mut};
 use crate::optax::numerics::{bias_correction, safe_increment};
 use crate::optax::transformation::GradientTransformation;
@@ -79,6 +80,13 @@ impl ScaleByAdam {
     }
 
     /// One leaf, for the step whose (incremented) count is `count`.
+    /// The hyper-parameters as libtorch's fused Adam kernels take them, when they implement
+    /// this configuration: no `eps_root`, no Nesterov, moments in the parameters' dtype.
+    pub(crate) fn fused_config(&self) -> Option<AdamConfig> {
+        let plain = self.eps_root == 0.0 && !self.nesterov && self.mu_dtype.is_none();
+        plain.then_some(AdamConfig { b1: self.b1, b2: self.b2, eps: self.eps })
+    }
+
     fn update_leaf(&self, g: &mut Tensor, mu: &Tensor, nu: &Tensor, count: i64) -> Result<()> {
         let mu = update_moment(mu, g, self.b1)?;
         if self.nesterov {

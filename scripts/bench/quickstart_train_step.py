@@ -48,6 +48,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCH_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+# glibc malloc settings that keep freed buffers in the heap instead of unmapping them.
+MALLOC_KEEP = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967295"
 
 # (other framework, target for the library's speed over its speed, what the target says)
 TARGETS = [
@@ -68,7 +70,17 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each framework's samples")
     parser.add_argument("--batches", default="32,128")
     parser.add_argument("--json", help="also write the raw samples and the summary to this file")
+    parser.add_argument("--malloc-keep", action="store_true",
+                        help=f"run every framework with GLIBC_TUNABLES={MALLOC_KEEP} (see the docstring)")
     return parser.parse_args()
+
+
+def keep_malloc_memory():
+    """Re-executes this script with glibc's malloc told to keep freed memory (inherited by
+    the subprocesses; glibc reads GLIBC_TUNABLES only at start-up)."""
+    if os.environ.get("GLIBC_TUNABLES") != MALLOC_KEEP:
+        env = dict(os.environ, GLIBC_TUNABLES=MALLOC_KEEP)
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def set_xla_threads(threads):
@@ -176,7 +188,7 @@ def summarize(rounds, batch):
 def print_report(args, rounds, batches, load):
     print(f"\nquickstart train step: {args.threads} thread(s), {args.rounds} rounds x {args.samples} samples x "
           f"{args.steps} steps; load average before/after {load[0]:.2f}/{load[1]:.2f}; "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
     summary = {}
     for batch in batches:
         steps_per_s, ratios = summarize(rounds, batch)
@@ -193,6 +205,8 @@ def print_report(args, rounds, batches, load):
 
 def main():
     args = parse_args()
+    if args.malloc_keep:
+        keep_malloc_memory()
     set_xla_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     load_before = os.getloadavg()[0]

@@ -14,7 +14,7 @@ the epoch as clu's `Average` and `Accuracy` do); the whole test set evaluated af
 (its last batch padded and masked). It prints the spec's log lines, then one JSON line with the
 final test accuracy.
 
-`benches/quickstart_train_step.py` imports `CNN`, `create_train_state` and `train_step` from
+`scripts/bench/quickstart_train_step.py` imports `CNN`, `create_train_state` and `train_step` from
 here, so that the benchmark times exactly this step.
 """
 

@@ -5,7 +5,7 @@
 //!
 //! - `flax`: exactly `train_step` of `examples/examples/quickstart.rs`, what a user writes:
 //!   `flax::grad` of the mean `optax::losses::softmax_cross_entropy_with_integer_labels`,
-//!   then `TrainState::apply_gradients`.
+//!   then `TrainState::apply_gradients` (one `_fused_sgd_` kernel for every parameter).
 //! - `tch_channels_last`: what a `tch` expert writes for the layout the library hands
 //!   libtorch (NHWC data viewed as NCHW, kernels in channels-last memory format): the
 //!   forward pass on the weights directly, `cross_entropy_for_logits`, `run_backward` on the
@@ -31,63 +31,39 @@
 //! Flax/JAX-jit); `--breakdown` also times the forward and backward pass and the optimizer
 //! update separately.
 
-use flax::nn::{self, Padding};
-use flax::optax::{self, Sgd};
+// The tests' quickstart: the CNN and `train_step` of the example (the metrics go unused here).
+#[allow(dead_code)]
+#[path = "../tests/quickstart/mod.rs"]
+mod quickstart;
+
+use flax::optax;
 use flax::prelude::*;
+use flax::training::metrics::Collection;
 use flax::training::TrainState;
-use flax::Value;
+use quickstart::{loss_and_logits, train_step, variables, Extra, Metrics, State, CNN};
 use serde_json::json;
 use std::time::Instant;
 
 const LEARNING_RATE: f64 = 0.01;
 const MOMENTUM: f64 = 0.9;
 
-/// The spec's quickstart CNN.
-#[allow(clippy::upper_case_acronyms)]
-#[module]
-pub struct CNN;
-
-#[module]
-impl CNN {
-    #[compact]
-    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
-        let x = nn::Conv::new(64, vec![3, 3]).call(cx, &x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
-        let x = x.flatten(1, -1);
-        let x = nn::Dense::new(256).call(cx, &x)?.relu();
-        nn::Dense::new(10).call(cx, &x)
-    }
-}
-
-type State = TrainState<CNN, FrozenDict, Sgd>;
-
-/// `{"params": params}`, what `apply` takes.
-fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
 /// The quickstart example's `create_train_state`, from given parameters (copied, so that
 /// the in-place updates leave the caller's alone).
 fn create_train_state(params: &FrozenDict) -> State {
     let params = flax::tree::tree_map(params, |p| Ok(p.copy())).expect("copy params");
-    TrainState::create(CNN::new(), params, optax::sgd(LEARNING_RATE).momentum(MOMENTUM)).expect("train state")
+    let tx = optax::sgd(LEARNING_RATE).momentum(MOMENTUM);
+    TrainState::create_with(CNN::new(), params, tx, Extra { metrics: Metrics::empty() }).expect("train state")
 }
 
 /// The gradients of the quickstart example's `train_step`.
 fn flax_grads(state: &State, x: &Tensor, labels: &Tensor) -> FrozenDict {
-    flax::grad(&state.params, |params| {
-        let logits = state.apply_fn.apply(&variables(params), x)?;
-        Ok(optax::losses::softmax_cross_entropy_with_integer_labels(&logits, labels)?.mean(Kind::Float))
-    })
-    .expect("grad")
+    flax::grad(&state.params, |params| Ok(loss_and_logits(&state.apply_fn, params, x, labels)?.0))
+        .expect("grad")
 }
 
 /// The quickstart example's `train_step`, as is.
 fn flax_train_step(state: State, x: &Tensor, labels: &Tensor) -> State {
-    let grads = flax_grads(&state, x, labels);
-    state.apply_gradients(grads).expect("apply_gradients")
+    train_step(state, x, labels).expect("train_step")
 }
 
 /// The same network and optimizer hand-written in `tch`, weights held directly.

@@ -126,6 +126,34 @@ fn update_and_apply_equals_update_then_apply_updates() {
     }
 }
 
+/// The fused kernels take gradients of any layout (a convolution kernel's gradient is a
+/// permuted view), and only read them, where `update` overwrites the gradients with the
+/// updates: untouched gradients show that the fused path ran.
+#[test]
+fn fused_kernels_read_gradients_of_any_layout() {
+    let optimizers: Vec<(&str, BoxedTransformation<Params>)> = vec![
+        ("sgd_momentum", optax::sgd(0.1).momentum(0.9).boxed()),
+        ("adam", optax::adam(1e-2).boxed()),
+        ("adamw", optax::adamw(1e-2).boxed()),
+    ];
+    for (name, tx) in optimizers {
+        let w = (Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([3, 2]) * 0.1).tr();
+        let grads = Params { w, b: Tensor::from_slice(&[0.5f32, -0.25]) };
+        assert!(!grads.w.is_contiguous());
+        let kept = tree::tree_map(&grads, |g| Ok(g.copy())).unwrap();
+        let state = tx.init(&params(1.0)).unwrap();
+        let (fused, _) =
+            tx.update_and_apply(tree::shallow_clone(&grads).unwrap(), state, params(1.0)).unwrap();
+        assert_same(&grads, &kept);
+        let state = tx.init(&params(1.0)).unwrap();
+        let (updates, _) = tx.update(kept, state, Some(&params(1.0))).unwrap();
+        let plain = optax::apply_updates(params(1.0), &updates).unwrap();
+        for (a, b) in tree::leaves(&fused).into_iter().zip(tree::leaves(&plain)) {
+            assert!(a.allclose(b, 1e-6, 1e-6, false), "{name}: {a:?} != {b:?}");
+        }
+    }
+}
+
 #[test]
 fn accumulators_keep_their_dtypes() {
     let p = params(1.0);

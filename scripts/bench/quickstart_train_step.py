@@ -13,7 +13,7 @@ Run, from the repository root (LIBTORCH as for any cargo command; the Rust bench
 with `cargo bench --no-run` first):
 
     .golden-venv/bin/python scripts/bench/quickstart_train_step.py [--threads 1] \
-        [--rounds 10] [--samples 3] [--steps 5] [--batches 32,128]
+        [--rounds 10] [--samples 3] [--steps 5] [--batches 32,128] [--default-malloc]
 
 The step (same network, same optimizer): the CNN's forward pass, the mean softmax
 cross-entropy with integer labels, the gradients, and SGD(lr 0.01, momentum 0.9); not the
@@ -32,6 +32,13 @@ Fairness:
   jit compilation. A sample is `--steps` consecutive steps, timed with a monotonic clock;
   Flax's sample ends with `block_until_ready` on the new state (JAX dispatches
   asynchronously). Inputs are on the host already (no data loading is timed).
+- Steady state: every framework runs in a short process (a few dozen steps per round), where
+  glibc's malloc still hands the freed activation and gradient buffers back to the operating
+  system and each step page-faults them in again (a third of the step on one thread, in the
+  library, `tch` and PyTorch eager alike), unlike a training process, whose allocator settles
+  after its first steps (the quickstart example takes about 90 page faults per step, with or
+  without this setting). So the script runs every framework with `GLIBC_TUNABLES` telling
+  malloc to keep freed memory (it re-executes itself with it); `--default-malloc` does not.
 - Drift: the machine may be shared, so the frameworks run alternately, round after round (the
   order rotating), and each ratio is the median over rounds of the ratio of the two
   frameworks' medians in that round; the library and hand-written `tch` are paired sample by
@@ -70,8 +77,8 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each framework's samples")
     parser.add_argument("--batches", default="32,128")
     parser.add_argument("--json", help="also write the raw samples and the summary to this file")
-    parser.add_argument("--malloc-keep", action="store_true",
-                        help=f"run every framework with GLIBC_TUNABLES={MALLOC_KEEP} (see the docstring)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help=f"do not set GLIBC_TUNABLES={MALLOC_KEEP} (see the docstring)")
     return parser.parse_args()
 
 
@@ -205,7 +212,7 @@ def print_report(args, rounds, batches, load):
 
 def main():
     args = parse_args()
-    if args.malloc_keep:
+    if not args.default_malloc:
         keep_malloc_memory()
     set_xla_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]

@@ -10,6 +10,7 @@
 //! falls back to the transformation's own kernels elsewhere.
 
 use crate::core::errors::Result;
+use std::borrow::Borrow;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use tch::{Kind, Tensor};
 
@@ -47,29 +48,38 @@ extern "C" {
     ) -> c_int;
 }
 
-/// Whether the fused kernels handle these leaf lists as the per-leaf kernels would: every
-/// tensor floating point, contiguous (the CPU kernel writes through raw pointers) and on the
-/// first one's device, and each group of the same length with equal dtypes and shapes.
-pub(crate) fn fusable(groups: &[&[&Tensor]]) -> bool {
-    let Some(first) = groups.first().and_then(|g| g.first()) else { return false };
+/// Whether the fused kernels handle these leaves as the per-leaf kernels would: the tensors
+/// they write (`written`: the parameters, then each state tree) contiguous, since the CPU
+/// kernels write through raw pointers, and the gradients of any layout (the kernels are
+/// given contiguous copies of those that are not, such as a convolution kernel's gradient,
+/// which autograd returns in libtorch's layout); every tensor floating point and on one
+/// device, every list as long as the parameters' with the same dtypes and shapes.
+pub(crate) fn fusable(written: &[&[&Tensor]], grads: &[&Tensor]) -> bool {
+    let Some(params) = written.first() else { return false };
+    let Some(first) = params.first() else { return false };
     let device = first.device();
     let floating =
         |t: &Tensor| matches!(t.f_kind(), Ok(Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16));
-    let len = groups[0].len();
-    groups.iter().all(|group| {
-        group.len() == len
-            && group.iter().zip(groups[0]).all(|(t, reference)| {
+    let like_params = |group: &[&Tensor], contiguous: bool| {
+        group.len() == params.len()
+            && group.iter().zip(params.iter()).all(|(t, p)| {
                 floating(t)
-                    && t.is_contiguous()
+                    && (!contiguous || t.is_contiguous())
                     && t.device() == device
-                    && t.f_kind().ok() == reference.f_kind().ok()
-                    && t.size() == reference.size()
+                    && t.f_kind().ok() == p.f_kind().ok()
+                    && t.size() == p.size()
             })
-    })
+    };
+    written.iter().all(|group| like_params(group, true)) && like_params(grads, false)
 }
 
-fn handles(tensors: &[&Tensor]) -> Vec<Handle> {
-    tensors.iter().map(|t| t.as_ptr() as Handle).collect()
+/// Contiguous versions of `grads`: the same tensors where they already are.
+fn contiguous(grads: &[&Tensor]) -> Vec<Tensor> {
+    grads.iter().map(|g| g.contiguous()).collect()
+}
+
+fn handles<T: Borrow<Tensor>>(tensors: &[T]) -> Vec<Handle> {
+    tensors.iter().map(|t| t.borrow().as_ptr() as Handle).collect()
 }
 
 /// `torch._fused_sgd_` without weight decay or dampening, in place: for each leaf,
@@ -88,7 +98,8 @@ pub(crate) fn sgd(
     nesterov: bool,
 ) -> Result<()> {
     let n = count_of(params, [grads].into_iter().chain(bufs));
-    let (params, grads, bufs) = (handles(params), handles(grads), bufs.map(handles));
+    let grads = contiguous(grads);
+    let (params, grads, bufs) = (handles(params), handles(&grads), bufs.map(handles));
     let bufs_ptr = bufs.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
     // SAFETY: every handle points to a live `at::Tensor` borrowed for the call, and each
     // array holds `n` of them (checked by `count`).
@@ -139,7 +150,8 @@ pub(crate) fn adam(
     let n = count_of(params, [grads, mus, nus]);
     let Some(first) = params.first() else { return Ok(()) };
     let step = Tensor::f_full([], count as f64, (Kind::Float, first.device()))?;
-    let (params, grads, mus, nus) = (handles(params), handles(grads), handles(mus), handles(nus));
+    let grads = contiguous(grads);
+    let (params, grads, mus, nus) = (handles(params), handles(&grads), handles(mus), handles(nus));
     let (decoupled, weight_decay) = weight_decay.map_or((0, 0.0), |wd| (1, wd));
     let AdamConfig { b1, b2, eps } = config;
     // SAFETY: as in `sgd`; `step` lives until the call returns.

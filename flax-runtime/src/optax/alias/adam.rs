@@ -66,8 +66,8 @@ pub(super) fn fused_config<P: Tree>(
     state: &ScaleByAdamState<P>,
 ) -> Option<AdamConfig> {
     let config = scale_by_adam.fused_config()?;
-    let groups = [params, grads, &state.mu, &state.nu].map(tree::leaves);
-    fused::fusable(&groups.each_ref().map(|g| &g[..])).then_some(config)
+    let [p, g, mu, nu] = [params, grads, &state.mu, &state.nu].map(tree::leaves);
+    fused::fusable(&[&p, &mu, &nu], &g).then_some(config)
 }
 
 /// One fused Adam (or, with a weight decay, AdamW) step over the whole tree, in place:

@@ -84,11 +84,9 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Sgd<L> {
             _ => return update_then_apply(self, grads, (trace, lr_state), params),
         };
         let (p, g) = (tree::leaves(&params), tree::leaves(&grads));
-        let groups: Vec<&[&Tensor]> = [Some(&p[..]), Some(&g[..]), momentum.as_ref().map(|(b, _)| &b[..])]
-            .into_iter()
-            .flatten()
-            .collect();
-        if !fused::fusable(&groups) {
+        let written: Vec<&[&Tensor]> =
+            [Some(&p[..]), momentum.as_ref().map(|(b, _)| &b[..])].into_iter().flatten().collect();
+        if !fused::fusable(&written, &g) {
             return update_then_apply(self, grads, (trace, lr_state), params);
         }
         let (factor, lr_state) = self.learning_rate.next(lr_state);

@@ -86,6 +86,7 @@ fn update_and_apply_equals_update_then_apply_updates() {
         ("sgd_momentum", optax::sgd(0.1).momentum(0.9).boxed()),
         ("sgd_nesterov", optax::sgd(0.1).momentum(0.9).nesterov(true).boxed()),
         ("sgd_schedule", optax::sgd(schedule()).momentum(0.8).boxed()),
+        ("sgd_nesterov_without_momentum", optax::sgd(0.1).nesterov(true).boxed()),
         ("sgd_zero_momentum", optax::sgd(0.1).momentum(0.0).boxed()),
         ("sgd_double_trace", optax::sgd(0.1).momentum(0.9).accumulator_dtype(Kind::Double).boxed()),
         ("adam", optax::adam(1e-2).boxed()),

@@ -102,7 +102,7 @@ pub(crate) fn sgd(
     let (params, grads, bufs) = (handles(params), handles(&grads), bufs.map(handles));
     let bufs_ptr = bufs.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
     // SAFETY: every handle points to a live `at::Tensor` borrowed for the call, and each
-    // array holds `n` of them (checked by `count`).
+    // array holds `n` of them (checked by `count_of`).
     call(|error, len| unsafe {
         flax_fused_sgd(
             params.as_ptr(),

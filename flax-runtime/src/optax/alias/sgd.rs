@@ -91,7 +91,9 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Sgd<L> {
         }
         let (factor, lr_state) = self.learning_rate.next(lr_state);
         let (bufs, decay) = momentum.map_or((None, 0.0), |(b, decay)| (Some(b), decay));
-        fused::sgd(&p, &g, bufs.as_deref(), decay, -factor, self.nesterov)?;
+        // Optax ignores `nesterov` without momentum.
+        let nesterov = self.nesterov && bufs.is_some();
+        fused::sgd(&p, &g, bufs.as_deref(), decay, -factor, nesterov)?;
         drop((p, g, bufs));
         Ok((params, (trace, lr_state)))
     }

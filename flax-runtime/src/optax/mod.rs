@@ -44,6 +44,12 @@
 //! - `update` consumes the gradients and the state and reuses their buffers (in place, under
 //!   `no_grad`), and [`apply_updates`] consumes the parameters: ownership is the donation
 //!   `jax.jit` asks for, and a training step allocates no optimizer tensors;
+//! - [`GradientTransformation::update_and_apply`] (what `TrainState::apply_gradients` calls)
+//!   runs `sgd`, `adam` and `adamw` as one libtorch fused kernel over all parameters
+//!   (`_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`, through the C++ shim in `csrc/`) where
+//!   the configuration allows, instead of several kernels per parameter; equal to `update`
+//!   then [`apply_updates`] up to float rounding (Adam's bias corrections are computed in
+//!   double precision, about 1e-5 of an update from Optax's float32);
 //! - hyper-parameters with defaults are builder methods (`optax::adam(1e-3).b2(0.99)`);
 //!   schedules and losses, which are functions, take all of Optax's arguments;
 //! - step counts are host integers (`i64`, saturating at `i32::MAX` like Optax's int32), so

@@ -1,6 +1,6 @@
 //! `init` and `apply`: pure functions from (variables, RNG keys, inputs) to (output, updates).
 //!
-//! Generated `init`/`apply` methods of a module are thin wrappers over [`run`]. The general
+//! Generated `init`/`apply` methods of a module are thin wrappers over `run`. The general
 //! forms are [`Module::init_method`](crate::core::module::Module::init_method) and
 //! [`Module::apply_method`](crate::core::module::Module::apply_method), which take any closure
 //! over the bound module (Flax's `method=` argument).

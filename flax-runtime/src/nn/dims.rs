@@ -5,8 +5,8 @@ use crate::core::repr::FlaxRepr;
 
 /// A bare int (`Int`) or a sequence of ints (`Seq`), as a Flax attribute typed
 /// `int | Sequence[int]` holds it. Each layer reads it as Flax does: convolutions broadcast
-/// an int to every spatial dimension ([`Dims::broadcast`]), `DenseGeneral` takes it as a
-/// one-element tuple ([`Dims::to_tuple`]). `2.into()`, `[2, 1].into()` and
+/// an int to every spatial dimension (`Dims::broadcast`), `DenseGeneral` takes it as a
+/// one-element tuple (`Dims::to_tuple`). `2.into()`, `[2, 1].into()` and
 /// `vec![2, 1].into()` build them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dims {

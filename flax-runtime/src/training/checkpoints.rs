@@ -73,7 +73,7 @@ use std::str::FromStr;
 
 /// Anything a checkpoint can hold: a tree with a Flax state dict.
 ///
-/// Implemented for [`FrozenDict`] (and so [`crate::Variables`]) and for any [`Value`] tree.
+/// Implemented for [`FrozenDict`](crate::FrozenDict) (and so [`crate::Variables`]) and for any [`Value`] tree.
 pub trait CheckpointTarget: Sized {
     /// The checkpoint file's bytes: Flax's `to_bytes(target)`.
     fn to_bytes(&self) -> Result<Vec<u8>>;

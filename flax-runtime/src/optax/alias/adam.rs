@@ -44,8 +44,9 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Adam<L> {
         self.links().update(updates, state, params)
     }
 
-    /// One `_fused_adam_` call when the configuration and tensors suit it (see
-    /// [`fused_config`]); `update` then `apply_updates` otherwise.
+    /// One `_fused_adam_` call when the configuration (no `eps_root`, no Nesterov, moments
+    /// in the parameters' dtype) and the tensors suit it; `update` then `apply_updates`
+    /// otherwise.
     fn update_and_apply(&self, grads: P, state: Self::State, params: P) -> Result<(P, Self::State)> {
         let Some(config) = fused_config(&self.scale_by_adam, &params, &grads, &state.0) else {
             return update_then_apply(self, grads, state, params);

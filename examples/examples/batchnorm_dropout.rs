@@ -48,8 +48,8 @@ struct Metrics {
 #[derive(Tree)]
 struct Extra {
     batch_stats: FrozenDict,
-    /// The dropout key; derived from the seed, so not saved.
-    #[tree(static)]
+    /// The dropout key: a leaf saved with the state (as Flax's `uint32[2]` key data), not a
+    /// tensor, so the optimizer leaves it alone.
     key: PRNGKey,
 }
 

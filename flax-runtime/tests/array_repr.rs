@@ -1,7 +1,7 @@
 //! JAX's array repr and Flax's `pretty_repr`, against strings printed by jax 0.10.2
 //! (`scripts/golden/array_repr_vectors.py`).
 
-use flax::core::array_repr::array_repr;
+use flax::core::array_repr::{array_repr, uint_array_repr};
 use flax::serialization::msgpack_restore;
 use flax::tch::{Device, Kind, Tensor};
 use flax::{FrozenDict, Scalar, Value};
@@ -27,8 +27,11 @@ fn arrays_print_as_jax_prints_them() {
     let mut failures = Vec::new();
     for (name, case) in v.iter() {
         let Some(case) = case.as_dict() else { continue };
-        let Some(array) = case.get("array").and_then(Value::as_tensor) else { continue };
-        let got = array_repr(array);
+        let got = match case.get("array") {
+            Some(Value::Tensor(t)) => array_repr(t),
+            Some(Value::Scalar(Scalar::UintArray(a))) => uint_array_repr(a),
+            _ => continue,
+        };
         if got != text(case) {
             failures.push(format!("{name}:\n  want {}\n  got  {got}", text(case)));
         }

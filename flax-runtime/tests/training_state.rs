@@ -32,7 +32,6 @@ struct Metrics {
 struct Extra {
     batch_stats: FrozenDict,
     metrics: Metrics,
-    #[tree(static)]
     dropout_key: PRNGKey,
 }
 
@@ -113,7 +112,7 @@ fn extra_fields_are_replaced_by_struct_update_and_saved_at_the_top_level() {
 
     let saved = tree::to_state_dict(&state);
     let keys: Vec<&str> = saved.as_dict().unwrap().keys().collect();
-    assert_eq!(keys, ["step", "params", "opt_state", "batch_stats", "metrics"]);
+    assert_eq!(keys, ["step", "params", "opt_state", "batch_stats", "metrics", "dropout_key"]);
     let paths: Vec<String> = tree::leaves_with_path(&state).into_iter().map(|(p, _)| p.join("/")).collect();
     assert!(paths.contains(&"batch_stats/mean".to_owned()), "{paths:?}");
     assert!(paths.contains(&"metrics/loss/total".to_owned()), "{paths:?}");
@@ -127,12 +126,13 @@ fn extra_fields_are_replaced_by_struct_update_and_saved_at_the_top_level() {
         Extra {
             batch_stats: state.extra.batch_stats.clone(),
             metrics: Metrics::empty(),
-            dropout_key: PRNGKey::new(7),
+            dropout_key: PRNGKey::new(0),
         },
     )
     .unwrap();
     let restored = from_bytes(&template, &bytes).unwrap();
     assert_eq!(restored.step, 1);
+    assert_eq!(restored.extra.dropout_key, PRNGKey::new(7), "the key is saved, not the template's");
     assert_eq!(restored.extra.metrics.loss.count.int64_value(&[]), 1);
     for ((path, a), (_, e)) in tree::leaves_with_path(&restored).iter().zip(tree::leaves_with_path(&state)) {
         assert!(a.equal(e), "{path:?}");

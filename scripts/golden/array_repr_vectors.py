@@ -6,6 +6,7 @@ one FrozenDict's pretty_repr. Run with the golden virtualenv:
 """
 import pathlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.core import freeze
@@ -36,6 +37,14 @@ CASES = {
     "int64_neg": np.array([-5, 10, 200], dtype=np.int64),
     "scalar": jnp.array(2.5, dtype=jnp.float32),
     "empty": jnp.zeros((0, 3)),
+    # Unsigned dtypes tch lacks (Rust keeps them host-side), JAX's keys first.
+    "uint32_key": jax.random.PRNGKey(42),
+    "uint32_keys": jax.random.split(jax.random.PRNGKey(0), 3),
+    "uint16_wrapped": jnp.arange(40, dtype=jnp.uint16) * 1600,
+    "uint32_summarised": jnp.arange(2000, dtype=jnp.uint32).reshape(40, 50),
+    "uint16_scalar": jnp.array(7, dtype=jnp.uint16),
+    "uint32_empty": jnp.zeros((2, 0), dtype=jnp.uint32),
+    "uint64_extremes": np.array([0, 2**64 - 1, 5], dtype=np.uint64),
 }
 
 
@@ -44,9 +53,13 @@ def main():
   for name, a in CASES.items():
     if isinstance(a, np.ndarray):
       # 64-bit arrays: JAX without x64 cannot hold them, so format them as jax.Array.__repr__
-      # would (numpy's array2string with JAX's prefix).
+      # would (numpy's array2string with JAX's prefix, and JAX's wider separator before the
+      # dtype when the last line is long).
       body = np.array2string(a, prefix="Array(", suffix=",", separator=", ")
-      text = f"Array({body}, dtype={a.dtype.name})"
+      dtype_str = f"dtype={a.dtype.name}"
+      last_line_len = len(body) - body.rfind("\n") + 1
+      sep = " " * len("Array(") if last_line_len + len(dtype_str) + 2 > np.get_printoptions()["linewidth"] else " "
+      text = f"Array({body},{sep}{dtype_str})"
     else:
       text = repr(a)
     out[name] = {"array": np.asarray(a), "repr": text}

@@ -11,8 +11,9 @@ Run, from the repository root:
 
 For each file this regenerates the case with Flax (see `serialization_vectors.CASES`) and
 checks that the bytes are identical, that `flax.serialization.msgpack_restore` reads back the
-same tree, and, for the TrainState, that `flax.serialization.from_bytes` restores the Rust
-bytes into a fresh `TrainState` equal to the trained one. It exits non-zero on any failure.
+same tree, and, for the TrainStates (plain, and the dropout guide's subclass with a `key`
+field), that `flax.serialization.from_bytes` restores the Rust bytes into a fresh
+`TrainState` equal to the trained one. It exits non-zero on any failure.
 """
 
 import os
@@ -40,13 +41,22 @@ def flax_twin(case):
   return notes.get('rewritten_as') or notes.get('unchunked_as') or case
 
 
-def check_train_state(rust_bytes):
-  trained = vectors.make_train_state()
-  restored = serialization.from_bytes(vectors.make_train_state(steps=0), rust_bytes)
+# case -> the function that builds its TrainState after `steps` updates.
+TRAIN_STATES = {
+  'train_state': vectors.make_train_state,
+  'train_state_with_key': vectors.make_train_state_with_key,
+}
+
+
+def check_train_state(make, rust_bytes):
+  trained = make()
+  restored = serialization.from_bytes(make(steps=0), rust_bytes)
   assert restored.step == trained.step, (restored.step, trained.step)
+  assert type(restored) is type(trained), type(restored)
+  # Every pytree leaf (params, opt_state and, for the subclass, the key), dtypes included.
   same = jax.tree_util.tree_map(
-    lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))),
-    (restored.params, restored.opt_state), (trained.params, trained.opt_state),
+    lambda a, b: bool(np.array_equal(a, b) and np.asarray(a).dtype == np.asarray(b).dtype),
+    serialization.to_state_dict(restored), serialization.to_state_dict(trained),
   )
   assert all(jax.tree_util.tree_leaves(same)), 'restored TrainState differs from the trained one'
 
@@ -58,8 +68,8 @@ def check(path):
   assert rust_bytes == flax_bytes, f'bytes differ from Flax ({len(rust_bytes)} vs {len(flax_bytes)} bytes)'
   rust_tree = vectors.describe(serialization.msgpack_restore(rust_bytes))
   assert rust_tree == vectors.describe(serialization.msgpack_restore(flax_bytes)), 'restored trees differ'
-  if case == 'train_state':
-    check_train_state(rust_bytes)
+  if case in TRAIN_STATES:
+    check_train_state(TRAIN_STATES[case], rust_bytes)
 
 
 def main():

@@ -146,9 +146,48 @@ def chunked_tree():
   }
 
 
-def make_train_state(steps=2):
-  """A TrainState with Adam after `steps` updates. `to_state_dict` of it is
-  {step, params, opt_state: {'0': ScaleByAdamState, '1': EmptyState}}."""
+UNSIGNED = [np.uint16, np.uint32, np.uint64]
+
+
+def unsigned_tree():
+  """The unsigned dtypes tch has no kind for (Rust keeps them host-side), JAX keys included."""
+  tree = {}
+  for d in UNSIGNED:
+    name = np.dtype(d).name
+    tree[name] = steps(d).reshape(2, 3)
+    tree[name + '_scalar'] = np.array(np.iinfo(d).max - 1, d)  # 0-d
+    tree[name + '_empty'] = np.zeros((0, 3), d)
+    tree[name + '_extremes'] = np.array([0, np.iinfo(d).max], d)
+  tree['uint32_rank3'] = np.arange(24, dtype=np.uint32).reshape(2, 3, 4)
+  tree['key'] = jax.random.PRNGKey(42)
+  tree['key_fold_in'] = jax.random.fold_in(jax.random.PRNGKey(42), 7)
+  tree['listed'] = [np.arange(2, dtype=np.uint16), {'k': jax.random.PRNGKey(0)}]
+  return tree
+
+
+def unsigned_numpy_scalars(as_array):
+  tree = {'u16': np.uint16(7), 'u32': np.uint32(2**32 - 1), 'u64': np.uint64(2**63 + 1)}
+  return {k: np.asarray(v) for k, v in tree.items()} if as_array else tree
+
+
+def unsigned_chunked_tree():
+  return {
+    'big32': np.arange(40, dtype=np.uint32).reshape(5, 8),  # 160 B: chunks of 25 and 15
+    'nested': {'big64': np.arange(30, dtype=np.uint64) * 3},  # 240 B: 12-element chunks
+    'small16': np.arange(10, dtype=np.uint16),  # 20 B: not chunked
+    'listed': [np.arange(40, dtype=np.uint32)],  # inside a list: never chunked
+  }
+
+
+class TrainStateWithKey(train_state.TrainState):
+  """The dropout guide's TrainState: the key is a pytree leaf, saved with the state."""
+  key: jax.Array
+
+
+def make_train_state(steps=2, cls=train_state.TrainState, tx=None, **extra):
+  """A TrainState (or subclass `cls` with `extra` fields) with `tx` (by default Adam) after
+  `steps` updates. `to_state_dict` of it is {step, params, opt_state: {'0': ScaleByAdamState,
+  '1': EmptyState}, **extra}."""
 
   class Mlp(nn.Module):
     @nn.compact
@@ -158,7 +197,7 @@ def make_train_state(steps=2):
 
   model = Mlp()
   params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))['params']
-  state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-2))
+  state = cls.create(apply_fn=model.apply, params=params, tx=tx or optax.adam(1e-2), **extra)
   for i in range(steps):
     grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.5 * (i + 1)), state.params)
     state = state.apply_gradients(grads=grads)
@@ -169,9 +208,15 @@ def train_state_bytes():
   return serialization.to_bytes(make_train_state())
 
 
-def unsupported_uint_bytes():
-  """uint16/32/64 have no tch 0.26 kind: the Rust reader must refuse them."""
-  return serialization.msgpack_serialize({'u': np.arange(3, dtype=np.uint32)})
+def make_train_state_with_key(steps=2):
+  """With SGD and momentum, whose state (a trace per parameter) a typed Rust `TrainState`
+  writes exactly as Optax does."""
+  tx = optax.sgd(0.1, momentum=0.9)
+  return make_train_state(steps, TrainStateWithKey, tx, key=jax.random.PRNGKey(42))
+
+
+def train_state_with_key_bytes():
+  return serialization.to_bytes(make_train_state_with_key())
 
 
 def serialize(tree):
@@ -215,7 +260,21 @@ CASES = {
   ),
   'chunked_to_bytes_unchunked': ('to_bytes', lambda: serialization.to_bytes(chunked_tree()), {}),
   'train_state': ('to_bytes', train_state_bytes, {}),
-  'unsupported_uint32': ('error', unsupported_uint_bytes, {}),
+  'unsigned': ('msgpack_serialize', lambda: serialize(unsigned_tree()), {}),
+  'unsigned_to_bytes': ('to_bytes', lambda: serialization.to_bytes(unsigned_tree()), {}),
+  'unsigned_numpy_scalars': (
+    'msgpack_serialize', lambda: serialize(unsigned_numpy_scalars(False)),
+    {'rewritten_as': 'unsigned_numpy_scalars_as_arrays'},
+  ),
+  'unsigned_numpy_scalars_as_arrays': (
+    'msgpack_serialize', lambda: serialize(unsigned_numpy_scalars(True)), {},
+  ),
+  'unsigned_chunked': (
+    'msgpack_serialize', lambda: chunked_serialize(unsigned_chunked_tree()),
+    {'max_chunk_size': SMALL_CHUNK_SIZE, 'unchunked_as': 'unsigned_chunked_unchunked'},
+  ),
+  'unsigned_chunked_unchunked': ('msgpack_serialize', lambda: serialize(unsigned_chunked_tree()), {}),
+  'train_state_with_key': ('to_bytes', train_state_with_key_bytes, {}),
 }
 
 
@@ -268,8 +327,7 @@ def main():
     data = make()
     (OUT / f'{name}.msgpack').write_bytes(data)
     entry = {'file': f'{name}.msgpack', 'api': api, **notes}
-    if api != 'error':
-      entry['tree'] = describe(serialization.msgpack_restore(data))
+    entry['tree'] = describe(serialization.msgpack_restore(data))
     expected[name] = entry
   (OUT / 'expected.json').write_text(json.dumps({'flax': '0.12.8', 'cases': expected}, indent=1) + '\n')
   print(f'wrote {len(CASES)} cases to {OUT}')

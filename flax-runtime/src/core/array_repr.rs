@@ -2,6 +2,8 @@
 //! prints for every leaf: numpy's `array2string` with its default print options (line width
 //! 75, precision 8 in `maxprec` mode, summarisation above 1000 elements with 3 edge items).
 
+use crate::core::frozen_dict::{dtype_name, shape_repr};
+use crate::core::uint_array::UintArray;
 use tch::{Kind, Tensor};
 
 const LINE_WIDTH: usize = 75;
@@ -12,58 +14,78 @@ const PREFIX: &str = "Array(";
 
 /// `Array([...], dtype=float32)` as JAX prints it.
 pub fn array_repr(tensor: &Tensor) -> String {
-    let dtype = crate::core::frozen_dict::dtype_name(tensor.kind());
+    let kind = tensor.kind();
+    repr(dtype_name(kind), &tensor.size(), |indices| {
+        let values = shown_values(tensor, indices);
+        let format = Formatter::new(kind, &values);
+        values.iter().map(|v| format.format(*v)).collect()
+    })
+}
+
+/// `Array([ 0, 42], dtype=uint32)`: the same repr for a host-side unsigned array, whose
+/// elements numpy right-aligns to the widest one, as for every integer dtype.
+pub fn uint_array_repr(array: &UintArray) -> String {
+    repr(array.dtype().name(), array.shape(), |indices| {
+        let values = array.values();
+        let digits: Vec<String> = indices.iter().map(|&i| values[i as usize].to_string()).collect();
+        let width = digits.iter().map(String::len).max().unwrap_or(1);
+        digits.iter().map(|d| format!("{d:>width$}")).collect()
+    })
+}
+
+/// The repr of an array of `dtype` and `shape` whose shown elements (see [`Shown`]) are
+/// formatted by `words`, given their row-major flat indices.
+fn repr(dtype: &str, shape: &[i64], words: impl FnOnce(&[i64]) -> Vec<String>) -> String {
     let dtype_str = format!("dtype={dtype}");
-    let shape = tensor.size();
-    if tensor.numel() == 0 {
-        return format!("{PREFIX}[], shape={}, {dtype_str})", crate::core::frozen_dict::shape_repr(&shape));
+    if shape.contains(&0) {
+        return format!("{PREFIX}[], shape={}, {dtype_str})", shape_repr(shape));
     }
-    let body = array2string(tensor);
+    let shown = shown(shape);
+    let words = words(&shown.indices);
+    let body = if shown.shape.is_empty() {
+        words.into_iter().next().unwrap_or_default()
+    } else {
+        let hanging = " ".repeat(1 + PREFIX.len());
+        let mut cursor = 0;
+        format_array(&words, &mut cursor, &shown.shape, shape, shown.summarised, &hanging, LINE_WIDTH - 1)
+    };
     let last_line = body.len() - body.rfind('\n').map_or(0, |i| i + 1) + PREFIX.len() + 1;
     let sep =
         if last_line + dtype_str.len() + 2 > LINE_WIDTH { " ".repeat(PREFIX.len()) } else { " ".into() };
     format!("{PREFIX}{body},{sep}{dtype_str})")
 }
 
-/// The elements numpy shows (all, or the edge items of every axis when summarising) as f64,
-/// with the shape of what is shown and whether it is summarised.
+/// The elements numpy shows (all, or the edge items of every axis when summarising) as their
+/// row-major flat indices, with the shape of what is shown and whether it is summarised.
 struct Shown {
-    values: Vec<f64>,
+    indices: Vec<i64>,
     shape: Vec<i64>,
     summarised: bool,
 }
 
-fn shown(tensor: &Tensor) -> Shown {
-    let mut t = tensor.to_device(tch::Device::Cpu);
-    let summarised = t.numel() as i64 > THRESHOLD;
-    if summarised {
-        for axis in 0..t.dim() as i64 {
-            let n = t.size()[axis as usize];
-            if n > 2 * EDGE_ITEMS {
-                t = Tensor::cat(
-                    &[t.narrow(axis, 0, EDGE_ITEMS), t.narrow(axis, n - EDGE_ITEMS, EDGE_ITEMS)],
-                    axis,
-                );
-            }
-        }
+fn shown(shape: &[i64]) -> Shown {
+    let summarised = shape.iter().product::<i64>() > THRESHOLD;
+    let mut indices = vec![0];
+    let mut shown_shape = Vec::with_capacity(shape.len());
+    for (axis, &n) in shape.iter().enumerate() {
+        let kept: Vec<i64> = if summarised && n > 2 * EDGE_ITEMS {
+            (0..EDGE_ITEMS).chain(n - EDGE_ITEMS..n).collect()
+        } else {
+            (0..n).collect()
+        };
+        let stride: i64 = shape[axis + 1..].iter().product();
+        indices = indices.iter().flat_map(|&base| kept.iter().map(move |&i| base + i * stride)).collect();
+        shown_shape.push(kept.len() as i64);
     }
-    let shape = t.size();
-    let flat = t.to_kind(Kind::Double).flatten(0, -1);
-    let values = Vec::<f64>::try_from(&flat).unwrap_or_default();
-    Shown { values, shape, summarised }
+    Shown { indices, shape: shown_shape, summarised }
 }
 
-fn array2string(tensor: &Tensor) -> String {
-    let shown = shown(tensor);
-    let format = Formatter::new(tensor.kind(), &shown.values);
-    let words: Vec<String> = shown.values.iter().map(|v| format.format(*v)).collect();
-    if shown.shape.is_empty() {
-        return words.into_iter().next().unwrap_or_default();
-    }
-    let hanging = " ".repeat(1 + PREFIX.len());
-    let mut cursor = 0;
-    let full_shape = tensor.size();
-    format_array(&words, &mut cursor, &shown.shape, &full_shape, shown.summarised, &hanging, LINE_WIDTH - 1)
+/// The elements of `tensor` at the flat `indices`, as f64.
+fn shown_values(tensor: &Tensor, indices: &[i64]) -> Vec<f64> {
+    // Widened first: libtorch selects from every kind it can convert, float8 included.
+    let flat = tensor.to_device(tch::Device::Cpu).to_kind(Kind::Double).flatten(0, -1);
+    let shown = flat.index_select(0, &Tensor::from_slice(indices));
+    Vec::<f64>::try_from(&shown).unwrap_or_default()
 }
 
 /// numpy's `_formatArray`: nested brackets, rows wrapped at the line width, blank lines between

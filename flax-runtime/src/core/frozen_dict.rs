@@ -7,6 +7,7 @@
 //! serves several inference threads (a tch `Tensor` is `Send` but not `Sync`).
 
 use crate::core::errors::{Error, Result};
+use crate::core::uint_array::UintArray;
 use indexmap::IndexMap;
 use std::fmt::{self, Write as _};
 use tch::Tensor;
@@ -18,7 +19,8 @@ pub type DictMap = IndexMap<String, Value, rustc_hash::FxBuildHasher>;
 /// The variables of a model: `{collection: {module path…: leaf}}`, as Flax's `init` returns them.
 pub type Variables = FrozenDict;
 
-/// A plain Python-style scalar leaf, as `flax.serialization` state dicts may hold them.
+/// A leaf that is not a tensor, as `flax.serialization` state dicts may hold them: a plain
+/// Python scalar, or an array of an unsigned dtype libtorch cannot hold (see [`UintArray`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scalar {
     /// Python `None`.
@@ -35,6 +37,9 @@ pub enum Scalar {
     Bytes(Vec<u8>),
     /// A Python `complex`: `(real, imaginary)`.
     Complex(f64, f64),
+    /// A `uint16`/`uint32`/`uint64` array (a PRNG key's data, say), kept host-side because
+    /// tch has no kind for it.
+    UintArray(UintArray),
 }
 
 /// One node of a variable tree: a tensor leaf, a nested dictionary, a tuple (what `sow`
@@ -125,17 +130,16 @@ impl Value {
             }
             Value::Dict(_) => "a dict".to_owned(),
             Value::List(items) => format!("a list of {}", items.len()),
+            Value::Scalar(Scalar::UintArray(a)) => {
+                format!("Array(shape={}, dtype={})", shape_repr(a.shape()), a.dtype())
+            }
             scalar => format!("{scalar:?}"),
         }
     }
 
     fn write_repr(&self, out: &mut String, indent: usize, num_spaces: usize) {
         match self {
-            Value::Tensor(t) => {
-                let repr = crate::core::array_repr::array_repr(t);
-                // Continuation lines of a wrapped array keep their place under the indent.
-                let _ = write!(out, "{}", repr.replace('\n', &format!("\n{:indent$}", "")));
-            }
+            Value::Tensor(t) => write_indented(out, &crate::core::array_repr::array_repr(t), indent),
             Value::Dict(d) => d.write_body(out, indent, num_spaces),
             Value::List(items) => {
                 out.push('(');
@@ -159,6 +163,10 @@ impl Value {
                     Scalar::Str(s) => write!(out, "'{s}'"),
                     Scalar::Bytes(b) => write!(out, "b{b:?}"),
                     Scalar::Complex(re, im) => write!(out, "({re:?}+{im:?}j)"),
+                    Scalar::UintArray(a) => {
+                        write_indented(out, &crate::core::array_repr::uint_array_repr(a), indent);
+                        Ok(())
+                    }
                 };
             }
         }
@@ -171,6 +179,11 @@ impl fmt::Debug for Value {
         self.write_repr(&mut s, 0, 4);
         f.write_str(&s)
     }
+}
+
+/// Writes an array's repr with its continuation lines (a wrapped array) kept under `indent`.
+fn write_indented(out: &mut String, repr: &str, indent: usize) {
+    out.push_str(&repr.replace('\n', &format!("\n{:indent$}", "")));
 }
 
 /// A shape as Python prints a tuple: `(3,)`, `(2, 3)`, `()`.

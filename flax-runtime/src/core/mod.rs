@@ -114,4 +114,5 @@ pub mod repr;
 pub mod rng;
 pub mod scope;
 mod threefry;
+pub mod uint_array;
 pub mod variable;

@@ -13,7 +13,12 @@ use crate::core::threefry::{threefry2x32, threefry_at};
 /// A threefry2x32 PRNG key, bit-for-bit the `uint32[2]` key data of
 /// `jax.random.PRNGKey(seed)` (`jax.random.key_data` of a typed key).
 ///
-/// Cheap to copy; it fully determines every value drawn from it.
+/// Cheap to copy; it fully determines every value drawn from it. It is a [`Tree`] leaf that is
+/// not a tensor, saved in state dicts and checkpoints as its raw data (a `uint32` array of
+/// shape `(2,)`, as Flax saves a `key: jax.Array` field), so a `TrainState` keeps its
+/// dropout key across a restore.
+///
+/// [`Tree`]: crate::tree::Tree
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PRNGKey {
     data: [u32; 2],

@@ -3,9 +3,10 @@
 //! arrays over [`MAX_CHUNK_SIZE`] bytes are stored as a map of 1-D chunks.
 
 use super::msgpack::malformed;
-use super::ndarray::check_layout;
+use super::ndarray::{check_layout, ArrayDtype};
 use crate::core::errors::Result;
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
+use crate::core::uint_array::UintArray;
 use tch::Tensor;
 
 /// Flax's `MAX_CHUNK_SIZE`: msgpack's true limit is 2^31 - 1 bytes per leaf, with a margin.
@@ -14,7 +15,7 @@ pub(crate) const MAX_CHUNK_SIZE: usize = 1 << 30;
 /// The key whose presence marks a chunked array (Python checks presence, not the value).
 const CHUNKED_MARKER: &str = "__msgpack_chunked_array__";
 
-/// `_chunk`, for an array that `_chunk_array_leaves_in_place` would chunk: one reached through
+/// `_chunk`, for a tensor that `_chunk_array_leaves_in_place` would chunk: one reached through
 /// dictionaries only (`chunkable`) whose data exceeds `max_chunk_size` bytes. The chunks are
 /// views into a flattened `tensor`, each at most `max_chunk_size` bytes (at least one element).
 pub(crate) fn chunk_if_oversized(
@@ -27,34 +28,60 @@ pub(crate) fn chunk_if_oversized(
     if !chunkable || numel * itemsize <= max_chunk_size {
         return Ok(None);
     }
-    let chunk_len = (max_chunk_size / itemsize).max(1);
     let flat = tensor.f_reshape([-1])?;
-    let chunks = (0..numel)
-        .step_by(chunk_len)
-        .enumerate()
-        .map(|(i, start)| {
-            let len = chunk_len.min(numel - start);
-            Ok((i.to_string(), Value::Tensor(flat.f_narrow(0, start as i64, len as i64)?)))
+    let chunks = chunk_ranges(numel, itemsize, max_chunk_size)
+        .map(|(start, len)| Ok(Value::Tensor(flat.f_narrow(0, start as i64, len as i64)?)))
+        .collect::<Result<Vec<Value>>>()?;
+    Ok(Some(chunked_dict(&tensor.size(), chunks)))
+}
+
+/// [`chunk_if_oversized`] for a host-side unsigned array: the chunks are copies of its bytes.
+pub(crate) fn chunk_uint_array_if_oversized(
+    array: &UintArray,
+    max_chunk_size: usize,
+    chunkable: bool,
+) -> Result<Option<FrozenDict>> {
+    let itemsize = array.dtype().itemsize();
+    if !chunkable || array.data().len() <= max_chunk_size {
+        return Ok(None);
+    }
+    let chunks = chunk_ranges(array.numel(), itemsize, max_chunk_size)
+        .map(|(start, len)| {
+            let bytes = array.data()[start * itemsize..(start + len) * itemsize].to_vec();
+            Ok(Value::Scalar(Scalar::UintArray(UintArray::new(array.dtype(), vec![len as i64], bytes)?)))
         })
-        .collect::<Result<FrozenDict>>()?;
-    let shape = tensor
-        .size()
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| (i.to_string(), Value::Scalar(Scalar::Int(d))))
-        .collect();
-    Ok(Some(FrozenDict::from_iter([
+        .collect::<Result<Vec<Value>>>()?;
+    Ok(Some(chunked_dict(array.shape(), chunks)))
+}
+
+/// The `(first element, element count)` of each chunk of a flattened array: at most
+/// `max_chunk_size` bytes each, and at least one element.
+fn chunk_ranges(
+    numel: usize,
+    itemsize: usize,
+    max_chunk_size: usize,
+) -> impl Iterator<Item = (usize, usize)> {
+    let chunk_len = (max_chunk_size / itemsize).max(1);
+    (0..numel).step_by(chunk_len).map(move |start| (start, chunk_len.min(numel - start)))
+}
+
+/// The map Flax stores a chunked array as: the marker, the shape and the chunks, keyed by index.
+fn chunked_dict(shape: &[i64], chunks: Vec<Value>) -> FrozenDict {
+    let indexed =
+        |values: Vec<Value>| values.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect();
+    let dims = shape.iter().map(|&d| Value::Scalar(Scalar::Int(d))).collect();
+    FrozenDict::from_iter([
         (CHUNKED_MARKER.to_owned(), Value::Scalar(Scalar::Bool(true))),
-        ("shape".to_owned(), Value::Dict(shape)),
-        ("chunks".to_owned(), Value::Dict(chunks)),
-    ])))
+        ("shape".to_owned(), Value::Dict(indexed(dims))),
+        ("chunks".to_owned(), Value::Dict(indexed(chunks))),
+    ])
 }
 
 /// Re-assembles every chunked array reachable from the root through dictionaries, as Flax's
 /// `_unchunk_array_leaves_in_place` does (it does not look inside lists).
 pub(crate) fn unchunk_array_leaves(value: Value) -> Result<Value> {
     match value {
-        Value::Dict(dict) if dict.contains_key(CHUNKED_MARKER) => Ok(Value::Tensor(unchunk(&dict)?)),
+        Value::Dict(dict) if dict.contains_key(CHUNKED_MARKER) => unchunk(&dict),
         Value::Dict(dict) => Ok(Value::Dict(
             dict.into_inner()
                 .into_iter()
@@ -65,8 +92,9 @@ pub(crate) fn unchunk_array_leaves(value: Value) -> Result<Value> {
     }
 }
 
-/// `_unchunk`: concatenates the chunks `"0"`, `"1"`, … and reshapes them to `"shape"`.
-fn unchunk(dict: &FrozenDict) -> Result<Tensor> {
+/// `_unchunk`: concatenates the chunks `"0"`, `"1"`, … (all tensors, or all unsigned arrays
+/// of one dtype) and reshapes them to `"shape"`.
+fn unchunk(dict: &FrozenDict) -> Result<Value> {
     let shape = indexed_entries(dict, "shape")?
         .into_iter()
         .map(|dim| match dim {
@@ -74,22 +102,43 @@ fn unchunk(dict: &FrozenDict) -> Result<Tensor> {
             other => Err(malformed(format!("chunked array dimension {other:?} is not a non-negative int"))),
         })
         .collect::<Result<Vec<i64>>>()?;
-    let chunks = indexed_entries(dict, "chunks")?
-        .into_iter()
-        .map(|chunk| match chunk {
-            Value::Tensor(t) => Ok(t.f_reshape([-1])?),
-            other => Err(malformed(format!("array chunk {other:?} is not an array"))),
-        })
-        .collect::<Result<Vec<Tensor>>>()?;
-    let Some(first) = chunks.first() else {
-        return Err(malformed("chunked array has no chunks"));
-    };
-    if chunks.iter().any(|c| c.kind() != first.kind()) {
-        return Err(malformed("array chunks differ in dtype"));
+    let chunks = indexed_entries(dict, "chunks")?;
+    let not_an_array = |chunk: &Value| malformed(format!("array chunk {chunk:?} is not an array"));
+    let differ = || malformed("array chunks differ in dtype");
+    match chunks.first() {
+        None => Err(malformed("chunked array has no chunks")),
+        Some(Value::Scalar(Scalar::UintArray(first))) => {
+            let mut data = Vec::new();
+            for chunk in chunks {
+                match chunk {
+                    Value::Scalar(Scalar::UintArray(c)) if c.dtype() == first.dtype() => {
+                        data.extend(c.data())
+                    }
+                    Value::Scalar(Scalar::UintArray(_)) | Value::Tensor(_) => return Err(differ()),
+                    other => return Err(not_an_array(other)),
+                }
+            }
+            check_layout(&shape, ArrayDtype::Uint(first.dtype()), data.len())?;
+            Ok(Value::Scalar(Scalar::UintArray(UintArray::new(first.dtype(), shape, data)?)))
+        }
+        Some(_) => {
+            let tensors = chunks
+                .into_iter()
+                .map(|chunk| match chunk {
+                    Value::Tensor(t) => Ok(t.f_reshape([-1])?),
+                    Value::Scalar(Scalar::UintArray(_)) => Err(differ()),
+                    other => Err(not_an_array(other)),
+                })
+                .collect::<Result<Vec<Tensor>>>()?;
+            let kind = tensors[0].kind();
+            if tensors.iter().any(|c| c.kind() != kind) {
+                return Err(differ());
+            }
+            let flat = Tensor::f_cat(&tensors, 0)?;
+            check_layout(&shape, ArrayDtype::Tensor(kind), flat.numel() * kind.elt_size_in_bytes())?;
+            Ok(Value::Tensor(flat.f_reshape(&shape)?))
+        }
     }
-    let flat = Tensor::f_cat(&chunks, 0)?;
-    check_layout(&shape, first.kind(), flat.numel() * first.kind().elt_size_in_bytes())?;
-    Ok(flat.f_reshape(&shape)?)
 }
 
 /// The values of the sub-dictionary `dict[key]` under the keys `"0"`, `"1"`, … (Python's
@@ -184,6 +233,13 @@ mod tests {
         assert!(format_error(&gap).contains("lacks \"0\""));
         let int_chunk = ext(1, &ndarray_payload(&[1], "int32", &[0; 4]));
         assert!(format_error(&chunked(&[2], vec![chunk(&[1.]), int_chunk])).contains("dtype"));
+        let uint = |dtype: &str, bytes: &[u8]| ext(1, &ndarray_payload(&[1], dtype, bytes));
+        let mixed = chunked(&[2], vec![uint("uint32", &[0; 4]), uint("uint16", &[0; 2])]);
+        assert!(format_error(&mixed).contains("dtype"));
+        assert!(format_error(&chunked(&[2], vec![uint("uint32", &[0; 4]), chunk(&[1.])])).contains("dtype"));
+        assert!(format_error(&chunked(&[2], vec![uint("uint32", &[0; 4]), int(1)])).contains("not an array"));
+        let short = chunked(&[3], vec![uint("uint64", &[0; 8]), uint("uint64", &[0; 8])]);
+        assert!(format_error(&short).contains("needs 24 bytes, but has 16"));
     }
 }
 
@@ -198,7 +254,11 @@ mod encode_tests {
 
     #[test]
     fn small_chunk_size_writes_the_bytes_flax_wrote_with_it() {
-        for (case, key_order) in [("chunked", KeyOrder::Sorted), ("chunked_to_bytes", KeyOrder::Insertion)] {
+        for (case, key_order) in [
+            ("chunked", KeyOrder::Sorted),
+            ("chunked_to_bytes", KeyOrder::Insertion),
+            ("unsigned_chunked", KeyOrder::Sorted),
+        ] {
             let path = format!("{}/tests/data/serialization/{case}.msgpack", env!("CARGO_MANIFEST_DIR"));
             let flax_bytes = std::fs::read(path).unwrap();
             let value = msgpack_restore(&flax_bytes).unwrap();
@@ -214,7 +274,7 @@ mod encode_tests {
         let Some(Value::Dict(chunks)) = chunked.get("chunks") else { panic!("no chunks") };
         let lens: Vec<i64> = chunks.iter().map(|(_, c)| c.as_tensor().unwrap().size()[0]).collect();
         assert_eq!(lens, [3, 3, 3, 1]);
-        assert!(unchunk(&chunked).unwrap().equal(&t));
+        assert!(unchunk(&chunked).unwrap().as_tensor().unwrap().equal(&t));
         assert!(chunk_if_oversized(&t, 80, true).unwrap().is_none());
         assert!(chunk_if_oversized(&t, 24, false).unwrap().is_none());
     }

@@ -33,9 +33,13 @@
 //!   triple `[shape, dtype name, raw bytes]`: the shape as an array of integers, numpy's dtype
 //!   name (`float32`, `bfloat16`, `float8_e4m3fn`, …; ml_dtypes names for the types numpy lacks)
 //!   and the little-endian, C-order element bytes.
+//! - Arrays of `uint16`, `uint32` and `uint64`, which libtorch through tch 0.26 cannot hold
+//!   (a JAX PRNG key is a `uint32[2]` array), are restored host-side as
+//!   [`Scalar::UintArray`](crate::Scalar::UintArray) and written back byte for byte, chunked
+//!   like tensors; [`PRNGKey`](crate::PRNGKey)'s state dict is one.
 //! - A Python `complex` is extension type 2: the msgpack array `[real, imag]` of two float64.
 //! - A numpy scalar (`np.float32(1.5)`) is extension type 3 with the same payload as type 1 and
-//!   shape `[]`. It is restored as a 0-d tensor, which writes back as type 1: Flax reads that as
+//!   shape `[]`. It is restored as a 0-d array, which writes back as type 1: Flax reads that as
 //!   a 0-d `np.ndarray` with the same value, dtype and shape (Rust has no separate numpy scalar).
 //! - msgpack caps one object at 2^32 - 1 bytes, so Flax splits an array of more than
 //!   2^30 bytes into 1-D chunks of at most 2^30 bytes, stored as the map

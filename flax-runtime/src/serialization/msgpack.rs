@@ -69,7 +69,43 @@ impl Encoder {
                 written(encode::write_array_len(out, len_u32(items.len(), "list")?))?;
                 items.iter().try_for_each(|item| self.write_value(out, item, order, false))
             }
-            Value::Scalar(scalar) => write_scalar(out, scalar),
+            Value::Scalar(scalar) => self.write_scalar(out, scalar, chunkable),
+        }
+    }
+
+    /// A scalar, or a host-side unsigned array, written (and chunked) like a tensor.
+    fn write_scalar(&self, out: &mut Vec<u8>, scalar: &Scalar, chunkable: bool) -> Result<()> {
+        match scalar {
+            Scalar::None => written(encode::write_nil(out)),
+            Scalar::Bool(b) => written(encode::write_bool(out, *b)),
+            Scalar::Int(n) => written(encode::write_sint(out, *n)),
+            // Python floats are doubles, and msgpack-python always packs them as float64.
+            Scalar::Float(x) => written(encode::write_f64(out, *x)),
+            Scalar::Str(s) => write_str(out, s),
+            Scalar::Bytes(bytes) => {
+                written(encode::write_bin_len(out, len_u32(bytes.len(), "bytes")?))?;
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Scalar::Complex(re, im) => {
+                let mut payload = Vec::new();
+                written(encode::write_array_len(&mut payload, 2))?;
+                written(encode::write_f64(&mut payload, *re))?;
+                written(encode::write_f64(&mut payload, *im))?;
+                written(encode::write_ext_meta(
+                    out,
+                    len_u32(payload.len(), "complex")?,
+                    ExtType::NativeComplex as i8,
+                ))?;
+                out.extend_from_slice(&payload);
+                Ok(())
+            }
+            Scalar::UintArray(array) => {
+                match chunking::chunk_uint_array_if_oversized(array, self.max_chunk_size, chunkable)? {
+                    Some(chunked) => self.write_dict(out, &chunked, KeyOrder::Insertion, false),
+                    None => ndarray::write_uint_array(out, array),
+                }
+            }
         }
     }
 
@@ -89,35 +125,6 @@ impl Encoder {
             write_str(out, key)?;
             self.write_value(out, value, order, chunkable)
         })
-    }
-}
-
-fn write_scalar(out: &mut Vec<u8>, scalar: &Scalar) -> Result<()> {
-    match scalar {
-        Scalar::None => written(encode::write_nil(out)),
-        Scalar::Bool(b) => written(encode::write_bool(out, *b)),
-        Scalar::Int(n) => written(encode::write_sint(out, *n)),
-        // Python floats are doubles, and msgpack-python always packs them as float64.
-        Scalar::Float(x) => written(encode::write_f64(out, *x)),
-        Scalar::Str(s) => write_str(out, s),
-        Scalar::Bytes(bytes) => {
-            written(encode::write_bin_len(out, len_u32(bytes.len(), "bytes")?))?;
-            out.extend_from_slice(bytes);
-            Ok(())
-        }
-        Scalar::Complex(re, im) => {
-            let mut payload = Vec::new();
-            written(encode::write_array_len(&mut payload, 2))?;
-            written(encode::write_f64(&mut payload, *re))?;
-            written(encode::write_f64(&mut payload, *im))?;
-            written(encode::write_ext_meta(
-                out,
-                len_u32(payload.len(), "complex")?,
-                ExtType::NativeComplex as i8,
-            ))?;
-            out.extend_from_slice(&payload);
-            Ok(())
-        }
     }
 }
 
@@ -200,9 +207,7 @@ fn dict_from_msgpack(entries: Vec<(ValueRef, ValueRef)>) -> Result<FrozenDict> {
 
 fn ext_from_msgpack(code: i8, data: &[u8]) -> Result<Value> {
     match code {
-        c if c == ExtType::Ndarray as i8 || c == ExtType::NpScalar as i8 => {
-            Ok(Value::Tensor(ndarray::ndarray_from_bytes(data)?))
-        }
+        c if c == ExtType::Ndarray as i8 || c == ExtType::NpScalar as i8 => ndarray::ndarray_from_bytes(data),
         c if c == ExtType::NativeComplex as i8 => complex_from_bytes(data),
         other => Err(malformed(format!("unknown msgpack extension type {other}"))),
     }

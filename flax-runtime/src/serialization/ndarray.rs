@@ -3,7 +3,8 @@
 
 use super::msgpack::{len_u32, malformed, read_nested, written, ExtType};
 use crate::core::errors::{Error, Result};
-use crate::core::frozen_dict::dtype_name;
+use crate::core::frozen_dict::{dtype_name, Scalar, Value};
+use crate::core::uint_array::{byte_len, UintArray, UintDtype};
 use rmp::encode;
 use rmpv::ValueRef;
 use tch::{Kind, Tensor};
@@ -14,8 +15,8 @@ const _: () = assert!(cfg!(target_endian = "little"), "Flax's array bytes are li
 
 /// The kinds that have a numpy dtype name (numpy's own, or ml_dtypes' for bfloat16 and the
 /// float8 types), so Python Flax can read them back. tch 0.26 has no `uint16`/`uint32`/
-/// `uint64` kinds, so arrays of those dtypes cannot be restored; `complex32` and the quantized
-/// kinds have no numpy dtype.
+/// `uint64` kinds, so arrays of those dtypes are restored as host-side [`UintArray`]s;
+/// `complex32` and the quantized kinds have no numpy dtype.
 const SERIALIZABLE_KINDS: [Kind; 16] = [
     Kind::Bool,
     Kind::Uint8,
@@ -35,6 +36,30 @@ const SERIALIZABLE_KINDS: [Kind; 16] = [
     Kind::Float8e5m2fnuz,
 ];
 
+/// What an array's dtype name restores to: a tensor of a libtorch kind, or a host-side
+/// unsigned array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArrayDtype {
+    Tensor(Kind),
+    Uint(UintDtype),
+}
+
+impl ArrayDtype {
+    fn name(self) -> &'static str {
+        match self {
+            ArrayDtype::Tensor(kind) => dtype_name(kind),
+            ArrayDtype::Uint(dtype) => dtype.name(),
+        }
+    }
+
+    fn itemsize(self) -> usize {
+        match self {
+            ArrayDtype::Tensor(kind) => kind.elt_size_in_bytes(),
+            ArrayDtype::Uint(dtype) => dtype.itemsize(),
+        }
+    }
+}
+
 /// numpy's limit on the number of dimensions (`NPY_MAXDIMS`); Flax cannot write more.
 const MAX_NDIM: usize = 64;
 
@@ -50,28 +75,49 @@ pub(crate) fn write_ndarray(out: &mut Vec<u8>, tensor: &Tensor, ext: ExtType) ->
     }
     // Conjugated or negated views (`conj()`) keep their data unresolved until asked.
     let tensor = tensor.f_resolve_conj()?.f_resolve_neg()?;
-    let shape = tensor.size();
     let numel = tensor.numel();
     let nbytes = numel * kind.elt_size_in_bytes();
-    let mut header = Vec::new();
-    written(encode::write_array_len(&mut header, 3))?;
-    written(encode::write_array_len(&mut header, len_u32(shape.len(), "array rank")?))?;
-    for dim in shape {
-        // libtorch sizes are never negative.
-        written(encode::write_uint(&mut header, dim.unsigned_abs()))?;
-    }
-    written(encode::write_str(&mut header, dtype_name(kind)))?;
-    written(encode::write_bin_len(&mut header, len_u32(nbytes, "array data")?))?;
-    written(encode::write_ext_meta(out, len_u32(header.len() + nbytes, "array extension")?, ext as i8))?;
-    out.extend_from_slice(&header);
+    write_ext_header(out, &tensor.size(), dtype_name(kind), nbytes, ext)?;
     let start = out.len();
     out.resize(start + nbytes, 0);
     // libtorch copies from any device and any strides into C order.
     Ok(tensor.f_copy_data_u8(&mut out[start..], numel)?)
 }
 
-/// The tensor a type-1 (or type-3) extension payload describes.
-pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Tensor> {
+/// Writes a host-side unsigned array as extension type 1, exactly as Flax writes the numpy
+/// array it restored it from.
+pub(crate) fn write_uint_array(out: &mut Vec<u8>, array: &UintArray) -> Result<()> {
+    write_ext_header(out, array.shape(), array.dtype().name(), array.data().len(), ExtType::Ndarray)?;
+    out.extend_from_slice(array.data());
+    Ok(())
+}
+
+/// Writes the extension header and the payload up to the array data, which must follow
+/// (`nbytes` bytes): `ext` around the msgpack triple `[shape, dtype name, bin header]`.
+fn write_ext_header(
+    out: &mut Vec<u8>,
+    shape: &[i64],
+    dtype: &str,
+    nbytes: usize,
+    ext: ExtType,
+) -> Result<()> {
+    let mut header = Vec::new();
+    written(encode::write_array_len(&mut header, 3))?;
+    written(encode::write_array_len(&mut header, len_u32(shape.len(), "array rank")?))?;
+    for &dim in shape {
+        // Array sizes are never negative.
+        written(encode::write_uint(&mut header, dim.unsigned_abs()))?;
+    }
+    written(encode::write_str(&mut header, dtype))?;
+    written(encode::write_bin_len(&mut header, len_u32(nbytes, "array data")?))?;
+    written(encode::write_ext_meta(out, len_u32(header.len() + nbytes, "array extension")?, ext as i8))?;
+    out.extend_from_slice(&header);
+    Ok(())
+}
+
+/// The array a type-1 (or type-3) extension payload describes: a tensor, or a host-side
+/// [`UintArray`] for the unsigned dtypes tch has no kind for.
+pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Value> {
     let ValueRef::Array(fields) = read_nested(data)? else {
         return Err(malformed("array payload is not a [shape, dtype, bytes] array"));
     };
@@ -79,14 +125,19 @@ pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Tensor> {
         malformed(format!("array payload has {} fields, not [shape, dtype, bytes]", fields.len()))
     })?;
     let shape = shape_from_msgpack(&shape)?;
-    let kind = kind_from_msgpack(&dtype)?;
+    let dtype = dtype_from_msgpack(&dtype)?;
     let buffer = bytes_like(&buffer).ok_or_else(|| malformed("array data is not a byte string"))?;
-    check_layout(&shape, kind, buffer.len())?;
-    if kind == Kind::Bool && buffer.iter().any(|&b| b > 1) {
-        return Err(malformed("bool array holds bytes other than 0 and 1"));
+    check_layout(&shape, dtype, buffer.len())?;
+    match dtype {
+        ArrayDtype::Tensor(Kind::Bool) if buffer.iter().any(|&b| b > 1) => {
+            Err(malformed("bool array holds bytes other than 0 and 1"))
+        }
+        // The length check above is what makes this copy stay inside `buffer`.
+        ArrayDtype::Tensor(kind) => Ok(Value::Tensor(Tensor::f_from_data_size(buffer, &shape, kind)?)),
+        ArrayDtype::Uint(dtype) => {
+            Ok(Value::Scalar(Scalar::UintArray(UintArray::new(dtype, shape, buffer.to_vec())?)))
+        }
     }
-    // The length check above is what makes this copy stay inside `buffer`.
-    Ok(Tensor::f_from_data_size(buffer, &shape, kind)?)
 }
 
 /// Flax writes the dtype name and the data with msgpack's str or bin types depending on the
@@ -114,34 +165,27 @@ fn shape_from_msgpack(value: &ValueRef) -> Result<Vec<i64>> {
         .collect()
 }
 
-fn kind_from_msgpack(value: &ValueRef) -> Result<Kind> {
+fn dtype_from_msgpack(value: &ValueRef) -> Result<ArrayDtype> {
     let name = bytes_like(value).ok_or_else(|| malformed("array dtype is not a string"))?;
-    SERIALIZABLE_KINDS.into_iter().find(|&kind| dtype_name(kind).as_bytes() == name).ok_or_else(|| {
-        malformed(format!(
-            "array dtype '{}' is not one libtorch (through tch) can hold",
-            String::from_utf8_lossy(name)
-        ))
-    })
+    let kind = SERIALIZABLE_KINDS.into_iter().find(|&kind| dtype_name(kind).as_bytes() == name);
+    kind.map(ArrayDtype::Tensor).or_else(|| UintDtype::from_name(name).map(ArrayDtype::Uint)).ok_or_else(
+        || malformed(format!("array dtype '{}' is unknown or unsupported", String::from_utf8_lossy(name))),
+    )
 }
 
-/// Checks that an array of `shape` and `kind` is one numpy could hold (at most 64 dimensions)
+/// Checks that an array of `shape` and `dtype` is one numpy could hold (at most 64 dimensions)
 /// and is exactly `len` bytes, without overflowing on huge declared shapes.
-pub(crate) fn check_layout(shape: &[i64], kind: Kind, len: usize) -> Result<()> {
+pub(crate) fn check_layout(shape: &[i64], dtype: ArrayDtype, len: usize) -> Result<()> {
     if shape.len() > MAX_NDIM {
         return Err(malformed(format!("array has {} dimensions, more than numpy's {MAX_NDIM}", shape.len())));
     }
-    // Zero-sized dimensions are counted as one so that a zero cannot hide an overflowing shape.
-    let capacity = shape.iter().try_fold(kind.elt_size_in_bytes(), |acc, &d| {
-        usize::try_from(d.max(1)).ok().and_then(|d| acc.checked_mul(d)).filter(|&n| n <= isize::MAX as usize)
-    });
-    let Some(capacity) = capacity else {
+    let Some(expected) = byte_len(shape, dtype.itemsize()) else {
         return Err(malformed(format!("array shape {shape:?} is too large")));
     };
-    let expected = if shape.contains(&0) { 0 } else { capacity };
     if expected != len {
         return Err(malformed(format!(
             "array of shape {shape:?} and dtype {} needs {expected} bytes, but has {len}",
-            dtype_name(kind)
+            dtype.name()
         )));
     }
     Ok(())
@@ -160,11 +204,18 @@ mod tests {
         }
     }
 
+    fn tensor(payload: &[u8]) -> Tensor {
+        match ndarray_from_bytes(payload) {
+            Ok(Value::Tensor(t)) => t,
+            other => panic!("expected a tensor, got {other:?}"),
+        }
+    }
+
     #[test]
     fn restores_shape_dtype_and_values() {
         let data: Vec<u8> =
             [1.0f32, -2.5, 3.0, 0.0, 4.5, -1.0].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let t = ndarray_from_bytes(&ndarray_payload(&[2, 3], "float32", &data)).unwrap();
+        let t = tensor(&ndarray_payload(&[2, 3], "float32", &data));
         assert_eq!(t.size(), [2, 3]);
         assert_eq!(t.kind(), Kind::Float);
         assert_eq!(t.double_value(&[0, 1]), -2.5);
@@ -173,9 +224,9 @@ mod tests {
 
     #[test]
     fn zero_sized_and_scalar_shapes() {
-        let empty = ndarray_from_bytes(&ndarray_payload(&[0, 1 << 40], "float64", &[])).unwrap();
+        let empty = tensor(&ndarray_payload(&[0, 1 << 40], "float64", &[]));
         assert_eq!(empty.size(), [0, 1 << 40]);
-        let scalar = ndarray_from_bytes(&ndarray_payload(&[], "int64", &7i64.to_le_bytes())).unwrap();
+        let scalar = tensor(&ndarray_payload(&[], "int64", &7i64.to_le_bytes()));
         assert_eq!(scalar.size(), Vec::<i64>::new());
         assert_eq!(scalar.int64_value(&[]), 7);
     }
@@ -188,9 +239,23 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_dtypes_tch_lacks_restore_host_side() {
+        let bytes: Vec<u8> = [1u64, u64::MAX].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let Ok(Value::Scalar(Scalar::UintArray(a))) =
+            ndarray_from_bytes(&ndarray_payload(&[2, 1], "uint64", &bytes))
+        else {
+            panic!("not an unsigned array")
+        };
+        assert_eq!((a.dtype(), a.shape(), a.values()), (UintDtype::Uint64, &[2, 1][..], vec![1, u64::MAX]));
+        let message = format_error(&ndarray_payload(&[3], "uint16", &[0; 4]));
+        assert!(message.contains("needs 6 bytes, but has 4"), "{message}");
+        assert!(format_error(&ndarray_payload(&[1; 65], "uint32", &[0; 4])).contains("65 dimensions"));
+        assert!(format_error(&ndarray_payload(&[1 << 62, 4], "uint32", &[])).contains("too large"));
+    }
+
+    #[test]
     fn unknown_and_unsupported_dtypes() {
         assert!(format_error(&ndarray_payload(&[1], "float128", &[0; 16])).contains("'float128'"));
-        assert!(format_error(&ndarray_payload(&[1], "uint32", &[0; 4])).contains("'uint32'"));
         assert!(format_error(&ndarray_payload(&[1], "complex32", &[0; 4])).contains("'complex32'"));
         assert!(format_error(&ndarray_payload(&[1], "unsupported", &[0; 1])).contains("'unsupported'"));
     }

@@ -43,8 +43,7 @@
 //! #[derive(Tree)]
 //! struct Extra {
 //!     batch_stats: FrozenDict,
-//!     #[tree(static)] // a key derived from the seed: not saved, like `apply_fn` and `tx`
-//!     dropout_key: PRNGKey,
+//!     dropout_key: PRNGKey, // saved as Flax saves `key: jax.Array`, a `uint32[2]` array
 //! }
 //!
 //! # fn main() -> flax::Result<()> {
@@ -55,7 +54,8 @@
 //! let state = TrainState { extra: Extra { batch_stats: FrozenDict::new(), ..state.extra }, ..state };
 //! let saved = tree::to_state_dict(&state);
 //! let keys: Vec<&str> = saved.as_dict().unwrap().keys().collect();
-//! assert_eq!(keys, ["step", "params", "opt_state", "batch_stats"]);
+//! assert_eq!(keys, ["step", "params", "opt_state", "batch_stats", "dropout_key"]);
+//! assert_eq!(tree::num_leaves(&state), 1); // `w`: optimizers and device moves skip the key
 //! # Ok(())
 //! # }
 //! ```

@@ -25,7 +25,8 @@ pub type MapFn<'f, 't, const N: usize> =
 /// `value_and_grad`, device moves and checkpoints work on any of them through the generic
 /// functions of [`crate::tree`] (`tree_map`, `leaves`, `to_state_dict`, …). Implement it with
 /// `#[derive(Tree)]`; the implementations here cover tensors, `Option`, `Vec`, `Box`,
-/// string-keyed maps, tuples, [`FrozenDict`](crate::FrozenDict), [`Value`] and scalars.
+/// string-keyed maps, tuples, [`FrozenDict`](crate::FrozenDict), [`Value`], scalars and
+/// [`PRNGKey`](crate::PRNGKey).
 ///
 /// Every method takes the first tree as `self` and `N` more trees of the same type as
 /// `others`, walked in lock step (`N = 0` for a plain traversal, `1` for a zip): one
@@ -39,9 +40,11 @@ pub type MapFn<'f, 't, const N: usize> =
 /// keys instead).
 ///
 /// Non-tensor parts come in two kinds, following `flax.struct`:
-/// - scalar leaves (`i64`, `f64`, `bool`, `String`, [`Value::Scalar`]) are part of the state
-///   dict (a `TrainState`'s `step`, like a plain `int` field of a Flax dataclass) but not
-///   tensor leaves: maps copy them from the first tree unchanged;
+/// - scalar leaves (`i64`, `f64`, `bool`, `String`, [`Value::Scalar`], and
+///   [`PRNGKey`](crate::PRNGKey), saved as its `uint32[2]` key data) are part of the state
+///   dict (a `TrainState`'s `step`, like a plain `int` field of a Flax dataclass, or its
+///   dropout key, like a `jax.Array` key field) but not tensor leaves: maps copy them from the
+///   first tree unchanged;
 /// - `#[tree(static)]` fields (Flax's `pytree_node=False`, e.g. an optimizer or an
 ///   `apply_fn`) are neither leaves nor in the state dict; maps and restores clone them
 ///   from the first tree without comparing them with the other trees' (JAX keeps them in the

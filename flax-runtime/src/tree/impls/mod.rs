@@ -1,7 +1,8 @@
-//! `Tree` implementations for the standard containers, tensors, scalars and Flax's
+//! `Tree` implementations for the standard containers, tensors, scalars, PRNG keys and Flax's
 //! dictionaries, with the lock-step lookup they share.
 
 mod dict;
+mod prng_key;
 mod scalar;
 mod sequence;
 mod tensor;

@@ -3,7 +3,7 @@
 //! that the other trees have a scalar there too.
 
 use crate::core::errors::Result;
-use crate::core::frozen_dict::Value;
+use crate::core::frozen_dict::{Scalar, Value};
 use crate::tree::impls::sequence::{map_seq, restore_seq, visit_seq, visit_seq_mut};
 use crate::tree::impls::zip_children;
 use crate::tree::key_path::KeyPath;
@@ -89,8 +89,9 @@ impl Tree for Value {
     }
 
     /// A scalar target takes a scalar of the same Python type (an `int` target refuses a
-    /// `float` or a `str`, unlike Flax, which takes any leaf it has no rule for); dicts,
-    /// lists and tensors follow their own rules.
+    /// `float` or a `str`, unlike Flax, which takes any leaf it has no rule for), and an
+    /// unsigned array target one of the same dtype and shape, as tensors do; dicts, lists and
+    /// tensors follow their own rules.
     fn restore_state_dict<'t>(
         &'t self,
         state: &Value,
@@ -101,7 +102,14 @@ impl Tree for Value {
             (Value::Tensor(t), _) => t.restore_state_dict(state, path, report).map(Value::Tensor),
             (Value::Dict(d), _) => d.restore_state_dict(state, path, report).map(Value::Dict),
             (Value::List(l), _) => restore_seq(l, state, path, report).map(Value::List),
-            (Value::Scalar(t), Value::Scalar(s)) if mem::discriminant(t) == mem::discriminant(s) => {
+            (Value::Scalar(Scalar::UintArray(t)), Value::Scalar(Scalar::UintArray(s)))
+                if (t.dtype(), t.shape()) == (s.dtype(), s.shape()) =>
+            {
+                Some(state.clone())
+            }
+            (Value::Scalar(t), Value::Scalar(s))
+                if mem::discriminant(t) == mem::discriminant(s) && !matches!(t, Scalar::UintArray(_)) =>
+            {
                 Some(state.clone())
             }
             (Value::Scalar(_), _) => {

@@ -2,7 +2,7 @@
 //! move and cross threads, freezing part of a model (spec L3774–3891), optimizers chosen at
 //! run time, and typed errors for bad input.
 
-use flax::optax::{self, BoxedTransformation, GradientTransformation};
+use flax::optax::{self, BoxedTransformation, Count, GradientTransformation};
 use flax::serialization::{msgpack_restore, msgpack_serialize};
 use flax::tch::{Device, Kind, Tensor};
 use flax::tree::{self, Key, Tree};
@@ -66,7 +66,7 @@ fn updates_reuse_the_gradient_and_state_buffers() {
     assert_eq!([pointers(&state.0.mu), pointers(&state.0.nu)], moments, "the state was reallocated");
     p = optax::apply_updates(p, &updates).unwrap();
     assert_eq!(pointers(&p), p_pointers, "apply_updates reallocated the parameters");
-    assert_eq!(state.0.count, 1);
+    assert_eq!(state.0.count, Count(1));
 
     let tx = optax::sgd(0.1).momentum(0.9);
     let state = tx.init(&p).unwrap();
@@ -180,7 +180,7 @@ fn states_checkpoint_and_resume() {
 
     let bytes = msgpack_serialize(&tree::to_state_dict(&state)).unwrap();
     let restored = tree::from_state_dict(&tx.init(&p).unwrap(), &msgpack_restore(&bytes).unwrap()).unwrap();
-    assert_eq!((restored.1 .0.count, restored.1 .1.count), (3, 3));
+    assert_eq!((restored.1 .0.count, restored.1 .1.count), (Count(3), Count(3)));
 
     let q = tree::tree_map(&p, |t| Ok(t.copy())).unwrap();
     let (p, from_original, _) = run(&tx, state, p, 3..5);
@@ -236,7 +236,7 @@ fn multi_transform_freezes_the_backbone() {
     let adam_state = state.inner_states["trainable"]
         .inner_state
         .downcast_ref::<(optax::ScaleByAdamState<Vec<Tensor>>, ())>();
-    assert_eq!(adam_state.map(|s| s.0.count), Some(3));
+    assert_eq!(adam_state.map(|s| s.0.count), Some(Count(3)));
     let moved = tree::to_device(&state, Device::Cpu).unwrap();
     assert_eq!(tree::num_leaves(&moved), tree::num_leaves(&state));
     let template = tx.init(&params).unwrap();

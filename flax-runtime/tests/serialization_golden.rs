@@ -342,6 +342,18 @@ fn train_state_restores_into_a_target_and_writes_flax_bytes() {
     save_for_python("native_train_state", &rewritten);
 }
 
+/// The same bytes through a typed `TrainState` with `optax::adam`: Adam's step count, a host
+/// integer in Rust, is saved as Optax's 0-d int32 array, so the bytes are Flax's.
+#[test]
+fn a_typed_adam_train_state_writes_flax_bytes() {
+    let bytes = flax_bytes("train_state");
+    let Value::Dict(params) = mlp_params(&MLP) else { panic!("not a dict") };
+    let template = TrainState::create((), params, optax::adam(1e-2)).unwrap();
+    let restored = from_bytes(&template, &bytes).unwrap();
+    assert_eq!((restored.step, restored.opt_state.0.count), (2, optax::Count(2)));
+    assert!(to_bytes(&restored).unwrap() == bytes);
+}
+
 #[test]
 fn every_difference_is_reported_at_once() {
     let bytes = flax_bytes("train_state");

@@ -52,9 +52,9 @@
 //!   double precision, about 1e-5 of an update from Optax's float32);
 //! - hyper-parameters with defaults are builder methods (`optax::adam(1e-3).b2(0.99)`);
 //!   schedules and losses, which are functions, take all of Optax's arguments;
-//! - step counts are host integers (`i64`, saturating at `i32::MAX` like Optax's int32), so
-//!   schedules are evaluated without waiting for the device; a Python checkpoint's int32
-//!   array restores into them;
+//! - step counts are host integers ([`Count`], saturating at `i32::MAX` like Optax's int32),
+//!   so schedules are evaluated without waiting for the device; they are saved as Optax's
+//!   0-d int32 arrays, so optimizer states write Flax's checkpoint bytes;
 //! - a learning rate or weight decay is an `f64` or a [`Schedule`], and its kind is part of
 //!   the optimizer's type ([`ScalarOrSchedule`]): the state is exactly Optax's for each;
 //! - masks and labels ([`masked`], [`multi_transform`], weight-decay masks) are functions of
@@ -64,6 +64,7 @@
 
 mod alias;
 mod boxed;
+mod count;
 mod dyn_state;
 mod fused;
 mod leafwise;
@@ -77,6 +78,7 @@ mod update;
 
 pub use alias::{adagrad, adam, adamw, lamb, rmsprop, sgd, Adagrad, Adam, AdamW, Lamb, RmsProp, Sgd};
 pub use boxed::BoxedTransformation;
+pub use count::Count;
 pub use dyn_state::{DynState, MAX_ZIPPED};
 pub use scalar_or_schedule::ScalarOrSchedule;
 pub use schedules::{

@@ -1,6 +1,6 @@
 //! `optax.ScalarOrSchedule`: a hyper-parameter that is a number or a [`Schedule`].
 
-use crate::optax::numerics::safe_increment;
+use crate::optax::count::Count;
 use crate::optax::schedules::Schedule;
 use crate::optax::transformation::EmptyState;
 use crate::optax::transforms::ScaleByScheduleState;
@@ -43,11 +43,11 @@ impl ScalarOrSchedule for Schedule {
     type State = ScaleByScheduleState;
 
     fn init_state(&self) -> ScaleByScheduleState {
-        ScaleByScheduleState { count: 0 }
+        ScaleByScheduleState { count: Count(0) }
     }
 
     fn next(&self, state: ScaleByScheduleState) -> (f64, ScaleByScheduleState) {
-        (self.value(state.count), ScaleByScheduleState { count: safe_increment(state.count) })
+        (self.value(state.count.0), ScaleByScheduleState { count: state.count.increment() })
     }
 
     fn is_zero(&self) -> bool {

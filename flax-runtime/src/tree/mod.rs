@@ -55,6 +55,7 @@ mod pytree;
 mod state_dict;
 mod tree_util;
 
+pub(crate) use impls::{impl_tree_for_host_value, int_from_state};
 pub use key_path::{Key, KeyPath};
 pub use pytree::{MapFn, Tree, VisitFn, VisitMutFn};
 pub use state_dict::{

@@ -3,7 +3,6 @@
 use crate::core::errors::Result;
 use crate::optax::alias::delegate_setters;
 use crate::optax::fused::{self, AdamConfig};
-use crate::optax::numerics::safe_increment;
 use crate::optax::scalar_or_schedule::ScalarOrSchedule;
 use crate::optax::transformation::{update_then_apply, GradientTransformation};
 use crate::optax::transforms::{
@@ -81,9 +80,9 @@ pub(super) fn fused_step<P: Tree>(
     lr: f64,
     weight_decay: Option<f64>,
 ) -> Result<ScaleByAdamState<P>> {
-    let count = safe_increment(state.count);
+    let count = state.count.increment();
     let [p, g, mu, nu] = [params, grads, &state.mu, &state.nu].map(tree::leaves);
-    fused::adam(&p, &g, &mu, &nu, count, lr, config, weight_decay)?;
+    fused::adam(&p, &g, &mu, &nu, count.0, lr, config, weight_decay)?;
     drop((p, g, mu, nu));
     Ok(ScaleByAdamState { count, ..state })
 }

@@ -2,6 +2,7 @@
 //! and `optax.scale_by_learning_rate`, one transformation with the state Optax gives each.
 
 use crate::core::errors::Result;
+use crate::optax::count::Count;
 use crate::optax::leafwise::zip_leaves_mut;
 use crate::optax::scalar_or_schedule::ScalarOrSchedule;
 use crate::optax::schedules::Schedule;
@@ -14,7 +15,7 @@ use crate::tree::Tree;
 #[derive(Tree, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScaleByScheduleState {
     /// The step the schedule is evaluated at next.
-    pub count: i64,
+    pub count: Count,
 }
 
 /// Multiplies every update by a number or by a schedule of the step.

@@ -1,9 +1,10 @@
 //! `optax.scale_by_adam`: Adam's preconditioning, without the learning rate.
 
 use crate::core::errors::Result;
+use crate::optax::count::Count;
 use crate::optax::fused::AdamConfig;
 use crate::optax::leafwise::{axpy, full_like, update_moment, zip_leaves_mut};
-use crate::optax::numerics::{bias_correction, safe_increment};
+use crate::optax::numerics::bias_correction;
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
 use tch::{Kind, Tensor};
@@ -12,7 +13,7 @@ use tch::{Kind, Tensor};
 #[derive(Tree, Debug)]
 pub struct ScaleByAdamState<P> {
     /// The number of updates so far (int32 in Optax, saturating at `i32::MAX`).
-    pub count: i64,
+    pub count: Count,
     /// The exponential moving average of the gradients.
     pub mu: P,
     /// The exponential moving average of the squared gradients.
@@ -93,7 +94,7 @@ impl ScaleByAdam {
             let mut denominator = g.f_square()?;
             let nu = update_moment(nu, &denominator, self.b2)?;
             let _ = g.f_div_scalar_(bias_correction(self.b1, count))?.f_mul_scalar_(1.0 - self.b1)?;
-            axpy(g, self.b1 / bias_correction(self.b1, safe_increment(count)), &mu)?;
+            axpy(g, self.b1 / bias_correction(self.b1, Count(count).increment().0), &mu)?;
             self.denominator(&nu, &mut denominator, count)?;
             let _ = g.f_div_(&denominator)?;
         } else {
@@ -122,7 +123,7 @@ impl<P: Tree> GradientTransformation<P> for ScaleByAdam {
 
     fn init(&self, params: &P) -> Result<ScaleByAdamState<P>> {
         let mu = full_like(params, 0.0, self.mu_dtype)?;
-        Ok(ScaleByAdamState { count: 0, mu, nu: full_like(params, 0.0, None)? })
+        Ok(ScaleByAdamState { count: Count(0), mu, nu: full_like(params, 0.0, None)? })
     }
 
     fn update(
@@ -131,9 +132,9 @@ impl<P: Tree> GradientTransformation<P> for ScaleByAdam {
         state: ScaleByAdamState<P>,
         _params: Option<&P>,
     ) -> Result<(P, ScaleByAdamState<P>)> {
-        let count = safe_increment(state.count);
+        let count = state.count.increment();
         zip_leaves_mut(&mut updates, [&state.mu, &state.nu], |g, [mu, nu]| {
-            self.update_leaf(g, mu, nu, count)
+            self.update_leaf(g, mu, nu, count.0)
         })?;
         Ok((updates, ScaleByAdamState { count, ..state }))
     }

@@ -2,8 +2,9 @@
 //! centered.
 
 use crate::core::errors::{Error, Result};
+use crate::optax::count::Count;
 use crate::optax::leafwise::{full_like, update_moment, zip_leaves_mut};
-use crate::optax::numerics::{bias_correction, safe_increment};
+use crate::optax::numerics::bias_correction;
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
 use tch::Tensor;
@@ -15,7 +16,7 @@ use tch::Tensor;
 #[derive(Tree, Debug)]
 pub struct ScaleByRmsState<P> {
     /// The number of updates so far, when bias correction is on.
-    pub count: Option<i64>,
+    pub count: Option<Count>,
     /// The moving average of the gradients, for the centered variant.
     pub mu: Option<P>,
     /// The moving average of the squared gradients.
@@ -130,7 +131,7 @@ impl<P: Tree> GradientTransformation<P> for ScaleByRms {
 
     fn init(&self, params: &P) -> Result<ScaleByRmsState<P>> {
         Ok(ScaleByRmsState {
-            count: self.bias_correction.then_some(0),
+            count: self.bias_correction.then_some(Count(0)),
             mu: if self.centered { Some(full_like(params, 0.0, None)?) } else { None },
             nu: full_like(params, self.initial_scale, None)?,
         })
@@ -143,8 +144,8 @@ impl<P: Tree> GradientTransformation<P> for ScaleByRms {
         _params: Option<&P>,
     ) -> Result<(P, ScaleByRmsState<P>)> {
         self.check_state(&state)?;
-        let count = state.count.map(safe_increment);
-        let correction = count.map_or(1.0, |count| bias_correction(self.decay, count));
+        let count = state.count.map(Count::increment);
+        let correction = count.map_or(1.0, |count| bias_correction(self.decay, count.0));
         match &state.mu {
             Some(mu) => zip_leaves_mut(&mut updates, [mu, &state.nu], |g, [mu, nu]| {
                 self.update_leaf(g, Some(mu), nu, correction)

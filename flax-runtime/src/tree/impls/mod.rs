@@ -10,6 +10,8 @@ mod tuple;
 mod value;
 mod wrapper;
 
+pub(crate) use scalar::{impl_tree_for_host_value, int_from_state};
+
 use crate::core::errors::{Error, Result};
 use crate::tree::key_path::KeyPath;
 

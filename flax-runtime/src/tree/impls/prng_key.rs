@@ -3,13 +3,10 @@
 //! guides do (`key: jax.Array`) saves and restores it byte-compatibly with Flax, while tensor
 //! maps (optimizers, device moves) copy it through unchanged, like the `step` counter.
 
-use crate::core::errors::Result;
+use super::scalar::impl_tree_for_host_value;
 use crate::core::frozen_dict::{Scalar, Value};
 use crate::core::rng::PRNGKey;
 use crate::core::uint_array::{UintArray, UintDtype};
-use crate::tree::key_path::KeyPath;
-use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-use crate::tree::state_dict::StateDictMismatches;
 
 /// The key whose data `state` holds: a `uint32` array of shape `(2,)`.
 fn key_from_state(state: &Value) -> Option<PRNGKey> {
@@ -23,53 +20,12 @@ fn key_from_state(state: &Value) -> Option<PRNGKey> {
     }
 }
 
-impl Tree for PRNGKey {
-    fn visit_leaves<'t, const N: usize>(
-        &'t self,
-        _others: [&'t Self; N],
-        _path: &mut KeyPath<'t>,
-        _f: &mut VisitFn<'_, 't, N>,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    fn visit_leaves_mut<'t, const N: usize>(
-        &'t mut self,
-        _others: [&'t Self; N],
-        _path: &mut KeyPath<'t>,
-        _f: &mut VisitMutFn<'_, 't, N>,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    fn map_leaves<'t, const N: usize>(
-        &'t self,
-        _others: [&'t Self; N],
-        _path: &mut KeyPath<'t>,
-        _f: &mut MapFn<'_, 't, N>,
-    ) -> Result<Self> {
-        Ok(*self)
-    }
-
-    /// The raw key data, `jax.random.key_data(key)`: a `uint32` array of shape `(2,)`.
-    fn state_dict(&self) -> Value {
-        Value::Scalar(Scalar::UintArray(UintArray::from_u32(&self.raw())))
-    }
-
-    /// Takes exactly a `uint32` array of shape `(2,)`; anything else is reported as a mismatch.
-    fn restore_state_dict<'t>(
-        &'t self,
-        state: &Value,
-        path: &mut KeyPath<'t>,
-        report: &mut StateDictMismatches,
-    ) -> Option<Self> {
-        let restored = key_from_state(state);
-        if restored.is_none() {
-            report.mismatched(path, self.state_dict().describe(), state);
-        }
-        restored
-    }
-}
+impl_tree_for_host_value!(
+    PRNGKey,
+    // The raw key data, `jax.random.key_data(key)`: a `uint32` array of shape `(2,)`.
+    |key: &PRNGKey| Value::Scalar(Scalar::UintArray(UintArray::from_u32(&key.raw()))),
+    key_from_state
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,11 +8,7 @@
 //! Restoring also accepts a one-element tensor of the matching kind, which is what Python
 //! Flax writes for a counter that was updated under `jit` (a 0-d `jax.Array`).
 
-use crate::core::errors::Result;
 use crate::core::frozen_dict::{Scalar, Value};
-use crate::tree::key_path::KeyPath;
-use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
-use crate::tree::state_dict::StateDictMismatches;
 use tch::{Kind, Tensor};
 
 /// The value of a one-element tensor whose dtype satisfies `kind_ok`.
@@ -25,7 +21,9 @@ fn tensor_item<T>(
     (t.numel() == 1 && kind_ok(kind)).then(|| read(t).ok()).flatten()
 }
 
-fn int_from_state(state: &Value) -> Option<i64> {
+/// An integer state-dict entry: a Python int, or a one-element integer array (what Flax
+/// writes for a counter updated under `jit`).
+pub(crate) fn int_from_state(state: &Value) -> Option<i64> {
     match state {
         Value::Scalar(Scalar::Int(i)) => Some(*i),
         Value::Tensor(t) => tensor_item(t, is_integer, |t| t.f_int64_value(&[])),
@@ -65,47 +63,48 @@ fn is_float(kind: Kind) -> bool {
     matches!(kind, Kind::Half | Kind::Float | Kind::Double | Kind::BFloat16)
 }
 
-/// Implements `Tree` for a scalar type: no tensor leaves, `to_scalar` for its state dict,
-/// `from_state` to read it back.
-macro_rules! impl_tree_for_scalar {
-    ($ty:ty, $to_scalar:expr, $from_state:expr) => {
-        impl Tree for $ty {
+/// Implements `Tree` for a value kept on the host (a scalar, a PRNG key, a step count): no
+/// tensor leaves, so tensor maps copy it through; `$to_state` gives its state-dict entry and
+/// `$from_state` reads one back (`None` is reported as a mismatch).
+macro_rules! impl_tree_for_host_value {
+    ($ty:ty, $to_state:expr, $from_state:expr) => {
+        impl $crate::tree::Tree for $ty {
             fn visit_leaves<'t, const N: usize>(
                 &'t self,
                 _others: [&'t Self; N],
-                _path: &mut KeyPath<'t>,
-                _f: &mut VisitFn<'_, 't, N>,
-            ) -> Result<()> {
+                _path: &mut $crate::tree::KeyPath<'t>,
+                _f: &mut $crate::tree::VisitFn<'_, 't, N>,
+            ) -> $crate::Result<()> {
                 Ok(())
             }
 
             fn visit_leaves_mut<'t, const N: usize>(
                 &'t mut self,
                 _others: [&'t Self; N],
-                _path: &mut KeyPath<'t>,
-                _f: &mut VisitMutFn<'_, 't, N>,
-            ) -> Result<()> {
+                _path: &mut $crate::tree::KeyPath<'t>,
+                _f: &mut $crate::tree::VisitMutFn<'_, 't, N>,
+            ) -> $crate::Result<()> {
                 Ok(())
             }
 
             fn map_leaves<'t, const N: usize>(
                 &'t self,
                 _others: [&'t Self; N],
-                _path: &mut KeyPath<'t>,
-                _f: &mut MapFn<'_, 't, N>,
-            ) -> Result<Self> {
+                _path: &mut $crate::tree::KeyPath<'t>,
+                _f: &mut $crate::tree::MapFn<'_, 't, N>,
+            ) -> $crate::Result<Self> {
                 Ok(self.clone())
             }
 
-            fn state_dict(&self) -> Value {
-                Value::Scalar($to_scalar(self))
+            fn state_dict(&self) -> $crate::Value {
+                $to_state(self)
             }
 
             fn restore_state_dict<'t>(
                 &'t self,
-                state: &Value,
-                path: &mut KeyPath<'t>,
-                report: &mut StateDictMismatches,
+                state: &$crate::Value,
+                path: &mut $crate::tree::KeyPath<'t>,
+                report: &mut $crate::tree::StateDictMismatches,
             ) -> Option<Self> {
                 let restored = $from_state(state);
                 if restored.is_none() {
@@ -117,7 +116,9 @@ macro_rules! impl_tree_for_scalar {
     };
 }
 
-impl_tree_for_scalar!(i64, |x: &i64| Scalar::Int(*x), int_from_state);
-impl_tree_for_scalar!(f64, |x: &f64| Scalar::Float(*x), float_from_state);
-impl_tree_for_scalar!(bool, |x: &bool| Scalar::Bool(*x), bool_from_state);
-impl_tree_for_scalar!(String, |x: &String| Scalar::Str(x.clone()), string_from_state);
+pub(crate) use impl_tree_for_host_value;
+
+impl_tree_for_host_value!(i64, |x: &i64| Value::Scalar(Scalar::Int(*x)), int_from_state);
+impl_tree_for_host_value!(f64, |x: &f64| Value::Scalar(Scalar::Float(*x)), float_from_state);
+impl_tree_for_host_value!(bool, |x: &bool| Value::Scalar(Scalar::Bool(*x)), bool_from_state);
+impl_tree_for_host_value!(String, |x: &String| Value::Scalar(Scalar::Str(x.clone())), string_from_state);

@@ -1,6 +1,10 @@
 //! Embeds libtorch's library directory as an rpath, so that this crate's tests, benches and
-//! examples run without `LD_LIBRARY_PATH`, and re-exports it (`DEP_FLAX_LIBTORCH_LIB`) for
-//! dependent packages' build scripts to do the same.
+//! examples run without `LD_LIBRARY_PATH`, and, with a CUDA build of libtorch, keeps
+//! `libtorch_cuda` linked although no symbol of it is referenced: libtorch registers its CUDA
+//! kernels when that library loads, and the linker's default `--as-needed` drops it, leaving
+//! `Cuda::is_available()` false on a GPU machine (tch-rs issue 980). Dependent packages'
+//! build scripts do the same from the metadata exported here: `DEP_FLAX_LIBTORCH_LIB` (the
+//! directory) and `DEP_FLAX_TORCH_CUDA` (`1` for a CUDA build), as `examples/build.rs` does.
 //!
 //! Also compiles `csrc/`, the few libtorch operators tch's generated API leaves out, against
 //! the headers of the libtorch that torch-sys found, with torch-sys's flags (C++17 and its
@@ -15,10 +19,15 @@ fn main() {
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .or_else(|_| std::env::var("LIBTORCH").map(|root| format!("{root}/lib")))
         .expect("torch-sys found libtorch, but reported neither DEP_TCH_LIBTORCH_LIB nor LIBTORCH");
+    let cuda = Path::new(&lib).join("libtorch_cuda.so").exists();
     if std::env::var("CARGO_CFG_TARGET_FAMILY").as_deref() == Ok("unix") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+        if cuda {
+            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        }
     }
     println!("cargo:libtorch_lib={lib}");
+    println!("cargo:torch_cuda={}", u8::from(cuda));
     compile_csrc(Path::new(&lib));
 }
 

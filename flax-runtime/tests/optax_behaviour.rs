@@ -332,15 +332,42 @@ fn bad_schedules_and_loss_inputs_are_typed_errors() {
         losses::softmax_cross_entropy_with_integer_labels(&logits, &float_labels),
         Err(Error::Value(_))
     ));
-    let out_of_range = Tensor::from_slice(&[0i64, 7]);
-    assert!(matches!(
-        losses::softmax_cross_entropy_with_integer_labels(&logits, &out_of_range),
-        Err(Error::Torch(_))
-    ));
+    for out_of_range in [[0i64, 7], [0, -1]] {
+        assert!(matches!(
+            losses::softmax_cross_entropy_with_integer_labels(&logits, &Tensor::from_slice(&out_of_range)),
+            Err(Error::Torch(_))
+        ));
+    }
+    // A single label for a batch of two: libtorch's gather and broadcasting would accept it.
+    for wrong_shape in [Tensor::from_slice(&[0i64, 1, 2]), Tensor::from_slice(&[1i64]), Tensor::from(1i64)] {
+        assert!(matches!(
+            losses::softmax_cross_entropy_with_integer_labels(&logits, &wrong_shape),
+            Err(Error::Value(_))
+        ));
+    }
     assert!(matches!(losses::l2_loss(&logits, Some(&labels)), Err(Error::Value(_))));
     assert!(matches!(losses::huber_loss(&int_logits, None, 1.0), Err(Error::Value(_))));
     assert!(matches!(
         losses::softmax_cross_entropy(&logits, &Tensor::zeros([4], (Kind::Float, Device::Cpu))),
         Err(Error::Torch(_))
     ));
+}
+
+/// Integer-label cross-entropy keeps any batch shape, a scalar label included, and is
+/// Optax's `logsumexp(logits) - logits[label]` for each example.
+#[test]
+fn integer_label_cross_entropy_keeps_the_batch_shape() -> flax::Result<()> {
+    use optax::losses::softmax_cross_entropy_with_integer_labels as loss;
+    let logits = Tensor::arange(30, (Kind::Float, Device::Cpu)).sin().reshape([2, 3, 5]) * 4.0;
+    let labels = Tensor::from_slice(&[0i32, 4, 2, 1, 3, 0]).reshape([2, 3]);
+    let got = loss(&logits, &labels)?;
+    assert_eq!(got.size(), [2, 3]);
+    let index = labels.to_kind(Kind::Int64).unsqueeze(-1);
+    let expected =
+        logits.logsumexp([-1i64].as_slice(), false) - logits.gather(-1, &index, false).squeeze_dim(-1);
+    assert!(got.allclose(&expected, 1e-6, 1e-6, false), "{got} vs {expected}");
+    let scalar = loss(&logits.get(0).get(0), &Tensor::from(0i64))?;
+    assert_eq!(scalar.dim(), 0);
+    assert!(scalar.allclose(&expected.get(0).get(0), 1e-6, 1e-6, false));
+    Ok(())
 }

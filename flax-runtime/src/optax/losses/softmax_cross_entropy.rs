@@ -26,13 +26,21 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor>
 /// (`.mean(Kind::Float)` of it, in the spec's quickstart).
 ///
 /// # Errors
-/// [`Error::Value`] when the logits are not floating point or the labels not integers;
-/// libtorch's when the shapes differ or a label is out of range.
+/// [`Error::Value`] when the logits are not floating point, the labels not integers, or the
+/// labels' shape is not exactly the logits' without the class axis (Optax broadcasts labels of
+/// another shape, which hides a mislabelled batch); libtorch's when a label is out of range.
 pub fn softmax_cross_entropy_with_integer_labels(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     check_floating(logits, "logits")?;
     let label_kind = labels.f_kind()?;
     if !matches!(label_kind, Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64) {
         return Err(Error::Value(format!("labels must be integers, got {label_kind:?}")));
+    }
+    let (logits_shape, labels_shape) = (logits.size(), labels.size());
+    if logits_shape.split_last().map(|(_, batch)| batch) != Some(labels_shape.as_slice()) {
+        return Err(Error::Value(format!(
+            "labels of shape {labels_shape:?} do not match logits of shape {logits_shape:?} \
+             (labels have the logits' shape without the class axis)"
+        )));
     }
     let index = labels.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     let label_logits = logits.f_gather(-1, &index, false)?.f_squeeze_dim(-1)?;

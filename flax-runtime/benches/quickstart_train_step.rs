@@ -28,8 +28,8 @@
 //! Run: `cargo bench -p flax-runtime --bench quickstart_train_step [-- --threads 1 --rounds 30
 //! --steps 5 --batches 32,128 --breakdown --json]`. `--json` prints one JSON line instead of
 //! the table (for `scripts/bench/quickstart_train_step.py`, which adds PyTorch eager and
-//! Flax/JAX-jit); `--breakdown` also times the forward and backward pass and the optimizer
-//! update separately.
+//! Flax/JAX-jit); `--breakdown` also times the forward pass alone, the forward and backward
+//! pass, and the optimizer update separately.
 
 // The tests' quickstart: the CNN and `train_step` of the example (the metrics go unused here).
 #[allow(dead_code)]
@@ -299,10 +299,14 @@ fn full_steps<'a>(init: &FrozenDict, x: &'a Tensor, labels: &'a Tensor) -> Vec<V
     versions
 }
 
-/// The two halves of a step timed apart, for the library and the channels-last `tch`: the
-/// gradients alone, and the update alone (on fixed gradients, each step still updating the
-/// parameters and momentum in place).
+/// Parts of a step timed apart, for the library and the channels-last `tch`: the forward
+/// pass alone (no gradients recorded), the gradients alone (forward and backward pass), and
+/// the update alone (on fixed gradients, each step still updating the parameters and
+/// momentum in place).
 fn breakdown<'a>(init: &FrozenDict, x: &'a Tensor, labels: &'a Tensor) -> Vec<Version<'a>> {
+    let forward_state = create_train_state(init);
+    let forward_hand = HandWritten::new(init, true);
+    let forward_input = forward_hand.input(x);
     let state = create_train_state(init);
     let grads = flax_grads(&state, x, labels);
     let mut update_state = Some(create_train_state(init));
@@ -311,15 +315,28 @@ fn breakdown<'a>(init: &FrozenDict, x: &'a Tensor, labels: &'a Tensor) -> Vec<Ve
     let hand_grads = hand.grads(&input, labels);
     let mut hand_update = HandWritten::new(init, true);
     vec![
-        Version { name: "flax_grad", base: 0, step: Box::new(move || drop(flax_grads(&state, x, labels))) },
+        Version {
+            name: "flax_forward",
+            base: 0,
+            step: Box::new(move || {
+                let variables = variables(&forward_state.params);
+                drop(tch::no_grad(|| forward_state.apply_fn.apply(&variables, x)).expect("apply"))
+            }),
+        },
+        Version {
+            name: "tch_channels_last_forward",
+            base: 0,
+            step: Box::new(move || drop(tch::no_grad(|| forward_hand.forward(&forward_input)))),
+        },
+        Version { name: "flax_grad", base: 2, step: Box::new(move || drop(flax_grads(&state, x, labels))) },
         Version {
             name: "tch_channels_last_grad",
-            base: 0,
+            base: 2,
             step: Box::new(move || drop(hand.grads(&input, labels))),
         },
         Version {
             name: "flax_apply_gradients",
-            base: 2,
+            base: 4,
             step: Box::new(move || {
                 let grads = flax::tree::tree_map(&grads, |g| Ok(g.shallow_clone())).expect("grads");
                 update_state =
@@ -328,7 +345,7 @@ fn breakdown<'a>(init: &FrozenDict, x: &'a Tensor, labels: &'a Tensor) -> Vec<Ve
         },
         Version {
             name: "tch_channels_last_update",
-            base: 2,
+            base: 4,
             step: Box::new(move || hand_update.update(&hand_grads)),
         },
     ]

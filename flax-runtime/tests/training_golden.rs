@@ -188,6 +188,9 @@ fn metric_errors_are_typed() {
     assert!(matches!(err, flax::Error::Value(_)), "{err}");
     let err = Accuracy::from_model_output(&[("logits", &logits)]).unwrap_err();
     assert!(err.to_string().contains("\"labels\""), "{err}");
+    let one_label = Tensor::zeros([1], (Kind::Int64, flax::tch::Device::Cpu));
+    let err = Accuracy::from_model_output(&[("logits", &logits), ("labels", &one_label)]).unwrap_err();
+    assert!(err.to_string().contains("do not match"), "{err}");
     let labels = Tensor::zeros([2], (Kind::Int64, flax::tch::Device::Cpu));
     let bad_mask = Tensor::ones([3], (Kind::Bool, flax::tch::Device::Cpu));
     let err = Accuracy::from_model_output(&[("logits", &logits), ("labels", &labels), ("mask", &bad_mask)])

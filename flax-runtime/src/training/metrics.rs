@@ -202,8 +202,9 @@ impl<N: OutputName> Metric for Average<N> {
 }
 
 /// The fraction of examples whose highest logit is the label (`clu.metrics.Accuracy`), from
-/// the outputs `logits` (`[..., classes]`) and `labels` (integers, one rank less), and the
-/// optional `mask` of valid examples.
+/// the outputs `logits` (`[..., classes]`) and `labels` (integers, the logits' shape without
+/// the class axis: a mismatch is an error, where clu would broadcast), and the optional `mask`
+/// of valid examples.
 #[derive(Debug, Tree)]
 pub struct Accuracy {
     /// The number of correct predictions (`float32`).
@@ -230,6 +231,15 @@ impl Metric for Accuracy {
                 logits.dim(),
                 labels.dim() + 1,
                 labels.f_kind()?
+            )));
+        }
+        if logits.size()[..labels.dim()] != labels.size() {
+            // clu would broadcast them and count a mislabelled batch's predictions.
+            return Err(Error::Value(format!(
+                "labels of shape {:?} do not match logits of shape {:?} (labels have the logits' shape \
+                 without the class axis)",
+                labels.size(),
+                logits.size()
             )));
         }
         let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_to_kind(Kind::Float)?;

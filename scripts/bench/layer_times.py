@@ -32,15 +32,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quickstart_train_step import ROOT, TORCH_PYTHON, keep_malloc_memory, run_json, set_xla_threads  # noqa: E402
-
-LAYERS = ["conv0", "relu_pool0", "conv1", "relu_pool1", "dense0", "head"]
-
+from quickstart_train_step import TORCH_PYTHON, keep_malloc_memory, run_json, set_xla_threads  # noqa: E402
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -121,7 +117,6 @@ def torch_layers(batch):
 def jax_layers(batch):
     """Per layer: (forward, forward+backward) jitted closures in Flax's layouts."""
     import jax
-    import jax.numpy as jnp
     import flax.linen as nn
     import optax
 
@@ -192,7 +187,7 @@ def print_table(args, rounds):
           f"ms, medians; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"{'layer':<12}{'libtorch fwd':>14}{'XLA fwd':>10}{'libtorch f+b':>14}{'XLA f+b':>10}{'XLA/libtorch f+b':>18}")
     totals = [0.0] * 4
-    for layer in LAYERS:
+    for layer in rounds[0]["torch"]:  # the layers in the order they run
         cells = [statistics.median(r[fw][layer][k] for r in rounds) for k in (0, 1) for fw in ("torch", "jax")]
         totals = [t + c for t, c in zip(totals, cells)]
         print(f"{layer:<12}{cells[0]:>14.3f}{cells[1]:>10.3f}{cells[2]:>14.3f}{cells[3]:>10.3f}{cells[3] / cells[2]:>17.2f}x")

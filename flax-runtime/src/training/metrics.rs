@@ -34,6 +34,7 @@
 //! `gather_from_model_output` and the collection's `_reduction_counter`) have no equivalent.
 
 use crate::core::errors::{Error, Result};
+use crate::optax::losses::check_class_labels;
 use crate::tree::Tree;
 use indexmap::IndexMap;
 use std::marker::PhantomData;
@@ -233,15 +234,7 @@ impl Metric for Accuracy {
                 labels.f_kind()?
             )));
         }
-        if logits.size()[..labels.dim()] != labels.size() {
-            // clu would broadcast them and count a mislabelled batch's predictions.
-            return Err(Error::Value(format!(
-                "labels of shape {:?} do not match logits of shape {:?} (labels have the logits' shape \
-                 without the class axis)",
-                labels.size(),
-                logits.size()
-            )));
-        }
+        check_class_labels(logits, labels)?;
         let correct = logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_to_kind(Kind::Float)?;
         let (total, count) = masked_total_and_count(&correct, find_output(outputs, "mask"))?;
         Ok(Accuracy { total, count })

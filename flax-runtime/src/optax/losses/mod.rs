@@ -23,6 +23,20 @@ fn check_floating(x: &Tensor, name: &str) -> Result<()> {
     }
 }
 
+/// Checks that integer class `labels` have exactly the shape of `logits` without its last
+/// (class) axis. Optax and clu broadcast labels of another shape, which silently scores a
+/// mislabelled batch; here it is an error.
+pub(crate) fn check_class_labels(logits: &Tensor, labels: &Tensor) -> Result<()> {
+    let (logits_shape, labels_shape) = (logits.size(), labels.size());
+    match logits_shape.split_last() {
+        Some((_, batch)) if batch == labels_shape.as_slice() => Ok(()),
+        _ => Err(Error::Value(format!(
+            "labels of shape {labels_shape:?} do not match logits of shape {logits_shape:?} \
+             (labels have the logits' shape without the class axis)"
+        ))),
+    }
+}
+
 /// `predictions - targets`, after checking both shapes are equal
 /// (Optax's `check_shapes_equal`), or `predictions` alone.
 fn errors(predictions: &Tensor, targets: Option<&Tensor>) -> Result<Tensor> {

@@ -2,7 +2,7 @@
 //! `optax.losses.softmax_cross_entropy_with_integer_labels`, over the last axis.
 
 use crate::core::errors::{Error, Result};
-use crate::optax::losses::check_floating;
+use crate::optax::losses::{check_class_labels, check_floating};
 use tch::{Kind, Tensor};
 
 /// The cross-entropy of `labels` (a probability distribution per example, same shape as
@@ -35,13 +35,7 @@ pub fn softmax_cross_entropy_with_integer_labels(logits: &Tensor, labels: &Tenso
     if !matches!(label_kind, Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64) {
         return Err(Error::Value(format!("labels must be integers, got {label_kind:?}")));
     }
-    let (logits_shape, labels_shape) = (logits.size(), labels.size());
-    if logits_shape.split_last().map(|(_, batch)| batch) != Some(labels_shape.as_slice()) {
-        return Err(Error::Value(format!(
-            "labels of shape {labels_shape:?} do not match logits of shape {logits_shape:?} \
-             (labels have the logits' shape without the class axis)"
-        )));
-    }
+    check_class_labels(logits, labels)?;
     let index = labels.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
     let label_logits = logits.f_gather(-1, &index, false)?.f_squeeze_dim(-1)?;
     Ok(logits.f_logsumexp([-1i64].as_slice(), false)?.f_sub(&label_logits)?)

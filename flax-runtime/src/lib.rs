@@ -14,6 +14,7 @@ pub mod random;
 pub mod serialization;
 pub mod summary;
 pub mod training;
+pub mod transforms;
 pub mod traverse_util;
 pub mod tree;
 

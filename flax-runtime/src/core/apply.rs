@@ -223,6 +223,7 @@ pub(crate) fn root_scope<'v>(
     let config = ScopeConfig {
         rngs: options.rngs,
         mutable,
+        within: Vec::new(),
         capture: options.capture_intermediates,
         initializing,
         device,

@@ -145,6 +145,13 @@ pub enum Error {
     })]
     MergeParam { scope: String, name: String, given_twice: bool },
 
+    /// A lifted transform (`scan`, `vmap`, `cond`, …) given inputs or a body it cannot lift:
+    /// axis sizes that differ, an axis out of range, a variable created inside the body in
+    /// a collection the transform does not map, branches that create different variables.
+    /// `scope` is the module path.
+    #[error("{scope}: {transform}: {message}")]
+    Transform { transform: &'static str, scope: String, message: String },
+
     /// A module or function called with arguments it does not take, as a layer of a
     /// `Sequential` passes them on (Flax raises Python's `TypeError`); `scope` is the path of
     /// the module that called it.

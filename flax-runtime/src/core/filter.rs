@@ -34,6 +34,44 @@ impl CollectionFilter {
         }
     }
 
+    /// The collections either filter selects (Flax's `union_filters`).
+    pub fn union(&self, other: &CollectionFilter) -> CollectionFilter {
+        use CollectionFilter::{Deny, Everything, Nothing, Only};
+        match (self.normalized(), other.normalized()) {
+            (Everything, _) | (_, Everything) => Everything,
+            (Nothing, f) | (f, Nothing) => f,
+            (Only(a), Only(b)) => {
+                Only(a.iter().chain(b.iter().filter(|n| !a.contains(n))).cloned().collect())
+            }
+            (Only(a), Deny(d)) | (Deny(d), Only(a)) => match *d {
+                Only(denied) => {
+                    CollectionFilter::deny(Only(denied.into_iter().filter(|n| !a.contains(n)).collect()))
+                }
+                _ => unreachable!("normalized filters deny only lists"),
+            },
+            (Deny(a), Deny(b)) => match (*a, *b) {
+                (Only(a), Only(b)) => {
+                    CollectionFilter::deny(Only(a.into_iter().filter(|n| b.contains(n)).collect()))
+                }
+                _ => unreachable!("normalized filters deny only lists"),
+            },
+        }
+    }
+
+    /// The same selection as `Nothing`, `Everything`, `Only(..)` or `Deny(Only(..))`.
+    fn normalized(&self) -> CollectionFilter {
+        use CollectionFilter::{Deny, Everything, Nothing, Only};
+        match self {
+            Deny(inner) => match inner.normalized() {
+                Nothing => Everything,
+                Everything => Nothing,
+                Only(names) => CollectionFilter::deny(Only(names)),
+                Deny(twice) => *twice,
+            },
+            other => other.clone(),
+        }
+    }
+
     /// Whether no collection can be selected (so `apply` has nothing to return besides output).
     pub fn is_empty(&self) -> bool {
         match self {
@@ -99,5 +137,32 @@ mod tests {
         let deny = CollectionFilter::deny("intermediates");
         assert!(deny.matches("params") && !deny.matches("intermediates"));
         assert!(CollectionFilter::from(Vec::<String>::new()).is_empty());
+    }
+
+    #[test]
+    fn union_selects_what_either_selects() {
+        let names = ["params", "batch_stats", "cache", "intermediates"];
+        let filters = [
+            CollectionFilter::Nothing,
+            CollectionFilter::Everything,
+            CollectionFilter::from("params"),
+            CollectionFilter::from(["batch_stats", "cache"]),
+            CollectionFilter::deny("intermediates"),
+            CollectionFilter::deny(["params", "cache"]),
+            CollectionFilter::deny(CollectionFilter::deny("cache")),
+            CollectionFilter::deny(true),
+        ];
+        for a in &filters {
+            for b in &filters {
+                let union = a.union(b);
+                for name in names {
+                    assert_eq!(
+                        union.matches(name),
+                        a.matches(name) || b.matches(name),
+                        "{a:?} | {b:?} on {name}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -77,6 +77,21 @@ pub(crate) fn auto_name(type_name: &'static str, index: u32) -> &'static str {
     })
 }
 
+/// `"{prefix}{type_name}"` (`ScanDense`), interned: the class name Flax gives a module class
+/// lifted by a transform (`nn.scan(Dense)` is the class `ScanDense`), and so the prefix of the
+/// lifted module's auto-names. Called when a transform is constructed, never per step.
+pub(crate) fn lifted_type_name(prefix: &'static str, type_name: &'static str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<(&'static str, &'static str, &'static str)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, name)) = names.iter().find(|(p, t, _)| *p == prefix && *t == type_name) {
+        return name;
+    }
+    let name: &'static str = Box::leak(format!("{prefix}{type_name}").into_boxed_str());
+    names.push((prefix, type_name, name));
+    name
+}
+
 /// Takes the next index of `type_name` from the innermost compact naming frame.
 pub(crate) fn take_index(type_name: &'static str) -> Option<ModuleName> {
     FRAMES.with(|frames| {
@@ -130,6 +145,27 @@ impl ModuleHandle {
             give_back(type_name, index, frame);
         }
         self.name = ModuleName::Explicit(name);
+    }
+
+    /// The handle of a transform that lifts the module of `inner` as Flax lifts a module class
+    /// (`nn.scan(Block)` gives the class `ScanBlock`): the transform takes the module's place
+    /// in its parent, auto-named `{type_name}_{n}` in construction order (the index the
+    /// module took goes back) or under the module's explicit name, and the module runs in
+    /// the transform's scope, so it is left unnamed.
+    pub(crate) fn lift(inner: &mut ModuleHandle, type_name: &'static str) -> ModuleHandle {
+        let explicit = match std::mem::replace(&mut inner.name, ModuleName::Unset) {
+            ModuleName::Auto { type_name, index, frame, .. } => {
+                give_back(type_name, index, frame);
+                None
+            }
+            ModuleName::Explicit(name) => Some(name),
+            ModuleName::Unset | ModuleName::OutsideCompact => None,
+        };
+        let mut handle = ModuleHandle::new(type_name);
+        if let Some(name) = explicit {
+            handle.set_name(name);
+        }
+        handle
     }
 
     /// Names the module after the attribute of the module that holds it, which becomes its

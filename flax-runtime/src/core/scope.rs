@@ -21,6 +21,11 @@ use crate::nn::initializers::Initializer;
 use std::borrow::Cow;
 use tch::{Device, Kind, Tensor};
 
+mod lift;
+mod rng_counters;
+
+pub(crate) use rng_counters::RngCounters;
+
 /// What a name in a module's namespace is taken by (Flax's scope reservations).
 #[derive(Clone, Debug, PartialEq)]
 enum Reservation {
@@ -43,11 +48,10 @@ struct Frame<'v> {
     /// entered, so reading a param is one lookup (only when the inputs are borrowed for `'v`
     /// and `params` is not mutable).
     params: Option<&'v FrozenDict>,
-    /// `make_rng` counters, one per stream of [`Rngs`], in stream order.
-    rng_counters: Vec<u32>,
-    /// Counters of children already entered, so that calling a submodule again continues its
-    /// streams instead of repeating keys (as Flax keeps `rng_counters` per child name).
-    child_rng_counters: Vec<(Name, Vec<u32>)>,
+    /// `make_rng` counters, one per stream of [`Rngs`], in stream order, and those of the
+    /// children already entered, so that calling a submodule again continues its streams
+    /// (and its children's) instead of repeating keys, as Flax keeps `rng_counters` per path.
+    counters: RngCounters,
 }
 
 /// One module method call, as recorded for `tabulate` when [`Scope::record_calls`] is on.
@@ -69,6 +73,9 @@ pub struct CallRecord {
 pub(crate) struct ScopeConfig {
     pub rngs: Rngs,
     pub mutable: CollectionFilter,
+    /// Further filters a collection must pass to be mutable: one per lifted transform this
+    /// scope runs inside (a transform makes only the collections it maps writable).
+    pub within: Vec<CollectionFilter>,
     pub capture: CaptureIntermediates,
     pub initializing: bool,
     pub device: Device,
@@ -77,12 +84,17 @@ pub(crate) struct ScopeConfig {
 impl ScopeConfig {
     /// `mutable`, plus `intermediates` while capturing them (Flax's `union_filters`).
     fn is_mutable(&self, collection: &str) -> bool {
-        self.mutable.matches(collection) || (collection == "intermediates" && self.capture.is_on())
+        (self.mutable.matches(collection) || (collection == "intermediates" && self.capture.is_on()))
+            && self.within.iter().all(|filter| filter.matches(collection))
     }
 }
 
 /// The handle a module method receives to declare and read its variables.
 pub struct Scope<'v> {
+    /// The module path above the root frame: empty for the scope of `init`/`apply`; for the
+    /// scope a lifted transform runs its body in, the path of the module it lifts. Names in
+    /// errors and RNG suffixes start with it, as a Flax lifted scope keeps its `path`.
+    prefix: Vec<Name>,
     input: Option<Cow<'v, FrozenDict>>,
     state: FrozenDict,
     config: ScopeConfig,
@@ -136,12 +148,12 @@ impl<'v> Scope<'v> {
             serial: 0,
             reserved_from: 0,
             params,
-            rng_counters: vec![0; streams],
-            child_rng_counters: Vec::new(),
+            counters: RngCounters::new(streams),
         };
         let mut frames = Vec::with_capacity(4);
         frames.push(root);
         Scope {
+            prefix: Vec::new(),
             input,
             state,
             config,
@@ -192,9 +204,9 @@ impl<'v> Scope<'v> {
     /// The module path as Flax prints it in errors: `/`, `/Dense_0`, `/encoder/layers_1`.
     pub fn path_text(&self) -> String {
         let mut path = String::new();
-        for frame in &self.frames[1..] {
+        for name in self.path() {
             path.push('/');
-            path.push_str(frame.name.as_deref().unwrap_or(""));
+            path.push_str(name);
         }
         if path.is_empty() {
             path.push('/');
@@ -204,7 +216,8 @@ impl<'v> Scope<'v> {
 
     /// The names of the module path from the root (empty at the root).
     pub fn path(&self) -> Vec<&str> {
-        self.frames[1..].iter().filter_map(|f| f.name.as_deref()).collect()
+        let frames = self.frames[1..].iter().filter_map(|f| f.name.as_deref());
+        self.prefix.iter().map(|name| &**name).chain(frames).collect()
     }
 
     /// The type name of the module running now (`Dense`), as Flax's errors name it.
@@ -444,11 +457,12 @@ impl<'v> Scope<'v> {
             });
         };
         let counter = {
-            let c = &mut self.top_mut().rng_counters[index];
+            let c = &mut self.top_mut().counters.own[index];
             *c += 1;
             *c
         };
-        let mut suffix: Vec<RngSuffix<'_>> = Vec::with_capacity(self.frames.len());
+        let mut suffix: Vec<RngSuffix<'_>> = Vec::with_capacity(self.prefix.len() + self.frames.len());
+        suffix.extend(self.prefix.iter().map(|name| RngSuffix::Str(name)));
         suffix.extend(self.frames[1..].iter().map(|f| RngSuffix::Str(f.name.as_deref().unwrap_or(""))));
         suffix.push(RngSuffix::Int(u64::from(counter)));
         Ok(fold_in_static(self.config.rngs.key(index), &suffix))
@@ -650,12 +664,7 @@ impl<'v> Scope<'v> {
     fn push_child(&mut self, name: Name, module_type: &'static str, owner: u64) -> Result<()> {
         self.reserve(&name, Reservation::Submodule(owner))?;
         let streams = self.config.rngs.len();
-        let rng_counters = self
-            .top()
-            .child_rng_counters
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or_else(|| vec![0; streams], |(_, c)| c.clone());
+        let counters = self.top().counters.child(&name, streams);
         let serial = self.next_serial;
         self.next_serial += 1;
         let params = self.top().params.and_then(|parent| parent.get_dict(&name));
@@ -666,8 +675,7 @@ impl<'v> Scope<'v> {
             serial,
             reserved_from: self.reserved.len(),
             params,
-            rng_counters,
-            child_rng_counters: Vec::new(),
+            counters,
         });
         Ok(())
     }
@@ -675,15 +683,8 @@ impl<'v> Scope<'v> {
     fn pop_child(&mut self) {
         let Some(child) = self.frames.pop() else { return };
         self.reserved.truncate(child.reserved_from);
-        if child.rng_counters.iter().all(|c| *c == 0) {
-            return;
-        }
         let name = child.name.unwrap_or_default();
-        let parent = self.top_mut();
-        match parent.child_rng_counters.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, counters)) => *counters = child.rng_counters,
-            None => parent.child_rng_counters.push((name, child.rng_counters)),
-        }
+        self.top_mut().counters.set_child(name, child.counters);
     }
 }
 

@@ -44,3 +44,5 @@ pub use pooling::{avg_pool, max_pool, min_pool, pool};
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use rnn::{flip_sequences, Bidirectional, RNNCellBase, RNN};
 pub use stochastic::Dropout;
+// Flax's `nn.scan`, `nn.vmap`, …: the lifted transforms, under the names Flax gives them in `nn`.
+pub use crate::transforms::{scan, scan_fn, Scan, ScanOptions};

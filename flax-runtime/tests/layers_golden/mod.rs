@@ -72,7 +72,8 @@ impl Case<'_> {
             .shallow_clone()
     }
 
-    fn dict(&self, key: &str) -> FrozenDict {
+    /// The dictionary under `key` (`"variables"`, `"grads"`, …).
+    pub fn dict(&self, key: &str) -> FrozenDict {
         match self.dict.get(key) {
             Some(Value::Dict(d)) => d.clone(),
             _ => panic!("{}: no dict {key}", self.name),

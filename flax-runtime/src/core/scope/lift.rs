@@ -1,0 +1,121 @@
+//! Re-entering a module's scope for a lifted transform (Flax's `flax.core.lift.pack`).
+//!
+//! A lifted transform (`scan`, `vmap`, `cond`, …) runs its body in a scope of its own: the
+//! running module's variables, regrouped by the transform (a slice of a stacked collection, a
+//! broadcast one, a carried one), with RNG streams the transform may have split. The body's
+//! scope has the module's path (errors and RNG suffixes are the same as without the
+//! transform), and what the body created or changed is written back into the module's
+//! subtree afterwards. These are the three operations Flax's `pack` provides: take the
+//! variables and RNG streams out of a scope, make an inner scope from them, and publish the
+//! inner scope's mutable collections back.
+
+use crate::core::apply::Rngs;
+use crate::core::filter::CollectionFilter;
+use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::scope::{RngCounters, Scope, ScopeConfig};
+use std::borrow::Cow;
+
+impl<'v> Scope<'v> {
+    /// The running module's variables: `{collection: subtree}` for every collection that has
+    /// a subtree at the module's path (mutable collections as written so far).
+    pub(crate) fn frame_variables(&self) -> FrozenDict {
+        let mut names: Vec<&str> = self.state.keys().collect();
+        if let Some(input) = &self.input {
+            names.extend(input.keys().filter(|name| !self.state.contains_key(name)));
+        }
+        let mut out = FrozenDict::new();
+        for collection in names {
+            if let Some(subtree) = self.frame_dict(collection) {
+                out.insert(collection, Value::Dict(subtree.clone()));
+            }
+        }
+        out
+    }
+
+    /// The running module's subtree of `collection`.
+    fn frame_dict(&self, collection: &str) -> Option<&FrozenDict> {
+        let mut dict = self.source(collection)?;
+        for frame in &self.frames[1..] {
+            dict = dict.get_dict(frame.name.as_deref()?)?;
+        }
+        Some(dict)
+    }
+
+    /// The identity of the module running now (whose calls run in this frame).
+    pub(crate) fn owner(&self) -> u64 {
+        self.top().owner
+    }
+
+    /// The RNG streams with their root keys (a transform splits them per iteration or
+    /// member, as Flax's `split_rngs` splits the stream's key and keeps its path suffix).
+    pub(crate) fn rng_streams(&self) -> &Rngs {
+        &self.config.rngs
+    }
+
+    /// A scope for the body of a transform lifting the running module: it reads `variables`
+    /// (the module's subtree per collection, regrouped by the transform), draws keys from
+    /// `rngs`, and may write only the collections `mutable` selects and this scope may
+    /// write. Calls of the module `owner` run in its root frame, and so do modules
+    /// constructed while the naming frame `naming` is the innermost (the body's closure).
+    pub(crate) fn lift(
+        &self,
+        variables: FrozenDict,
+        rngs: Rngs,
+        mutable: CollectionFilter,
+        owner: u64,
+        naming: Option<u64>,
+    ) -> Scope<'static> {
+        let mut within = self.config.within.clone();
+        within.push(mutable);
+        let config = ScopeConfig {
+            rngs,
+            mutable: self.config.mutable.clone(),
+            within,
+            capture: self.config.capture.clone(),
+            initializing: self.config.initializing,
+            device: self.config.device,
+        };
+        let top = self.top();
+        let mut inner = Scope::new(Some(Cow::Owned(variables)), config, top.module_type, owner);
+        inner.prefix = self.path().into_iter().map(|name| Cow::Owned(name.to_owned())).collect();
+        inner.frames[0].counters = top.counters.clone();
+        if let Some(naming) = naming {
+            inner.owners.push((naming, 0));
+        }
+        inner
+    }
+
+    /// Writes the collections a lifted body produced into the running module's subtree,
+    /// replacing it; collections this scope may not write are left out (a transform may hand
+    /// back collections it only read), and so are empty ones.
+    pub(crate) fn publish(&mut self, variables: FrozenDict) {
+        for (collection, value) in variables.into_inner() {
+            let Value::Dict(subtree) = value else { continue };
+            if subtree.is_empty() || !self.is_mutable_collection(&collection) {
+                continue;
+            }
+            let names: Vec<&str> = self.frames[1..].iter().map(|f| f.name.as_deref().unwrap_or("")).collect();
+            match names.split_last() {
+                None => self.state.insert(collection, Value::Dict(subtree)),
+                Some((last, parents)) => {
+                    let mut dict = self.state.dict_mut(&collection);
+                    for name in parents {
+                        dict = dict.dict_mut(name);
+                    }
+                    dict.insert(*last, Value::Dict(subtree));
+                }
+            }
+        }
+    }
+
+    /// The `make_rng` counters of the running module and of its children so far.
+    pub(crate) fn rng_counters(&self) -> RngCounters {
+        self.top().counters.clone()
+    }
+
+    /// Sets the running module's counters: a transform continues them from where its body
+    /// left them, as Flax's lifted scope shares `rng_counters` with the scope it lifts.
+    pub(crate) fn set_rng_counters(&mut self, counters: RngCounters) {
+        self.frames.last_mut().expect("a scope always has its root frame").counters = counters;
+    }
+}

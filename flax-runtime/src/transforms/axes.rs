@@ -1,0 +1,158 @@
+//! Splitting variables and inputs along a mapped axis, and stacking results back: what
+//! `scan`'s `variable_axes`/`in_axes`/`out_axes` and `vmap`'s do to every leaf.
+
+use crate::core::errors::{Error, Result};
+use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::scope::Scope;
+use crate::tree::{self, Tree};
+use tch::Tensor;
+
+/// Which transform is lifting which module: the facts every error of a transform names.
+pub(crate) struct Lifting {
+    pub transform: &'static str,
+    pub scope: String,
+}
+
+impl Lifting {
+    pub fn new(transform: &'static str, cx: &Scope<'_>) -> Self {
+        Lifting { transform, scope: cx.path_text() }
+    }
+
+    pub fn error(&self, message: impl Into<String>) -> Error {
+        Error::Transform { transform: self.transform, scope: self.scope.clone(), message: message.into() }
+    }
+
+    /// `axis` of a tensor of rank `rank` as a non-negative index (`-1` is the last axis).
+    pub fn axis(&self, axis: i64, rank: usize, what: &str) -> Result<i64> {
+        let rank = rank as i64;
+        let resolved = if axis < 0 { axis + rank } else { axis };
+        if (0..rank).contains(&resolved) {
+            Ok(resolved)
+        } else {
+            Err(self.error(format!("axis {axis} is out of range for {what} of rank {rank}")))
+        }
+    }
+
+    /// The size of `axis` of `tensor`, checked against the rank.
+    pub fn axis_size(&self, tensor: &Tensor, axis: i64, what: &str) -> Result<i64> {
+        if !tensor.defined() {
+            return Err(self.error(format!("{what} is an undefined tensor")));
+        }
+        let shape = tensor.size();
+        let axis = self.axis(axis, shape.len(), what)?;
+        Ok(shape[axis as usize])
+    }
+
+    /// `tensor` split along `axis` into its `length` slices, checking the axis's size.
+    pub fn unstack_tensor(&self, tensor: &Tensor, axis: i64, length: i64, what: &str) -> Result<Vec<Tensor>> {
+        let size = self.axis_size(tensor, axis, what)?;
+        if size != length {
+            return Err(self.error(format!(
+                "{what} has size {size} on axis {axis}, but the mapped axis has size {length}"
+            )));
+        }
+        Ok(tensor.f_unbind(axis)?)
+    }
+
+    /// Every tensor of `value` split along `axis`: one value per slice, same structure.
+    pub fn unstack_value(&self, value: &Value, axis: i64, length: i64, path: &str) -> Result<Vec<Value>> {
+        match value {
+            Value::Tensor(t) => {
+                Ok(self.unstack_tensor(t, axis, length, path)?.into_iter().map(Value::Tensor).collect())
+            }
+            Value::Dict(dict) => {
+                let mut slices: Vec<FrozenDict> = (0..length).map(|_| FrozenDict::new()).collect();
+                for (key, child) in dict.iter() {
+                    let parts = self.unstack_value(child, axis, length, &format!("{path}/{key}"))?;
+                    for (slice, part) in slices.iter_mut().zip(parts) {
+                        slice.insert(key, part);
+                    }
+                }
+                Ok(slices.into_iter().map(Value::Dict).collect())
+            }
+            Value::List(items) => {
+                let mut slices: Vec<Vec<Value>> = (0..length).map(|_| Vec::new()).collect();
+                for (i, item) in items.iter().enumerate() {
+                    let parts = self.unstack_value(item, axis, length, &format!("{path}/{i}"))?;
+                    for (slice, part) in slices.iter_mut().zip(parts) {
+                        slice.push(part);
+                    }
+                }
+                Ok(slices.into_iter().map(Value::List).collect())
+            }
+            Value::Scalar(_) => {
+                Err(self.error(format!("{path} is not an array and has no axis {axis} to map")))
+            }
+        }
+    }
+
+    /// The slices in `values` (same structure) stacked along a new `axis`.
+    pub fn stack_values(&self, values: &[Value], axis: i64, path: &str) -> Result<Value> {
+        let Some(first) = values.first() else {
+            return Err(self.error(format!("nothing to stack for {path}")));
+        };
+        let mismatch = || self.error(format!("{path} has a different structure in different iterations"));
+        match first {
+            Value::Tensor(_) => {
+                let tensors =
+                    values.iter().map(|v| v.as_tensor().ok_or_else(mismatch)).collect::<Result<Vec<_>>>()?;
+                let rank = tensors[0].dim() + 1;
+                Ok(Value::Tensor(Tensor::f_stack(&tensors, self.axis(axis, rank, path)?)?))
+            }
+            Value::Dict(dict) => {
+                let mut out = FrozenDict::new();
+                for (key, _) in dict.iter() {
+                    let children = values
+                        .iter()
+                        .map(|v| v.as_dict().and_then(|d| d.get(key)).cloned().ok_or_else(mismatch))
+                        .collect::<Result<Vec<_>>>()?;
+                    out.insert(key, self.stack_values(&children, axis, &format!("{path}/{key}"))?);
+                }
+                Ok(Value::Dict(out))
+            }
+            Value::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in 0..items.len() {
+                    let children = values
+                        .iter()
+                        .map(|v| v.as_list().and_then(|l| l.get(i)).cloned().ok_or_else(mismatch))
+                        .collect::<Result<Vec<_>>>()?;
+                    out.push(self.stack_values(&children, axis, &format!("{path}/{i}"))?);
+                }
+                Ok(Value::List(out))
+            }
+            Value::Scalar(_) => Err(self.error(format!("{path} is not an array and cannot be stacked"))),
+        }
+    }
+
+    /// Every leaf of `tree` split along `axis` into `length` trees.
+    pub fn unstack_tree<T: Tree>(&self, tree: &T, axis: i64, length: i64, what: &str) -> Result<Vec<T>> {
+        let mut per_slice: Vec<Vec<Tensor>> = (0..length).map(|_| Vec::new()).collect();
+        for (path, leaf) in tree::leaves_with_path(tree) {
+            let name = format!("{what} leaf {}", path.join("/"));
+            for (slice, part) in per_slice.iter_mut().zip(self.unstack_tensor(leaf, axis, length, &name)?) {
+                slice.push(part);
+            }
+        }
+        per_slice.into_iter().map(|leaves| tree::tree_unflatten(tree, leaves)).collect()
+    }
+
+    /// The trees in `trees` (same structure) stacked leaf by leaf along a new `axis`.
+    pub fn stack_trees<T: Tree>(&self, trees: &[T], axis: i64, what: &str) -> Result<T> {
+        let Some(first) = trees.first() else {
+            return Err(self.error(format!("nothing to stack for {what}")));
+        };
+        let leaves: Vec<Vec<&Tensor>> = trees.iter().map(|t| tree::leaves(t)).collect();
+        let count = leaves[0].len();
+        if leaves.iter().any(|l| l.len() != count) {
+            return Err(self.error(format!("{what} has a different structure in different iterations")));
+        }
+        let mut stacked = Vec::with_capacity(count);
+        for j in 0..count {
+            let parts: Vec<&Tensor> = leaves.iter().map(|l| l[j]).collect();
+            let rank = parts[0].dim() + 1;
+            stacked.push(Tensor::f_stack(&parts, self.axis(axis, rank, what)?)?);
+        }
+        tree::tree_unflatten(first, stacked)
+    }
+}

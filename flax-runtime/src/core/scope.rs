@@ -274,6 +274,22 @@ impl<'v> Scope<'v> {
         dict.insert(name, value);
     }
 
+    /// The value of the variable `collection/…path…/name`, if it exists and is an array
+    /// (Flax's `get_variable`, whose default is `None`).
+    pub fn get_variable(&self, collection: &str, name: &str) -> Option<Tensor> {
+        self.lookup(collection, name).and_then(Value::as_tensor).map(Tensor::shallow_clone)
+    }
+
+    /// Sets the variable `collection/…path…/name` to `value`, creating it if needed (Flax's
+    /// `put_variable`); the collection must be mutable.
+    pub fn put_variable(&mut self, collection: &str, name: impl Into<Name>, value: Tensor) -> Result<()> {
+        let name = name.into();
+        if self.lookup(collection, &name).is_none() && self.is_mutable_collection(collection) {
+            self.reserve(&name, Reservation::Variable(Cow::Owned(collection.to_owned())))?;
+        }
+        self.write_variable(collection, &name, value)
+    }
+
     /// Whether the variable `collection/…path…/name` exists.
     pub fn has_variable(&self, collection: &str, name: &str) -> bool {
         self.lookup(collection, name).is_some()

@@ -45,4 +45,6 @@ pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use rnn::{flip_sequences, Bidirectional, RNNCellBase, RNN};
 pub use stochastic::Dropout;
 // Flax's `nn.scan`, `nn.vmap`, …: the lifted transforms, under the names Flax gives them in `nn`.
-pub use crate::transforms::{scan, scan_fn, Scan, ScanOptions};
+pub use crate::transforms::{
+    cond, scan, scan_fn, switch, while_loop, Branch, Scan, ScanOptions, WhileLoopOptions,
+};

@@ -4,7 +4,7 @@
 use crate::core::apply::Rngs;
 use crate::core::errors::Result;
 use crate::core::filter::CollectionFilter;
-use crate::core::frozen_dict::FrozenDict;
+use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::core::naming::{ModuleHandle, NamingGuard};
 use crate::core::scope::{RngCounters, Scope};
 
@@ -48,4 +48,30 @@ pub(crate) fn in_frame_of<'v, R>(
     body: impl FnOnce(&mut Scope<'v>) -> Result<R>,
 ) -> Result<R> {
     cx.call_method(handle, type_name, "call", false, body, |_| None, None)
+}
+
+/// `collection/path: dtype[shape]` of every array of `dict`, in order.
+pub(crate) fn signature(dict: &FrozenDict) -> Vec<String> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Dict(d) => {
+                for (k, v) in d.iter() {
+                    walk(&format!("{prefix}/{k}"), v, out);
+                }
+            }
+            Value::List(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(&format!("{prefix}/{i}"), v, out);
+                }
+            }
+            Value::Tensor(_) => out.push(format!("{}: {}", prefix.trim_start_matches('/'), value.describe())),
+            Value::Scalar(_) => out.push(format!("{}: a scalar", prefix.trim_start_matches('/'))),
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in dict.iter() {
+        walk(k, v, &mut out);
+    }
+    out.sort();
+    out
 }

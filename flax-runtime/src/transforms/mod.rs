@@ -22,3 +22,10 @@ pub(crate) mod lifted;
 pub mod scan;
 
 pub use scan::{scan, scan_fn, Scan, ScanOptions};
+pub mod cond;
+pub mod switch;
+pub mod while_loop;
+
+pub use cond::cond;
+pub use switch::{switch, Branch};
+pub use while_loop::{while_loop, WhileLoopOptions};

@@ -19,7 +19,6 @@ pub mod traverse_util;
 pub mod tree;
 
 pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs};
-pub use crate::core::autodiff::{grad, grad_with_aux, value_and_grad, value_and_grad_with_aux};
 pub use crate::core::errors::{Error, NameKind, Result};
 pub use crate::core::filter::CollectionFilter;
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};
@@ -28,6 +27,7 @@ pub use crate::core::params::ParamsView;
 pub use crate::core::rng::PRNGKey;
 pub use crate::core::scope::Scope;
 pub use crate::core::variable::Variable;
+pub use crate::transforms::autodiff::{grad, grad_with_aux, value_and_grad, value_and_grad_with_aux};
 pub use crate::tree::Tree;
 pub use flax_macros::{compact, module};
 pub use tch;

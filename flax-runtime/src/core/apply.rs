@@ -44,6 +44,11 @@ impl Rngs {
         self.streams.len()
     }
 
+    /// The stream names, in order.
+    pub(crate) fn names(&self) -> Vec<Name> {
+        self.streams.iter().map(|(name, _)| name.clone()).collect()
+    }
+
     pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
         self.streams.iter().position(|(n, _)| n == name)
     }

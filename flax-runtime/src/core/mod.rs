@@ -101,10 +101,10 @@
 
 pub mod apply;
 pub mod array_repr;
-pub mod autodiff;
 pub mod errors;
 pub mod filter;
 pub mod frozen_dict;
+pub mod initializer;
 pub mod module;
 pub mod naming;
 pub mod params;

@@ -14,10 +14,10 @@ use crate::core::apply::{CallInfo, CaptureIntermediates, Rngs};
 use crate::core::errors::{Error, NameKind, Result};
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::initializer::Initializer;
 use crate::core::naming::{take_index, ModuleHandle, ModuleName, Name, NamingGuard};
 use crate::core::rng::{fold_in_static, PRNGKey, RngSuffix};
 use crate::core::variable::Variable;
-use crate::nn::initializers::Initializer;
 use std::borrow::Cow;
 use tch::{Device, Kind, Tensor};
 
@@ -95,6 +95,9 @@ pub struct Scope<'v> {
     /// scope a lifted transform runs its body in, the path of the module it lifts. Names in
     /// errors and RNG suffixes start with it, as a Flax lifted scope keeps its `path`.
     prefix: Vec<Name>,
+    /// Whether `prefix` is folded into RNG keys (Flax's `jit` clears the suffix of the keys
+    /// it forks for its body).
+    prefix_in_rngs: bool,
     input: Option<Cow<'v, FrozenDict>>,
     state: FrozenDict,
     config: ScopeConfig,
@@ -154,6 +157,7 @@ impl<'v> Scope<'v> {
         frames.push(root);
         Scope {
             prefix: Vec::new(),
+            prefix_in_rngs: true,
             input,
             state,
             config,
@@ -478,7 +482,9 @@ impl<'v> Scope<'v> {
             *c
         };
         let mut suffix: Vec<RngSuffix<'_>> = Vec::with_capacity(self.prefix.len() + self.frames.len());
-        suffix.extend(self.prefix.iter().map(|name| RngSuffix::Str(name)));
+        if self.prefix_in_rngs {
+            suffix.extend(self.prefix.iter().map(|name| RngSuffix::Str(name)));
+        }
         suffix.extend(self.frames[1..].iter().map(|f| RngSuffix::Str(f.name.as_deref().unwrap_or(""))));
         suffix.push(RngSuffix::Int(u64::from(counter)));
         Ok(fold_in_static(self.config.rngs.key(index), &suffix))

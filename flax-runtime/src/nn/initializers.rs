@@ -24,20 +24,7 @@ use crate::random::{
 };
 use crate::{Error, Result};
 
-/// Flax's `Initializer` protocol: `init(key, shape, dtype) -> Array`.
-pub trait Initializer {
-    /// A tensor of `shape` and `options` that is a pure function of `key`.
-    fn init(&self, key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor>;
-}
-
-impl<F> Initializer for F
-where
-    F: Fn(PRNGKey, &[i64], (Kind, Device)) -> Result<Tensor>,
-{
-    fn init(&self, key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor> {
-        self(key, shape, options)
-    }
-}
+pub use crate::core::initializer::Initializer;
 
 /// `constant(value)`, `zeros` and `ones`: every element `value`; the key is ignored. Any dtype
 /// (`jnp.full` casts the value).

@@ -44,7 +44,8 @@ pub use pooling::{avg_pool, max_pool, min_pool, pool};
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use rnn::{flip_sequences, Bidirectional, RNNCellBase, RNN};
 pub use stochastic::Dropout;
-// Flax's `nn.scan`, `nn.vmap`, …: the lifted transforms, under the names Flax gives them in `nn`.
+// Flax's `nn.scan`, `nn.cond`, …: the lifted transforms, under the names Flax gives them in `nn`.
 pub use crate::transforms::{
-    cond, scan, scan_fn, switch, while_loop, Branch, Scan, ScanOptions, WhileLoopOptions,
+    cond, jit, map_variables, scan, scan_fn, switch, vjp, vjp_with, while_loop, Branch, Jit, MapVariables,
+    Scan, ScanOptions, TransFn, VjpFn, WhileLoopOptions,
 };

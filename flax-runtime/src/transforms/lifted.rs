@@ -5,7 +5,8 @@ use crate::core::apply::Rngs;
 use crate::core::errors::Result;
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
-use crate::core::naming::{ModuleHandle, NamingGuard};
+use crate::core::module::Module;
+use crate::core::naming::{lifted_type_name, ModuleHandle, Name, NamingGuard};
 use crate::core::scope::{RngCounters, Scope};
 
 /// What a lifted body left: its output, the lifted scope's mutable collections, and the
@@ -37,6 +38,45 @@ pub(crate) fn run_lifted<R>(
     let out = out?;
     let counters = inner.rng_counters();
     Ok(Lifted { out, state: inner.into_state(), counters })
+}
+
+/// A module lifted by a transform as Flax lifts a module class (`nn.scan(Block)` is the
+/// class `ScanBlock`): it takes the module's place in its parent, auto-named with the
+/// transform's prefix (`ScanBlock_0`), and the module runs in its scope, so the module's
+/// variables sit directly under that name.
+#[derive(Clone, Debug)]
+pub(crate) struct LiftedModule<M: Module> {
+    pub module: M,
+    handle: ModuleHandle,
+    type_name: &'static str,
+}
+
+impl<M: Module> LiftedModule<M> {
+    /// Lifts `module` under `prefix` (`"Scan"`, `"Vmap"`, `"Checkpoint"`, …).
+    pub fn new(prefix: &'static str, mut module: M) -> Self {
+        let type_name = lifted_type_name(prefix, M::TYPE_NAME);
+        let handle = ModuleHandle::lift(module.module_handle_mut(), type_name);
+        LiftedModule { module, handle, type_name }
+    }
+
+    /// Names the lifted module explicitly (Flax's `name=`).
+    pub fn set_name(&mut self, name: Name) {
+        self.handle.set_name(name);
+    }
+
+    /// The identity the module's calls run under (they run in the lifted scope's root).
+    pub fn owner(&self) -> u64 {
+        self.module.module_handle().token
+    }
+
+    /// Runs `body` in the lifted module's frame.
+    pub fn enter<'v, R>(
+        &self,
+        cx: &mut Scope<'v>,
+        body: impl FnOnce(&mut Scope<'v>) -> Result<R>,
+    ) -> Result<R> {
+        in_frame_of(cx, &self.handle, self.type_name, body)
+    }
 }
 
 /// Runs `body` in the frame of the module `handle` names (its child frame in the running
@@ -74,4 +114,9 @@ pub(crate) fn signature(dict: &FrozenDict) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Both dictionaries' collections in one.
+pub(crate) fn merge(a: &FrozenDict, b: &FrozenDict) -> FrozenDict {
+    a.copy(b.iter().map(|(k, v)| (k.to_owned(), v.clone())))
 }

@@ -17,15 +17,22 @@
 //! |---|---|
 //! | [`scan`](scan::scan) | supported: `variable_axes`, `variable_broadcast`, `variable_carry`, `split_rngs`, `in_axes`/`out_axes` (one axis each), `length`, `reverse`; `unroll` has no effect (eager loop) |
 
+pub mod autodiff;
 pub(crate) mod axes;
 pub(crate) mod lifted;
 pub mod scan;
 
 pub use scan::{scan, scan_fn, Scan, ScanOptions};
 pub mod cond;
+pub mod jit;
+pub mod map_variables;
 pub mod switch;
+pub mod vjp;
 pub mod while_loop;
 
 pub use cond::cond;
+pub use jit::{jit, Jit};
+pub use map_variables::{map_variables, MapVariables, TransFn};
 pub use switch::{switch, Branch};
+pub use vjp::{vjp, vjp_with, VjpFn};
 pub use while_loop::{while_loop, WhileLoopOptions};

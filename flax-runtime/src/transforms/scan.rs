@@ -68,10 +68,10 @@ use crate::core::errors::Result;
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::core::module::Module;
-use crate::core::naming::{lifted_type_name, ModuleHandle};
+use crate::core::naming::Name;
 use crate::core::scope::Scope;
 use crate::transforms::axes::Lifting;
-use crate::transforms::lifted::{in_frame_of, run_lifted};
+use crate::transforms::lifted::{in_frame_of, run_lifted, LiftedModule};
 use crate::tree::{self, Tree};
 
 /// How a [`scan`] treats variables, RNG streams and the scanned inputs and outputs (Flax's
@@ -458,19 +458,15 @@ impl Groups {
 /// for the collections in `variable_axes`.
 #[derive(Clone, Debug)]
 pub struct Scan<M: Module> {
-    module: M,
-    handle: ModuleHandle,
-    type_name: &'static str,
+    lifted: LiftedModule<M>,
     options: ScanOptions,
 }
 
 /// Lifts `module` into a loop (Flax's `nn.scan(Module, …)` applied to the module's class and
 /// instantiated with its attributes). Set the options with the builder methods, then run it
 /// with [`Scan::call`].
-pub fn scan<M: Module>(mut module: M) -> Scan<M> {
-    let type_name = lifted_type_name("Scan", M::TYPE_NAME);
-    let handle = ModuleHandle::lift(module.module_handle_mut(), type_name);
-    Scan { module, handle, type_name, options: ScanOptions::default() }
+pub fn scan<M: Module>(module: M) -> Scan<M> {
+    Scan { lifted: LiftedModule::new("Scan", module), options: ScanOptions::default() }
 }
 
 /// Builder methods of [`Scan`] that forward to its [`ScanOptions`].
@@ -509,14 +505,14 @@ impl<M: Module> Scan<M> {
     }
 
     /// Names the lifted module explicitly (Flax's `name=`).
-    pub fn name(mut self, name: impl Into<crate::core::naming::Name>) -> Self {
-        self.handle.set_name(name.into());
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.lifted.set_name(name.into());
         self
     }
 
     /// The module being scanned.
     pub fn module(&self) -> &M {
-        &self.module
+        &self.lifted.module
     }
 
     /// Runs the loop: `body(module, scope, carry, x)` once per slice `x` of `xs` (along
@@ -530,9 +526,7 @@ impl<M: Module> Scan<M> {
         xs: &X,
         mut body: impl FnMut(&M, &mut Scope<'_>, C, X) -> Result<(C, Y)>,
     ) -> Result<(C, Y)> {
-        let (module, owner) = (&self.module, self.module.module_handle().token);
-        in_frame_of(cx, &self.handle, self.type_name, |cx| {
-            self.options.run(cx, owner, init, xs, |cx, c, x| body(module, cx, c, x))
-        })
+        let (module, owner) = (&self.lifted.module, self.lifted.owner());
+        self.lifted.enter(cx, |cx| self.options.run(cx, owner, init, xs, |cx, c, x| body(module, cx, c, x)))
     }
 }

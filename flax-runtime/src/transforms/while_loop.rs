@@ -52,7 +52,7 @@ use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::FrozenDict;
 use crate::core::scope::Scope;
 use crate::transforms::axes::Lifting;
-use crate::transforms::lifted::{run_lifted, signature};
+use crate::transforms::lifted::{merge, run_lifted, signature};
 
 /// How [`while_loop`] treats the module's variables and RNG streams (Flax's keyword
 /// arguments and defaults: nothing carried, everything else broadcast read-only).
@@ -124,7 +124,7 @@ pub fn while_loop<C>(
     let mut body_start = None;
     let mut end = None;
     for i in 0u32.. {
-        let variables = union(&carried, &broadcast);
+        let variables = merge(&carried, &broadcast);
         let rngs = options.rngs(&streams, i.wrapping_neg());
         cx.set_rng_counters(start.clone());
         let check = run_lifted(cx, variables.clone(), rngs, CollectionFilter::Nothing, owner, |inner| {
@@ -181,13 +181,4 @@ impl WhileLoopOptions {
         }
         Ok(after)
     }
-}
-
-/// Both dictionaries' collections in one.
-fn union(a: &FrozenDict, b: &FrozenDict) -> FrozenDict {
-    let mut out = a.clone();
-    for (k, v) in b.iter() {
-        out.insert(k, v.clone());
-    }
-    out
 }

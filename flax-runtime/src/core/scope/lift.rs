@@ -41,6 +41,11 @@ impl<'v> Scope<'v> {
         Some(dict)
     }
 
+    /// Whether any collection may be written in this run.
+    pub(crate) fn has_mutable_collections(&self) -> bool {
+        !self.config.mutable.is_empty() && !self.config.within.iter().any(CollectionFilter::is_empty)
+    }
+
     /// The identity of the module running now (whose calls run in this frame).
     pub(crate) fn owner(&self) -> u64 {
         self.top().owner
@@ -83,6 +88,12 @@ impl<'v> Scope<'v> {
             inner.owners.push((naming, 0));
         }
         inner
+    }
+
+    /// Stops folding the module path into this lifted scope's RNG keys: its streams' keys
+    /// were forked at the path already (Flax's `jit` clears their suffix).
+    pub(crate) fn clear_rng_suffix(&mut self) {
+        self.prefix_in_rngs = false;
     }
 
     /// Writes the collections a lifted body produced into the running module's subtree,

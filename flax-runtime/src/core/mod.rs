@@ -102,6 +102,7 @@
 pub mod apply;
 pub mod array_repr;
 pub mod autodiff;
+pub mod batching;
 pub mod errors;
 pub mod filter;
 pub mod frozen_dict;
@@ -113,6 +114,7 @@ pub mod private;
 pub mod repr;
 pub mod rng;
 pub mod scope;
+pub(crate) mod shim;
 mod threefry;
 pub mod uint_array;
 pub mod variable;

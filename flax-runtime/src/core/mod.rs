@@ -103,6 +103,7 @@ pub mod apply;
 pub mod array_repr;
 pub mod autodiff;
 pub mod batching;
+pub mod custom_function;
 pub mod errors;
 pub mod filter;
 pub mod frozen_dict;

@@ -106,6 +106,7 @@ pub mod batching;
 pub mod custom_function;
 pub mod errors;
 pub mod filter;
+pub mod forward_ad;
 pub mod frozen_dict;
 pub mod module;
 pub mod naming;

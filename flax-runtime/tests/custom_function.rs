@@ -306,3 +306,26 @@ fn checkpoint_refuses_create_graph_and_reports_recompute_errors() -> Result<()> 
     assert!(err.expect_err("recompute error").to_string().contains("recompute failed"));
     Ok(())
 }
+
+#[test]
+fn custom_functions_refuse_vmap_inside_and_compose_outside() -> Result<()> {
+    use flax::core::batching::{functorch_depth, vmap};
+    let x = seeded(18, &[4, 3]);
+    let w = seeded(19, &[3, 2]).set_requires_grad(true);
+    let f = |xs: &[Tensor]| Ok(vec![xs[0].matmul(&xs[1]).tanh()]);
+    // libtorch refuses a C++ autograd Function under a functorch transform: an error, not
+    // silently wrong gradients.
+    let inside =
+        vmap(4, &[Some(0), None], &[x.shallow_clone(), w.shallow_clone()], &[0], |xs| checkpoint(xs, f));
+    assert!(matches!(&inside, Err(Error::Torch(e)) if e.to_string().contains("functorch")), "{inside:?}");
+    assert_eq!(functorch_depth(), 0);
+    // The same values and gradients with the vmap inside the checkpoint (remat of vmap equals
+    // vmap of remat), which is how the lifted transforms order them.
+    let out = checkpoint(&[x.shallow_clone(), w.shallow_clone()], move |xs| {
+        vmap(4, &[Some(0), None], xs, &[0], |ys| f(ys))
+    })?;
+    let got = Tensor::f_run_backward(&[out[0].sum(Kind::Double)], &[&w], false, false)?;
+    let expected = Tensor::run_backward(&[x.matmul(&w).tanh().sum(Kind::Double)], &[&w], false, false);
+    assert_close(&got[0], &expected[0]);
+    Ok(())
+}

@@ -44,7 +44,13 @@
 //! tensor must not outlive its level (return it through [`VmapLevel::remove_batch_dim`]);
 //! random operators inside a level fail unless the level was pushed with
 //! [`Randomness::Different`] or [`Randomness::Same`]; in-place writes of a batched value into
-//! an unbatched tensor fail (libtorch's "vmap: inplace arithmetic" error).
+//! an unbatched tensor fail (libtorch's "vmap: inplace arithmetic" error). `torch.vmap` also
+//! registers a few Python decompositions (`nll_loss_forward`, `nll_loss2d_forward` and the
+//! backward of `mse_loss`, `smooth_l1_loss`, `huber_loss`) that libtorch alone lacks: here those
+//! operators take functorch's fallback, which is right but loops over the examples. Custom
+//! autograd functions cannot run inside a level (see
+//! [`custom_function`](super::custom_function)).
+//! Forward-mode AD ([`forward_ad`](super::forward_ad)) inside a level is not tested.
 
 use crate::core::errors::{Error, Result};
 use crate::core::shim::{self, Handle};

@@ -38,6 +38,14 @@
 //! `Tensor::f_run_backward` (and [`grad`]) return it as [`Error::Torch`](crate::Error::Torch)
 //! with the message (a panic's message prefixed by `panicked:`).
 //!
+//! **Under vmap.** libtorch refuses a C++ autograd function inside a functorch transform
+//! ("cannot use C++ torch::autograd::Function with functorch transforms"): [`custom_vjp`] and
+//! [`checkpoint`] called inside [`vmap`](super::batching::vmap) return that as
+//! [`Error::Torch`](crate::Error::Torch), never wrong gradients. Put the vmap inside instead:
+//! `remat(vmap(f))` has the values and gradients of `vmap(remat(f))`, and a custom VJP of a
+//! vmapped function is `custom_vjp(vmap(fwd), vmap(bwd))`, which is JAX's batching rule for
+//! `custom_vjp`.
+//!
 //! **Higher order.** With `create_graph`, [`custom_vjp`]'s backward runs with gradients
 //! enabled, so its operators are recorded and a second differentiation differentiates the
 //! backward function as written (as in PyTorch). [`checkpoint`]'s backward refuses

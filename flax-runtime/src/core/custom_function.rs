@@ -35,13 +35,13 @@
 //! **Errors and panics.** An error from the forward function is returned as is; a panic in it
 //! resumes unwinding after the C++ frames are left. An error or panic in the backward function
 //! becomes a C++ exception that the autograd engine hands to whoever ran the backward pass: tch's
-//! `Tensor::f_run_backward` (and [`grad`]) return it as [`Error::Torch`](crate::Error::Torch)
+//! `Tensor::f_run_backward` (and [`grad`]) return it as [`Error::Torch`]
 //! with the message (a panic's message prefixed by `panicked:`).
 //!
 //! **Under vmap.** libtorch refuses a C++ autograd function inside a functorch transform
 //! ("cannot use C++ torch::autograd::Function with functorch transforms"): [`custom_vjp`] and
 //! [`checkpoint`] called inside [`vmap`](super::batching::vmap) return that as
-//! [`Error::Torch`](crate::Error::Torch), never wrong gradients. Put the vmap inside instead:
+//! [`Error::Torch`], never wrong gradients. Put the vmap inside instead:
 //! `remat(vmap(f))` has the values and gradients of `vmap(remat(f))`, and a custom VJP of a
 //! vmapped function is `custom_vjp(vmap(fwd), vmap(bwd))`, which is JAX's batching rule for
 //! `custom_vjp`.

@@ -6,7 +6,8 @@
 //! build scripts do the same from the metadata exported here: `DEP_FLAX_LIBTORCH_LIB` (the
 //! directory) and `DEP_FLAX_TORCH_CUDA` (`1` for a CUDA build), as `examples/build.rs` does.
 //!
-//! Also compiles `csrc/`, the few libtorch operators tch's generated API leaves out, against
+//! Also compiles every `csrc/*.cpp` (the thin shim: the libtorch operators tch's generated API
+//! leaves out, functorch's vmap levels, custom autograd functions, forward-mode AD), against
 //! the headers of the libtorch that torch-sys found, with torch-sys's flags (C++17 and its
 //! choice of the C++11 ABI), as torch-sys builds its own wrapper.
 
@@ -32,13 +33,28 @@ fn main() {
 }
 
 fn compile_csrc(lib: &Path) {
-    let source = "csrc/fused_optimizers.cpp";
-    println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let mut sources: Vec<_> = std::fs::read_dir("csrc")
+        .expect("flax-runtime's csrc/ directory is readable")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "cpp"))
+        .collect();
+    sources.sort();
+    for source in &sources {
+        println!("cargo:rerun-if-changed={}", source.display());
+    }
     let include = lib.parent().expect("libtorch's lib directory has a parent").join("include");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     let mut build = cc::Build::new();
-    build.cpp(true).file(source).include(&include).warnings(false);
+    build
+        .cpp(true)
+        .files(&sources)
+        .include("csrc")
+        .include("csrc/compat")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .warnings(false);
     if build.get_compiler().is_like_msvc() {
         build.flag("/std:c++17");
     } else {

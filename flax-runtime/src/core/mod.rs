@@ -101,8 +101,11 @@
 
 pub mod apply;
 pub mod array_repr;
+pub mod batching;
+pub mod custom_function;
 pub mod errors;
 pub mod filter;
+pub mod forward_ad;
 pub mod frozen_dict;
 pub mod initializer;
 pub mod module;
@@ -113,6 +116,7 @@ pub mod private;
 pub mod repr;
 pub mod rng;
 pub mod scope;
+pub(crate) mod shim;
 mod threefry;
 pub mod uint_array;
 pub mod variable;

@@ -229,6 +229,7 @@ pub(crate) fn root_scope<'v>(
         rngs: options.rngs,
         mutable,
         within: Vec::new(),
+        axes: Vec::new(),
         capture: options.capture_intermediates,
         initializing,
         device,

@@ -21,9 +21,11 @@ use crate::core::variable::Variable;
 use std::borrow::Cow;
 use tch::{Device, Kind, Tensor};
 
+mod axes;
 mod lift;
 mod rng_counters;
 
+pub(crate) use axes::MappedAxis;
 pub(crate) use rng_counters::RngCounters;
 
 /// What a name in a module's namespace is taken by (Flax's scope reservations).
@@ -76,6 +78,8 @@ pub(crate) struct ScopeConfig {
     /// Further filters a collection must pass to be mutable: one per lifted transform this
     /// scope runs inside (a transform makes only the collections it maps writable).
     pub within: Vec<CollectionFilter>,
+    /// The named mapped axes (`vmap(axis_name=…)`) the code runs inside, innermost last.
+    pub axes: Vec<(String, MappedAxis)>,
     pub capture: CaptureIntermediates,
     pub initializing: bool,
     pub device: Device,

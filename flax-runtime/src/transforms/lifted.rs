@@ -120,3 +120,15 @@ pub(crate) fn signature(dict: &FrozenDict) -> Vec<String> {
 pub(crate) fn merge(a: &FrozenDict, b: &FrozenDict) -> FrozenDict {
     a.copy(b.iter().map(|(k, v)| (k.to_owned(), v.clone())))
 }
+
+/// `value` with every array replaced by `f` of it, in traversal order.
+pub(crate) fn map_value(value: &Value, f: &mut impl FnMut(&Tensor) -> Result<Tensor>) -> Result<Value> {
+    Ok(match value {
+        Value::Tensor(t) => Value::Tensor(f(t)?),
+        Value::Dict(d) => Value::Dict(
+            d.iter().map(|(k, v)| Ok((k.to_owned(), map_value(v, f)?))).collect::<Result<FrozenDict>>()?,
+        ),
+        Value::List(items) => Value::List(items.iter().map(|v| map_value(v, f)).collect::<Result<_>>()?),
+        Value::Scalar(s) => Value::Scalar(s.clone()),
+    })
+}

@@ -55,7 +55,7 @@ use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::core::module::Module;
 use crate::core::scope::Scope;
 use crate::transforms::axes::Lifting;
-use crate::transforms::lifted::{in_frame_of, run_lifted};
+use crate::transforms::lifted::{in_frame_of, map_value, run_lifted};
 use crate::tree::{self, Tree};
 use tch::Tensor;
 
@@ -207,18 +207,6 @@ fn differentiable_variables(
         }
     }
     Ok((all, differentiated))
-}
-
-/// `value` with every array replaced by `f` of it, in traversal order.
-fn map_value(value: &Value, f: &mut impl FnMut(&Tensor) -> Result<Tensor>) -> Result<Value> {
-    Ok(match value {
-        Value::Tensor(t) => Value::Tensor(f(t)?),
-        Value::Dict(d) => Value::Dict(
-            d.iter().map(|(k, v)| Ok((k.to_owned(), map_value(v, f)?))).collect::<Result<FrozenDict>>()?,
-        ),
-        Value::List(items) => Value::List(items.iter().map(|v| map_value(v, f)).collect::<Result<_>>()?),
-        Value::Scalar(s) => Value::Scalar(s.clone()),
-    })
 }
 
 /// The arrays of `dict` in traversal order.

@@ -76,6 +76,7 @@ impl<'v> Scope<'v> {
             rngs,
             mutable: self.config.mutable.clone(),
             within,
+            axes: self.config.axes.clone(),
             capture: self.config.capture.clone(),
             initializing: self.config.initializing,
             device: self.config.device,

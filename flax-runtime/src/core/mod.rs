@@ -113,6 +113,7 @@ pub mod private;
 pub mod repr;
 pub mod rng;
 pub mod scope;
+pub(crate) mod tensor_checks;
 mod threefry;
 pub mod uint_array;
 pub mod variable;

@@ -223,26 +223,6 @@ impl<T: ?Sized> ViaTypeName for Probe<'_, T> {
 }
 
 // The explicit borrows are the point: they select the probe exactly as generated code does.
-#[cfg(test)]
-#[allow(clippy::needless_borrow)]
-mod tests {
-    use super::*;
-
-    struct Opaque;
-
-    #[test]
-    fn probes_pick_the_most_specific_behaviour() {
-        let t = Tensor::zeros([2], (tch::Kind::Float, Device::Cpu));
-        assert!((&Probe(&t)).__flax_intermediate().is_some());
-        assert!((&Probe(&3u8)).__flax_intermediate().is_none());
-        assert_eq!((&Probe(&&t)).__flax_device(), Some(Device::Cpu));
-        assert_eq!((&Probe(&3u8)).__flax_device(), None);
-        assert_eq!((&&Probe(&true)).__flax_repr(), "True");
-        assert_eq!((&&Probe(&std::time::Duration::ZERO)).__flax_repr(), "0ns");
-        assert_eq!((&&Probe(&Opaque)).__flax_repr(), "Opaque");
-    }
-}
-
 /// Arguments holding tensors, checked before a module method runs: an undefined tensor
 /// (`Tensor::new()`) has no shape or dtype, and libtorch's accessors panic on one.
 pub trait HoldsTensors {
@@ -306,5 +286,25 @@ pub trait ViaNoTensors {
 impl<T: ?Sized> ViaNoTensors for &Probe<'_, T> {
     fn __flax_check_defined(&self, _: &Scope<'_>, _: &str, _: &str, _: &str) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::needless_borrow)]
+mod tests {
+    use super::*;
+
+    struct Opaque;
+
+    #[test]
+    fn probes_pick_the_most_specific_behaviour() {
+        let t = Tensor::zeros([2], (tch::Kind::Float, Device::Cpu));
+        assert!((&Probe(&t)).__flax_intermediate().is_some());
+        assert!((&Probe(&3u8)).__flax_intermediate().is_none());
+        assert_eq!((&Probe(&&t)).__flax_device(), Some(Device::Cpu));
+        assert_eq!((&Probe(&3u8)).__flax_device(), None);
+        assert_eq!((&&Probe(&true)).__flax_repr(), "True");
+        assert_eq!((&&Probe(&std::time::Duration::ZERO)).__flax_repr(), "0ns");
+        assert_eq!((&&Probe(&Opaque)).__flax_repr(), "Opaque");
     }
 }

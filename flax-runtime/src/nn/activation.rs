@@ -219,7 +219,7 @@ fn masked(x: &Tensor, where_: Option<&Tensor>, fill: f64) -> Result<(Tensor, Opt
         None => Ok((x.shallow_clone(), None)),
         Some(w) => {
             let mask = w.f_to_kind(Kind::Bool)?.f_expand(x.size(), false)?;
-            Ok((masked_fill(&x, &mask.f_logical_not()?, fill)?, Some(mask)))
+            Ok((masked_fill(x, &mask.f_logical_not()?, fill)?, Some(mask)))
         }
     }
 }

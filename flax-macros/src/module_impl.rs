@@ -269,9 +269,23 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
         .enumerate()
         .filter(|(i, _)| *i != m.scope_index)
         .map(|(_, n)| quote!((&::flax::__private::Probe(&#n)).__flax_describe()));
+    let user_names: Vec<String> = typed_args(&m.method)
+        .iter()
+        .enumerate()
+        .map(|(i, arg)| match &*arg.pat {
+            syn::Pat::Ident(p) => p.ident.to_string(),
+            _ => format!("argument {i}"),
+        })
+        .collect();
+    let checks = names.iter().zip(&user_names).enumerate().filter(|(i, _)| *i != m.scope_index).map(
+        |(_, (n, user))| {
+            quote!((&::flax::__private::Probe(&#n)).__flax_check_defined(&*#scope, <Self as ::flax::Module>::TYPE_NAME, #method_name, #user)?;)
+        },
+    );
     f.block = syn::parse_quote!({
         #[allow(unused_imports)]
-        use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeValue as _, ViaIntermediate as _, ViaOpaque as _};
+        use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeValue as _, ViaIntermediate as _, ViaOpaque as _, ViaCheckTensors as _, ViaNoTensors as _};
+        #(#checks)*
         let __flax_inputs = ::flax::Scope::is_recording_calls(#scope).then(|| ::std::vec![#(#described),*]);
         ::flax::Scope::call_method(
             #scope,

@@ -117,6 +117,11 @@ pub enum Error {
     #[error("malformed {format} data: {message}")]
     Format { format: &'static str, message: String },
 
+    /// A checkpoint's bytes differ from the checksum its sidecar recorded when it was saved
+    /// (the file was damaged or replaced since): nothing is restored from it.
+    #[error("checkpoint {path} does not match its checksum file {sidecar}: it records \"{recorded}\", the file has \"{found}\"")]
+    ChecksumMismatch { path: String, sidecar: String, recorded: String, found: String },
+
     /// Restoring a state dict into a target whose structure differs. Flax raises a
     /// `ValueError` at the first missing key (and ignores extra ones); this reports every
     /// difference at once. Entries are `/`-joined paths from the root; a mismatched entry is

@@ -117,6 +117,7 @@ pub mod repr;
 pub mod rng;
 pub mod scope;
 pub(crate) mod shim;
+pub(crate) mod tensor_checks;
 mod threefry;
 pub mod uint_array;
 pub mod variable;

@@ -5,9 +5,11 @@
 //! `(&Probe(&value)).method()` and method resolution prefers the impl that needs fewer
 //! auto-references. It works because generated code names concrete types.
 
+use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{Scalar, Value};
 use crate::core::module::Module;
 use crate::core::repr::FlaxRepr;
+use crate::core::scope::Scope;
 use std::fmt::Debug;
 use tch::{Device, Tensor};
 
@@ -148,8 +150,14 @@ pub trait HasDevice {
     fn device_of(&self) -> Device;
 }
 impl HasDevice for Tensor {
+    /// An undefined tensor has no device (and libtorch panics when asked); the module method's
+    /// own check reports it.
     fn device_of(&self) -> Device {
-        self.device()
+        if self.defined() {
+            self.device()
+        } else {
+            Device::Cpu
+        }
     }
 }
 impl<T: HasDevice + ?Sized> HasDevice for &T {
@@ -215,6 +223,72 @@ impl<T: ?Sized> ViaTypeName for Probe<'_, T> {
 }
 
 // The explicit borrows are the point: they select the probe exactly as generated code does.
+/// Arguments holding tensors, checked before a module method runs: an undefined tensor
+/// (`Tensor::new()`) has no shape or dtype, and libtorch's accessors panic on one.
+pub trait HoldsTensors {
+    /// Whether any tensor in the argument is undefined.
+    fn has_undefined(&self) -> bool;
+}
+impl HoldsTensors for Tensor {
+    fn has_undefined(&self) -> bool {
+        !self.defined()
+    }
+}
+impl<T: HoldsTensors + ?Sized> HoldsTensors for &T {
+    fn has_undefined(&self) -> bool {
+        (**self).has_undefined()
+    }
+}
+impl<T: HoldsTensors> HoldsTensors for Option<T> {
+    fn has_undefined(&self) -> bool {
+        self.as_ref().is_some_and(HoldsTensors::has_undefined)
+    }
+}
+impl<T: HoldsTensors> HoldsTensors for [T] {
+    fn has_undefined(&self) -> bool {
+        self.iter().any(HoldsTensors::has_undefined)
+    }
+}
+impl<T: HoldsTensors> HoldsTensors for Vec<T> {
+    fn has_undefined(&self) -> bool {
+        self.as_slice().has_undefined()
+    }
+}
+impl<A: HoldsTensors, B: HoldsTensors> HoldsTensors for (A, B) {
+    fn has_undefined(&self) -> bool {
+        self.0.has_undefined() || self.1.has_undefined()
+    }
+}
+
+/// Chosen for arguments holding tensors: an undefined one is an [`Error::Shape`] naming the
+/// module, the method and the argument.
+pub trait ViaCheckTensors {
+    /// Checks the argument.
+    fn __flax_check_defined(&self, cx: &Scope<'_>, module: &str, method: &str, arg: &str) -> Result<()>;
+}
+impl<T: HoldsTensors + ?Sized> ViaCheckTensors for Probe<'_, T> {
+    fn __flax_check_defined(&self, cx: &Scope<'_>, module: &str, method: &str, arg: &str) -> Result<()> {
+        if !self.0.has_undefined() {
+            return Ok(());
+        }
+        Err(Error::Shape {
+            scope: cx.path_text(),
+            message: format!("{module}.{method}: argument `{arg}` holds an undefined tensor (Tensor::new()), which has no shape"),
+        })
+    }
+}
+
+/// Chosen otherwise: nothing to check.
+pub trait ViaNoTensors {
+    /// Nothing to check.
+    fn __flax_check_defined(&self, cx: &Scope<'_>, module: &str, method: &str, arg: &str) -> Result<()>;
+}
+impl<T: ?Sized> ViaNoTensors for &Probe<'_, T> {
+    fn __flax_check_defined(&self, _: &Scope<'_>, _: &str, _: &str, _: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::needless_borrow)]
 mod tests {

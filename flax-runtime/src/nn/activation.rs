@@ -9,6 +9,7 @@
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
 use crate::core::scope::Scope;
+use crate::core::tensor_checks::{check_defined, masked_fill};
 use crate::module;
 use crate::nn::dims::Dims;
 use crate::nn::dtypes::cast;
@@ -156,6 +157,7 @@ fn normalize_axes(x: &Tensor, axis: Option<&Dims>) -> Result<Vec<i64>> {
 
 /// Floating inputs as they are, others in float32 (JAX's `promote_args_inexact`).
 fn inexact(x: &Tensor) -> Result<Tensor> {
+    check_defined(x, "the input")?;
     if x.is_floating_point() {
         Ok(x.shallow_clone())
     } else {
@@ -175,12 +177,12 @@ pub fn softmax(x: &Tensor, axis: impl Into<Dims>, where_: Option<&Tensor>) -> Re
             let x_max = x_safe.f_amax(&dims, true)?;
             let unnormalized = x_safe.f_sub(&x_max)?.f_exp()?;
             let kept = match &mask {
-                Some(m) => unnormalized.f_masked_fill(&m.f_logical_not()?, 0.0)?,
+                Some(m) => masked_fill(&unnormalized, &m.f_logical_not()?, 0.0)?,
                 None => unnormalized.shallow_clone(),
             };
             let result = unnormalized.f_div(&kept.f_sum_dim_intlist(&dims, true, x.kind())?)?;
             match mask {
-                Some(m) => Ok(result.f_masked_fill(&m.f_logical_not()?, 0.0)?),
+                Some(m) => masked_fill(&result, &m.f_logical_not()?, 0.0),
                 None => Ok(result),
             }
         }
@@ -199,12 +201,12 @@ pub fn log_softmax(x: &Tensor, axis: impl Into<Dims>, where_: Option<&Tensor>) -
             let shifted = x_safe.f_sub(&x_safe.f_amax(&dims, true)?)?;
             let exp = shifted.f_exp()?;
             let exp = match &mask {
-                Some(m) => exp.f_masked_fill(&m.f_logical_not()?, 0.0)?,
+                Some(m) => masked_fill(&exp, &m.f_logical_not()?, 0.0)?,
                 None => exp,
             };
             let result = shifted.f_sub(&exp.f_sum_dim_intlist(&dims, true, x.kind())?.f_log()?)?;
             match mask {
-                Some(m) => Ok(result.f_masked_fill(&m.f_logical_not()?, f64::NEG_INFINITY)?),
+                Some(m) => masked_fill(&result, &m.f_logical_not()?, f64::NEG_INFINITY),
                 None => Ok(result),
             }
         }
@@ -217,7 +219,7 @@ fn masked(x: &Tensor, where_: Option<&Tensor>, fill: f64) -> Result<(Tensor, Opt
         None => Ok((x.shallow_clone(), None)),
         Some(w) => {
             let mask = w.f_to_kind(Kind::Bool)?.f_expand(x.size(), false)?;
-            Ok((x.f_masked_fill(&mask.f_logical_not()?, fill)?, Some(mask)))
+            Ok((masked_fill(x, &mask.f_logical_not()?, fill)?, Some(mask)))
         }
     }
 }
@@ -229,7 +231,7 @@ pub fn logsumexp(a: &Tensor, axis: Option<Dims>, b: Option<&Tensor>, keepdims: b
     if b.is_none() {
         return Ok(out);
     }
-    Ok(out.f_masked_fill(&sign.f_lt(0.0)?, f64::NAN)?)
+    masked_fill(&out, &sign.f_lt(0.0)?, f64::NAN)
 }
 
 /// [`logsumexp`] with `return_sign`: `(log |Σ b·exp(a)|, sign of the sum)`.
@@ -242,7 +244,7 @@ pub fn logsumexp_with_sign(
     let a = inexact(a)?;
     let dims = normalize_axes(&a, axis.as_ref())?;
     let a = match b {
-        Some(b) => a.f_masked_fill(&b.f_eq(0.0)?, f64::NEG_INFINITY)?,
+        Some(b) => masked_fill(&a, &b.f_eq(0.0)?, f64::NEG_INFINITY)?,
         None => a,
     };
     let amax = a.f_amax(&dims, true)?;
@@ -302,6 +304,7 @@ pub fn standardize(
 /// float32), the classes along `axis` of the output (Flax's default `-1`). Ids outside
 /// `[0, num_classes)` give all-zero vectors.
 pub fn one_hot(x: &Tensor, num_classes: i64, kind: Kind, axis: i64) -> Result<Tensor> {
+    check_defined(x, "the class ids")?;
     let out_rank = x.dim() as i64 + 1;
     let pos = if axis < 0 { axis + out_rank } else { axis };
     if !(0..out_rank).contains(&pos) {

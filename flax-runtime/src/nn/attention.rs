@@ -10,6 +10,7 @@ use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
 use crate::core::rng::PRNGKey;
 use crate::core::scope::Scope;
+use crate::core::tensor_checks::masked_fill;
 use crate::module;
 use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init};
@@ -86,7 +87,7 @@ pub fn dot_product_attention_weights(
             Kind::BFloat16 => -3.389_531_389_251_535e38,
             _ => f64::from(f32::MIN),
         };
-        weights = weights.f_masked_fill(&mask.f_eq(0.0)?, lowest)?;
+        weights = masked_fill(&weights, &mask.f_eq(0.0)?, lowest)?;
     }
     let mut weights = cast(weights.f_softmax(-1, weights.kind())?, kind)?;
     if let Some(d) = dropout.filter(|d| d.rate > 0.0) {

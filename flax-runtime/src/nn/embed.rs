@@ -4,6 +4,7 @@ use crate::core::errors::Result;
 use crate::core::frozen_dict::dtype_name;
 use crate::core::repr::FlaxRepr;
 use crate::core::scope::Scope;
+use crate::core::tensor_checks::masked_fill;
 use crate::module;
 use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Distribution, FanMode, Init, VarianceScaling};
@@ -109,7 +110,7 @@ fn take(table: &Tensor, ids: &Tensor, out_shape: &[i64]) -> Result<Tensor> {
     let wrapped = ids.f_add(&ids.f_lt(0)?.f_to_kind(Kind::Int64)?.f_mul_scalar(n)?)?;
     let valid = wrapped.f_ge(0)?.f_logical_and(&wrapped.f_lt(n)?)?;
     let rows = table.f_index_select(0, &wrapped.f_where_scalarother(&valid, 0)?)?;
-    let rows = rows.f_masked_fill(&valid.f_logical_not()?.f_unsqueeze(-1)?, fill_value(table.kind()))?;
+    let rows = masked_fill(&rows, &valid.f_logical_not()?.f_unsqueeze(-1)?, fill_value(table.kind()))?;
     Ok(rows.f_reshape(out_shape)?)
 }
 

@@ -190,6 +190,16 @@ impl BatchNorm {
         let stats = if use_running_average {
             (ra_mean.value(cx)?, ra_var.value(cx)?)
         } else {
+            if reduction_axes.iter().any(|&a| shape[a as usize] == 0) {
+                // Flax averages over no examples and writes NaN into `batch_stats`, which is
+                // then saved; here that is an error instead.
+                return Err(shape_error(
+                    cx,
+                    format!(
+                        "BatchNorm in training needs examples to average over; the input {shape:?} has none"
+                    ),
+                ));
+            }
             let (mean, var) = compute_stats(x, &reduction_axes, self.dtype, true)?;
             if !cx.is_initializing() {
                 let keep = |average: Tensor, batch: &Tensor| -> Result<Tensor> {

@@ -65,6 +65,7 @@
 mod chunking;
 mod msgpack;
 mod ndarray;
+mod object_budget;
 pub mod pytorch;
 pub mod safetensors;
 mod state_dict;

@@ -1,6 +1,6 @@
 //! `msgpack_serialize` / `msgpack_restore`: a [`Value`] tree to and from Flax's msgpack bytes.
 
-use super::{chunking, ndarray};
+use super::{chunking, ndarray, object_budget};
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
 use rmp::encode;
@@ -166,7 +166,11 @@ const MAX_DEPTH: usize = 256;
 
 /// Parses exactly one msgpack object spanning all of `bytes` (Python's `msgpack.unpackb`, which
 /// rejects trailing data); `rmpv` borrows strings and binaries from `bytes` instead of copying.
+///
+/// The document must fit [`object_budget`]'s bound on decoded objects, so that the memory
+/// reading it takes is bounded by its size.
 pub(crate) fn read_nested(bytes: &[u8]) -> Result<ValueRef<'_>> {
+    object_budget::check_object_budget(bytes)?;
     let mut rest = bytes;
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
         .map_err(|e| malformed(e.to_string()))?;

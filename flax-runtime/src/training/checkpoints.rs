@@ -17,11 +17,32 @@
 //!   msgpack state dict of [`crate::serialization`], byte for byte what Flax writes for the
 //!   same tree. The step is written as Python writes it (see [`Step`]): `checkpoint_3`,
 //!   `checkpoint_0.1`, `checkpoint_100000.0` for the float `1e5`.
-//! - Saving writes `<prefix>tmp` first and renames it to the final name, so a crash while
-//!   writing leaves at most a stale `<prefix>tmp`, which every listing ignores and the next
-//!   save replaces; the latest complete checkpoint is never touched before the new one is.
+//! - Saving writes a temporary file first and renames it to the final name, so a crash while
+//!   writing leaves at most a stale temporary file, which every listing ignores and the next
+//!   save deletes; the latest complete checkpoint is never touched before the new one is.
 //! - "Latest" is the last name in Flax's [`natural_sort`] (numbers compared by value:
 //!   `ckpt_0.001 < ckpt_0.01 < ckpt_0.1`, `ckpt_-1.0 < ckpt_1.0 < ckpt_1e5`).
+//!
+//! # Integrity (beyond Flax)
+//! - **Concurrent writers.** Each save writes its own temporary file,
+//!   `.<prefix>tmp.<random>` (a hidden name, which Flax's glob never lists), and takes an
+//!   advisory lock on the directory ([`flock`](https://man7.org/linux/man-pages/man2/flock.2.html))
+//!   to check the steps, rename its file into place and clean up; a second writer, in this
+//!   process or another, waits for the lock. Without `overwrite` the rename never replaces an
+//!   existing file (even one a writer that takes no lock put there). So `Ok(path)` means the
+//!   file at `path` held exactly this save's bytes when the lock was released; a writer that
+//!   lost a race for the same step gets [`Error::InvalidCheckpoint`] (or
+//!   [`Error::AlreadyExists`]) and changes nothing.
+//! - **Checksums.** Next to each checkpoint it writes, the library writes
+//!   `.<name>.crc32`, the CRC-32 and length of its bytes; restoring verifies it, and a
+//!   mismatch is [`Error::ChecksumMismatch`] naming both files. A checkpoint without one
+//!   (saved by Python Flax) restores as before. Deleting a checkpoint deletes its sidecar; a
+//!   checkpoint replaced by a program that does not know about sidecars is reported as a
+//!   mismatch (delete the stale sidecar to accept the new file).
+//! - **Strict names.** Only `<prefix><number>` names are checkpoints (the number as Flax's
+//!   pattern reads it: `checkpoint_3`, `checkpoint_0.5`, `checkpoint_1e+16`), so a stray
+//!   `checkpoint_1.bak` is never the latest, never blocks a save and is never deleted by the
+//!   keep rules. Flax lists every `<prefix>*` name except `<prefix>tmp`.
 //! - Without `overwrite`, saving at a step that exists or sorts before an existing checkpoint is
 //!   [`Error::InvalidCheckpoint`]. With it, the file is replaced and every newer checkpoint is
 //!   deleted.
@@ -54,6 +75,8 @@
 //!   their `*_gda` folders are skipped when listing, as in Flax.
 
 mod async_checkpointer;
+mod checksum;
+mod dir_lock;
 mod natural_sort;
 mod step;
 
@@ -65,7 +88,8 @@ use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::Value;
 use crate::serialization::{self, msgpack_restore, RestoreOptions};
 use crate::tree::Tree;
-use natural_sort::last_number;
+use dir_lock::DirLock;
+use natural_sort::{is_number, last_number};
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -196,8 +220,8 @@ pub fn save_checkpoint<T: CheckpointTarget>(
 }
 
 /// The path of the latest checkpoint in `ckpt_dir` (Flax's `latest_checkpoint`): the last of
-/// the names starting with `prefix` in natural order, ignoring `<prefix>tmp`; `None` if there
-/// is none or the directory does not exist.
+/// the names `<prefix><number>` in natural order (stray names such as `<prefix>1.bak` or
+/// `<prefix>tmp` are not checkpoints); `None` if there is none or the directory does not exist.
 pub fn latest_checkpoint(ckpt_dir: impl AsRef<Path>, prefix: &str) -> Result<Option<PathBuf>> {
     let dir = normalize(ckpt_dir.as_ref());
     Ok(all_checkpoints(&dir, prefix)?.pop().map(|name| dir.join(name)))
@@ -258,6 +282,7 @@ pub(crate) struct PendingSave {
     dir: PathBuf,
     prefix: String,
     name: String,
+    step: Step,
     bytes: Vec<u8>,
     keep: usize,
     overwrite: bool,
@@ -278,13 +303,14 @@ impl PendingSave {
             dir: normalize(ckpt_dir),
             prefix: options.prefix.clone(),
             name: format!("{}{step}", options.prefix),
+            step,
             bytes: Vec::new(),
             keep: options.keep,
             overwrite: options.overwrite,
             keep_every_n_steps: options.keep_every_n_steps.filter(|&n| n > 0),
         };
         if !save.overwrite {
-            save.check_not_outdated(step)?;
+            save.check_not_outdated()?;
         }
         Ok(PendingSave { bytes: target.to_bytes()?, ..save })
     }
@@ -294,45 +320,52 @@ impl PendingSave {
         self.dir.join(&self.name)
     }
 
-    /// Writes the temporary file, renames it to the final name and deletes the checkpoints
-    /// not kept (Flax's `_save_main_ckpt_file` and `_save_commit`).
+    /// Writes a temporary file of its own, then, holding the directory's lock, checks the
+    /// step again, renames the file to the final name, writes the checksum sidecar and deletes
+    /// the checkpoints not kept (Flax's `_save_main_ckpt_file` and `_save_commit`).
+    ///
+    /// The sidecar of a replaced file goes before the rename and the new one comes after, so
+    /// a crash in between leaves a checkpoint without a sidecar (restored unverified), never
+    /// one with another file's checksum.
     pub(crate) fn commit(self) -> Result<PathBuf> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        let tmp = self.dir.join(self.tmp_name());
+        let lock = DirLock::acquire(&self.dir)?;
+        if lock.is_exclusive() {
+            remove_stale_temporaries(&self.dir, &self.prefix);
+        }
+        if !self.overwrite {
+            self.check_not_outdated()?;
+        }
+        let tmp = write_temporary(&self.dir, &self.prefix, &self.bytes)?;
         let path = self.path();
-        if let Err(e) = write_synced(&tmp, &self.bytes) {
-            // Best effort: a stale temporary file is ignored and replaced anyway.
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&tmp, e));
-        }
-        if !self.overwrite && path.exists() {
-            return Err(Error::AlreadyExists { path: path.display().to_string() });
-        }
-        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        checksum::remove(&path)?;
+        let renamed = if self.overwrite { tmp.persist(&path) } else { tmp.persist_noclobber(&path) };
+        renamed.map_err(|e| match e.error.kind() {
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists { path: path.display().to_string() },
+            _ => Error::io(&path, e.error),
+        })?;
+        let sidecar =
+            write_temporary(&self.dir, &self.prefix, checksum::sidecar_text(&self.bytes).as_bytes())?;
+        let sidecar_path = checksum::sidecar_path(&path);
+        sidecar.persist(&sidecar_path).map_err(|e| Error::io(&sidecar_path, e.error))?;
         sync_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         self.remove_invalid_checkpoints()?;
         Ok(path)
     }
 
-    fn tmp_name(&self) -> String {
-        format!("{}tmp", self.prefix)
-    }
-
     /// Flax's `_check_overwrite_error`: the new name must sort after every existing
-    /// checkpoint (a stale temporary file aside).
-    fn check_not_outdated(&self, step: Step) -> Result<()> {
+    /// checkpoint.
+    fn check_not_outdated(&self) -> Result<()> {
         let mut names = matching_names(&self.dir, &self.prefix)?;
-        let outdated =
-            || Error::InvalidCheckpoint { path: self.path().display().to_string(), step: step.to_string() };
+        let outdated = || Error::InvalidCheckpoint {
+            path: self.path().display().to_string(),
+            step: self.step.to_string(),
+        };
         if names.contains(&self.name) {
             return Err(outdated());
         }
         names.push(self.name.clone());
-        let mut names = natural_sort(names);
-        if names.last() == Some(&self.tmp_name()) {
-            names.pop();
-        }
-        if names.last() != Some(&self.name) {
+        if natural_sort(names).last() != Some(&self.name) {
             return Err(outdated());
         }
         Ok(())
@@ -398,6 +431,7 @@ fn read_checkpoint(ckpt_dir: &Path, options: &RestoreCheckpointOptions) -> Resul
         )));
     }
     let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    checksum::verify(&path, &bytes)?;
     msgpack_restore(&bytes).map(Some).map_err(|e| match e {
         Error::Format { format, message } => {
             Error::Format { format, message: format!("{}: {message}", path.display()) }
@@ -406,19 +440,16 @@ fn read_checkpoint(ckpt_dir: &Path, options: &RestoreCheckpointOptions) -> Resul
     })
 }
 
-/// The checkpoints in `dir`, in natural order: Flax's `_all_checkpoints`, which leaves out the
-/// temporary file and Orbax's temporary folders.
+/// The checkpoints in `dir`, in natural order: Flax's `_all_checkpoints`.
 fn all_checkpoints(dir: &Path, prefix: &str) -> Result<Vec<String>> {
     check_prefix(prefix)?;
-    let tmp_name = format!("{prefix}tmp");
-    let mut names = matching_names(dir, prefix)?;
-    names.retain(|name| *name != tmp_name && !name.contains(".orbax-checkpoint-tmp"));
-    Ok(natural_sort(names))
+    Ok(natural_sort(matching_names(dir, prefix)?))
 }
 
-/// The names in `dir` that start with `prefix` (Flax's glob `<prefix>*`), except the folders
-/// of multi-process arrays (`*_gda`); none for a missing directory. Names that are not UTF-8
-/// cannot be checkpoint names and are skipped.
+/// The checkpoint names in `dir`: `prefix` followed by a number. Flax globs `<prefix>*` and
+/// then drops `<prefix>tmp`, Orbax's temporary folders and the folders of multi-process
+/// arrays (`*_gda`); none of those is a number, and neither is a stray `<prefix>1.bak`. None
+/// for a missing directory; names that are not UTF-8 cannot be checkpoint names.
 fn matching_names(dir: &Path, prefix: &str) -> Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -429,7 +460,7 @@ fn matching_names(dir: &Path, prefix: &str) -> Result<Vec<String>> {
     for entry in entries {
         let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
         if let Ok(name) = name.into_string() {
-            if name.starts_with(prefix) && !name.ends_with("_gda") {
+            if name.strip_prefix(prefix).is_some_and(is_number) {
                 names.push(name);
             }
         }
@@ -467,16 +498,46 @@ fn is_orbax_checkpoint(path: &Path) -> bool {
     ["checkpoint", "_METADATA", "manifest.ocdbt"].iter().any(|marker| path.join(marker).exists())
 }
 
+/// Deletes a checkpoint and then its sidecar (so that a crash in between leaves a sidecar
+/// without a file, which nothing reads, not a file without its sidecar).
 fn remove_checkpoint(path: &Path) -> Result<()> {
     let removed = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
-    removed.map_err(|e| Error::io(path, e))
+    removed.map_err(|e| Error::io(path, e))?;
+    checksum::remove(path)
 }
 
-/// Writes `bytes` to `path` and waits until they are on disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// The start of this library's temporary file names: hidden, so that Flax's glob
+/// `<prefix>*` never takes one for a checkpoint.
+fn temporary_prefix(prefix: &str) -> String {
+    format!(".{prefix}tmp.")
+}
+
+/// Writes `bytes` to a new temporary file in `dir` whose name no other writer has, and
+/// waits until they are on disk. The file is deleted if anything fails before it is renamed.
+fn write_temporary(dir: &Path, prefix: &str, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temporary_prefix(prefix))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let written = tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all());
+    written.map_err(|e| Error::io(tmp.path(), e))?;
+    Ok(tmp)
+}
+
+/// Deletes the temporary files that writers killed mid-save left behind, and Flax's own
+/// `<prefix>tmp` (which Flax's next save would replace). Called with the directory's lock
+/// held, when no other writer of this library can be writing one; best effort, as a stale
+/// file is never read.
+fn remove_stale_temporaries(dir: &Path, prefix: &str) {
+    let (start, flax_tmp) = (temporary_prefix(prefix), format!("{prefix}tmp"));
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let stale =
+            entry.file_name().to_str().is_some_and(|name| name.starts_with(&start) || name == flax_tmp);
+        if stale && entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Makes a rename in `dir` durable (directories can be opened and synced on Unix only).

@@ -70,9 +70,28 @@ pub(crate) fn last_number(name: &str) -> Option<f64> {
     SIGNED_FLOAT.find_iter(name).last().and_then(|number| number.as_str().parse().ok())
 }
 
+/// Whether `text` is one whole number as a checkpoint step is written: what Flax's number
+/// pattern matches from end to end (`3`, `-7`, `0.5`, `1e+16`, `1E2`, `.5`), or Python's
+/// `inf`, `-inf`, `nan` for the float steps that print so.
+pub(crate) fn is_number(text: &str) -> bool {
+    let whole = SIGNED_FLOAT.find(text).is_some_and(|m| m.start() == 0 && m.end() == text.len());
+    whole || matches!(text, "inf" | "-inf" | "nan")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_only() {
+        for number in ["3", "-7", "+2", "0.5", ".5", "3.", "1e+16", "1.5e-05", "1E2", "inf", "-inf", "nan"] {
+            assert!(is_number(number), "{number}");
+        }
+        for other in ["", "tmp", "1.bak", "1e", "2e", "x9", "1_gda", "1 ", "1.orbax-checkpoint-tmp-9", "--1"]
+        {
+            assert!(!is_number(other), "{other}");
+        }
+    }
 
     #[test]
     fn splits_like_python_re_split() {

@@ -1,0 +1,381 @@
+//! The bad-input matrix: public layers and functions fed undefined tensors, wrong ranks,
+//! shapes and dtypes, and empty batches. Every case must return (a typed error, or a result
+//! without NaN where Flax defines one) and none may panic. All cases run; the test lists every
+//! one that panicked or produced NaN.
+
+use flax::nn::{self, Padding};
+use flax::optax::losses;
+use flax::prelude::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn key() -> PRNGKey {
+    PRNGKey::new(0)
+}
+
+fn f(shape: &[i64]) -> Tensor {
+    Tensor::ones(shape, (Kind::Float, Device::Cpu))
+}
+
+fn long(shape: &[i64]) -> Tensor {
+    Tensor::zeros(shape, (Kind::Int64, Device::Cpu))
+}
+
+/// Inputs that are wrong for a layer expecting a float tensor of rank `rank` (≥ 2) whose last
+/// axis has `features` entries.
+fn bad_inputs(rank: usize, features: i64) -> Vec<(String, Tensor)> {
+    let good: Vec<i64> = std::iter::repeat_n(3, rank - 1).chain([features]).collect();
+    let mut empty = good.clone();
+    empty[0] = 0;
+    let mut wrong_features = good.clone();
+    wrong_features[rank - 1] = features + 1;
+    vec![
+        ("undefined".into(), Tensor::new()),
+        ("rank 0".into(), f(&[])),
+        ("rank 1".into(), f(&[features])),
+        ("int64".into(), long(&good)),
+        ("bool".into(), long(&good).to_kind(Kind::Bool)),
+        ("empty batch".into(), f(&empty)),
+        ("zero features".into(), f(&good[..rank - 1].iter().copied().chain([0]).collect::<Vec<_>>())),
+        ("wrong features".into(), f(&wrong_features)),
+    ]
+}
+
+type Case = Box<dyn Fn() -> flax::Result<Tensor>>;
+
+/// What a case must not do: panic, or return NaN.
+fn problem(name: &str, case: &Case) -> Option<String> {
+    match catch_unwind(AssertUnwindSafe(case)) {
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            Some(format!("{name}: panicked: {}", message.lines().next().unwrap_or("")))
+        }
+        Ok(Ok(out))
+            if out.defined() && out.is_floating_point() && out.isnan().any().int64_value(&[]) != 0 =>
+        {
+            Some(format!("{name}: NaN in the output"))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Init with a good input, then init and apply with each bad one.
+fn layer_cases<M>(cases: &mut Vec<(String, Case)>, name: &str, rank: usize, features: i64, run: M)
+where
+    M: Fn(Option<&Variables>, &Tensor) -> flax::Result<Tensor> + Clone + 'static,
+{
+    let good: Vec<i64> = std::iter::repeat_n(3, rank - 1).chain([features]).collect();
+    for (what, x) in bad_inputs(rank, features) {
+        let (run_init, x_init) = (run.clone(), x.shallow_clone());
+        cases.push((format!("{name} init, {what}"), Box::new(move || run_init(None, &x_init))));
+        let run_apply = run.clone();
+        let good = f(&good);
+        cases.push((
+            format!("{name} apply, {what}"),
+            Box::new(move || {
+                let variables = match run_apply(None, &good) {
+                    Ok(_) => init_variables(&run_apply, &good)?,
+                    Err(e) => return Err(e),
+                };
+                run_apply(Some(&variables), &x)
+            }),
+        ));
+    }
+}
+
+/// The variables `run` makes when initialising on `x` (it stores them in a thread local).
+fn init_variables<M>(_run: &M, _x: &Tensor) -> flax::Result<Variables>
+where
+    M: Fn(Option<&Variables>, &Tensor) -> flax::Result<Tensor>,
+{
+    LAST_INIT.with(|last| last.borrow().clone().ok_or_else(|| flax::Error::Value("no variables".into())))
+}
+
+thread_local! {
+    static LAST_INIT: std::cell::RefCell<Option<Variables>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `module` as `init` (keeping the variables for the apply cases) or `apply`.
+macro_rules! runner {
+    ($module:expr, |$m:ident, $v:ident, $x:ident| $init:expr, $apply:expr) => {{
+        move |variables: Option<&Variables>, $x: &Tensor| -> flax::Result<Tensor> {
+            let $m = $module;
+            match variables {
+                None => {
+                    let (out, $v): (Tensor, Variables) = $init?;
+                    LAST_INIT.with(|last| *last.borrow_mut() = Some($v));
+                    Ok(out)
+                }
+                Some($v) => $apply,
+            }
+        }
+    }};
+}
+
+fn all_cases() -> Vec<(String, Case)> {
+    let mut cases: Vec<(String, Case)> = Vec::new();
+    let c = &mut cases;
+    layer_cases(
+        c,
+        "Dense",
+        2,
+        4,
+        runner!(nn::Dense::new(5), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "DenseGeneral",
+        3,
+        4,
+        runner!(nn::DenseGeneral::new([2, 3].into()), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "Conv",
+        4,
+        2,
+        runner!(nn::Conv::new(3, vec![2, 2]), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "Conv VALID",
+        4,
+        2,
+        runner!(
+            nn::Conv::new(3, vec![2, 2]).padding(Padding::Valid),
+            |m, v, x| m.init_with_output(key(), x),
+            m.apply(v, x)
+        ),
+    );
+    layer_cases(
+        c,
+        "ConvLocal",
+        4,
+        2,
+        runner!(nn::ConvLocal::new(3, vec![2, 2]), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "ConvTranspose",
+        4,
+        2,
+        runner!(nn::ConvTranspose::new(3, vec![2, 2]), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "LayerNorm",
+        2,
+        4,
+        runner!(nn::LayerNorm::new(), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "RMSNorm",
+        2,
+        4,
+        runner!(nn::RMSNorm::new(), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "GroupNorm",
+        2,
+        4,
+        runner!(
+            nn::GroupNorm::new().num_groups(Some(2)),
+            |m, v, x| m.init_with_output(key(), x),
+            m.apply(v, x)
+        ),
+    );
+    layer_cases(
+        c,
+        "BatchNorm eval",
+        2,
+        4,
+        runner!(
+            nn::BatchNorm::new(),
+            |m, v, x| m.init_with_output(key(), x, Some(true)),
+            m.apply(v, x, Some(true))
+        ),
+    );
+    layer_cases(
+        c,
+        "BatchNorm train",
+        2,
+        4,
+        runner!(
+            nn::BatchNorm::new(),
+            |m, v, x| m.init_with_output(key(), x, Some(false)),
+            m.apply_with(v, ApplyOptions::new().mutable(["batch_stats"]), x, Some(false)).map(|(y, _)| y)
+        ),
+    );
+    layer_cases(
+        c,
+        "PReLU",
+        2,
+        4,
+        runner!(nn::PReLU::new(), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+    );
+    layer_cases(
+        c,
+        "SelfAttention",
+        3,
+        4,
+        runner!(
+            nn::SelfAttention::new(2),
+            |m, v, x| m.init_with_output(key(), x, None, Some(true)),
+            m.apply(v, x, None, Some(true))
+        ),
+    );
+    layer_cases(
+        c,
+        "MultiHeadDotProductAttention",
+        3,
+        4,
+        runner!(
+            nn::MultiHeadDotProductAttention::new(2),
+            |m, v, x| m.init_with_output(key(), x, x, None, Some(true)),
+            m.apply(v, x, x, None, Some(true))
+        ),
+    );
+    // Embed takes integer ids.
+    for (what, ids) in [("undefined", Tensor::new()), ("float ids", f(&[3])), ("empty", long(&[0]))] {
+        c.push((
+            format!("Embed, {what}"),
+            Box::new(move || nn::Embed::new(5, 3).init_with_output(key(), &ids).map(|(y, _)| y)),
+        ));
+    }
+    function_cases(c);
+    cases
+}
+
+/// Free functions: the masks and axes users get wrong, and undefined tensors.
+fn function_cases(c: &mut Vec<(String, Case)>) {
+    let q = || f(&[2, 5, 2, 3]);
+    let push = |c: &mut Vec<(String, Case)>, name: &str, case: Case| c.push((name.to_owned(), case));
+    push(
+        c,
+        "dot_product_attention, mask [2,1,4,4] for length 5",
+        Box::new(move || {
+            nn::dot_product_attention(&q(), &q(), &q(), None, Some(&f(&[2, 1, 4, 4])), None, None)
+        }),
+    );
+    push(
+        c,
+        "dot_product_attention, bias of the wrong shape",
+        Box::new(move || nn::dot_product_attention(&q(), &q(), &q(), Some(&f(&[3, 7])), None, None, None)),
+    );
+    push(
+        c,
+        "dot_product_attention, undefined query",
+        Box::new(move || nn::dot_product_attention(&Tensor::new(), &q(), &q(), None, None, None, None)),
+    );
+    push(
+        c,
+        "MultiHeadDotProductAttention, mask [2,1,4,4] for length 5",
+        Box::new(move || {
+            let x = f(&[2, 5, 4]);
+            let mask = f(&[2, 1, 4, 4]).to_kind(Kind::Bool);
+            nn::MultiHeadDotProductAttention::new(2)
+                .init_with_output(key(), &x, &x, Some(&mask), Some(true))
+                .map(|(y, _)| y)
+        }),
+    );
+    push(
+        c,
+        "MultiHeadDotProductAttention, causal mask of another length",
+        Box::new(move || {
+            let x = f(&[2, 5, 4]);
+            let mask = nn::make_causal_mask(&f(&[2, 4]), 0, Kind::Bool)?;
+            nn::MultiHeadDotProductAttention::new(2)
+                .init_with_output(key(), &x, &x, Some(&mask), Some(true))
+                .map(|(y, _)| y)
+        }),
+    );
+    push(
+        c,
+        "logsumexp, b of the wrong shape",
+        Box::new(|| nn::logsumexp(&f(&[2, 3]), None, Some(&f(&[4])), false)),
+    );
+    push(c, "logsumexp, undefined", Box::new(|| nn::logsumexp(&Tensor::new(), None, None, false)));
+    push(c, "one_hot, axis -3 on rank 1", Box::new(|| nn::one_hot(&long(&[3]), 4, Kind::Float, -3)));
+    push(c, "one_hot, undefined", Box::new(|| nn::one_hot(&Tensor::new(), 4, Kind::Float, -1)));
+    push(c, "softmax, undefined", Box::new(|| nn::softmax(&Tensor::new(), -1, None)));
+    push(
+        c,
+        "avg_pool, undefined",
+        Box::new(|| nn::avg_pool(&Tensor::new(), &[2, 2], None, &Padding::Valid, true)),
+    );
+    push(c, "max_pool, rank 1", Box::new(|| nn::max_pool(&f(&[4]), &[2, 2], None, &Padding::Valid)));
+    push(
+        c,
+        "avg_pool, window larger than the input (VALID)",
+        Box::new(|| nn::avg_pool(&f(&[2, 3, 3, 4]), &[5, 5], None, &Padding::Valid, true)),
+    );
+    push(
+        c,
+        "max_pool, window larger than the input (VALID)",
+        Box::new(|| nn::max_pool(&f(&[2, 3, 3, 4]), &[5, 5], None, &Padding::Valid)),
+    );
+    push(
+        c,
+        "softmax_cross_entropy, shapes differ",
+        Box::new(|| losses::softmax_cross_entropy(&f(&[2, 3]), &f(&[2, 4]))),
+    );
+    push(
+        c,
+        "softmax_cross_entropy, undefined",
+        Box::new(|| losses::softmax_cross_entropy(&Tensor::new(), &f(&[2, 4]))),
+    );
+    push(
+        c,
+        "softmax_cross_entropy_with_integer_labels, labels of another batch",
+        Box::new(|| losses::softmax_cross_entropy_with_integer_labels(&f(&[2, 3]), &long(&[5]))),
+    );
+    push(
+        c,
+        "softmax_cross_entropy_with_integer_labels, float labels",
+        Box::new(|| losses::softmax_cross_entropy_with_integer_labels(&f(&[2, 3]), &f(&[2]))),
+    );
+    push(
+        c,
+        "softmax_cross_entropy_with_integer_labels, empty batch",
+        Box::new(|| losses::softmax_cross_entropy_with_integer_labels(&f(&[0, 3]), &long(&[0]))),
+    );
+    push(
+        c,
+        "sigmoid_binary_cross_entropy, shapes differ",
+        Box::new(|| losses::sigmoid_binary_cross_entropy(&f(&[2, 3]), &f(&[3, 2]))),
+    );
+    push(c, "l2_loss, undefined", Box::new(|| losses::l2_loss(&Tensor::new(), None)));
+    push(c, "huber_loss, shapes differ", Box::new(|| losses::huber_loss(&f(&[2, 3]), Some(&f(&[4])), 1.0)));
+}
+
+#[test]
+fn batch_norm_refuses_to_train_on_an_empty_batch() {
+    let m = nn::BatchNorm::new();
+    let variables = m.init(key(), &f(&[3, 4]), Some(false)).unwrap();
+    let empty = f(&[0, 4]);
+    let err = m.apply_with(&variables, ApplyOptions::new().mutable(["batch_stats"]), &empty, Some(false));
+    assert!(matches!(err, Err(flax::Error::Shape { .. })), "{err:?}");
+    // Evaluation on an empty batch is an empty result, as in Flax.
+    assert_eq!(m.apply(&variables, &empty, Some(true)).unwrap().size(), [0, 4]);
+}
+
+#[test]
+fn no_public_layer_or_function_panics_or_returns_nan_on_bad_input() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // the panics are reported below, all at once
+    let cases = all_cases();
+    let problems: Vec<String> = cases.iter().filter_map(|(name, case)| problem(name, case)).collect();
+    std::panic::set_hook(default_hook);
+    assert!(
+        problems.is_empty(),
+        "{} of {} cases failed:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n")
+    );
+}

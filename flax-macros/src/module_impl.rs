@@ -268,7 +268,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != m.scope_index)
-        .map(|(_, n)| quote!((&::flax::__private::Probe(&#n)).__flax_describe()));
+        .map(|(_, n)| quote!((&&::flax::__private::Probe(&#n)).__flax_describe()));
     let user_names: Vec<String> = typed_args(&m.method)
         .iter()
         .enumerate()
@@ -284,7 +284,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
     );
     f.block = syn::parse_quote!({
         #[allow(unused_imports)]
-        use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeValue as _, ViaIntermediate as _, ViaOpaque as _, ViaCheckTensors as _, ViaNoTensors as _};
+        use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeTypeName as _, ViaDescribeValue as _, ViaIntermediate as _, ViaOpaque as _, ViaCheckTensors as _, ViaNoTensors as _};
         #(#checks)*
         let __flax_inputs = ::flax::Scope::is_recording_calls(#scope).then(|| ::std::vec![#(#described),*]);
         ::flax::Scope::call_method(

@@ -107,22 +107,22 @@ pub trait ViaDescribeValue {
     /// The argument as a value.
     fn __flax_describe(&self) -> Value;
 }
-impl ViaDescribeValue for Probe<'_, Tensor> {
+impl ViaDescribeValue for &Probe<'_, Tensor> {
     fn __flax_describe(&self) -> Value {
         Value::Tensor(self.0.shallow_clone())
     }
 }
-impl ViaDescribeValue for Probe<'_, &Tensor> {
+impl ViaDescribeValue for &Probe<'_, &Tensor> {
     fn __flax_describe(&self) -> Value {
         Value::Tensor(self.0.shallow_clone())
     }
 }
-impl ViaDescribeValue for Probe<'_, &str> {
+impl ViaDescribeValue for &Probe<'_, &str> {
     fn __flax_describe(&self) -> Value {
         Value::Scalar(Scalar::Str((*self.0).to_owned()))
     }
 }
-impl ViaDescribeValue for Probe<'_, String> {
+impl ViaDescribeValue for &Probe<'_, String> {
     fn __flax_describe(&self) -> Value {
         Value::Scalar(Scalar::Str(self.0.clone()))
     }
@@ -133,7 +133,7 @@ pub trait ViaDescribeDebug {
     /// The argument as a value.
     fn __flax_describe(&self) -> Value;
 }
-impl<T: Debug + ?Sized> ViaDescribeDebug for &Probe<'_, T> {
+impl<T: Debug + ?Sized> ViaDescribeDebug for &&Probe<'_, T> {
     fn __flax_describe(&self) -> Value {
         let text = format!("{:?}", self.0);
         Value::Scalar(match text.as_str() {
@@ -141,6 +141,18 @@ impl<T: Debug + ?Sized> ViaDescribeDebug for &Probe<'_, T> {
             "false" => Scalar::Bool(false),
             _ => text.parse::<i64>().map(Scalar::Int).unwrap_or(Scalar::Str(text)),
         })
+    }
+}
+
+/// Arguments without `Debug` (closures, trait objects): described by their type's name.
+pub trait ViaDescribeTypeName {
+    /// The argument as a value.
+    fn __flax_describe(&self) -> Value;
+}
+impl<T: ?Sized> ViaDescribeTypeName for Probe<'_, T> {
+    fn __flax_describe(&self) -> Value {
+        let name = std::any::type_name::<T>();
+        Value::Scalar(Scalar::Str(name.rsplit("::").next().unwrap_or(name).to_owned()))
     }
 }
 

@@ -5,8 +5,9 @@
 //! as `E[x²] - E[x]²` clipped at 0; `y = (x - mean) · rsqrt(var + ε) · scale + bias`, cast to
 //! the promoted dtype of the input and params (or `dtype`).
 //!
-//! Left out on purpose: `axis_name`/`axis_index_groups` (averaging statistics across devices
-//! under `pmap`, which has no counterpart here) and Flax 0.12's additions beyond the spec
+//! `BatchNorm`'s `axis_name` averages the statistics over the members of an enclosing
+//! `vmap(axis_name=…)` (Flax's `lax.pmean`; see [`Scope::pmean`]). Left out on purpose:
+//! `axis_index_groups`, `axis_name` of the other layers, and Flax 0.12's additions beyond the spec
 //! (`use_fast_variance`, `force_float32_reductions`, `mask`, GroupNorm's `reduction_axes`):
 //! the spec's behaviour is their default.
 
@@ -38,13 +39,29 @@ fn canonical_axes(cx: &Scope<'_>, rank: usize, axes: &[i64]) -> Result<Vec<i64>>
 /// Flax's `_compute_stats` over `axes`: the mean (zero without `use_mean`) and the variance
 /// `max(0, E[x²] - E[x]²)`, in `promote_types(dtype or x.dtype, float32)`.
 fn compute_stats(x: &Tensor, axes: &[i64], dtype: Option<Kind>, use_mean: bool) -> Result<(Tensor, Tensor)> {
+    compute_stats_over(x, axes, dtype, use_mean, None)
+}
+
+/// [`compute_stats`] with `E[x]` and `E[x²]` averaged over the mapped axis `axis_name` of
+/// `cx` when given (Flax's `lax.pmean` of both before the variance).
+fn compute_stats_over(
+    x: &Tensor,
+    axes: &[i64],
+    dtype: Option<Kind>,
+    use_mean: bool,
+    axis: Option<(&Scope<'_>, &str)>,
+) -> Result<(Tensor, Tensor)> {
     let kind = promote_types(dtype.unwrap_or(x.kind()), Kind::Float);
     let x = cast(x.shallow_clone(), kind)?;
-    let mean2 = x.f_square()?.f_mean_dim(axes, false, kind)?;
+    let across = |t: Tensor| match axis {
+        Some((cx, name)) => cx.pmean(&t, name),
+        None => Ok(t),
+    };
+    let mean2 = across(x.f_square()?.f_mean_dim(axes, false, kind)?)?;
     if !use_mean {
         return Ok((mean2.f_zeros_like()?, mean2));
     }
-    let mean = x.f_mean_dim(axes, false, kind)?;
+    let mean = across(x.f_mean_dim(axes, false, kind)?)?;
     let var = mean2.f_sub(&mean.f_square()?)?.f_clamp_min(0.0)?;
     Ok((mean, var))
 }
@@ -167,6 +184,10 @@ pub struct BatchNorm {
     /// Initializer of `scale` (default: `ones`).
     #[module(default = initializers::ones().into())]
     pub scale_init: Init,
+    /// The name of a mapped axis (an enclosing `vmap`'s `axis_name`) whose members' batch
+    /// statistics are averaged: the statistics of the whole mapped batch.
+    #[module(default = None)]
+    pub axis_name: Option<String>,
 }
 
 #[module]
@@ -200,7 +221,8 @@ impl BatchNorm {
                     ),
                 ));
             }
-            let (mean, var) = compute_stats(x, &reduction_axes, self.dtype, true)?;
+            let axis = self.axis_name.as_deref().map(|name| (&*cx, name));
+            let (mean, var) = compute_stats_over(x, &reduction_axes, self.dtype, true, axis)?;
             if !cx.is_initializing() {
                 let keep = |average: Tensor, batch: &Tensor| -> Result<Tensor> {
                     Ok(average

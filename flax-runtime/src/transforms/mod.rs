@@ -28,6 +28,7 @@ pub mod jit;
 pub mod map_variables;
 pub mod switch;
 pub mod vjp;
+pub mod vmap;
 pub mod while_loop;
 
 pub use cond::cond;
@@ -35,4 +36,5 @@ pub use jit::{jit, Jit};
 pub use map_variables::{map_variables, MapVariables, TransFn};
 pub use switch::{switch, Branch};
 pub use vjp::{vjp, vjp_with, VjpFn};
+pub use vmap::{vmap, vmap_fn, Vmap, VmapOptions};
 pub use while_loop::{while_loop, WhileLoopOptions};

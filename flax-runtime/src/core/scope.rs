@@ -72,6 +72,7 @@ pub struct CallRecord {
 }
 
 /// Options that fix how one `init`/`apply` run behaves; built by [`crate::core::apply`].
+#[derive(Clone)]
 pub(crate) struct ScopeConfig {
     pub rngs: Rngs,
     pub mutable: CollectionFilter,
@@ -99,9 +100,9 @@ pub struct Scope<'v> {
     /// scope a lifted transform runs its body in, the path of the module it lifts. Names in
     /// errors and RNG suffixes start with it, as a Flax lifted scope keeps its `path`.
     prefix: Vec<Name>,
-    /// Whether `prefix` is folded into RNG keys (Flax's `jit` clears the suffix of the keys
-    /// it forks for its body).
-    prefix_in_rngs: bool,
+    /// The names folded into RNG keys before the frames' names: `prefix`, except after a
+    /// transform that forked its keys at the path (Flax's `jit` clears their suffix).
+    rng_prefix: Vec<Name>,
     input: Option<Cow<'v, FrozenDict>>,
     state: FrozenDict,
     config: ScopeConfig,
@@ -161,7 +162,7 @@ impl<'v> Scope<'v> {
         frames.push(root);
         Scope {
             prefix: Vec::new(),
-            prefix_in_rngs: true,
+            rng_prefix: Vec::new(),
             input,
             state,
             config,
@@ -485,10 +486,8 @@ impl<'v> Scope<'v> {
             *c += 1;
             *c
         };
-        let mut suffix: Vec<RngSuffix<'_>> = Vec::with_capacity(self.prefix.len() + self.frames.len());
-        if self.prefix_in_rngs {
-            suffix.extend(self.prefix.iter().map(|name| RngSuffix::Str(name)));
-        }
+        let mut suffix: Vec<RngSuffix<'_>> = Vec::with_capacity(self.rng_prefix.len() + self.frames.len());
+        suffix.extend(self.rng_prefix.iter().map(|name| RngSuffix::Str(name)));
         suffix.extend(self.frames[1..].iter().map(|f| RngSuffix::Str(f.name.as_deref().unwrap_or(""))));
         suffix.push(RngSuffix::Int(u64::from(counter)));
         Ok(fold_in_static(self.config.rngs.key(index), &suffix))

@@ -24,16 +24,22 @@ pub mod scan;
 
 pub use scan::{scan, scan_fn, Scan, ScanOptions};
 pub mod cond;
+pub mod custom_vjp;
 pub mod jit;
+pub mod jvp;
 pub mod map_variables;
+pub mod remat;
 pub mod switch;
 pub mod vjp;
 pub mod vmap;
 pub mod while_loop;
 
 pub use cond::cond;
+pub use custom_vjp::{custom_vjp, CustomVjp};
 pub use jit::{jit, Jit};
+pub use jvp::jvp;
 pub use map_variables::{map_variables, MapVariables, TransFn};
+pub use remat::{checkpoint_module as checkpoint, remat, Remat, RematPolicy};
 pub use switch::{switch, Branch};
 pub use vjp::{vjp, vjp_with, VjpFn};
 pub use vmap::{vmap, vmap_fn, Vmap, VmapOptions};

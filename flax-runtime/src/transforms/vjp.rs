@@ -51,11 +51,12 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::filter::CollectionFilter;
-use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::frozen_dict::FrozenDict;
 use crate::core::module::Module;
 use crate::core::scope::Scope;
 use crate::transforms::axes::Lifting;
 use crate::transforms::lifted::{in_frame_of, map_value, run_lifted};
+use crate::transforms::remat::{array_leaves, replace_arrays};
 use crate::tree::{self, Tree};
 use tch::Tensor;
 
@@ -122,6 +123,11 @@ pub fn vjp_with<M: Module, X: Tree, Y: Tree>(
 }
 
 impl<X: Tree, Y: Tree> VjpFn<X, Y> {
+    /// How many arrays the differentiated variables hold.
+    fn inputs_in_variables(&self) -> usize {
+        array_leaves(&self.variables).len()
+    }
+
     /// The cotangents `(variables, primals)` for the output cotangent `cotangent` (of the
     /// output's structure and shapes).
     pub fn call(&self, cotangent: &Y) -> Result<(FrozenDict, X)> {
@@ -152,7 +158,7 @@ impl<X: Tree, Y: Tree> VjpFn<X, Y> {
                     Some(t) => t.f_add(&term)?,
                 });
             }
-            let inputs: Vec<Tensor> = variable_leaves(&self.variables)
+            let inputs: Vec<Tensor> = array_leaves(&self.variables)
                 .into_iter()
                 .chain(tree::leaves(&self.primals).into_iter().map(Tensor::shallow_clone))
                 .collect();
@@ -167,8 +173,9 @@ impl<X: Tree, Y: Tree> VjpFn<X, Y> {
                     .into_iter()
                     .zip(&inputs)
                     .map(|(g, x)| if g.defined() { Ok(g) } else { Ok(x.f_zeros_like()?) });
-            let variables =
-                map_variable_leaves(&self.variables, &mut || grads.next().expect("one gradient per input"))?;
+            let variable_grads: Vec<Tensor> =
+                grads.by_ref().take(self.inputs_in_variables()).collect::<Result<_>>()?;
+            let variables = replace_arrays(&self.variables, &variable_grads)?;
             let primals = tree::tree_map(&self.primals, |_| grads.next().expect("one gradient per input"))?;
             Ok((variables, primals))
         })
@@ -207,22 +214,4 @@ fn differentiable_variables(
         }
     }
     Ok((all, differentiated))
-}
-
-/// The arrays of `dict` in traversal order.
-fn variable_leaves(dict: &FrozenDict) -> Vec<Tensor> {
-    let mut out = Vec::new();
-    let _ = map_value(&Value::Dict(dict.clone()), &mut |t| {
-        out.push(t.shallow_clone());
-        Ok(t.shallow_clone())
-    });
-    out
-}
-
-/// `dict` with its arrays replaced, in traversal order, by `next`'s results.
-fn map_variable_leaves(dict: &FrozenDict, next: &mut impl FnMut() -> Result<Tensor>) -> Result<FrozenDict> {
-    match map_value(&Value::Dict(dict.clone()), &mut |_| next())? {
-        Value::Dict(d) => Ok(d),
-        _ => unreachable!("a dict maps to a dict"),
-    }
 }

@@ -12,6 +12,7 @@
 use crate::core::apply::Rngs;
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::naming::Name;
 use crate::core::scope::{RngCounters, Scope, ScopeConfig};
 use std::borrow::Cow;
 
@@ -70,31 +71,34 @@ impl<'v> Scope<'v> {
         owner: u64,
         naming: Option<u64>,
     ) -> Scope<'static> {
-        let mut within = self.config.within.clone();
-        within.push(mutable);
-        let config = ScopeConfig {
-            rngs,
-            mutable: self.config.mutable.clone(),
-            within,
-            axes: self.config.axes.clone(),
-            capture: self.config.capture.clone(),
-            initializing: self.config.initializing,
-            device: self.config.device,
-        };
+        self.lift_spec(mutable, owner).scope(variables, rngs, naming)
+    }
+
+    /// What [`lift`](Self::lift) takes from this scope, kept to make the lifted scope later
+    /// (`remat` re-runs its body in the backward pass, after this scope is gone).
+    pub(crate) fn lift_spec(&self, mutable: CollectionFilter, owner: u64) -> LiftSpec {
+        let mut config = self.config.clone();
+        config.within.push(mutable);
         let top = self.top();
-        let mut inner = Scope::new(Some(Cow::Owned(variables)), config, top.module_type, owner);
-        inner.prefix = self.path().into_iter().map(|name| Cow::Owned(name.to_owned())).collect();
-        inner.frames[0].counters = top.counters.clone();
-        if let Some(naming) = naming {
-            inner.owners.push((naming, 0));
+        LiftSpec {
+            config,
+            prefix: self.path().into_iter().map(|name| Cow::Owned(name.to_owned())).collect(),
+            rng_prefix: self
+                .rng_prefix
+                .iter()
+                .cloned()
+                .chain(self.frames[1..].iter().map(|f| f.name.clone().unwrap_or_default()))
+                .collect(),
+            counters: top.counters.clone(),
+            module_type: top.module_type,
+            owner,
         }
-        inner
     }
 
     /// Stops folding the module path into this lifted scope's RNG keys: its streams' keys
     /// were forked at the path already (Flax's `jit` clears their suffix).
     pub(crate) fn clear_rng_suffix(&mut self) {
-        self.prefix_in_rngs = false;
+        self.rng_prefix.clear();
     }
 
     /// Writes the collections a lifted body produced into the running module's subtree,
@@ -129,5 +133,32 @@ impl<'v> Scope<'v> {
     /// left them, as Flax's lifted scope shares `rng_counters` with the scope it lifts.
     pub(crate) fn set_rng_counters(&mut self, counters: RngCounters) {
         self.frames.last_mut().expect("a scope always has its root frame").counters = counters;
+    }
+}
+
+/// Everything a lifted scope takes from the scope it lifts, apart from the variables and RNG
+/// keys (see [`Scope::lift_spec`]). It holds no borrow, so a body can be re-run from it later.
+#[derive(Clone)]
+pub(crate) struct LiftSpec {
+    config: ScopeConfig,
+    prefix: Vec<Name>,
+    rng_prefix: Vec<Name>,
+    counters: RngCounters,
+    module_type: &'static str,
+    owner: u64,
+}
+
+impl LiftSpec {
+    /// The lifted scope over `variables` with the RNG streams `rngs` (see [`Scope::lift`]).
+    pub(crate) fn scope(&self, variables: FrozenDict, rngs: Rngs, naming: Option<u64>) -> Scope<'static> {
+        let config = ScopeConfig { rngs, ..self.config.clone() };
+        let mut inner = Scope::new(Some(Cow::Owned(variables)), config, self.module_type, self.owner);
+        inner.prefix = self.prefix.clone();
+        inner.rng_prefix = self.rng_prefix.clone();
+        inner.frames[0].counters = self.counters.clone();
+        if let Some(naming) = naming {
+            inner.owners.push((naming, 0));
+        }
+        inner
     }
 }

@@ -349,6 +349,36 @@ fn every_golden_case_has_a_test() {
     g.assert_all_seen();
 }
 
+/// Forgets to map `params`: the layers cannot create their params in the loop.
+#[module]
+pub struct Unmapped {}
+
+#[module]
+impl Unmapped {
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let (x, ()) = nn::scan(ResidualMLPBlock::new()).length(2).call(
+            cx,
+            x.shallow_clone(),
+            &(),
+            |block, cx, x, ()| Ok((block.call(cx, &x)?, ())),
+        )?;
+        Ok(x)
+    }
+}
+
+#[test]
+fn a_variable_in_an_unmapped_collection_is_explained() {
+    let x = Tensor::ones([1, 2], (Kind::Float, Device::Cpu));
+    match Unmapped::new().init(key(), &x) {
+        Err(Error::Transform { transform: "scan", message, .. }) => {
+            assert!(message.contains("collection \"params\", which this scan does not map"), "{message}");
+            assert!(message.contains("/ScanResidualMLPBlock_0/Dense_0"), "{message}");
+        }
+        other => panic!("expected a scan error, got {other:?}"),
+    }
+}
+
 #[test]
 fn bad_input_names_the_transform_and_the_axis() {
     let x = Tensor::ones([1, 2], (Kind::Float, Device::Cpu));
@@ -380,4 +410,29 @@ fn bad_input_names_the_transform_and_the_axis() {
         }
         other => panic!("expected a scan error, got {other:?}"),
     }
+}
+
+/// The checkpoint Flax writes for a model (`scripts/golden/transforms_checkpoints.py`).
+fn flax_checkpoint(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/checkpoints/transforms/{name}.msgpack", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Checks that our `init` writes Flax's checkpoint bytes, and that Flax's bytes restore to
+/// variables `apply` gives the same output with.
+fn check_flax_bytes(name: &str, ours: &Variables, apply: impl Fn(&Variables) -> flax::Result<Tensor>) {
+    let bytes = flax_checkpoint(name);
+    assert_eq!(flax::serialization::to_bytes(ours).unwrap(), bytes, "{name}: our bytes differ from Flax's");
+    let restored = flax::serialization::from_bytes(ours, &bytes).unwrap();
+    assert_close(&format!("{name}: apply"), &apply(&restored).unwrap(), &apply(ours).unwrap());
+}
+
+#[test]
+fn checkpoints_of_scanned_models_are_flax_bytes_both_ways() {
+    let x = Tensor::ones([1, 2], (Kind::Float, Device::Cpu));
+    let m = ResidualMLP::new(4);
+    check_flax_bytes("scan_residual_mlp", &m.init(key(), &x).unwrap(), |v| m.apply(v, &x));
+    let x = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+    let m = NestedScan::new();
+    check_flax_bytes("scan_nested", &m.init(key(), &x).unwrap(), |v| m.apply(v, &x));
 }

@@ -300,3 +300,43 @@ fn init_loops_and_apply_is_one_batched_call() {
     let during_apply = ProbeEnsemble::new().apply(&v, &xs).unwrap();
     assert_eq!(during_apply.mean(Kind::Float).double_value(&[]), 1.0, "apply runs on a vmap level");
 }
+
+/// The checkpoint Flax writes for a model (`scripts/golden/transforms_checkpoints.py`).
+fn flax_checkpoint(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/checkpoints/transforms/{name}.msgpack", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn checkpoints_of_vmapped_models_are_flax_bytes_both_ways() {
+    let xs = Tensor::ones([3, 4], (Kind::Float, Device::Cpu));
+    let ours = LinenVmapMLP::new().init(key(), &xs).unwrap();
+    let bytes = flax_checkpoint("vmap_mlp");
+    assert_eq!(
+        flax::serialization::to_bytes(&ours).unwrap(),
+        bytes,
+        "vmap_mlp: our bytes differ from Flax's"
+    );
+    let restored = flax::serialization::from_bytes(&ours, &bytes).unwrap();
+    assert_close(
+        "vmap_mlp: apply",
+        &LinenVmapMLP::new().apply(&restored, &xs).unwrap(),
+        &LinenVmapMLP::new().apply(&ours, &xs).unwrap(),
+    );
+
+    let xs = Tensor::ones([3, 6, 2], (Kind::Float, Device::Cpu));
+    let m = LinenStatefulVmapMLP::new();
+    let ours = m.init(key(), &xs, false).unwrap();
+    let bytes = flax_checkpoint("vmap_batch_norm");
+    assert_eq!(
+        flax::serialization::to_bytes(&ours).unwrap(),
+        bytes,
+        "vmap_batch_norm: our bytes differ from Flax's"
+    );
+    let restored = flax::serialization::from_bytes(&ours, &bytes).unwrap();
+    assert_close(
+        "vmap_batch_norm: apply",
+        &m.apply(&restored, &xs, false).unwrap(),
+        &m.apply(&ours, &xs, false).unwrap(),
+    );
+}

@@ -22,6 +22,30 @@ impl Lifting {
         Error::Transform { transform: self.transform, scope: self.scope.clone(), message: message.into() }
     }
 
+    /// `error` from the body, explained when it comes from a collection the transform does
+    /// not map (not visible, or not writable, in the body): Flax's lifted scopes see only the
+    /// collections a transform is told about, which surprises users of unlifted code.
+    pub fn explain(&self, error: Error, is_mapped: impl Fn(&str) -> bool, how: &str) -> Error {
+        let unmapped = |collection: &str, what: String| {
+            self.error(format!(
+                "{what} in collection \"{collection}\", which this {} does not map: {how}",
+                self.transform
+            ))
+        };
+        match error {
+            Error::ScopeCollectionNotFound { collection, name, scope } if !is_mapped(&collection) => {
+                unmapped(&collection, format!("{scope} needs the variable \"{name}\""))
+            }
+            Error::ScopeParamNotFound { name, scope } if !is_mapped("params") => {
+                unmapped("params", format!("{scope} needs the param \"{name}\""))
+            }
+            Error::ModifyScopeVariable { collection, name, scope } if !is_mapped(&collection) => {
+                unmapped(&collection, format!("{scope} writes the variable \"{name}\""))
+            }
+            other => other,
+        }
+    }
+
     /// `axis` of a tensor of rank `rank` as a non-negative index (`-1` is the last axis).
     pub fn axis(&self, axis: i64, rank: usize, what: &str) -> Result<i64> {
         let rank = rank as i64;

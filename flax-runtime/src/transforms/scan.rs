@@ -241,10 +241,14 @@ impl ScanOptions {
         let mut slices: Vec<Option<X>> = slices.into_iter().map(Some).collect();
         let order: Vec<usize> =
             if self.reverse { (0..length as usize).rev().collect() } else { (0..length as usize).collect() };
+        let mapped = |collection: &str| self.mapped().matches(collection);
+        let how =
+            "list it in variable_axes (one per iteration), variable_broadcast (shared) or variable_carry";
         let mut iteration = |cx: &mut Scope<'_>, groups: &Groups, i: usize, carry: C, x: X| {
             run_lifted(cx, groups.iteration_variables(i), rngs[i].clone(), mutable.clone(), owner, |inner| {
                 body(inner, carry, x)
             })
+            .map_err(|e| lifting.explain(e, mapped, how))
         };
         // Flax traces the body twice: once to compute the broadcast variables (from the
         // module's RNG counters), then for the loop, whose iterations all draw their keys from

@@ -190,13 +190,15 @@ impl VmapOptions {
         let lifting = Lifting::new("vmap", cx);
         let groups = self.group(cx.frame_variables());
         let size = self.size_of(&lifting, xs, &groups)?;
+        let how = "list it in variable_axes (Some(axis): one per member, None: shared)";
+        let explain = |e| lifting.explain(e, |c| self.axis_of(c).is_some(), how);
         if !cx.is_initializing() {
             match self.run_batched(cx, &lifting, owner, size, xs, &groups, body) {
                 Err(Error::InvalidRng { stream, .. }) if self.is_split(&stream) => {}
-                done => return done,
+                done => return done.map_err(explain),
             }
         }
-        self.run_looped(cx, &lifting, owner, size, xs, &groups, body)
+        self.run_looped(cx, &lifting, owner, size, xs, &groups, body).map_err(explain)
     }
 
     /// Every member at once, on a libtorch vmap level.
@@ -252,7 +254,7 @@ impl VmapOptions {
         }
         drop(level);
         cx.set_rng_counters(run.counters);
-        cx.publish(state);
+        cx.publish(self.in_axes_order(state));
         Ok(out)
     }
 
@@ -318,7 +320,7 @@ impl VmapOptions {
         if let Some(end) = end {
             cx.set_rng_counters(end);
         }
-        cx.publish(shared_out);
+        cx.publish(self.in_axes_order(shared_out));
         Ok(ys)
     }
 
@@ -333,6 +335,22 @@ impl VmapOptions {
             }
         }
         groups
+    }
+
+    /// `variables` with its collections in the order of `variable_axes` (the order Flax
+    /// writes them back in, and so their order in checkpoints).
+    fn in_axes_order(&self, variables: FrozenDict) -> FrozenDict {
+        let mut entries = variables.into_inner();
+        let mut ordered = FrozenDict::new();
+        for (collection, _) in &self.variable_axes {
+            if let Some(value) = entries.shift_remove(collection.as_str()) {
+                ordered.insert(collection.clone(), value);
+            }
+        }
+        for (collection, value) in entries {
+            ordered.insert(collection, value);
+        }
+        ordered
     }
 
     /// `Some(axis)` for a collection in `variable_axes`.

@@ -104,9 +104,13 @@ impl<'v> Scope<'v> {
     /// Writes the collections a lifted body produced into the running module's subtree,
     /// replacing it; collections this scope may not write are left out (a transform may hand
     /// back collections it only read), and so are empty ones.
+    ///
+    /// Keys are sorted, as in Flax, where variables that went through a JAX transform come
+    /// back from JAX's pytree flattening with sorted dict keys (and checkpoints list them in
+    /// that order).
     pub(crate) fn publish(&mut self, variables: FrozenDict) {
         for (collection, value) in variables.into_inner() {
-            let Value::Dict(subtree) = value else { continue };
+            let Value::Dict(subtree) = sorted(value) else { continue };
             if subtree.is_empty() || !self.is_mutable_collection(&collection) {
                 continue;
             }
@@ -160,5 +164,18 @@ impl LiftSpec {
             inner.owners.push((naming, 0));
         }
         inner
+    }
+}
+
+/// `value` with the keys of every dictionary in it sorted (JAX's order for dict pytrees).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Dict(dict) => {
+            let mut entries: Vec<(String, Value)> = dict.into_inner().into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Dict(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::List(items) => Value::List(items.into_iter().map(sorted).collect()),
+        other => other,
     }
 }

@@ -1,5 +1,5 @@
 //! `cond` (Flax's `nn.cond`): one of two branches runs on the module's variables; both
-//! branches' variables exist after `init` (see [`switch`](super::switch) for the rules).
+//! branches' variables exist after `init` (see [`switch`](mod@super::switch) for the rules).
 //!
 //! ```
 //! use flax::prelude::*;

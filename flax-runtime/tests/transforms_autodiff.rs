@@ -51,6 +51,22 @@ impl NoisyDeep {
     }
 }
 
+/// Flax's `remat_scan` example (`BigResnet`), smaller.
+#[module]
+pub struct DenseStack {}
+
+#[module]
+impl DenseStack {
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        nn::remat_scan(nn::Dense::new(4), [2, 3]).name("dense_stack").call(
+            cx,
+            x.shallow_clone(),
+            |dense, cx, x| dense.call(cx, &x),
+        )
+    }
+}
+
 /// The spec's `nn.custom_vjp` example (L16975-17021).
 #[module]
 pub struct SignGrad {}
@@ -175,6 +191,15 @@ fn remat_matches_flax_values_and_gradients() {
 }
 
 #[test]
+fn remat_scan_stacks_two_levels_with_flax_values() {
+    let g = golden();
+    let c = g.case("remat_scan");
+    let (m, x) = (DenseStack::new(), c.input("x"));
+    c.check(|| m.init(key(), &x), |v| m.apply(v, &x));
+    check_grads(&c, |v| m.apply(v, &x));
+}
+
+#[test]
 fn spec_custom_vjp_gives_sign_gradients() {
     let g = golden();
     let c = g.case("custom_vjp");
@@ -201,7 +226,7 @@ fn spec_jvp_and_a_dense_jvp() {
 #[test]
 fn every_golden_case_has_a_test() {
     let g = golden();
-    for name in ["remat", "remat_dropout", "custom_vjp", "jvp_spec", "jvp_dense"] {
+    for name in ["remat", "remat_dropout", "remat_scan", "custom_vjp", "jvp_spec", "jvp_dense"] {
         g.case(name);
     }
     g.assert_all_seen();

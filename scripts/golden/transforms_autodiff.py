@@ -1,4 +1,4 @@
-"""Golden vectors for `nn.remat`, `nn.custom_vjp` and `nn.jvp` (flax 0.12.8): remat'd layers
+"""Golden vectors for `nn.remat`, `nn.remat_scan`, `nn.custom_vjp` and `nn.jvp` (flax 0.12.8): remat'd layers
 (named `CheckpointDense_k`) with and without dropout (the recomputation draws the same keys),
 the spec's `custom_vjp` example (sign gradients, L16975-17021) and `jvp` example (L16801-16816),
 and a jvp of a Dense layer along input and parameter tangents.
@@ -35,6 +35,13 @@ class NoisyDeep(nn.Module):
     for _ in range(2):
       x = nn.remat(NoisyBlock)()(x)
     return x
+
+
+class DenseStack(nn.Module):
+  """Flax's `remat_scan` example (`BigResnet`), smaller: 2 x 3 Dense layers."""
+  @nn.compact
+  def __call__(self, x):
+    return nn.remat_scan(nn.Dense, lengths=(2, 3))(4, name="dense_stack")(x)
 
 
 class SignGrad(nn.Module):
@@ -99,6 +106,7 @@ def main():
   c = {}
   c["remat"] = with_grads(Deep(), {"x": normal((2, 4), 1)})
   c["remat_dropout"] = with_grads(NoisyDeep(), {"x": normal((2, 4), 2)}, {'dropout': jax.random.PRNGKey(1)})
+  c["remat_scan"] = with_grads(DenseStack(), {"x": normal((2, 4), 9)})
   c["custom_vjp"] = with_grads(SignGrad(), {"x": normal((3,), 3)})
   x = normal((3,), 4)
   variables = JvpSpec().init(jax.random.PRNGKey(SEED), x)

@@ -46,7 +46,7 @@ pub use rnn::{flip_sequences, Bidirectional, RNNCellBase, RNN};
 pub use stochastic::Dropout;
 // Flax's `nn.scan`, `nn.cond`, …: the lifted transforms, under the names Flax gives them in `nn`.
 pub use crate::transforms::{
-    checkpoint, cond, custom_vjp, jit, jvp, map_variables, remat, scan, scan_fn, switch, vjp, vjp_with, vmap,
-    vmap_fn, while_loop, Branch, CustomVjp, Jit, MapVariables, Remat, RematPolicy, Scan, ScanOptions,
-    TransFn, VjpFn, Vmap, VmapOptions, WhileLoopOptions,
+    checkpoint, cond, custom_vjp, jit, jvp, map_variables, remat, remat_scan, scan, scan_fn, switch, vjp,
+    vjp_with, vmap, vmap_fn, while_loop, Branch, CustomVjp, Jit, MapVariables, Remat, RematPolicy, RematScan,
+    Scan, ScanOptions, TransFn, VjpFn, Vmap, VmapOptions, WhileLoopOptions,
 };

@@ -21,7 +21,7 @@
 //! |---|---|
 //! | `nn.scan` | [`scan`](scan()), [`scan_fn`] |
 //! | `nn.vmap` | [`vmap`](vmap()), [`vmap_fn`] (batched on libtorch's vmap) |
-//! | `nn.remat` / `nn.checkpoint` | [`remat`](remat()), [`checkpoint`] |
+//! | `nn.remat` / `nn.checkpoint` / `nn.remat_scan` | [`remat`](remat()), [`checkpoint`], [`remat_scan`](remat_scan()) |
 //! | `nn.jit` | [`jit`](jit()) (eager) |
 //! | `nn.map_variables` | [`map_variables`](map_variables()) |
 //! | `nn.cond`, `nn.switch`, `nn.while_loop` | [`cond`](cond()), [`switch`](switch()), [`while_loop`](while_loop()) |
@@ -37,6 +37,7 @@ pub mod jvp;
 pub(crate) mod lifted;
 pub mod map_variables;
 pub mod remat;
+pub mod remat_scan;
 pub mod scan;
 pub mod switch;
 pub mod vjp;
@@ -49,6 +50,7 @@ pub use jit::{jit, Jit};
 pub use jvp::jvp;
 pub use map_variables::{map_variables, MapVariables, TransFn};
 pub use remat::{checkpoint_module as checkpoint, remat, Remat, RematPolicy};
+pub use remat_scan::{remat_scan, RematScan};
 pub use scan::{scan, scan_fn, Scan, ScanOptions};
 pub use switch::{switch, Branch};
 pub use vjp::{vjp, vjp_with, VjpFn};

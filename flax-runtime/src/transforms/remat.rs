@@ -117,58 +117,67 @@ impl<M: Module + Send + 'static> Remat<M> {
         X: Tree + Send + 'static,
         Y: Tree + Send + 'static,
     {
-        let owner = self.lifted.owner();
-        self.lifted.enter(cx, |cx| {
-            let variables = cx.frame_variables();
-            let plain = cx.is_initializing()
-                || !grad_enabled()
-                || self.policy == RematPolicy::EverythingSaveable
-                || batching::current_level().is_some();
-            if plain {
-                let rngs = cx.rng_streams().clone();
-                let x = tree::shallow_clone(x)?;
-                let module = &self.lifted.module;
-                let run = run_lifted(cx, variables, rngs, CollectionFilter::Everything, owner, |inner| {
-                    body(module, inner, x)
-                })?;
-                cx.set_rng_counters(run.counters);
-                cx.publish(run.state);
-                return Ok(run.out);
-            }
-            let var_leaves = array_leaves(&variables);
-            let n_vars = var_leaves.len();
-            let inputs: Vec<Tensor> = var_leaves
-                .into_iter()
-                .chain(tree::leaves(x).into_iter().map(Tensor::shallow_clone))
-                .collect();
-            let (spec, rngs) = (cx.lift_spec(CollectionFilter::Everything, owner), cx.rng_streams().clone());
-            let (module, x_template) = (self.lifted.module.clone(), tree::shallow_clone(x)?);
-            let forward: ForwardRun<Y> = Arc::new(Mutex::new(None));
-            let first = Arc::clone(&forward);
-            let outputs = checkpoint(&inputs, move |inputs| {
-                let variables = replace_arrays(&variables, &inputs[..n_vars])?;
-                let x =
-                    tree::tree_unflatten(&x_template, inputs[n_vars..].iter().map(Tensor::shallow_clone))?;
-                let naming = NamingGuard::push(true);
-                let mut inner = spec.scope(variables, rngs.clone(), Some(naming.id()));
-                let y = body(&module, &mut inner, x);
-                drop(naming);
-                let y = y?;
-                let leaves = tree::leaves(&y).into_iter().map(Tensor::shallow_clone).collect();
-                let mut first = first.lock().unwrap_or_else(PoisonError::into_inner);
-                if first.is_none() {
-                    let counters = inner.rng_counters();
-                    *first = Some((y, inner.into_state(), counters));
-                }
-                Ok(leaves)
-            })?;
-            let (y, state, counters) =
-                forward.lock().unwrap_or_else(PoisonError::into_inner).take().expect("the forward pass ran");
-            cx.set_rng_counters(counters);
-            cx.publish(state);
-            tree::tree_unflatten(&y, outputs)
-        })
+        let (owner, module) = (self.lifted.owner(), self.lifted.module.clone());
+        self.lifted.enter(cx, |cx| remat_frame(cx, owner, self.policy, x, move |cx, x| body(&module, cx, x)))
     }
+}
+
+/// Runs `body` on `x` in a scope lifted from the running module (whose calls are `owner`'s),
+/// recomputing it in the backward pass (see the module docs for when it runs plainly).
+pub(crate) fn remat_frame<X, Y>(
+    cx: &mut Scope<'_>,
+    owner: u64,
+    policy: RematPolicy,
+    x: &X,
+    mut body: impl FnMut(&mut Scope<'_>, X) -> Result<Y> + Send + 'static,
+) -> Result<Y>
+where
+    X: Tree + Send + 'static,
+    Y: Tree + Send + 'static,
+{
+    let variables = cx.frame_variables();
+    let plain = cx.is_initializing()
+        || !grad_enabled()
+        || policy == RematPolicy::EverythingSaveable
+        || batching::current_level().is_some();
+    if plain {
+        let rngs = cx.rng_streams().clone();
+        let x = tree::shallow_clone(x)?;
+        let run =
+            run_lifted(cx, variables, rngs, CollectionFilter::Everything, owner, |inner| body(inner, x))?;
+        cx.set_rng_counters(run.counters);
+        cx.publish(run.state);
+        return Ok(run.out);
+    }
+    let var_leaves = array_leaves(&variables);
+    let n_vars = var_leaves.len();
+    let inputs: Vec<Tensor> =
+        var_leaves.into_iter().chain(tree::leaves(x).into_iter().map(Tensor::shallow_clone)).collect();
+    let (spec, rngs) = (cx.lift_spec(CollectionFilter::Everything, owner), cx.rng_streams().clone());
+    let x_template = tree::shallow_clone(x)?;
+    let forward: ForwardRun<Y> = Arc::new(Mutex::new(None));
+    let first = Arc::clone(&forward);
+    let outputs = checkpoint(&inputs, move |inputs| {
+        let variables = replace_arrays(&variables, &inputs[..n_vars])?;
+        let x = tree::tree_unflatten(&x_template, inputs[n_vars..].iter().map(Tensor::shallow_clone))?;
+        let naming = NamingGuard::push(true);
+        let mut inner = spec.scope(variables, rngs.clone(), Some(naming.id()));
+        let y = body(&mut inner, x);
+        drop(naming);
+        let y = y?;
+        let leaves = tree::leaves(&y).into_iter().map(Tensor::shallow_clone).collect();
+        let mut first = first.lock().unwrap_or_else(PoisonError::into_inner);
+        if first.is_none() {
+            let counters = inner.rng_counters();
+            *first = Some((y, inner.into_state(), counters));
+        }
+        Ok(leaves)
+    })?;
+    let (y, state, counters) =
+        forward.lock().unwrap_or_else(PoisonError::into_inner).take().expect("the forward pass ran");
+    cx.set_rng_counters(counters);
+    cx.publish(state);
+    tree::tree_unflatten(&y, outputs)
 }
 
 /// The arrays of `dict`, in traversal order.

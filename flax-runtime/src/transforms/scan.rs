@@ -80,9 +80,14 @@ use crate::tree::{self, Tree};
 #[derive(Clone, Debug)]
 pub struct ScanOptions {
     variable_axes: Vec<(String, i64)>,
+    /// The axis of every collection not otherwise grouped (Flax's `variable_axes={True: axis}`).
+    other_axis: Option<i64>,
     variable_broadcast: CollectionFilter,
     variable_carry: CollectionFilter,
     split_rngs: Vec<(String, bool)>,
+    /// Whether every stream not listed in `split_rngs` is visible and split (Flax's
+    /// `split_rngs={True: True}`).
+    split_all: bool,
     in_axes: i64,
     out_axes: i64,
     length: Option<i64>,
@@ -133,9 +138,11 @@ impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
             variable_axes: Vec::new(),
+            other_axis: None,
             variable_broadcast: CollectionFilter::Nothing,
             variable_carry: CollectionFilter::Nothing,
             split_rngs: Vec::new(),
+            split_all: false,
             in_axes: 0,
             out_axes: 0,
             length: None,
@@ -149,6 +156,20 @@ impl ScanOptions {
     /// Collections stacked along an axis, one slice per iteration: `[("params", 0)]`.
     pub fn variable_axes<S: Into<String>>(mut self, axes: impl IntoIterator<Item = (S, i64)>) -> Self {
         self.variable_axes = axes.into_iter().map(|(name, axis)| (name.into(), axis)).collect();
+        self
+    }
+
+    /// Every collection not otherwise grouped stacked along `axis` (Flax's
+    /// `variable_axes={True: axis}`).
+    pub fn variable_axes_all(mut self, axis: i64) -> Self {
+        self.other_axis = Some(axis);
+        self
+    }
+
+    /// Every RNG stream visible in the body and split per iteration, besides those listed
+    /// in `split_rngs` (Flax's `split_rngs={True: True}`).
+    pub fn split_rngs_all(mut self) -> Self {
+        self.split_all = true;
         self
     }
 
@@ -326,13 +347,15 @@ impl ScanOptions {
             axes: self.variable_axes.iter().map(|(name, axis)| AxisGroup::new(name, *axis, length)).collect(),
             broadcast_filter: self.variable_broadcast.clone(),
             carry_filter: self.variable_carry.clone(),
+            other_axis: self.other_axis,
+            length,
         };
         for (collection, value) in variables.into_inner() {
             if self.variable_broadcast.matches(&collection) {
                 groups.broadcast.insert(collection, value);
             } else if self.variable_carry.matches(&collection) {
                 groups.carry.insert(collection, value);
-            } else if let Some(group) = groups.axes.iter_mut().find(|g| g.collection == collection) {
+            } else if let Some(group) = groups.axis_group(&collection) {
                 group.slices = lifting.unstack_value(&value, group.axis, length, &collection)?;
             }
         }
@@ -341,6 +364,9 @@ impl ScanOptions {
 
     /// The collections the body may write: those the transform maps.
     fn mapped(&self) -> CollectionFilter {
+        if self.other_axis.is_some() {
+            return CollectionFilter::Everything;
+        }
         let axes = CollectionFilter::Only(self.variable_axes.iter().map(|(name, _)| name.clone()).collect());
         axes.union(&self.variable_broadcast).union(&self.variable_carry)
     }
@@ -354,6 +380,17 @@ impl ScanOptions {
             let keys = if *split { key.split(length) } else { vec![key; length] };
             for (r, k) in rngs.iter_mut().zip(keys) {
                 *r = std::mem::take(r).with(name.clone(), k);
+            }
+        }
+        if self.split_all {
+            for name in streams.names() {
+                if self.split_rngs.iter().any(|(listed, _)| *listed == name) {
+                    continue;
+                }
+                let keys = streams.key(streams.index_of(&name).expect("a listed stream")).split(length);
+                for (r, k) in rngs.iter_mut().zip(keys) {
+                    *r = std::mem::take(r).with(name.clone(), k);
+                }
             }
         }
         rngs
@@ -386,9 +423,24 @@ struct Groups {
     axes: Vec<AxisGroup>,
     broadcast_filter: CollectionFilter,
     carry_filter: CollectionFilter,
+    other_axis: Option<i64>,
+    length: i64,
 }
 
 impl Groups {
+    /// The axis group of `collection`: listed in `variable_axes`, or made for it when every
+    /// other collection is stacked.
+    fn axis_group(&mut self, collection: &str) -> Option<&mut AxisGroup> {
+        let position = match self.axes.iter().position(|g| g.collection == collection) {
+            Some(position) => position,
+            None => {
+                self.axes.push(AxisGroup::new(collection, self.other_axis?, self.length));
+                self.axes.len() - 1
+            }
+        };
+        self.axes.get_mut(position)
+    }
+
     /// What iteration `i` reads.
     fn iteration_variables(&self, i: usize) -> FrozenDict {
         let mut variables = self.broadcast.clone();
@@ -420,7 +472,7 @@ impl Groups {
                 self.broadcast.insert(collection, value);
             } else if self.carry_filter.matches(&collection) {
                 self.carry.insert(collection, value);
-            } else if let Some(group) = self.axes.iter_mut().find(|g| g.collection == collection) {
+            } else if let Some(group) = self.axis_group(&collection) {
                 group.outputs[i] = Some(value);
             } else {
                 return Err(lifting.error(format!("unmapped output variables: collection \"{collection}\"")));
@@ -490,6 +542,10 @@ impl<M: Module> Scan<M> {
     forward_scan_options! {
         /// See [`ScanOptions::variable_axes`].
         fn variable_axes(axes: impl IntoIterator<Item = (S, i64)>) <S: Into<String>>;
+        /// See [`ScanOptions::variable_axes_all`].
+        fn variable_axes_all(axis: i64);
+        /// See [`ScanOptions::split_rngs_all`].
+        fn split_rngs_all();
         /// See [`ScanOptions::variable_broadcast`].
         fn variable_broadcast(filter: impl Into<CollectionFilter>);
         /// See [`ScanOptions::variable_carry`].

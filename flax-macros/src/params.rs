@@ -8,6 +8,15 @@
 //! inside a loop a `Vec` of `Type_k` from the current count `n` on, in a field `type_from_n`
 //! (later auto-names of that type are no longer known). Anything else — computed names, params declared in loops — is
 //! reached through the view's raw `tree`.
+//!
+//! Modules constructed in the arguments of a submodule's construction (`nn::RNN::new(
+//! nn::LSTMCell::new(), …)`) take an auto-name of this module as at run time (Rust evaluates
+//! the arguments first), so later names stay right, but get no field: the macro cannot tell a
+//! module from any other `Type::new(…)` there. Generic modules (the library's `RNN` and
+//! `Bidirectional`, or a path with generic arguments) get no field either: their params type
+//! cannot be named without the generic arguments; nor does a module given modules in its
+//! constructor's arguments (a module with a parent keeps its place in the tree, so the
+//! holder's own view may not match). All are reached through `tree`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -51,6 +60,8 @@ struct Pending {
     name: Option<Option<String>>,
     arity: Arity,
     index: Option<u32>,
+    /// Whether modules were handed to it in its constructor's arguments.
+    holds_modules: bool,
 }
 
 struct Scan<'a> {
@@ -64,6 +75,12 @@ struct Scan<'a> {
     /// constructed in their layers belong to this module (Flax's rule), so they take auto-names
     /// here although they are never called with the scope.
     in_sequential: usize,
+    /// How many submodule constructions' arguments enclose the expression being scanned:
+    /// modules constructed there take auto-names of this module (they keep it as parent).
+    in_module_args: usize,
+    /// How many modules were found in constructor arguments so far (constructed there, or
+    /// bound with `let` and handed over).
+    module_args_seen: usize,
     /// Constructions whose arguments were already scanned (by address).
     done: Vec<usize>,
     /// Constructions given a name in a `Sequential`'s layers (by address): no auto-name.
@@ -82,6 +99,8 @@ fn scan(body: &syn::Block, scope: &syn::Ident) -> Vec<Entry> {
         pending: Vec::new(),
         entries: Vec::new(),
         in_sequential: 0,
+        in_module_args: 0,
+        module_args_seen: 0,
         done: Vec::new(),
         named: Vec::new(),
         parsed: Vec::new(),
@@ -151,6 +170,17 @@ fn innermost(mut expr: &syn::Expr) -> &syn::Expr {
             _ => return expr,
         }
     }
+}
+
+/// The library's generic modules, whose params type cannot be named without their generic
+/// arguments (`nn::RNN<C>`).
+const GENERIC_MODULES: [&str; 2] = ["RNN", "Bidirectional"];
+
+/// Whether a view field of this module type cannot be written: a generic module.
+fn untypable(path: &syn::Path) -> bool {
+    path.segments.last().is_none_or(|last| {
+        !last.arguments.is_none() || GENERIC_MODULES.contains(&last.ident.to_string().as_str())
+    })
 }
 
 fn address<T>(node: &T) -> usize {
@@ -227,17 +257,30 @@ impl Scan<'_> {
                 (Key::Name(name.clone()), field_ident(&name))
             }
         };
+        if untypable(&path) {
+            return;
+        }
         self.push(field, key, Kind::Submodule(path), arity);
     }
 
     /// Scans the arguments of the construction at the bottom of `expr` (before its own
     /// auto-name is taken, as Rust evaluates them first), once.
-    fn visit_construction(&mut self, expr: &syn::Expr) {
+    ///
+    /// Returns whether modules were handed to it there: such a holder's field views may not
+    /// match the tree (a module with a parent keeps its place, Flax's rule), so it gets no
+    /// field.
+    fn visit_construction(&mut self, expr: &syn::Expr) -> bool {
+        let before = self.module_args_seen;
         match innermost(expr) {
-            syn::Expr::Call(call) => self.visit_constructor_args(call),
+            syn::Expr::Call(call) => {
+                self.in_module_args += 1;
+                self.visit_constructor_args(call);
+                self.in_module_args -= 1;
+            }
             syn::Expr::Macro(m) => self.visit_macro(&m.mac),
             _ => {}
         }
+        self.module_args_seen > before
     }
 
     fn visit_constructor_args(&mut self, call: &syn::ExprCall) {
@@ -263,13 +306,43 @@ impl Scan<'_> {
 }
 
 impl<'ast> Visit<'ast> for Scan<'_> {
+    /// A module constructed in a submodule's constructor arguments (the cell of an
+    /// `RNN::new(LSTMCell::new(), …)`): it takes an auto-name here, after its own arguments.
+    fn visit_expr(&mut self, expr: &'ast syn::Expr) {
+        if self.in_module_args > 0 && self.in_sequential == 0 {
+            if let (Some((path, name)), syn::Expr::Call(call)) = (construction(expr), innermost(expr)) {
+                if !self.done.contains(&address(call)) {
+                    self.module_args_seen += 1;
+                    self.visit_construction(expr);
+                    if name.is_none() {
+                        let arity = self.arity();
+                        self.next_index(&type_name(&path), arity);
+                    }
+                }
+            }
+            if let syn::Expr::Path(p) = expr {
+                if self.pending.iter().any(|b| p.path.is_ident(&b.binding)) {
+                    self.module_args_seen += 1;
+                }
+            }
+        }
+        syn::visit::visit_expr(self, expr);
+    }
+
     fn visit_local(&mut self, local: &'ast syn::Local) {
         if let (syn::Pat::Ident(binding), Some(init)) = (&local.pat, &local.init) {
             if let Some((path, name)) = construction(&init.expr) {
-                self.visit_construction(&init.expr);
+                let holds_modules = self.visit_construction(&init.expr);
                 let arity = self.arity();
                 let index = if name.is_none() { self.next_index(&type_name(&path), arity) } else { None };
-                self.pending.push(Pending { binding: binding.ident.clone(), path, name, arity, index });
+                self.pending.push(Pending {
+                    binding: binding.ident.clone(),
+                    path,
+                    name,
+                    arity,
+                    index,
+                    holds_modules,
+                });
                 return;
             }
         }
@@ -289,16 +362,20 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             }
         } else if with_scope {
             if let Some((path, name)) = construction(&call.receiver) {
-                self.visit_construction(&call.receiver);
+                let holds_modules = self.visit_construction(&call.receiver);
                 let arity = self.arity();
                 let index = if name.is_none() { self.next_index(&type_name(&path), arity) } else { None };
-                self.add_submodule(path, name, arity, index);
+                if !holds_modules {
+                    self.add_submodule(path, name, arity, index);
+                }
             } else if let syn::Expr::Path(p) = &*call.receiver {
                 if let Some(pos) = self.pending.iter().position(|b| p.path.is_ident(&b.binding)) {
                     let b = self.pending.remove(pos);
                     let arity =
                         if self.arity() == Arity::One { b.arity } else { self.arity().max_with(b.arity) };
-                    self.add_submodule(b.path, b.name, arity, b.index);
+                    if !b.holds_modules {
+                        self.add_submodule(b.path, b.name, arity, b.index);
+                    }
                 }
             }
         }

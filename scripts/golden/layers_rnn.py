@@ -7,13 +7,86 @@ Run with `.golden-venv/bin/python scripts/golden/layers_rnn.py`; writes
 `flax-runtime/tests/data/layers/rnn.msgpack`: per case the inputs, Flax's `init` variables,
 `output` (the outputs) and `carry` (`{"c", "h"}`, `{"h"}`, or for Bidirectional
 `{"forward": …, "backward": …}`), all from `return_carry=True`.
+
+Also Flax's parameter paths for modules built inline in a compact method (an `RNN` whose
+cell is constructed in its arguments: the cell is the parent's child `LSTMCell_0`, a sibling
+of `RNN_0`; a `Bidirectional` of such RNNs; a user module holding an inline-constructed
+module in a field, which keeps its parent), and an RNN over a cell using dropout, with the
+`dropout` stream split per step (`split_rngs={"params": False, "dropout": True}`).
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import flax.linen as nn
 
-from layers_common import SEED, normal, to_numpy, write
+from layers_common import SEED, case, normal, to_numpy, write
+
+
+class InlineRNN(nn.Module):
+  """`nn.RNN(nn.LSTMCell(4))` built inline, then a `Dense`: params `LSTMCell_0`, `Dense_0`."""
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.RNN(nn.LSTMCell(4))(x)
+    return nn.Dense(2)(y)
+
+
+class InlineBidirectional(nn.Module):
+  """Both RNNs and their cells built inline: params `GRUCell_0`, `LSTMCell_0`."""
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Bidirectional(nn.RNN(nn.GRUCell(4)), nn.RNN(nn.LSTMCell(3)))(x)
+
+
+class SharedRNN(nn.Module):
+  """One RNN (and cell) built inline and called twice: one `LSTMCell_0`."""
+
+  @nn.compact
+  def __call__(self, x):
+    rnn = nn.RNN(nn.LSTMCell(4))
+    return rnn(x) + rnn(x)
+
+
+class Holder(nn.Module):
+  """A user module holding a module in a field."""
+  inner: nn.Module
+
+  @nn.compact
+  def __call__(self, x):
+    return self.inner(x)
+
+
+class InlineHolders(nn.Module):
+  """Modules built inline and handed to a `Holder` keep their parent: `Dense_0`, `Dense_1`,
+  `named`, `Dense_2`; no `Holder_k` has params."""
+
+  @nn.compact
+  def __call__(self, x):
+    d = nn.Dense(3)
+    y = Holder(d)(x) + Holder(nn.Dense(3))(x)
+    y = y + Holder(nn.Dense(3, name="named"))(x)
+    return y + nn.Dense(3)(x)
+
+
+class DropoutCell(nn.RNNCellBase):
+  """A tanh RNN cell with dropout on its output: `Dense_0` (input), `Dense_1` (carry, no
+  bias), `Dropout_0`."""
+  features: int
+
+  @nn.compact
+  def __call__(self, carry, x):
+    h = nn.tanh(nn.Dense(self.features)(x) + nn.Dense(self.features, use_bias=False)(carry))
+    h = nn.Dropout(0.5, deterministic=False)(h)
+    return h, h
+
+  def initialize_carry(self, rng, input_shape):
+    return jnp.zeros(input_shape[:-1] + (self.features,))
+
+  @property
+  def num_feature_axes(self):
+    return 1
 
 
 def carry_dict(carry):
@@ -55,6 +128,15 @@ def main():
   c["bidirectional_seq_lengths"] = run(
     nn.Bidirectional(nn.RNN(nn.LSTMCell(2)), nn.RNN(nn.LSTMCell(2))), x, seq_lengths=lengths
   )
+  c["inline_rnn"] = case(InlineRNN(), {"x": x})
+  c["inline_bidirectional"] = case(InlineBidirectional(), {"x": x})
+  c["inline_shared"] = case(SharedRNN(), {"x": x})
+  c["inline_holders"] = case(InlineHolders(), {"x": x})
+  dropout_rnn = nn.RNN(DropoutCell(4), split_rngs={"params": False, "dropout": True})
+  rngs = {"params": jax.random.PRNGKey(SEED), "dropout": jax.random.PRNGKey(1)}
+  variables = dropout_rnn.init(rngs, x)
+  outputs = dropout_rnn.apply(variables, x, rngs={"dropout": jax.random.PRNGKey(2)})
+  c["dropout_split"] = {"inputs": {"x": x}, "variables": to_numpy(variables), "output": to_numpy(outputs)}
   flips = normal((3, 4, 2), 6)
   c["flip_sequences"] = {
     "inputs": {"x": flips, "seq_lengths": np.array([1, 4, 2], np.int32)},

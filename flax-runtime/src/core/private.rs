@@ -26,23 +26,38 @@ impl<T: ?Sized> Clone for Probe<'_, T> {
 }
 impl<T: ?Sized> Copy for Probe<'_, T> {}
 
-/// Fields holding submodules, named after the field as Flax names attributes set in `setup`;
-/// the module holding the field becomes their parent.
+/// Fields holding submodules, named after the field as Flax names attributes set in `setup`.
+///
+/// Flax's rule: a module handed to another module's field is adopted (named after the field,
+/// the holder becoming its parent) only if it has no parent yet. A module constructed inside a
+/// compact method has that method's module as parent and keeps it, with its auto-name
+/// (`nn.RNN(nn.LSTMCell(4))` inside a compact method gives params `LSTMCell_0`, a sibling of
+/// `RNN_0`); a module constructed outside any module is adopted (`RNN(LSTMCell(4))` at top
+/// level gives `cell`).
 pub trait SubmoduleField {
-    /// Names the module(s) in this field: `encoder`, or `layers_0`, `layers_1`, … for a `Vec`.
+    /// Names the parentless module(s) in this field: `encoder`, or `layers_0`, `layers_1`, …
+    /// for a `Vec`.
     fn name_field(&mut self, field: &'static str);
+}
+
+/// Adopts `module` under `name` unless it already has a parent.
+fn adopt_if_parentless<M: Module>(module: &mut M, name: impl FnOnce() -> crate::core::naming::Name) {
+    let handle = module.module_handle_mut();
+    if !handle.has_parent() {
+        handle.adopt(name());
+    }
 }
 
 impl<M: Module> SubmoduleField for M {
     fn name_field(&mut self, field: &'static str) {
-        self.module_handle_mut().adopt(field.into());
+        adopt_if_parentless(self, || field.into());
     }
 }
 
 impl<M: Module> SubmoduleField for Vec<M> {
     fn name_field(&mut self, field: &'static str) {
         for (i, m) in self.iter_mut().enumerate() {
-            m.module_handle_mut().adopt(format!("{field}_{i}").into());
+            adopt_if_parentless(m, || format!("{field}_{i}").into());
         }
     }
 }
@@ -50,7 +65,7 @@ impl<M: Module> SubmoduleField for Vec<M> {
 impl<M: Module> SubmoduleField for Option<M> {
     fn name_field(&mut self, field: &'static str) {
         if let Some(m) = self {
-            m.module_handle_mut().adopt(field.into());
+            adopt_if_parentless(m, || field.into());
         }
     }
 }

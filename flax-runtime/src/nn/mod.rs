@@ -11,6 +11,7 @@ pub mod conv_transpose;
 pub mod dims;
 pub mod dtypes;
 pub mod embed;
+mod fused_rnn;
 pub mod initializers;
 mod lax_conv;
 pub mod linear;
@@ -42,7 +43,9 @@ pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use padding::Padding;
 pub use pooling::{avg_pool, max_pool, min_pool, pool};
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
-pub use rnn::{flip_sequences, Bidirectional, RNNCellBase, RNN};
+pub use rnn::{
+    flip_sequences, fused_run_count, Bidirectional, FusedCell, RNNCellBase, SplitRngs, VariableAxes, RNN,
+};
 pub use stochastic::Dropout;
 // Flax's `nn.scan`, `nn.cond`, …: the lifted transforms, under the names Flax gives them in `nn`.
 pub use crate::transforms::{

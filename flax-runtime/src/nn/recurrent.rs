@@ -19,7 +19,7 @@ use crate::nn::initializers::{self, Init, Initializer};
 use crate::nn::linear::Dense;
 use crate::nn::module_utils::shape_error;
 use crate::nn::padding::Padding;
-use crate::nn::rnn::{vector_carry_shape, RNNCellBase};
+use crate::nn::rnn::{vector_carry_shape, FusedCell, RNNCellBase};
 use tch::{Device, Kind, Tensor};
 
 /// An activation function held by a cell (`gate_fn`, `activation_fn`).
@@ -29,6 +29,14 @@ impl FlaxRepr for ActivationFn {
     fn flax_repr(&self) -> String {
         "<function>".to_owned()
     }
+}
+
+/// Whether a cell with these functions and dtype computes exactly what libtorch's fused
+/// operator does: Flax's defaults, `sigmoid` gates and `tanh` activation, no `dtype`.
+fn default_functions(gate_fn: ActivationFn, activation_fn: ActivationFn, dtype: Option<Kind>) -> bool {
+    std::ptr::fn_addr_eq(gate_fn, sigmoid as ActivationFn)
+        && std::ptr::fn_addr_eq(activation_fn, tanh as ActivationFn)
+        && dtype.is_none()
 }
 
 /// `(init_fn(key1, shape), init_fn(key2, shape))` with `key1, key2 = split(rng)`: an LSTM
@@ -455,6 +463,10 @@ impl RNNCellBase for LSTMCell {
     ) -> Result<Self::Carry> {
         two_part_carry(rng, &vector_carry_shape(batch_dims, size)?, &initializers::zeros(), device)
     }
+
+    fn fused(&self) -> Option<FusedCell> {
+        default_functions(self.gate_fn, self.activation_fn, self.dtype).then_some(FusedCell::Lstm)
+    }
 }
 
 impl RNNCellBase for OptimizedLSTMCell {
@@ -477,6 +489,10 @@ impl RNNCellBase for OptimizedLSTMCell {
     ) -> Result<Self::Carry> {
         <LSTMCell as RNNCellBase>::initialize_carry(rng, batch_dims, size, device)
     }
+
+    fn fused(&self) -> Option<FusedCell> {
+        default_functions(self.gate_fn, self.activation_fn, self.dtype).then_some(FusedCell::Lstm)
+    }
 }
 
 impl RNNCellBase for GRUCell {
@@ -498,6 +514,10 @@ impl RNNCellBase for GRUCell {
         device: Device,
     ) -> Result<Self::Carry> {
         initializers::zeros().init(rng, &vector_carry_shape(batch_dims, size)?, (Kind::Float, device))
+    }
+
+    fn fused(&self) -> Option<FusedCell> {
+        default_functions(self.gate_fn, self.activation_fn, self.dtype).then_some(FusedCell::Gru)
     }
 }
 

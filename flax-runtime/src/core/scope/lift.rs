@@ -33,13 +33,19 @@ impl<'v> Scope<'v> {
         out
     }
 
-    /// The running module's subtree of `collection`.
-    fn frame_dict(&self, collection: &str) -> Option<&FrozenDict> {
+    /// The running module's subtree of `collection` (mutable collections as written so far).
+    pub(crate) fn frame_dict(&self, collection: &str) -> Option<&FrozenDict> {
         let mut dict = self.source(collection)?;
         for frame in &self.frames[1..] {
             dict = dict.get_dict(frame.name.as_deref()?)?;
         }
         Some(dict)
+    }
+
+    /// Whether `capture_intermediates` is on in this run (a layer may skip a shortcut that
+    /// would hide calls from it).
+    pub(crate) fn is_capturing_intermediates(&self) -> bool {
+        self.config.capture.is_on()
     }
 
     /// Whether any collection may be written in this run.

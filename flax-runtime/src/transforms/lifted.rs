@@ -8,6 +8,7 @@ use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::core::module::Module;
 use crate::core::naming::{lifted_type_name, ModuleHandle, Name, NamingGuard};
 use crate::core::scope::{RngCounters, Scope};
+use tch::Tensor;
 
 /// What a lifted body left: its output, the lifted scope's mutable collections, and the
 /// `make_rng` counters after it (which the transform hands back to the module or not).

@@ -329,6 +329,13 @@ impl VarianceScaling {
             FanMode::FanAvg => (fan_in + fan_out) / 2.0,
             FanMode::FanGeoAvg => (fan_in * fan_out).sqrt(),
         };
+        // A zero receptive field (ConvLocal's kernel over a zero-size output grid): JAX
+        // raises Python's ZeroDivisionError rather than drawing with an infinite variance.
+        if denominator == 0.0 {
+            return Err(Error::Value(format!(
+                "variance_scaling: float division by zero (the fan of shape {shape:?} is 0)"
+            )));
+        }
         Ok(self.scale / denominator)
     }
 }

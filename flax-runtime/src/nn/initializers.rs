@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 use crate::core::rng::PRNGKey;
+use crate::core::tensor_checks::check_scalar_fits;
 use crate::random::{
     float_tensor, normal_values, num_elements, truncated_normal_values, uniform_values, values_tensor,
     FloatGenerator, JaxFloat,
@@ -62,6 +63,7 @@ pub fn ones_init() -> Constant {
 impl Initializer for Constant {
     fn init(&self, _key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor> {
         num_elements("constant", shape)?;
+        check_scalar_fits(self.value, options.0)?;
         Ok(Tensor::f_full(shape, self.value, options)?)
     }
 }

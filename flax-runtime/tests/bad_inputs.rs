@@ -359,7 +359,7 @@ fn function_cases(c: &mut Vec<(String, Case)>) {
 /// ranges they refuse, and the Rust `clamp`s whose bounds come from input shapes.
 fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
     use flax::core::initializer::Initializer;
-    use flax::optax::{self, GradientTransformation};
+    use flax::optax;
     let push = |c: &mut Vec<(String, Case)>, name: &str, case: Case| c.push((name.to_owned(), case));
     // A case that must be a typed error: a result is reported as a problem (a panic here).
     let err = |case: Case| -> Case {
@@ -498,86 +498,16 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
         let p = move || f(&[3]).to_kind(kind);
         type Tx = Box<dyn Fn(Tensor, Tensor) -> flax::Result<Tensor>>;
         let txs: Vec<(&str, Tx)> = vec![
-            (
-                "sgd",
-                Box::new(|g, p| {
-                    let tx = optax::sgd(0.1);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "sgd momentum",
-                Box::new(|g, p| {
-                    let tx = optax::sgd(0.1).momentum(0.9);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "adam",
-                Box::new(|g, p| {
-                    let tx = optax::adam(0.1);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "adamw",
-                Box::new(|g, p| {
-                    let tx = optax::adamw(0.1);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "lamb",
-                Box::new(|g, p| {
-                    let tx = optax::lamb(0.1);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "rmsprop",
-                Box::new(|g, p| {
-                    let tx = optax::rmsprop(0.1);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "adagrad",
-                Box::new(|g, p| {
-                    let tx = optax::adagrad(0.1);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "clip",
-                Box::new(|g, p| {
-                    let tx = optax::clip(1.0);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "clip_by_global_norm",
-                Box::new(|g, p| {
-                    let tx = optax::clip_by_global_norm(1.0);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
-            (
-                "scale",
-                Box::new(|g, p| {
-                    let tx = optax::scale(0.5);
-                    let s = tx.init(&p)?;
-                    Ok(tx.update(g, s, Some(&p))?.0)
-                }),
-            ),
+            ("sgd", Box::new(|g, p| step(optax::sgd(0.1), g, p))),
+            ("sgd momentum", Box::new(|g, p| step(optax::sgd(0.1).momentum(0.9), g, p))),
+            ("adam", Box::new(|g, p| step(optax::adam(0.1), g, p))),
+            ("adamw", Box::new(|g, p| step(optax::adamw(0.1), g, p))),
+            ("lamb", Box::new(|g, p| step(optax::lamb(0.1), g, p))),
+            ("rmsprop", Box::new(|g, p| step(optax::rmsprop(0.1), g, p))),
+            ("adagrad", Box::new(|g, p| step(optax::adagrad(0.1), g, p))),
+            ("clip", Box::new(|g, p| step(optax::clip(1.0), g, p))),
+            ("clip_by_global_norm", Box::new(|g, p| step(optax::clip_by_global_norm(1.0), g, p))),
+            ("scale", Box::new(|g, p| step(optax::scale(0.5), g, p))),
         ];
         for (name, tx) in txs {
             push(c, &format!("{name} update, {kind:?} leaves"), err(Box::new(move || tx(p(), p()))));
@@ -621,6 +551,16 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
             .total)
         })),
     );
+}
+
+/// One update of `tx` from its initial state on `params`.
+fn step<T: flax::optax::GradientTransformation<Tensor>>(
+    tx: T,
+    grads: Tensor,
+    params: Tensor,
+) -> flax::Result<Tensor> {
+    let state = tx.init(&params)?;
+    Ok(tx.update(grads, state, Some(&params))?.0)
 }
 
 #[test]

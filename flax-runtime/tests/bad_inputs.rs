@@ -248,6 +248,7 @@ fn all_cases() -> Vec<(String, Case)> {
         ));
     }
     function_cases(c);
+    scalar_argument_cases(c);
     cases
 }
 
@@ -351,6 +352,215 @@ fn function_cases(c: &mut Vec<(String, Case)>) {
     );
     push(c, "l2_loss, undefined", Box::new(|| losses::l2_loss(&Tensor::new(), None)));
     push(c, "huber_loss, shapes differ", Box::new(|| losses::huber_loss(&f(&[2, 3]), Some(&f(&[4])), 1.0)));
+}
+
+/// The libtorch calls with a scalar argument (which panic in tch 0.26 when they fail) that
+/// user input reaches: dtypes they do not support, values the dtype cannot hold, shapes and
+/// ranges they refuse, and the Rust `clamp`s whose bounds come from input shapes.
+fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
+    use flax::core::initializer::Initializer;
+    use flax::optax;
+    let push = |c: &mut Vec<(String, Case)>, name: &str, case: Case| c.push((name.to_owned(), case));
+    // A case that must be a typed error: a result is reported as a problem (a panic here).
+    let err = |case: Case| -> Case {
+        Box::new(move || match case() {
+            Ok(_) => panic!("expected a typed error, got a result"),
+            Err(e) => Err(e),
+        })
+    };
+    let cpu = |kind| (kind, Device::Cpu);
+    // Initializers: `full` with a shape or a value the dtype refuses.
+    push(
+        c,
+        "constant init, negative shape",
+        err(Box::new(move || nn::initializers::constant(1.0).init(key(), &[-1, 2], cpu(Kind::Float)))),
+    );
+    push(
+        c,
+        "constant init, NaN into int",
+        err(Box::new(move || nn::initializers::constant(f64::NAN).init(key(), &[2], cpu(Kind::Int)))),
+    );
+    push(
+        c,
+        "constant init, 1e40 into int",
+        err(Box::new(move || nn::initializers::constant(1e40).init(key(), &[2], cpu(Kind::Int)))),
+    );
+    push(
+        c,
+        "constant init, -1 into uint8",
+        err(Box::new(move || nn::initializers::constant(-1.0).init(key(), &[2], cpu(Kind::Uint8)))),
+    );
+    push(
+        c,
+        "ones init, negative shape",
+        err(Box::new(move || nn::initializers::ones().init(key(), &[-3], cpu(Kind::Float)))),
+    );
+    // Activations on the dtypes their scalar clamps and comparisons refuse.
+    type Act = fn(&Tensor) -> flax::Result<Tensor>;
+    let acts: [(&str, Act); 14] = [
+        ("softplus", nn::softplus),
+        ("soft_sign", nn::soft_sign),
+        ("selu", nn::selu),
+        ("elu", |x| nn::elu(x, 1.0)),
+        ("celu", |x| nn::celu(x, 1.0)),
+        ("leaky_relu", |x| nn::leaky_relu(x, 0.01)),
+        ("relu6", nn::relu6),
+        ("hard_tanh", nn::hard_tanh),
+        ("hard_sigmoid", nn::hard_sigmoid),
+        ("log_sigmoid", nn::log_sigmoid),
+        ("gelu", |x| nn::gelu(x, true)),
+        ("standardize", |x| nn::standardize(x, -1, None, None, 1e-6, None)),
+        ("logsumexp with b", |x| nn::logsumexp(&f(&[2, 3]), None, Some(x), false)),
+        ("softmax where", |x| nn::softmax(&f(&[2, 3]), -1, Some(x))),
+    ];
+    for (name, act) in acts {
+        for kind in [Kind::Bool, Kind::ComplexFloat, Kind::Int64, Kind::Half] {
+            let case: Case = Box::new(move || act(&f(&[2, 3]).to_kind(kind)));
+            let refuses_complex =
+                ["softplus", "selu", "elu", "celu", "leaky_relu", "log_sigmoid"].contains(&name);
+            push(
+                c,
+                &format!("{name}, {kind:?}"),
+                if kind == Kind::ComplexFloat && refuses_complex { err(case) } else { case },
+            );
+        }
+        push(c, &format!("{name}, undefined"), err(Box::new(move || act(&Tensor::new()))));
+    }
+    push(c, "one_hot, negative num_classes", err(Box::new(|| nn::one_hot(&long(&[3]), -2, Kind::Float, -1))));
+    push(
+        c,
+        "one_hot, complex ids",
+        Box::new(|| nn::one_hot(&f(&[3]).to_kind(Kind::ComplexFloat), 4, Kind::Float, -1)),
+    );
+    // Attention masks and biases of dtypes and definedness the comparisons refuse.
+    let q = || f(&[2, 5, 2, 3]);
+    for (what, mask) in
+        [("undefined", Tensor::new()), ("complex", f(&[2, 2, 5, 5]).to_kind(Kind::ComplexFloat))]
+    {
+        let (m1, m2) = (mask.shallow_clone(), mask.shallow_clone());
+        let must_fail = what == "undefined";
+        let maybe = move |case: Case| if must_fail { err(case) } else { case };
+        push(
+            c,
+            &format!("dot_product_attention, {what} mask"),
+            maybe(Box::new(move || nn::dot_product_attention(&q(), &q(), &q(), None, Some(&m1), None, None))),
+        );
+        push(
+            c,
+            &format!("dot_product_attention, {what} bias"),
+            maybe(Box::new(move || nn::dot_product_attention(&q(), &q(), &q(), Some(&m2), None, None, None))),
+        );
+        let m3 = mask.shallow_clone();
+        push(
+            c,
+            &format!("combine_masks, {what}"),
+            maybe(Box::new(move || {
+                Ok(nn::combine_masks(&[Some(&m3), Some(&f(&[2, 2, 5, 5]))], Kind::Float)?
+                    .unwrap_or_else(Tensor::new))
+            })),
+        );
+    }
+    push(
+        c,
+        "make_causal_mask, undefined",
+        err(Box::new(|| nn::make_causal_mask(&Tensor::new(), 0, Kind::Bool))),
+    );
+    // Sequence lengths of other dtypes.
+    for (what, lengths) in [
+        ("bool", f(&[2]).to_kind(Kind::Bool)),
+        ("float", f(&[2])),
+        ("undefined", Tensor::new()),
+        ("complex", f(&[2]).to_kind(Kind::ComplexFloat)),
+    ] {
+        push(
+            c,
+            &format!("flip_sequences, {what} lengths"),
+            if what == "undefined" {
+                err(Box::new(move || nn::flip_sequences(&f(&[2, 4, 3]), Some(&lengths), 1, false)))
+            } else {
+                Box::new(move || nn::flip_sequences(&f(&[2, 4, 3]), Some(&lengths), 1, false))
+            },
+        );
+    }
+    // Circular padding of an empty spatial dimension (a remainder by zero).
+    push(
+        c,
+        "Conv CIRCULAR, empty spatial dimension",
+        err(Box::new(|| {
+            nn::Conv::new(3, vec![3, 3])
+                .padding(Padding::Circular)
+                .init_with_output(key(), &f(&[2, 0, 4, 2]))
+                .map(|(y, _)| y)
+        })),
+    );
+    // Optimizers on integer and boolean leaves (in-place scalar updates cannot cast back).
+    for kind in [Kind::Int64, Kind::Bool, Kind::ComplexFloat] {
+        let p = move || f(&[3]).to_kind(kind);
+        type Tx = Box<dyn Fn(Tensor, Tensor) -> flax::Result<Tensor>>;
+        let txs: Vec<(&str, Tx)> = vec![
+            ("sgd", Box::new(|g, p| step(optax::sgd(0.1), g, p))),
+            ("sgd momentum", Box::new(|g, p| step(optax::sgd(0.1).momentum(0.9), g, p))),
+            ("adam", Box::new(|g, p| step(optax::adam(0.1), g, p))),
+            ("adamw", Box::new(|g, p| step(optax::adamw(0.1), g, p))),
+            ("lamb", Box::new(|g, p| step(optax::lamb(0.1), g, p))),
+            ("rmsprop", Box::new(|g, p| step(optax::rmsprop(0.1), g, p))),
+            ("adagrad", Box::new(|g, p| step(optax::adagrad(0.1), g, p))),
+            ("clip", Box::new(|g, p| step(optax::clip(1.0), g, p))),
+            ("clip_by_global_norm", Box::new(|g, p| step(optax::clip_by_global_norm(1.0), g, p))),
+            ("scale", Box::new(|g, p| step(optax::scale(0.5), g, p))),
+        ];
+        for (name, tx) in txs {
+            push(c, &format!("{name} update, {kind:?} leaves"), err(Box::new(move || tx(p(), p()))));
+        }
+    }
+    // Losses on other dtypes (their scalar clamps and subtractions).
+    for kind in [Kind::Int64, Kind::Bool, Kind::ComplexFloat, Kind::Half] {
+        let x = move || f(&[2, 3]).to_kind(kind);
+        push(c, &format!("huber_loss, {kind:?}"), Box::new(move || losses::huber_loss(&x(), None, 1.0)));
+        push(c, &format!("l2_loss, {kind:?}"), Box::new(move || losses::l2_loss(&x(), None)));
+        push(
+            c,
+            &format!("sigmoid_binary_cross_entropy, {kind:?} labels"),
+            Box::new(move || losses::sigmoid_binary_cross_entropy(&f(&[2, 3]), &x())),
+        );
+        push(
+            c,
+            &format!("sigmoid_binary_cross_entropy, {kind:?} logits"),
+            Box::new(move || losses::sigmoid_binary_cross_entropy(&x(), &f(&[2, 3]))),
+        );
+    }
+    push(
+        c,
+        "MultiHeadDotProductAttention decode, cache of length 0",
+        err(Box::new(|| {
+            let m = nn::MultiHeadDotProductAttention::new(2).decode(true);
+            let variables = m.init(key(), &f(&[2, 0, 4]), &f(&[2, 0, 4]), None, None)?;
+            let step = f(&[2, 1, 4]);
+            m.apply_with(&variables, ApplyOptions::new().mutable(["cache"]), &step, &step, None, None)
+                .map(|(y, _)| y)
+        })),
+    );
+    push(
+        c,
+        "Average, undefined values",
+        err(Box::new(|| {
+            Ok(flax::training::metrics::Average::<flax::training::metrics::Values>::from_values(
+                &Tensor::new(),
+                None,
+            )?
+            .total)
+        })),
+    );
+}
+
+/// One update of `tx` from its initial state on `params`.
+fn step<T: flax::optax::GradientTransformation<Tensor>>(
+    tx: T,
+    grads: Tensor,
+    params: Tensor,
+) -> flax::Result<Tensor> {
+    let state = tx.init(&params)?;
+    Ok(tx.update(grads, state, Some(&params))?.0)
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
 use crate::core::scope::Scope;
-use crate::core::tensor_checks::{check_defined, masked_fill};
+use crate::core::tensor_checks::{check_defined, check_real, masked_fill};
 use crate::module;
 use crate::nn::dims::Dims;
 use crate::nn::dtypes::cast;
@@ -73,6 +73,7 @@ pub fn hard_tanh(x: &Tensor) -> Result<Tensor> {
 
 /// `log(1 + e^x)`, computed as JAX's `logaddexp(x, 0)` = `max(x, 0) + log1p(e^{-|x|})`.
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    check_real(x, "softplus's input")?;
     Ok(x.f_clamp_min(0.0)?.f_add(&x.f_abs()?.f_neg()?.f_exp()?.f_log1p()?)?)
 }
 
@@ -93,18 +94,21 @@ pub fn selu(x: &Tensor) -> Result<Tensor> {
 
 /// `x if x > 0 else α·(e^x - 1)` (Flax's default `alpha = 1.0`).
 pub fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    check_real(x, "elu's input")?;
     let negative = x.f_clamp_max(0.0)?.f_expm1()?.f_mul_scalar(alpha)?;
     Ok(x.f_where_self(&x.f_gt(0.0)?, &negative)?)
 }
 
 /// `max(x, 0) + α·expm1(min(x, 0) / α)` (Flax's default `alpha = 1.0`).
 pub fn celu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    check_real(x, "celu's input")?;
     let negative = x.f_clamp_max(0.0)?.f_div_scalar(alpha)?.f_expm1()?.f_mul_scalar(alpha)?;
     Ok(x.f_clamp_min(0.0)?.f_add(&negative)?)
 }
 
 /// `x if x >= 0 else negative_slope · x` (Flax's default `negative_slope = 0.01`).
 pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+    check_real(x, "leaky_relu's input")?;
     Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul_scalar(negative_slope)?)?)
 }
 
@@ -244,7 +248,10 @@ pub fn logsumexp_with_sign(
     let a = inexact(a)?;
     let dims = normalize_axes(&a, axis.as_ref())?;
     let a = match b {
-        Some(b) => masked_fill(&a, &b.f_eq(0.0)?, f64::NEG_INFINITY)?,
+        Some(b) => {
+            check_defined(b, "logsumexp's b")?;
+            masked_fill(&a, &b.f_eq(0.0)?, f64::NEG_INFINITY)?
+        }
         None => a,
     };
     let amax = a.f_amax(&dims, true)?;
@@ -305,6 +312,9 @@ pub fn standardize(
 /// `[0, num_classes)` give all-zero vectors.
 pub fn one_hot(x: &Tensor, num_classes: i64, kind: Kind, axis: i64) -> Result<Tensor> {
     check_defined(x, "the class ids")?;
+    if num_classes < 0 {
+        return Err(Error::Value(format!("num_classes must be non-negative, got {num_classes}")));
+    }
     let out_rank = x.dim() as i64 + 1;
     let pos = if axis < 0 { axis + out_rank } else { axis };
     if !(0..out_rank).contains(&pos) {
@@ -314,7 +324,8 @@ pub fn one_hot(x: &Tensor, num_classes: i64, kind: Kind, axis: i64) -> Result<Te
     }
     let mut classes_shape = vec![1; out_rank as usize];
     classes_shape[pos as usize] = num_classes;
-    let classes = Tensor::f_arange(num_classes, (x.kind(), x.device()))?.f_reshape(classes_shape)?;
+    // int64 classes, compared with promotion: `arange` exists for no complex or bool dtype.
+    let classes = Tensor::f_arange(num_classes, (Kind::Int64, x.device()))?.f_reshape(classes_shape)?;
     Ok(x.f_unsqueeze(pos)?.f_eq_tensor(&classes)?.f_to_kind(kind)?)
 }
 

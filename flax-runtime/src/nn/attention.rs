@@ -10,7 +10,7 @@ use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
 use crate::core::rng::PRNGKey;
 use crate::core::scope::Scope;
-use crate::core::tensor_checks::masked_fill;
+use crate::core::tensor_checks::{check_defined, masked_fill};
 use crate::module;
 use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init};
@@ -36,6 +36,11 @@ pub struct AttentionDropout {
 /// Checks that `query` and `key` (and `value`) are `[batch…, length, heads, depth]` arrays
 /// that fit together, as Flax's assertions do.
 fn check_qkv(query: &Tensor, key: &Tensor, value: Option<&Tensor>) -> Result<()> {
+    check_defined(query, "the query")?;
+    check_defined(key, "the key")?;
+    if let Some(value) = value {
+        check_defined(value, "the value")?;
+    }
     let (q, k) = (query.size(), key.size());
     let fits = q.len() >= 3
         && q.len() == k.len()
@@ -72,6 +77,13 @@ pub fn dot_product_attention_weights(
     dtype: Option<Kind>,
 ) -> Result<Tensor> {
     check_qkv(query, key, None)?;
+    // The mask meets scalar comparisons, which tch 0.26 turns into panics when they fail.
+    if let Some(bias) = bias {
+        check_defined(bias, "the attention bias")?;
+    }
+    if let Some(mask) = mask {
+        check_defined(mask, "the attention mask")?;
+    }
     let kind = result_dtype(&[query, key], dtype)?;
     let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
     let depth = *query.size().last().unwrap_or(&1);
@@ -149,6 +161,7 @@ pub fn make_attention_mask(
 /// The causal mask `[batch…, 1, len, len]` of a `[batch…, len]` input: position `i` attends to
 /// positions `j <= i` (Flax's `make_causal_mask`).
 pub fn make_causal_mask(x: &Tensor, extra_batch_dims: usize, kind: Kind) -> Result<Tensor> {
+    check_defined(x, "make_causal_mask's input")?;
     let len = *x
         .size()
         .last()
@@ -161,6 +174,9 @@ pub fn make_causal_mask(x: &Tensor, extra_batch_dims: usize, kind: Kind) -> Resu
 /// (Flax's `combine_masks`).
 pub fn combine_masks(masks: &[Option<&Tensor>], kind: Kind) -> Result<Option<Tensor>> {
     let given: Vec<&Tensor> = masks.iter().flatten().copied().collect();
+    for mask in &given {
+        check_defined(mask, "a mask")?;
+    }
     let Some((first, rest)) = given.split_first() else { return Ok(None) };
     if rest.iter().any(|m| m.dim() != first.dim()) {
         let ranks: Vec<i64> = given.iter().map(|m| m.dim() as i64).collect();
@@ -380,6 +396,13 @@ impl Attention<'_> {
             ));
         }
         let max_length = shape[rank - 3];
+        if max_length == 0 {
+            // Flax's dynamic_update_slice of one step into no steps fails too.
+            return Err(shape_error(
+                cx,
+                "the autoregressive cache holds no steps (it was initialized with a length-0 input)",
+            ));
+        }
         let index = cache_index.value(cx)?;
         let cur = index.f_int64_value(&[])?;
         // lax.dynamic_update_slice clamps the start so that the update fits.

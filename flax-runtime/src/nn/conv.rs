@@ -5,6 +5,11 @@
 //! Differences from the spec's Flax 0.6.10: none in behaviour. `kernel_size` is a `Vec` (the
 //! spec's `Conv` rejects a bare int with a `TypeError`, 0.12.8 reads it as `(k,)`: write
 //! `vec![k]`); `precision` has no libtorch equivalent and is left out.
+//!
+//! A kernel that fits nowhere in some dimension (`VALID` and larger than the input) gives a
+//! zero-size output, as in Flax; `ConvLocal`'s kernel then has a zero-size output grid, over
+//! which the default `lecun_normal` fails as Flax's does (a zero fan), so such a layer needs
+//! another `kernel_init`.
 
 use crate::core::errors::Result;
 use crate::core::repr::FlaxRepr;

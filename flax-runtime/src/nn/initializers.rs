@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 use crate::core::rng::PRNGKey;
+use crate::core::tensor_checks::check_scalar_fits;
 use crate::random::{
     float_tensor, normal_values, num_elements, truncated_normal_values, uniform_values, values_tensor,
     FloatGenerator, JaxFloat,
@@ -62,6 +63,7 @@ pub fn ones_init() -> Constant {
 impl Initializer for Constant {
     fn init(&self, _key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor> {
         num_elements("constant", shape)?;
+        check_scalar_fits(self.value, options.0)?;
         Ok(Tensor::f_full(shape, self.value, options)?)
     }
 }
@@ -329,6 +331,13 @@ impl VarianceScaling {
             FanMode::FanAvg => (fan_in + fan_out) / 2.0,
             FanMode::FanGeoAvg => (fan_in * fan_out).sqrt(),
         };
+        // A zero receptive field (ConvLocal's kernel over a zero-size output grid): JAX
+        // raises Python's ZeroDivisionError rather than drawing with an infinite variance.
+        if denominator == 0.0 {
+            return Err(Error::Value(format!(
+                "variance_scaling: float division by zero (the fan of shape {shape:?} is 0)"
+            )));
+        }
         Ok(self.scale / denominator)
     }
 }

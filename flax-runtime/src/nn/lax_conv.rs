@@ -8,7 +8,9 @@
 //! (`lhs_dilation`, what transposed convolutions are made of) runs as libtorch's transposed
 //! convolution, whose kernel layout needs a flipped copy of the (small) kernel.
 
-use crate::core::errors::Result;
+use crate::core::errors::{Error, Result};
+use crate::core::repr::FlaxRepr;
+use crate::nn::empty_windows::{empty_conv, has_no_windows};
 use crate::nn::padding::{narrow_spatial, symmetric_padding, torch_pad_list, window_count};
 use tch::Tensor;
 
@@ -34,11 +36,39 @@ impl ConvGeometry {
     pub fn output_shape(&self, input: &[i64], window: &[i64]) -> Vec<i64> {
         (0..input.len())
             .map(|i| {
-                let dilated_in = (input[i] - 1) * self.lhs_dilation[i] + 1;
+                let dilated_in = dilated(input[i], self.lhs_dilation[i]);
                 let extent = (window[i] - 1) * self.rhs_dilation[i] + 1;
                 window_count(dilated_in, extent, self.strides[i], self.pads[i])
             })
             .collect()
+    }
+
+    /// XLA's check (`lax.conv_shape_tuple`) that negative pads crop at most the whole
+    /// (dilated) input: a padded size below zero is Flax's `ValueError`, while one below the
+    /// window is a zero-size output.
+    pub fn check_pads(&self, input: &[i64]) -> Result<()> {
+        let too_negative = (0..input.len()).any(|i| {
+            let (low, high) = self.pads[i];
+            dilated(input[i], self.lhs_dilation[i]) + low + high < 0
+        });
+        if too_negative {
+            return Err(Error::Value(format!(
+                "Negative padding is larger than the size of the corresponding dimension: got padding={} \
+                 for lhs_shape[2:]={}",
+                self.pads.flax_repr(),
+                input.flax_repr()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The size of `size` elements with `d - 1` zeros between neighbours (XLA's `_dilate_shape`).
+fn dilated(size: i64, d: i64) -> i64 {
+    if size == 0 {
+        0
+    } else {
+        (size - 1) * d + 1
     }
 }
 
@@ -63,6 +93,12 @@ pub(crate) fn conv_general_dilated(
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
     let n = geometry.strides.len();
+    let input = &x.size()[1..=n];
+    geometry.check_pads(input)?;
+    let out = geometry.output_shape(input, &kernel.size()[..n]);
+    if has_no_windows(&out) {
+        return empty_conv(x, kernel, &out, bias);
+    }
     let x = x.f_permute(to_channels_first(n))?;
     // HWIO -> OIHW.
     let weight =

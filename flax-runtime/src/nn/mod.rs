@@ -11,6 +11,7 @@ pub mod conv_transpose;
 pub mod dims;
 pub mod dtypes;
 pub mod embed;
+mod empty_windows;
 mod fused_rnn;
 pub mod initializers;
 mod lax_conv;

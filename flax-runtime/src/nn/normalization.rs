@@ -10,6 +10,12 @@
 //! `axis_index_groups`, `axis_name` of the other layers, and Flax 0.12's additions beyond the spec
 //! (`use_fast_variance`, `force_float32_reductions`, `mask`, GroupNorm's `reduction_axes`):
 //! the spec's behaviour is their default.
+//!
+//! Empty inputs: `LayerNorm`, `RMSNorm` and `GroupNorm` keep no state, so a batch (or a
+//! feature axis) of zero elements gives Flax's empty output of the input's shape (statistics
+//! over nothing are NaN, but no element reads them). `BatchNorm` in evaluation does the same;
+//! in training it refuses an empty batch, because its NaN statistics would be written into
+//! `batch_stats` and saved (`tests/empty_batches.rs`, `tests/bad_inputs.rs`).
 
 use crate::core::errors::Result;
 use crate::core::scope::Scope;

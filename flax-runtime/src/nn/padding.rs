@@ -117,6 +117,12 @@ pub(crate) fn pad_wrap(x: &Tensor, dim: i64, low: i64, high: i64) -> Result<Tens
         return Ok(x.shallow_clone());
     }
     let size = x.size()[dim as usize];
+    if size == 0 {
+        // jnp.pad's ValueError; libtorch's remainder by zero would fail with a panic.
+        return Err(Error::Value(format!(
+            "can't extend empty axis {dim} using modes other than 'constant' or 'empty'"
+        )));
+    }
     let index = Tensor::f_arange_start(-low, size + high, (Kind::Int64, x.device()))?.f_remainder(size)?;
     Ok(x.f_index_select(dim, &index)?)
 }

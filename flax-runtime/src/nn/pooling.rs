@@ -5,10 +5,13 @@
 //! Max, min and average pooling over one to three spatial dimensions of floating inputs run
 //! on libtorch's pooling kernels, through the same channels-last views as convolutions; other
 //! cases (and `pool`) reduce the strided views of a padded input one window offset at a time.
+//! A window that fits nowhere in some dimension (`VALID` and larger than the input, or pads
+//! that crop the input below it) gives XLA's zero-size result, as Flax does (`empty_windows`).
 //! These are functions, not modules, so their errors carry no module path.
 
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
+use crate::nn::empty_windows::{empty_pool, has_no_windows};
 use crate::nn::module_utils::FoldedBatch;
 use crate::nn::padding::{
     narrow_spatial, same_pads, symmetric_padding, torch_pad_list, window_count, Padding,
@@ -191,10 +194,14 @@ fn reduce_window(
     window: &Window,
 ) -> Result<Tensor> {
     let n = window.shape.len();
+    let out = window.output_shape(&x.size()[1..=n]);
+    if has_no_windows(&out) {
+        // Before padding: pads may crop more than the input (XLA still gives zero windows).
+        return empty_pool(x, &out);
+    }
     let mut pads = window.pads.clone();
     pads.push((0, 0));
     let padded = x.f_pad(torch_pad_list(&pads), "constant", init)?;
-    let out = window.output_shape(&x.size()[1..=n]);
     let mut result: Option<Tensor> = None;
     let mut offset = vec![0i64; n];
     loop {
@@ -238,6 +245,10 @@ fn native_pool(x: &Tensor, reduction: Reduction, window: &Window) -> Result<Opti
     }
     let input = &x.size()[1..=n];
     let wanted = window.output_shape(input);
+    if has_no_windows(&wanted) {
+        // libtorch's kernels refuse a zero-size output.
+        return Ok(Some(empty_pool(x, &wanted)?));
+    }
     let half: Vec<i64> = window.shape.iter().map(|w| w / 2).collect();
     let fill = match reduction {
         Reduction::Max => f64::NEG_INFINITY,

@@ -5,7 +5,7 @@
 //! moved into `update`, so writing its storage through a second handle ([`handle`]) is the
 //! donation the by-value signature promises, not a hidden side effect.
 
-use crate::core::errors::Result;
+use crate::core::errors::{Error, Result};
 use crate::tree::{self, KeyPath, Tree};
 use tch::{Kind, Tensor};
 
@@ -22,6 +22,32 @@ pub(crate) fn zip_leaves_mut<P: Tree, const N: usize>(
 ) -> Result<()> {
     let _no_grad = tch::no_grad_guard();
     updates.visit_leaves_mut(others, &mut KeyPath::new(), &mut |_, leaf, rest| f(leaf, rest))
+}
+
+/// [`zip_leaves_mut`] for arithmetic transformations: every leaf of `updates` and `others`
+/// must be a defined real floating-point tensor. Their in-place scalar arithmetic (`mul_`,
+/// `lerp_`, `clamp_`, comparisons with a scalar) cannot write a float into an integer or
+/// boolean tensor nor order complex numbers, and tch 0.26 panics instead of returning those
+/// libtorch errors; checked first, they are an [`Error::Value`] naming the leaf.
+pub(crate) fn zip_float_leaves_mut<P: Tree, const N: usize>(
+    updates: &mut P,
+    others: [&P; N],
+    mut f: impl FnMut(&mut Tensor, [&Tensor; N]) -> Result<()>,
+) -> Result<()> {
+    let _no_grad = tch::no_grad_guard();
+    updates.visit_leaves_mut(others, &mut KeyPath::new(), &mut |path, leaf, rest| {
+        for t in std::iter::once(&*leaf).chain(rest.iter().copied()) {
+            let kind = t.defined().then(|| t.kind());
+            if !matches!(kind, Some(Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)) {
+                return Err(Error::Value(format!(
+                    "this gradient transformation needs real floating-point updates and state; the leaf at \
+                     '{path}' is {}",
+                    kind.map_or_else(|| "an undefined tensor".to_owned(), |k| format!("{k:?}"))
+                )));
+            }
+        }
+        f(leaf, rest)
+    })
 }
 
 /// A second handle to a state tensor the transformation owns, to update it in place.

@@ -34,6 +34,7 @@
 //! `gather_from_model_output` and the collection's `_reduction_counter`) have no equivalent.
 
 use crate::core::errors::{Error, Result};
+use crate::core::tensor_checks::check_defined;
 use crate::optax::losses::check_class_labels;
 use crate::tree::Tree;
 use indexmap::IndexMap;
@@ -197,6 +198,9 @@ impl<N: OutputName> Metric for Average<N> {
         Ok(Average { total, count, name: PhantomData })
     }
 
+    /// `total / count`. Over no values this is clu's `0 / 0 = NaN`: the value is not
+    /// defined, and returning clu's keeps logs comparable; the state (`total = 0`, `count =
+    /// 0`, what a `TrainState` saves) stays finite, and merging a real batch gives its mean.
     fn compute(&self) -> Result<Tensor> {
         Ok(self.total.f_div(&self.count)?)
     }
@@ -258,6 +262,10 @@ fn empty_total_and_count() -> (Tensor, Tensor) {
 /// clu's `Average.from_model_output`: the sum and the number of the values where the mask
 /// (broadcast over the trailing dimensions) is true.
 fn masked_total_and_count(values: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    check_defined(values, "the metric's values")?;
+    if let Some(mask) = mask {
+        check_defined(mask, "the metric's mask")?;
+    }
     let values = if values.dim() == 0 { values.f_unsqueeze(0)? } else { values.shallow_clone() };
     let kind = values.f_kind()?;
     let Some(mask) = mask else {
@@ -277,6 +285,14 @@ fn masked_total_and_count(values: &Tensor, mask: Option<&Tensor>) -> Result<(Ten
         mask = mask.f_unsqueeze(-1)?;
     }
     let mask = mask.f_expand_as(&values)?;
+    // `where` with a scalar panics in tch 0.26 when it fails: the only way left is devices.
+    if mask.device() != values.device() {
+        return Err(Error::Value(format!(
+            "the mask is on {:?} and the values on {:?}",
+            mask.device(),
+            values.device()
+        )));
+    }
     let total = values.f_where_scalarother(&mask, 0.0)?.f_sum(kind)?;
     Ok((total, mask.f_sum(Kind::Int)?))
 }

@@ -72,6 +72,11 @@ impl Case<'_> {
             .shallow_clone()
     }
 
+    /// The tensor at `path`, if the case has one.
+    pub fn get(&self, path: &[&str]) -> Option<Tensor> {
+        self.dict.tensor(path).map(|t| t.shallow_clone())
+    }
+
     /// The dictionary under `key` (`"variables"`, `"grads"`, …).
     pub fn dict(&self, key: &str) -> FrozenDict {
         match self.dict.get(key) {

@@ -1,6 +1,11 @@
 //! Optax's losses (`optax.losses`), unreduced as in Optax: one value per example (per
 //! element for the regression and binary losses); take the `mean` for a training loss.
 //! All are differentiable with [`value_and_grad`](crate::value_and_grad).
+//!
+//! An empty batch gives an empty loss, as in Optax: the losses compute nothing over the batch,
+//! so they have nothing to refuse. Its `mean` is NaN, as `jnp.mean` of nothing is; that is the
+//! caller's reduction, and the metrics it would go into count a 0-d loss as one value
+//! (`training::metrics::Average`), so a training loop should skip empty batches.
 
 mod huber_loss;
 mod l2_loss;

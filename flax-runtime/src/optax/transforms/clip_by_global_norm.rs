@@ -1,7 +1,7 @@
 //! `optax.clip_by_global_norm`.
 
 use crate::core::errors::Result;
-use crate::optax::leafwise::zip_leaves_mut;
+use crate::optax::leafwise::zip_float_leaves_mut;
 use crate::optax::transformation::{EmptyState, GradientTransformation};
 use crate::tree::{self, Tree};
 use tch::Tensor;
@@ -44,7 +44,7 @@ impl<P: Tree> GradientTransformation<P> for ClipByGlobalNorm {
     fn update(&self, mut updates: P, state: EmptyState, _params: Option<&P>) -> Result<(P, EmptyState)> {
         let _no_grad = tch::no_grad_guard();
         if let Some(factor) = self.factor(&updates)? {
-            zip_leaves_mut(&mut updates, [], |g, []| {
+            zip_float_leaves_mut(&mut updates, [], |g, []| {
                 let _ = g.f_mul_(&factor)?;
                 Ok(())
             })?;

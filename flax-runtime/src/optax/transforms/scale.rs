@@ -3,7 +3,7 @@
 
 use crate::core::errors::Result;
 use crate::optax::count::Count;
-use crate::optax::leafwise::zip_leaves_mut;
+use crate::optax::leafwise::zip_float_leaves_mut;
 use crate::optax::scalar_or_schedule::ScalarOrSchedule;
 use crate::optax::schedules::Schedule;
 use crate::optax::transformation::GradientTransformation;
@@ -72,7 +72,7 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Scale<L> {
 
     fn update(&self, mut updates: P, state: L::State, _params: Option<&P>) -> Result<(P, L::State)> {
         let (factor, state) = self.next(state);
-        zip_leaves_mut(&mut updates, [], |g, []| {
+        zip_float_leaves_mut(&mut updates, [], |g, []| {
             let _ = g.f_mul_scalar_(factor)?;
             Ok(())
         })?;

@@ -3,7 +3,7 @@
 use crate::core::errors::Result;
 use crate::optax::count::Count;
 use crate::optax::fused::AdamConfig;
-use crate::optax::leafwise::{axpy, full_like, update_moment, zip_leaves_mut};
+use crate::optax::leafwise::{axpy, full_like, update_moment, zip_float_leaves_mut};
 use crate::optax::numerics::bias_correction;
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
@@ -133,7 +133,7 @@ impl<P: Tree> GradientTransformation<P> for ScaleByAdam {
         _params: Option<&P>,
     ) -> Result<(P, ScaleByAdamState<P>)> {
         let count = state.count.increment();
-        zip_leaves_mut(&mut updates, [&state.mu, &state.nu], |g, [mu, nu]| {
+        zip_float_leaves_mut(&mut updates, [&state.mu, &state.nu], |g, [mu, nu]| {
             self.update_leaf(g, mu, nu, count.0)
         })?;
         Ok((updates, ScaleByAdamState { count, ..state }))

@@ -3,7 +3,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::optax::count::Count;
-use crate::optax::leafwise::{full_like, update_moment, zip_leaves_mut};
+use crate::optax::leafwise::{full_like, update_moment, zip_float_leaves_mut};
 use crate::optax::numerics::bias_correction;
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
@@ -147,10 +147,10 @@ impl<P: Tree> GradientTransformation<P> for ScaleByRms {
         let count = state.count.map(Count::increment);
         let correction = count.map_or(1.0, |count| bias_correction(self.decay, count.0));
         match &state.mu {
-            Some(mu) => zip_leaves_mut(&mut updates, [mu, &state.nu], |g, [mu, nu]| {
+            Some(mu) => zip_float_leaves_mut(&mut updates, [mu, &state.nu], |g, [mu, nu]| {
                 self.update_leaf(g, Some(mu), nu, correction)
             })?,
-            None => zip_leaves_mut(&mut updates, [&state.nu], |g, [nu]| {
+            None => zip_float_leaves_mut(&mut updates, [&state.nu], |g, [nu]| {
                 self.update_leaf(g, None, nu, correction)
             })?,
         }

@@ -1,7 +1,7 @@
 //! `optax.scale_by_rss`: Adagrad's preconditioning.
 
 use crate::core::errors::Result;
-use crate::optax::leafwise::{full_like, handle, zip_leaves_mut};
+use crate::optax::leafwise::{full_like, handle, zip_float_leaves_mut};
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
 use tch::Tensor;
@@ -62,7 +62,7 @@ impl<P: Tree> GradientTransformation<P> for ScaleByRss {
         state: ScaleByRssState<P>,
         _params: Option<&P>,
     ) -> Result<(P, ScaleByRssState<P>)> {
-        zip_leaves_mut(&mut updates, [&state.sum_of_squares], |g, [sum]| self.update_leaf(g, sum))?;
+        zip_float_leaves_mut(&mut updates, [&state.sum_of_squares], |g, [sum]| self.update_leaf(g, sum))?;
         Ok((updates, state))
     }
 }

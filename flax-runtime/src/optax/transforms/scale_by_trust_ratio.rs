@@ -1,7 +1,7 @@
 //! `optax.scale_by_trust_ratio`: LAMB's and LARS's layer-wise step size.
 
 use crate::core::errors::Result;
-use crate::optax::leafwise::zip_leaves_mut;
+use crate::optax::leafwise::zip_float_leaves_mut;
 use crate::optax::transformation::{required_params, EmptyState, GradientTransformation};
 use crate::tree::Tree;
 use tch::Tensor;
@@ -63,7 +63,7 @@ impl<P: Tree> GradientTransformation<P> for ScaleByTrustRatio {
 
     fn update(&self, mut updates: P, state: EmptyState, params: Option<&P>) -> Result<(P, EmptyState)> {
         let params = required_params(params)?;
-        zip_leaves_mut(&mut updates, [params], |g, [p]| self.update_leaf(g, p))?;
+        zip_float_leaves_mut(&mut updates, [params], |g, [p]| self.update_leaf(g, p))?;
         Ok((updates, state))
     }
 }

@@ -1,7 +1,7 @@
 //! `optax.trace`: momentum.
 
 use crate::core::errors::Result;
-use crate::optax::leafwise::{axpy, full_like, handle, zip_leaves_mut};
+use crate::optax::leafwise::{axpy, full_like, handle, zip_float_leaves_mut};
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
 use tch::{Kind, Tensor};
@@ -84,7 +84,7 @@ impl<P: Tree> GradientTransformation<P> for Trace {
         state: TraceState<P>,
         _params: Option<&P>,
     ) -> Result<(P, TraceState<P>)> {
-        zip_leaves_mut(&mut updates, [&state.trace], |g, [trace]| self.update_leaf(g, trace))?;
+        zip_float_leaves_mut(&mut updates, [&state.trace], |g, [trace]| self.update_leaf(g, trace))?;
         Ok((updates, state))
     }
 }

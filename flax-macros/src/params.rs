@@ -87,6 +87,12 @@ struct Scan<'a> {
     named: Vec<usize>,
     /// Macro bodies parsed as expressions, kept alive while addresses of their nodes are held.
     parsed: Vec<Rc<Punctuated<syn::Expr, syn::Token![,]>>>,
+    /// Set once the body calls code that may construct modules the scan cannot see (a helper
+    /// method of `self`, a local function): from there on no auto-name is known.
+    all_unknown: bool,
+    /// How many lifted transforms' arguments enclose the expression (`nn::scan(Block::new())`):
+    /// the module there gives its auto-name back to the transform at run time.
+    in_lift_args: usize,
 }
 
 /// The entries of a compact body, in declaration order.
@@ -104,6 +110,8 @@ fn scan(body: &syn::Block, scope: &syn::Ident) -> Vec<Entry> {
         done: Vec::new(),
         named: Vec::new(),
         parsed: Vec::new(),
+        all_unknown: false,
+        in_lift_args: 0,
     };
     s.visit_block(body);
     s.entries
@@ -223,16 +231,34 @@ impl Scan<'_> {
 
     /// Takes the next auto index of `type_name` (`None` once it is no longer known).
     fn next_index(&mut self, type_name: &str, arity: Arity) -> Option<u32> {
+        let fresh = if self.all_unknown { None } else { Some(0) };
         let slot = match self.counters.iter_mut().find(|(t, _)| t == type_name) {
             Some((_, n)) => n,
             None => {
-                self.counters.push((type_name.to_owned(), Some(0)));
+                self.counters.push((type_name.to_owned(), fresh));
                 &mut self.counters.last_mut().expect("just pushed").1
             }
         };
         let index = *slot;
         *slot = if arity == Arity::Many { None } else { slot.map(|n| n + 1) };
         index
+    }
+
+    /// From here on the auto-names of `type_name` are unknown (modules of that type may be
+    /// constructed any number of times: in a closure, or where the scan cannot follow).
+    fn forget(&mut self, type_name: &str) {
+        match self.counters.iter_mut().find(|(t, _)| t == type_name) {
+            Some((_, n)) => *n = None,
+            None => self.counters.push((type_name.to_owned(), None)),
+        }
+    }
+
+    /// From here on no auto-name is known: the body called code that may construct modules.
+    fn forget_all(&mut self) {
+        self.all_unknown = true;
+        for (_, n) in &mut self.counters {
+            *n = None;
+        }
     }
 
     fn add_submodule(
@@ -385,13 +411,36 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             }
         }
         syn::visit::visit_expr_method_call(self, call);
+        if matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("self")) {
+            // A helper method may construct modules, which take auto-names at run time.
+            self.forget_all();
+        }
     }
 
     /// A construction not called with the scope: in a `Sequential`'s layers it takes an
     /// auto-name of this module (after its arguments, as at run time).
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         let Some(path) = constructor_path(call) else {
-            return syn::visit::visit_expr_call(self, call);
+            let callee = match &*call.func {
+                syn::Expr::Path(p) => Some(&p.path),
+                _ => None,
+            };
+            let lift = callee.and_then(|p| p.segments.last()).is_some_and(|last| {
+                ["scan", "vmap", "remat", "checkpoint", "jit", "map_variables", "remat_scan"]
+                    .contains(&last.ident.to_string().as_str())
+            });
+            self.in_lift_args += usize::from(lift);
+            syn::visit::visit_expr_call(self, call);
+            self.in_lift_args -= usize::from(lift);
+            let local_function = callee.is_none_or(|p| {
+                p.segments.len() == 1
+                    && p.segments[0].ident.to_string().starts_with(|c: char| c.is_lowercase() || c == '_')
+            });
+            if local_function && !lift {
+                // A local function (or a closure called by name) may construct modules.
+                self.forget_all();
+            }
+            return;
         };
         if self.done.contains(&address(call)) {
             return;
@@ -400,6 +449,10 @@ impl<'ast> Visit<'ast> for Scan<'_> {
         if self.in_sequential > 0 && !self.named.contains(&address(call)) {
             let arity = self.arity();
             self.next_index(&type_name(&path), arity);
+        } else if self.in_lift_args == 0 && self.in_module_args == 0 {
+            // Constructed where the scan cannot tell how often (a closure, a helper's
+            // argument): the auto-names of its type are no longer known.
+            self.forget(&type_name(&path));
         }
     }
 
@@ -452,9 +505,17 @@ impl<'ast> Visit<'ast> for Scan<'_> {
             // A function layer's modules belong to the `Sequential`.
             return;
         }
+        let before = self.counters.clone();
         self.depth_cond += 1;
         syn::visit::visit_expr_closure(self, e);
         self.depth_cond -= 1;
+        // The closure may run any number of times: the types it constructs have no known
+        // auto-names after it (its own constructions keep their first names, as `Option`s).
+        let touched: Vec<String> =
+            self.counters.iter().filter(|c| !before.contains(c)).map(|(t, _)| t.clone()).collect();
+        for type_name in touched {
+            self.forget(&type_name);
+        }
     }
 
     fn visit_expr_for_loop(&mut self, e: &'ast syn::ExprForLoop) {

@@ -234,14 +234,14 @@ fn typed_views_agree_with_inline_construction_names() {
     let x = Tensor::ones([2, 5, 3], (Kind::Float, Device::Cpu));
     let v = InlineRnn::new().init(key(), &x).unwrap();
     let view = InlineRnn::params(&v).unwrap();
-    assert!(view.dense_0.kernel.equal(&v.tensor(&["params", "Dense_0", "kernel"]).unwrap()));
+    assert!(view.dense_0.kernel.equal(v.tensor(&["params", "Dense_0", "kernel"]).unwrap()));
     assert!(view.tree.unwrap().get_dict("LSTMCell_0").is_some(), "the cell is reached through `tree`");
     // `Dense_1` is constructed in a `Holder`'s arguments and named there: the macro's counter
     // agrees with the run time's, so `dense_2` is `Dense_2`, not `Dense_1`.
     let v = InlineHolders::new().init(key(), &x).unwrap();
     let view = InlineHolders::params(&v).unwrap();
-    assert!(view.dense_2.kernel.equal(&v.tensor(&["params", "Dense_2", "kernel"]).unwrap()));
-    assert!(!view.dense_2.kernel.equal(&v.tensor(&["params", "Dense_1", "kernel"]).unwrap()));
+    assert!(view.dense_2.kernel.equal(v.tensor(&["params", "Dense_2", "kernel"]).unwrap()));
+    assert!(!view.dense_2.kernel.equal(v.tensor(&["params", "Dense_1", "kernel"]).unwrap()));
     let v = InlineBidirectional::new().init(key(), &x).unwrap();
     assert!(InlineBidirectional::params(&v).unwrap().tree.unwrap().get_dict("GRUCell_0").is_some());
 }
@@ -277,7 +277,7 @@ fn fused_equals_per_step<C: RNNCellBase>(what: &str, rnn: RNN<C>, x: &Tensor, in
         let mut total = Tensor::from(0.0f64);
         for p in &parts {
             let w = Tensor::randn(p.size(), (Kind::Float, Device::Cpu));
-            total = total + (p * w).sum(Kind::Double);
+            total += (p * w).sum(Kind::Double);
         }
         Ok((total, parts))
     };

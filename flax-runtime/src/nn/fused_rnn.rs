@@ -2,11 +2,11 @@
 //! `gru` operator (oneDNN on CPU, cuDNN on CUDA), with the weights packed from Flax's layout.
 //!
 //! Flax's LSTM cell computes, per gate `k` in `i, f, g, o`, `W_ik x + W_hk h + b_hk` (`Dense`
-//! kernels `(in, hidden)`, biases only on the `h*` layers); libtorch's, `W_ih x + b_ih + W_hh h
-//! + b_hh` with the four gates stacked in the same order along the first axis of `W_ih (4H, in)`
-//! and `W_hh (4H, H)`. So `W_ih = [ii | if | ig | io]ᵀ`, `W_hh = [hi | hf | hg | ho]ᵀ`, `b_ih = 0`
-//! and `b_hh = [b_hi, b_hf, b_hg, b_ho]`; the carry `(c, h)` is libtorch's `(h0, c0)` with a
-//! leading layer axis of one.
+//! kernels `(in, hidden)`, biases only on the `h*` layers); libtorch's computes
+//! `W_ih x + b_ih + W_hh h + b_hh`, the four gates stacked in the same order along the first axis of `W_ih
+//! (4H, in)` and `W_hh (4H, H)`. So `W_ih = [ii | if | ig | io]ᵀ`, `W_hh = [hi | hf | hg |
+//! ho]ᵀ`, `b_ih = 0` and `b_hh = [b_hi, b_hf, b_hg, b_ho]`; the carry `(c, h)` is libtorch's
+//! `(h0, c0)` with a leading layer axis of one.
 //!
 //! Flax's GRU cell: `r = σ(W_ir x + b_ir + W_hr h)`, `z = σ(W_iz x + b_iz + W_hz h)`, `n =
 //! tanh(W_in x + b_in + r · (W_hn h + b_hn))`, `h' = (1 - z) · n + z · h`; libtorch's: `r =
@@ -171,8 +171,8 @@ fn pack(kind: FusedCell, params: &FrozenDict) -> Result<Option<Packed>> {
     }
     let gates = inputs.len() as i64;
     let zeros = |n: i64| Tensor::f_zeros([n], (dtype, device));
-    let w_ih = Tensor::f_cat(&w_i, 1)?.f_tr()?.f_contiguous()?;
-    let w_hh = Tensor::f_cat(&w_h, 1)?.f_tr()?.f_contiguous()?;
+    let w_ih = Tensor::f_cat(&w_i, 1)?.f_tr()?;
+    let w_hh = Tensor::f_cat(&w_h, 1)?.f_tr()?;
     let (b_ih, b_hh) = match kind {
         FusedCell::Lstm => (zeros(gates * hidden)?, Tensor::f_cat(&b_h, 0)?),
         FusedCell::Gru => (Tensor::f_cat(&b_i, 0)?, Tensor::f_cat(&[&zeros(2 * hidden)?, b_h[0]], 0)?),

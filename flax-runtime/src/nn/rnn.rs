@@ -1,7 +1,7 @@
 //! `RNN` and `Bidirectional` (Flax's `flax.linen.recurrent`): a cell applied over the time
 //! axis of a sequence, with its params shared by every step, and both directions merged.
 //!
-//! As in Flax, [`RNN`] runs its cell under [`scan`](crate::transforms::scan) (through
+//! As in Flax, [`RNN`] runs its cell under [`scan`](fn@crate::transforms::scan) (through
 //! [`scan_fn`]: the cell is scanned in its own scope and keeps its name), with `params`
 //! broadcast to every step and the `params` RNG stream shared (`split_rngs` `{"params":
 //! false}`), over the time axis of the inputs. So the cell's params have Flax's paths and
@@ -174,7 +174,7 @@ pub fn fused_run_count() -> u64 {
 }
 
 /// Runs a cell over the time axis of `(*batch, time, *features)` inputs (`(time, *batch,
-/// *features)` with `time_major`) (Flax's `nn.RNN`), as a [`scan`](crate::transforms::scan)
+/// *features)` with `time_major`) (Flax's `nn.RNN`), as a [`scan`](fn@crate::transforms::scan)
 /// of the cell: `cell_size` is the carry's feature shape (an int, or spatial dims and features
 /// for convolutional cells), the outputs are stacked along the time axis. With `reverse` the
 /// sequence is processed from its end (and the outputs are in processing order unless

@@ -365,34 +365,13 @@ impl RematDeep {
     }
 }
 
-/// glibc's `struct mallinfo2`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[repr(C)]
-struct MallInfo2 {
-    arena: usize,
-    ordblks: usize,
-    smblks: usize,
-    hblks: usize,
-    hblkhd: usize,
-    usmblks: usize,
-    fsmblks: usize,
-    uordblks: usize,
-    fordblks: usize,
-    keepcost: usize,
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-extern "C" {
-    fn mallinfo2() -> MallInfo2;
-}
-
 /// Bytes in use on the heap: small allocations plus mmapped blocks (glibc only; 0 elsewhere,
 /// where the memory line of the report is meaningless).
 fn heap_in_use() -> usize {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: reads glibc's allocator statistics.
-        let info = unsafe { mallinfo2() };
+        let info = unsafe { libc::mallinfo2() };
         info.uordblks + info.hblkhd
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -10,29 +10,10 @@ use flax::core::custom_function::checkpoint;
 use flax::tch::{Device, Kind, Tensor};
 use flax::Result;
 
-/// glibc's `struct mallinfo2`.
-#[repr(C)]
-struct MallInfo2 {
-    arena: usize,
-    ordblks: usize,
-    smblks: usize,
-    hblks: usize,
-    hblkhd: usize,
-    usmblks: usize,
-    fsmblks: usize,
-    uordblks: usize,
-    fordblks: usize,
-    keepcost: usize,
-}
-
-extern "C" {
-    fn mallinfo2() -> MallInfo2;
-}
-
 /// Bytes in use on the heap: small allocations plus mmapped blocks.
 fn heap_in_use() -> usize {
     // SAFETY: reads glibc's allocator statistics.
-    let info = unsafe { mallinfo2() };
+    let info = unsafe { libc::mallinfo2() };
     info.uordblks + info.hblkhd
 }
 

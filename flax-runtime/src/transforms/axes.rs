@@ -67,6 +67,20 @@ impl Lifting {
         Ok(shape[axis as usize])
     }
 
+    /// The distinct sizes of `axis` over the leaves of `tree` (named `{what} {path}` in
+    /// errors): the length a transform maps over, or several when they disagree.
+    pub fn leaf_sizes<T: Tree>(&self, tree: &T, axis: i64, what: &str) -> Result<Vec<i64>> {
+        let mut sizes = Vec::new();
+        for (path, leaf) in tree::leaves_with_path(tree) {
+            let name = if path.is_empty() { what.to_owned() } else { format!("{what} {}", path.join("/")) };
+            let size = self.axis_size(leaf, axis, &name)?;
+            if !sizes.contains(&size) {
+                sizes.push(size);
+            }
+        }
+        Ok(sizes)
+    }
+
     /// `tensor` split along `axis` into its `length` slices, checking the axis's size.
     pub fn unstack_tensor(&self, tensor: &Tensor, axis: i64, length: i64, what: &str) -> Result<Vec<Tensor>> {
         let size = self.axis_size(tensor, axis, what)?;

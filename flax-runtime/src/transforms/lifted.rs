@@ -133,3 +133,18 @@ pub(crate) fn map_value(value: &Value, f: &mut impl FnMut(&Tensor) -> Result<Ten
         Value::Scalar(s) => Value::Scalar(s.clone()),
     })
 }
+
+/// Builder methods of a lifted module (`Scan`, `Vmap`) that forward to its `options`.
+macro_rules! forward_options {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(<$($g:ident: $bound:path),*>)?;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name$(<$($g: $bound),*>)?(mut self, $($arg: $ty),*) -> Self {
+                self.options = self.options.$name($($arg),*);
+                self
+            }
+        )*
+    };
+}
+
+pub(crate) use forward_options;

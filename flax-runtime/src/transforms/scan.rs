@@ -71,7 +71,7 @@ use crate::core::module::Module;
 use crate::core::naming::Name;
 use crate::core::scope::Scope;
 use crate::transforms::axes::Lifting;
-use crate::transforms::lifted::{in_frame_of, run_lifted, LiftedModule};
+use crate::transforms::lifted::{forward_options, in_frame_of, run_lifted, LiftedModule};
 use crate::tree::{self, Tree};
 
 /// How a [`scan`] treats variables, RNG streams and the scanned inputs and outputs (Flax's
@@ -311,13 +311,7 @@ impl ScanOptions {
 
     /// The number of iterations: the scanned inputs' size along `in_axes`, or `length`.
     fn length_of<X: Tree>(&self, lifting: &Lifting, xs: &X) -> Result<i64> {
-        let mut sizes = Vec::new();
-        for (path, leaf) in tree::leaves_with_path(xs) {
-            let size = lifting.axis_size(leaf, self.in_axes, &format!("scanned input {}", path.join("/")))?;
-            if !sizes.contains(&size) {
-                sizes.push(size);
-            }
-        }
+        let mut sizes = lifting.leaf_sizes(xs, self.in_axes, "scanned input")?;
         if let Some(length) = self.length {
             sizes.retain(|s| *s != length);
             if !sizes.is_empty() {
@@ -525,21 +519,8 @@ pub fn scan<M: Module>(module: M) -> Scan<M> {
     Scan { lifted: LiftedModule::new("Scan", module), options: ScanOptions::default() }
 }
 
-/// Builder methods of [`Scan`] that forward to its [`ScanOptions`].
-macro_rules! forward_scan_options {
-    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(<$($g:ident: $bound:path),*>)?;)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name$(<$($g: $bound),*>)?(mut self, $($arg: $ty),*) -> Self {
-                self.options = self.options.$name($($arg),*);
-                self
-            }
-        )*
-    };
-}
-
 impl<M: Module> Scan<M> {
-    forward_scan_options! {
+    forward_options! {
         /// See [`ScanOptions::variable_axes`].
         fn variable_axes(axes: impl IntoIterator<Item = (S, i64)>) <S: Into<String>>;
         /// See [`ScanOptions::variable_axes_all`].

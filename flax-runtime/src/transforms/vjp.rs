@@ -123,11 +123,6 @@ pub fn vjp_with<M: Module, X: Tree, Y: Tree>(
 }
 
 impl<X: Tree, Y: Tree> VjpFn<X, Y> {
-    /// How many arrays the differentiated variables hold.
-    fn inputs_in_variables(&self) -> usize {
-        array_leaves(&self.variables).len()
-    }
-
     /// The cotangents `(variables, primals)` for the output cotangent `cotangent` (of the
     /// output's structure and shapes).
     pub fn call(&self, cotangent: &Y) -> Result<(FrozenDict, X)> {
@@ -158,7 +153,9 @@ impl<X: Tree, Y: Tree> VjpFn<X, Y> {
                     Some(t) => t.f_add(&term)?,
                 });
             }
-            let inputs: Vec<Tensor> = array_leaves(&self.variables)
+            let variable_leaves = array_leaves(&self.variables);
+            let n_variables = variable_leaves.len();
+            let inputs: Vec<Tensor> = variable_leaves
                 .into_iter()
                 .chain(tree::leaves(&self.primals).into_iter().map(Tensor::shallow_clone))
                 .collect();
@@ -173,8 +170,7 @@ impl<X: Tree, Y: Tree> VjpFn<X, Y> {
                     .into_iter()
                     .zip(&inputs)
                     .map(|(g, x)| if g.defined() { Ok(g) } else { Ok(x.f_zeros_like()?) });
-            let variable_grads: Vec<Tensor> =
-                grads.by_ref().take(self.inputs_in_variables()).collect::<Result<_>>()?;
+            let variable_grads: Vec<Tensor> = grads.by_ref().take(n_variables).collect::<Result<_>>()?;
             let variables = replace_arrays(&self.variables, &variable_grads)?;
             let primals = tree::tree_map(&self.primals, |_| grads.next().expect("one gradient per input"))?;
             Ok((variables, primals))

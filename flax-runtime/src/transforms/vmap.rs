@@ -71,7 +71,7 @@ use crate::core::module::Module;
 use crate::core::naming::Name;
 use crate::core::scope::{MappedAxis, Scope};
 use crate::transforms::axes::Lifting;
-use crate::transforms::lifted::{in_frame_of, map_value, run_lifted, LiftedModule};
+use crate::transforms::lifted::{forward_options, in_frame_of, map_value, run_lifted, LiftedModule};
 use crate::tree::{self, Tree};
 
 /// How a [`vmap`] maps variables, RNG streams, inputs and outputs (Flax's `nn.vmap` keyword
@@ -192,27 +192,25 @@ impl VmapOptions {
         let size = self.size_of(&lifting, xs, &groups)?;
         let how = "list it in variable_axes (Some(axis): one per member, None: shared)";
         let explain = |e| lifting.explain(e, |c| self.axis_of(c).is_some(), how);
+        let mapping = Mapping { lifting: &lifting, owner, size, groups: &groups };
         if !cx.is_initializing() {
-            match self.run_batched(cx, &lifting, owner, size, xs, &groups, body) {
+            match self.run_batched(cx, &mapping, xs, body) {
                 Err(Error::InvalidRng { stream, .. }) if self.is_split(&stream) => {}
                 done => return done.map_err(explain),
             }
         }
-        self.run_looped(cx, &lifting, owner, size, xs, &groups, body).map_err(explain)
+        self.run_looped(cx, &mapping, xs, body).map_err(explain)
     }
 
     /// Every member at once, on a libtorch vmap level.
-    #[allow(clippy::too_many_arguments)]
     fn run_batched<X: Tree, Y: Tree>(
         &self,
         cx: &mut Scope<'_>,
-        lifting: &Lifting,
-        owner: u64,
-        size: i64,
+        mapping: &Mapping<'_>,
         xs: &X,
-        groups: &Groups,
         body: &mut dyn FnMut(&mut Scope<'_>, X) -> Result<Y>,
     ) -> Result<Y> {
+        let &Mapping { lifting, owner, size, groups } = mapping;
         let level = VmapLevel::push(size, Randomness::Error)?;
         let mut variables = groups.shared.clone();
         for (collection, axis, value) in &groups.mapped {
@@ -259,17 +257,14 @@ impl VmapOptions {
     }
 
     /// One member after another (`init`, or members drawing per-member keys).
-    #[allow(clippy::too_many_arguments)]
     fn run_looped<X: Tree, Y: Tree>(
         &self,
         cx: &mut Scope<'_>,
-        lifting: &Lifting,
-        owner: u64,
-        size: i64,
+        mapping: &Mapping<'_>,
         xs: &X,
-        groups: &Groups,
         body: &mut dyn FnMut(&mut Scope<'_>, X) -> Result<Y>,
     ) -> Result<Y> {
+        let &Mapping { lifting, owner, size, groups } = mapping;
         let slices = lifting.unstack_tree(xs, self.in_axes, size, "the mapped inputs")?;
         let mut member_values = Vec::with_capacity(groups.mapped.len());
         for (collection, axis, value) in &groups.mapped {
@@ -370,15 +365,12 @@ impl VmapOptions {
     /// The number of members: the mapped inputs' and variables' size along their axes, or
     /// `axis_size`.
     fn size_of<X: Tree>(&self, lifting: &Lifting, xs: &X, groups: &Groups) -> Result<i64> {
-        let mut sizes = Vec::new();
+        let mut sizes = lifting.leaf_sizes(xs, self.in_axes, "mapped input")?;
         let mut add = |size: i64| {
             if !sizes.contains(&size) {
                 sizes.push(size);
             }
         };
-        for (path, leaf) in tree::leaves_with_path(xs) {
-            add(lifting.axis_size(leaf, self.in_axes, &format!("mapped input {}", path.join("/")))?);
-        }
         for (collection, axis, value) in &groups.mapped {
             if let Some(t) = first_tensor(value) {
                 add(lifting.axis_size(&t, *axis, &format!("collection \"{collection}\""))?);
@@ -428,6 +420,15 @@ impl VmapOptions {
 /// A split stream's keys, one per member.
 type MemberKeys = (Name, Vec<crate::PRNGKey>);
 
+/// What both ways of mapping need: the transform's facts for errors, the module whose calls
+/// run in the lifted scope, the number of members and the module's variables.
+struct Mapping<'a> {
+    lifting: &'a Lifting,
+    owner: u64,
+    size: i64,
+    groups: &'a Groups,
+}
+
 /// The module's variables while mapping: `(collection, axis, value)` mapped, the rest shared.
 struct Groups {
     mapped: Vec<(String, i64, Value)>,
@@ -473,43 +474,19 @@ pub fn vmap<M: Module>(module: M) -> Vmap<M> {
 }
 
 impl<M: Module> Vmap<M> {
-    /// See [`VmapOptions::variable_axes`].
-    pub fn variable_axes<S: Into<String>, A: Into<Option<i64>>>(
-        mut self,
-        axes: impl IntoIterator<Item = (S, A)>,
-    ) -> Self {
-        self.options = self.options.variable_axes(axes);
-        self
-    }
-
-    /// See [`VmapOptions::split_rngs`].
-    pub fn split_rngs<S: Into<String>>(mut self, streams: impl IntoIterator<Item = (S, bool)>) -> Self {
-        self.options = self.options.split_rngs(streams);
-        self
-    }
-
-    /// See [`VmapOptions::in_axes`].
-    pub fn in_axes(mut self, axis: i64) -> Self {
-        self.options = self.options.in_axes(axis);
-        self
-    }
-
-    /// See [`VmapOptions::out_axes`].
-    pub fn out_axes(mut self, axis: i64) -> Self {
-        self.options = self.options.out_axes(axis);
-        self
-    }
-
-    /// See [`VmapOptions::axis_size`].
-    pub fn axis_size(mut self, size: i64) -> Self {
-        self.options = self.options.axis_size(size);
-        self
-    }
-
-    /// See [`VmapOptions::axis_name`].
-    pub fn axis_name(mut self, name: impl Into<String>) -> Self {
-        self.options = self.options.axis_name(name);
-        self
+    forward_options! {
+        /// See [`VmapOptions::variable_axes`].
+        fn variable_axes(axes: impl IntoIterator<Item = (S, A)>) <S: Into<String>, A: Into<Option<i64>>>;
+        /// See [`VmapOptions::split_rngs`].
+        fn split_rngs(streams: impl IntoIterator<Item = (S, bool)>) <S: Into<String>>;
+        /// See [`VmapOptions::in_axes`].
+        fn in_axes(axis: i64);
+        /// See [`VmapOptions::out_axes`].
+        fn out_axes(axis: i64);
+        /// See [`VmapOptions::axis_size`].
+        fn axis_size(size: i64);
+        /// See [`VmapOptions::axis_name`].
+        fn axis_name(name: impl Into<String>);
     }
 
     /// Names the lifted module explicitly (Flax's `name=`).

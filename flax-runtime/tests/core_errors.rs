@@ -97,8 +97,8 @@ fn missing_collections_variables_params_and_rngs() {
         other => panic!("expected ScopeVariableNotFound, got {other:?}"),
     }
     match Reader::new(1).init(PRNGKey::new(0), &x()) {
-        Err(Error::InvalidRng { module, stream }) => {
-            assert_eq!((module.as_str(), stream.as_str()), ("Reader", "dropout"))
+        Err(Error::InvalidRng { module, scope, stream }) => {
+            assert_eq!((module.as_str(), scope.as_str(), stream.as_str()), ("Reader", "/", "dropout"))
         }
         other => panic!("expected InvalidRng, got {other:?}"),
     }
@@ -213,6 +213,40 @@ impl BadMatmul {
     }
 }
 
+/// Runs `BadMatmul` and a dropout that asks for a stream nobody gave, one level down.
+#[module]
+pub struct Outer {}
+
+#[module]
+impl Outer {
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor, drop: bool) -> Result<Tensor> {
+        if drop {
+            return nn::Dropout::new(0.5).call(cx, x, Some(false));
+        }
+        BadMatmul::new().call(cx, x)
+    }
+}
+
+#[test]
+fn errors_inside_a_submodule_name_its_path() {
+    let v = Variables::new();
+    match Outer::new().apply(&v, &x(), false) {
+        Err(e @ Error::TorchIn { .. }) => {
+            let text = e.to_string();
+            assert!(text.starts_with("/BadMatmul_0: libtorch: mat1 and mat2"), "{text}");
+        }
+        other => panic!("expected a libtorch error at /BadMatmul_0, got {other:?}"),
+    }
+    match Outer::new().apply(&v, &x(), true) {
+        Err(e @ Error::InvalidRng { .. }) => assert_eq!(
+            e.to_string(),
+            "Dropout at /Dropout_0 needs PRNG for \"dropout\": pass an RNG stream named \"dropout\" in `rngs`"
+        ),
+        other => panic!("expected InvalidRng, got {other:?}"),
+    }
+}
+
 #[test]
 fn bad_shapes_are_typed_errors_not_panics() {
     let scalar = Tensor::from(1.0f32);
@@ -224,8 +258,11 @@ fn bad_shapes_are_typed_errors_not_panics() {
         other => panic!("expected Shape, got {other:?}"),
     }
     match BadMatmul::new().init(PRNGKey::new(0), &x()) {
-        Err(Error::Torch(e)) => {
-            assert!(e.to_string().contains("mat1 and mat2 shapes cannot be multiplied"), "{e}")
+        Err(e @ Error::TorchIn { .. }) => {
+            // One line naming the module: libtorch's message, none of its C++ backtrace.
+            let text = e.to_string();
+            assert!(text.starts_with("/: libtorch: mat1 and mat2 shapes cannot be multiplied ("), "{text}");
+            assert!(!text.contains('\n') && !text.contains("Exception raised"), "{text}");
         }
         other => panic!("expected a libtorch error, got {other:?}"),
     }

@@ -69,8 +69,11 @@ pub enum Error {
     ModifyScopeVariable { collection: String, name: String, scope: String },
 
     /// `InvalidRngError`: a module asked for an RNG stream that `init`/`apply` was not given.
-    #[error("{module} needs PRNG for \"{stream}\"")]
-    InvalidRng { module: String, stream: String },
+    /// `module` is its type, `scope` its path (Flax names only the module).
+    #[error(
+        "{module} at {scope} needs PRNG for \"{stream}\": pass an RNG stream named \"{stream}\" in `rngs`"
+    )]
+    InvalidRng { module: String, scope: String, stream: String },
 
     /// `ApplyScopeInvalidVariablesStructureError`: `apply` got `{"params": {"params": …}}`.
     #[error("Expect the `variables` (first argument) passed to apply() to be a dict with the structure {{\"params\": ...}}, but got a dict with an extra params layer, i.e.  {{\"params\": {{\"params\": ... }} }}. You should instead pass in your dict's [\"params\"].")]
@@ -101,9 +104,19 @@ pub enum Error {
     #[error("{0}")]
     Value(String),
 
-    /// A libtorch operation failed (the message is libtorch's).
-    #[error("libtorch: {0}")]
+    /// A libtorch operation failed outside any module (the message is libtorch's, without
+    /// its C++ backtrace).
+    #[error("libtorch: {}", torch_message(.0))]
     Torch(#[from] tch::TchError),
+
+    /// A libtorch operation failed while the module at `scope` ran: the innermost module's
+    /// path, so the user sees which layer got the tensors libtorch refused.
+    #[error("{scope}: libtorch: {}", torch_message(source))]
+    TorchIn {
+        scope: String,
+        #[source]
+        source: tch::TchError,
+    },
 
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
@@ -162,6 +175,16 @@ pub enum Error {
     /// the module that called it.
     #[error("{scope}: {message}")]
     CallArguments { scope: String, message: String },
+}
+
+/// libtorch's message without what only a libtorch developer reads: the C++ exception's
+/// backtrace (`Exception raised from … frame #0: …`, about 2 KB) and tch's `Internal torch
+/// error:` prefix. The full text stays reachable through the error's `source`.
+fn torch_message(error: &tch::TchError) -> String {
+    let text = error.to_string();
+    let text = text.strip_prefix("Internal torch error: ").unwrap_or(&text);
+    let text = text.split("\nException raised from ").next().unwrap_or(text);
+    text.trim_end().to_owned()
 }
 
 impl Error {

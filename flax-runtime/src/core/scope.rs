@@ -476,6 +476,7 @@ impl<'v> Scope<'v> {
         let Some(index) = self.config.rngs.index_of(stream) else {
             return Err(Error::InvalidRng {
                 module: self.module_type().to_owned(),
+                scope: self.path_text(),
                 stream: stream.to_owned(),
             });
         };

@@ -97,7 +97,10 @@ impl<'v> Scope<'v> {
             if let Some(id) = owner {
                 self.owners.push((id, self.frames.len() - 1));
             }
-            let out = body(self);
+            let out = body(self).map_err(|e| match e {
+                Error::Torch(source) => Error::TorchIn { scope: self.path_text(), source },
+                other => other,
+            });
             if owner.is_some() {
                 self.owners.pop();
             }

@@ -145,3 +145,36 @@ fn dense_follows_the_dtype_policy() {
     assert_eq!(v64.tensor(&["params", "kernel"]).unwrap().kind(), Kind::Double);
     assert_eq!(d64.apply(&v64, &x).unwrap().kind(), Kind::Double);
 }
+
+/// Drops out only when the caller gave a `dropout` stream (Flax's `has_rng` idiom).
+#[module]
+pub struct MaybeDropout {}
+
+#[module]
+impl MaybeDropout {
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let train = cx.has_rng("dropout");
+        nn::Dropout::new(0.5).call(cx, x, Some(!train))
+    }
+}
+
+#[test]
+fn has_rng_tells_which_streams_were_given() {
+    let x = Tensor::ones([64], (Kind::Float, Device::Cpu));
+    let v = Variables::new();
+    assert!(MaybeDropout::new().apply(&v, &x).unwrap().equal(&x), "no stream: deterministic");
+    let given = flax::ApplyOptions::new().rngs([("dropout", PRNGKey::new(0))]);
+    let (dropped, _) = MaybeDropout::new().apply_with(&v, given, &x).unwrap();
+    assert!(!dropped.equal(&x), "a dropout stream: some entries dropped");
+}
+
+#[test]
+fn values_convert_from_strings_and_lists() {
+    assert_eq!(
+        format!("{:?}", Value::from("adam")),
+        format!("{:?}", Value::Scalar(flax::Scalar::Str("adam".into())))
+    );
+    let list = Value::from(vec![Value::from(1i64), Value::from("x")]);
+    assert!(matches!(list, Value::List(ref l) if l.len() == 2));
+}

@@ -96,6 +96,24 @@ impl From<f64> for Value {
     }
 }
 
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Scalar(Scalar::Str(s.to_owned()))
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Scalar(Scalar::Str(s))
+    }
+}
+
+impl From<Vec<Value>> for Value {
+    fn from(values: Vec<Value>) -> Self {
+        Value::List(values)
+    }
+}
+
 impl Value {
     /// The tensor, if this is an array leaf.
     pub fn as_tensor(&self) -> Option<&Tensor> {

@@ -237,6 +237,12 @@ impl<'v> Scope<'v> {
         self.config.initializing
     }
 
+    /// Whether `init`/`apply` was given the RNG stream `stream` (Flax's `has_rng`), so a
+    /// module can draw from it only when present (`make_rng` of a missing stream is an error).
+    pub fn has_rng(&self, stream: &str) -> bool {
+        self.config.rngs.index_of(stream).is_some()
+    }
+
     /// Whether `collection` may be written in this run.
     pub fn is_mutable_collection(&self, collection: &str) -> bool {
         self.config.is_mutable(collection)

@@ -39,6 +39,39 @@ impl LinenVmapMLP {
     }
 }
 
+/// The spec's `ManualVmapMLP` (L10684-10696): vmap by hand, before lifted transforms. A
+/// detached `MLP` (constructed but never called through `cx`, so it takes no name, as
+/// `MLP(parent=None)`) is initialised once per member with Flax's split keys, the stacked
+/// params are one param `mlp`, and apply runs batched on libtorch's vmap.
+#[module]
+pub struct ManualVmapMLP {}
+
+#[module]
+impl ManualVmapMLP {
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, xs: &Tensor) -> Result<Tensor> {
+        let mlp = MLP::new();
+        let n = xs.size()[0];
+        let init_fn = |rng: PRNGKey| -> Result<Value> {
+            let members = rng.split(n as usize).into_iter().zip(xs.unbind(0));
+            let params = members.map(|(k, x)| mlp.init(k, &x)).collect::<Result<Vec<_>>>()?;
+            Ok(Value::Dict(flax::tree::tree_stack(&params, 0)?.get_dict("params").unwrap().clone()))
+        };
+        let mlp_params = cx.param_tree("mlp", init_fn)?;
+        let template = Variables::new().copy([("params", mlp_params)]);
+        let mut inputs: Vec<Tensor> =
+            flax::tree::leaves(&template).into_iter().map(Tensor::shallow_clone).collect();
+        inputs.push(xs.shallow_clone());
+        let in_dims = vec![Some(0); inputs.len()];
+        let out = flax::core::batching::vmap(n, &in_dims, &inputs, &[0], |per_member| {
+            let (x, params) = per_member.split_last().unwrap();
+            let variables = flax::tree::tree_unflatten(&template, params.iter().map(Tensor::shallow_clone))?;
+            Ok(vec![mlp.apply(&variables, x)?])
+        })?;
+        Ok(out.into_iter().next().unwrap())
+    }
+}
+
 #[module]
 pub struct Shared {}
 
@@ -168,6 +201,19 @@ fn spec_linen_vmap_mlp() {
 }
 
 #[test]
+fn spec_manual_vmap_mlp() {
+    let g = golden();
+    let c = g.case("manual_vmap_mlp");
+    let (m, xs) = (ManualVmapMLP::new(), c.input("xs"));
+    c.check(|| m.init(key(), &xs), |v| m.apply(v, &xs));
+    check_grads(&c, |v| m.apply(v, &xs));
+    // The spec's printed tree: hidden kernel (3, 4, 4), out kernel (3, 4, 1).
+    let v = m.init(key(), &xs).unwrap();
+    assert_eq!(v.tensor(&["params", "mlp", "hidden", "kernel"]).unwrap().size(), [3, 4, 4]);
+    assert_eq!(v.tensor(&["params", "mlp", "out", "kernel"]).unwrap().size(), [3, 4, 1]);
+}
+
+#[test]
 fn shared_params_on_other_axes() {
     let g = golden();
     let c = g.case("shared");
@@ -220,7 +266,8 @@ fn dropout_draws_per_member_keys() {
 #[test]
 fn every_golden_case_has_a_test() {
     let g = golden();
-    for name in ["linen_vmap_mlp", "ensemble", "shared", "method", "batch_norm", "dropout"] {
+    for name in ["linen_vmap_mlp", "manual_vmap_mlp", "ensemble", "shared", "method", "batch_norm", "dropout"]
+    {
         g.case(name);
     }
     g.assert_all_seen();

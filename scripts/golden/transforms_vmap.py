@@ -36,6 +36,18 @@ class LinenVmapMLP(nn.Module):
     return VmapMLP(name='mlp')(xs)
 
 
+class ManualVmapMLP(nn.Module):
+  """The spec's functionalized vmap (L10684-10696): a detached MLP's init and apply, vmapped
+  by hand, its stacked params stored as one param."""
+  @nn.compact
+  def __call__(self, xs):
+    mlp = MLP(parent=None)
+    init_fn = lambda rng, xs: jax.vmap(mlp.init, in_axes=0)(jax.random.split(rng, xs.shape[0]), xs)['params']
+    apply_fn = jax.vmap(mlp.apply, in_axes=0)
+    mlp_params = self.param('mlp', init_fn, xs)
+    return apply_fn({'params': mlp_params}, xs)
+
+
 class Shared(nn.Module):
   """One MLP shared by every member, mapped over axis 1, outputs stacked on axis 1."""
   @nn.compact
@@ -112,6 +124,7 @@ def main():
   c = {}
   c["linen_vmap_mlp"] = simple(LinenVmapMLP(), {"xs": normal((3, 4), 1)})
   c["ensemble"] = simple(LinenVmapMLP(), {"xs": normal((3, 5, 2), 2)})
+  c["manual_vmap_mlp"] = simple(ManualVmapMLP(), {"xs": normal((3, 4), 1)})
   c["shared"] = simple(Shared(), {"xs": normal((5, 3, 2), 3)})
   c["method"] = simple(Foo(), {"x": normal((2, 3), 4)})
 

@@ -390,6 +390,26 @@ impl<'v> Scope<'v> {
         Ok(value)
     }
 
+    /// Declares or reads a parameter that is a whole tree (Flax's `self.param` with an
+    /// `init_fn` returning a pytree, as the spec's `ManualVmapMLP` stores a vmapped `init`'s
+    /// params under one name). The tree is stored as it is and read back as stored.
+    pub fn param_tree(
+        &mut self,
+        name: impl Into<Name>,
+        init: impl FnOnce(PRNGKey) -> Result<Value>,
+    ) -> Result<Value> {
+        let name = name.into();
+        self.reserve(&name, Reservation::Param)?;
+        if let Some(value) = self.lookup("params", &name) {
+            return Ok(value.clone());
+        }
+        self.require_mutable_params(&name)?;
+        let key = self.make_rng("params")?;
+        let value = init(key)?;
+        self.put("params", name, value.clone());
+        Ok(value)
+    }
+
     fn require_mutable_params(&self, name: &str) -> Result<()> {
         if self.is_mutable_collection("params") {
             return Ok(());

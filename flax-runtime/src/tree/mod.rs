@@ -64,7 +64,8 @@ pub use state_dict::{
 };
 pub use tree_util::{
     leaves, leaves_with_path, num_leaves, shallow_clone, to_device, tree_for_each_mut, tree_map,
-    tree_map_with_path, tree_unflatten, tree_zip_for_each_mut, tree_zip_map, tree_zip_map_with_path,
+    tree_map_with_path, tree_stack, tree_unflatten, tree_zip_for_each_mut, tree_zip_map,
+    tree_zip_map_with_path,
 };
 
 /// `#[derive(Tree)]`: implements [`Tree`] for a struct (see the module docs for attributes).

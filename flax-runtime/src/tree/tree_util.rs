@@ -118,6 +118,27 @@ pub fn tree_unflatten<T: Tree>(template: &T, leaves: impl IntoIterator<Item = Te
     }
 }
 
+/// One tree whose leaves are the `trees`' leaves stacked along a new `axis` (JAX's
+/// `tree.map(lambda *xs: jnp.stack(xs, axis), *trees)`): per-member params made into an
+/// ensemble's, as a vmapped `init` makes them.
+///
+/// # Errors
+/// [`Error::Value`] for no trees; [`Error::TreeStructureMismatch`] when two trees differ in
+/// structure; libtorch's when leaves differ in shape or `axis` is out of range.
+pub fn tree_stack<T: Tree>(trees: &[T], axis: i64) -> Result<T> {
+    let Some(first) = trees.first() else {
+        return Err(Error::Value("tree_stack needs at least one tree".to_owned()));
+    };
+    for other in &trees[1..] {
+        tree_zip_map(first, other, |a, _| Ok(a.shallow_clone()))?;
+    }
+    let per_tree: Vec<Vec<&Tensor>> = trees.iter().map(leaves).collect();
+    let stacked = (0..per_tree[0].len())
+        .map(|i| Ok(Tensor::f_stack(&per_tree.iter().map(|l| l[i]).collect::<Vec<_>>(), axis)?))
+        .collect::<Result<Vec<_>>>()?;
+    tree_unflatten(first, stacked)
+}
+
 /// The tree with every leaf moved to `device` (JAX's `device_put`).
 pub fn to_device<T: Tree>(tree: &T, device: Device) -> Result<T> {
     tree_map(tree, |leaf| Ok(leaf.f_to_device(device)?))

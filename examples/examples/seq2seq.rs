@@ -19,7 +19,7 @@
 //! - the problems come from `jax.random.randint` (upstream: Python's `random`), the batch of
 //!   step `s` from `fold_in(train_rng, s)`, so the Flax reference sees the same ones and a
 //!   resumed run the same as an uninterrupted one; a fixed test set is decoded at every log;
-//! - a smaller default size (hidden 128, 2,000 steps; upstream 512 and 10,000) so that a run
+//! - a smaller default size (hidden 128, 6,000 steps; upstream 512 and 10,000) so that a run
 //!   takes minutes on a CPU;
 //! - `RNNCellBase::step` returns one tensor per step, so the decoder's outputs are its logits
 //!   and the predictions are their argmax (upstream returns both, `(logits, prediction)`).
@@ -284,7 +284,7 @@ struct Args {
     /// The LSTMs' hidden size (upstream: 512).
     #[arg(long, default_value_t = 128)]
     hidden_size: i64,
-    /// Training steps [default: 2000, or 40 with --quick] (upstream: 10,000).
+    /// Training steps [default: 6000, or 40 with --quick] (upstream: 10,000).
     #[arg(long)]
     num_train_steps: Option<i64>,
     /// Steps between log lines, test decodings and checkpoints [default: 200, or 20 with --quick].
@@ -313,7 +313,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let device = device(args.cuda);
-    let num_train_steps = args.num_train_steps.unwrap_or(if args.quick { 40 } else { 2000 });
+    let num_train_steps = args.num_train_steps.unwrap_or(if args.quick { 40 } else { 6000 });
     let decode_frequency = args.decode_frequency.unwrap_or(if args.quick { 20 } else { 200 });
     let (hidden_size, num_test) = if args.quick { (32, 100) } else { (args.hidden_size, args.num_test) };
     for (flag, value) in [
@@ -421,6 +421,9 @@ fn variables(params: &FrozenDict) -> Variables {
     FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
 }
 
+/// A decoded test problem: `(query, inferred, golden)`.
+type Decoded = (String, String, String);
+
 /// `train_step`: the gradient of the masked cross-entropy with teacher forcing, applied by
 /// Adam; the batch's loss and sequence accuracy.
 fn train_step(state: State, batch: &Batch) -> Result<(State, (f64, f64))> {
@@ -442,7 +445,7 @@ fn evaluate(
     greedy: &Seq2seq,
     ctable: &CharacterTable,
     test: &Batch,
-) -> Result<(f64, f64, Vec<(String, String, String)>)> {
+) -> Result<(f64, f64, Vec<Decoded>)> {
     tch::no_grad(|| {
         let variables = variables(&state.params);
         let labels = test.answer.narrow(1, 1, test.answer.size()[1] - 1);
@@ -461,7 +464,7 @@ fn evaluate(
 }
 
 /// A table of the first `n` decoded test problems.
-fn print_decodings(decoded: &[(String, String, String)], n: usize) {
+fn print_decodings(decoded: &[Decoded], n: usize) {
     println!("| query   | decoded | answer | |");
     println!("|---------|---------|--------|-|");
     for (question, inferred, golden) in decoded.iter().take(n) {

@@ -393,3 +393,26 @@ pub fn save_image(path: &Path, images: &flax::tch::Tensor, nrow: usize) -> Resul
     }
     root.present().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a run saves is what `--resume` reads back, cut after the restored step.
+    #[test]
+    fn curves_round_trip_and_truncate() {
+        let path = std::env::temp_dir().join(format!("flax-examples-curves-{}.csv", std::process::id()));
+        let mut curves = Curves::new(&["step", "loss"]);
+        curves.push(&[200.0, 1.25]).unwrap();
+        curves.push(&[400.0, 0.5]).unwrap();
+        assert!(curves.push(&[600.0]).is_err());
+        curves.save(&path).unwrap();
+        let mut loaded = Curves::load(&path, &["step", "loss"]).unwrap();
+        assert_eq!(loaded, curves);
+        assert!(Curves::load(&path, &["epoch", "loss"]).is_err());
+        loaded.truncate_after(300.0);
+        assert_eq!(loaded.points("loss"), [(200.0, 1.25)]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(Curves::load(&path, &["step", "loss"]).unwrap().rows().len(), 0);
+    }
+}

@@ -4,7 +4,7 @@ the Rust example's exact-match accuracy with Flax's.
 
 Run from the repository root (CPU here, or any JAX device):
 
-    .golden-venv/bin/python scripts/reference/seq2seq.py [--seed 0] [--num-train-steps 2000]
+    .golden-venv/bin/python scripts/reference/seq2seq.py [--seed 0] [--num-train-steps 6000]
 
 The model is the upstream example's (`examples/seq2seq/models.py` of google/flax): an
 `nn.RNN(nn.LSTMCell)` encoder stopped at each query's EOS, and an `nn.RNN` of a
@@ -19,7 +19,7 @@ differs from upstream's on these points, each for a reason:
   `init_rng, train_rng, test_rng = split(PRNGKey(seed), 3)`;
 - every `--decode-frequency` steps the log shows the mean training loss and teacher-forced
   sequence accuracy since the last log, and the test set's loss and greedy exact-match accuracy;
-- the default size is smaller than upstream's (hidden 128 and 2,000 steps, upstream 512 and
+- the default size is smaller than upstream's (hidden 128 and 6,000 steps, upstream 512 and
   10,000) so that a run takes minutes on a CPU.
 It prints the log lines, a few decoded test problems, then one JSON line with the final
 numbers.
@@ -192,7 +192,7 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=0.003)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--num-train-steps", type=int, default=2000)
+    parser.add_argument("--num-train-steps", type=int, default=6000)
     parser.add_argument("--decode-frequency", type=int, default=200)
     parser.add_argument("--max-len-query-digit", type=int, default=3)
     parser.add_argument("--num-test", type=int, default=1000)

@@ -22,6 +22,8 @@
 //!   key of step `s` is `fold_in(train_rng, s)` (upstream: a shuffle buffer, and one key split
 //!   off per step), so a resumed run is the same as an uninterrupted one;
 //! - 10 epochs by default (upstream 30) so that a run takes minutes on a CPU.
+//! - the reconstructions are drawn as pixel probabilities (the sigmoid of the decoder's logits;
+//!   upstream's image shows the logits clipped to `[0, 1]`).
 
 use clap::Parser;
 use flax::data::Batches;

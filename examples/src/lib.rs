@@ -165,46 +165,152 @@ impl History {
 /// # Errors
 /// A message when the image cannot be drawn or written.
 pub fn plot_history(path: &Path, history: &History) -> Result<(), String> {
+    let mut curves = Curves::new(&["epoch", "train_loss", "test_loss", "train_accuracy", "test_accuracy"]);
+    for i in 0..history.epochs() {
+        let row = [
+            history.train_loss[i],
+            history.test_loss[i],
+            history.train_accuracy[i],
+            history.test_accuracy[i],
+        ];
+        curves.push(&[&[(i + 1) as f64], &row[..]].concat()).map_err(|e| e.to_string())?;
+    }
+    plot_curves(
+        path,
+        &curves,
+        &[("Loss", &["train_loss", "test_loss"]), ("Accuracy", &["train_accuracy", "test_accuracy"])],
+    )
+}
+
+/// A table of numbers logged during training, one row per log line, its first column the
+/// x axis (a step or an epoch): what an example plots and what `--resume` reads back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curves {
+    columns: Vec<String>,
+    rows: Vec<Vec<f64>>,
+}
+
+impl Curves {
+    /// An empty table with these column names, the x axis first.
+    pub fn new(columns: &[&str]) -> Self {
+        Curves { columns: columns.iter().map(|c| (*c).to_owned()).collect(), rows: Vec::new() }
+    }
+
+    /// The rows logged so far.
+    pub fn rows(&self) -> &[Vec<f64>] {
+        &self.rows
+    }
+
+    /// Appends a row, one value per column.
+    ///
+    /// # Errors
+    /// [`flax::Error::Value`] when the row's length is not the number of columns.
+    pub fn push(&mut self, row: &[f64]) -> flax::Result<()> {
+        if row.len() != self.columns.len() {
+            return Err(flax::Error::Value(format!(
+                "a row of {} values for the {} columns {:?}",
+                row.len(),
+                self.columns.len(),
+                self.columns
+            )));
+        }
+        self.rows.push(row.to_vec());
+        Ok(())
+    }
+
+    /// The values of column `name` as `(x, value)` points; none when there is no such column.
+    pub fn points(&self, name: &str) -> Vec<(f64, f64)> {
+        let Some(column) = self.columns.iter().position(|c| c == name) else {
+            return Vec::new();
+        };
+        self.rows.iter().map(|row| (row[0], row[column])).collect()
+    }
+
+    /// Keeps the rows up to `x` (a resumed run restarts after its last saved state).
+    pub fn truncate_after(&mut self, x: f64) {
+        self.rows.retain(|row| row[0] <= x);
+    }
+
+    /// Writes the table as CSV.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(&self, path: &Path) -> flax::Result<()> {
+        let mut text = self.columns.join(",") + "\n";
+        for row in &self.rows {
+            text += &(row.iter().map(f64::to_string).collect::<Vec<_>>().join(",") + "\n");
+        }
+        std::fs::write(path, text).map_err(|e| flax::Error::io(path, e))
+    }
+
+    /// Reads a table written by [`Curves::save`] with these columns; empty when there is no
+    /// file.
+    ///
+    /// # Errors
+    /// I/O errors, or a file that is not such a table.
+    pub fn load(path: &Path, columns: &[&str]) -> flax::Result<Self> {
+        let mut curves = Self::new(columns);
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(curves),
+            Err(e) => return Err(flax::Error::io(path, e)),
+        };
+        let malformed = || flax::Error::Format { format: "curves CSV", message: path.display().to_string() };
+        let mut lines = text.lines();
+        if lines.next() != Some(curves.columns.join(",").as_str()) {
+            return Err(malformed());
+        }
+        for line in lines {
+            let row: Vec<f64> =
+                line.split(',').map(str::parse).collect::<Result<_, _>>().map_err(|_| malformed())?;
+            curves.push(&row).map_err(|_| malformed())?;
+        }
+        Ok(curves)
+    }
+}
+
+/// Draws `panels` side by side into a PNG: each a title and the columns of `curves` drawn
+/// against its first column, with axis labels and a legend when the DejaVu font is installed.
+///
+/// # Errors
+/// A message when the image cannot be drawn or written.
+pub fn plot_curves(path: &Path, curves: &Curves, panels: &[(&str, &[&str])]) -> Result<(), String> {
     use plotters::prelude::*;
 
     let with_text = register_font();
-    let root = BitMapBackend::new(path, (1200, 450)).into_drawing_area();
+    let width = 600 * panels.len() as u32;
+    let root = BitMapBackend::new(path, (width, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (left, right) = root.split_horizontally(600);
-    let panels = [
-        (left, "Loss", [("train_loss", &history.train_loss), ("test_loss", &history.test_loss)]),
-        (
-            right,
-            "Accuracy",
-            [("train_accuracy", &history.train_accuracy), ("test_accuracy", &history.test_accuracy)],
-        ),
-    ];
-    for (area, title, series) in panels {
-        let values = series.iter().flat_map(|(_, s)| s.iter().copied());
+    let x_desc = curves.columns[0].as_str();
+    let xs = curves.rows.iter().map(|row| row[0]);
+    let (x_low, x_high) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    let (x_low, x_high) =
+        if x_low < x_high { (x_low, x_high) } else { (x_low.min(1.0), x_low.max(1.0) + 1.0) };
+    for (area, (title, names)) in root.split_evenly((1, panels.len())).into_iter().zip(panels) {
+        let series: Vec<(&str, Vec<(f64, f64)>)> = names.iter().map(|n| (*n, curves.points(n))).collect();
+        let values = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.1));
         let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let (low, high) = if low <= high { (low, high) } else { (0.0, 1.0) };
         let margin = ((high - low) * 0.05).max(1e-3);
-        let epochs = history.epochs().max(2) as f64;
         let mut builder = ChartBuilder::on(&area);
         builder
             .margin(20)
             .x_label_area_size(if with_text { 35 } else { 5 })
             .y_label_area_size(if with_text { 60 } else { 5 });
         if with_text {
-            builder.caption(title, ("sans-serif", 22));
+            builder.caption(*title, ("sans-serif", 22));
         }
         let mut chart = builder
-            .build_cartesian_2d(1.0..epochs, (low - margin)..(high + margin))
+            .build_cartesian_2d(x_low..x_high, (low - margin)..(high + margin))
             .map_err(|e| e.to_string())?;
         let mut mesh = chart.configure_mesh();
         if with_text {
-            mesh.x_desc("epoch");
+            mesh.x_desc(x_desc);
         } else {
             mesh.x_labels(0).y_labels(0);
         }
         mesh.draw().map_err(|e| e.to_string())?;
-        for ((name, values), color) in series.iter().zip([BLUE, RED]) {
-            let points: Vec<(f64, f64)> =
-                values.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect();
+        for ((name, points), color) in series.into_iter().zip([BLUE, RED, GREEN, MAGENTA]) {
             let dots = points.iter().map(|&p| Circle::new(p, 3, color.filled()));
             chart.draw_series(dots).map_err(|e| e.to_string())?;
             let drawn = chart
@@ -212,7 +318,7 @@ pub fn plot_history(path: &Path, history: &History) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             if with_text {
                 drawn
-                    .label(*name)
+                    .label(name)
                     .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
             }
         }
@@ -248,4 +354,65 @@ fn register_font() -> bool {
 pub fn work_dir(dir: PathBuf) -> flax::Result<PathBuf> {
     std::fs::create_dir_all(&dir).map_err(|e| flax::Error::io(&dir, e))?;
     Ok(dir)
+}
+
+/// Writes `images` (`(n, height, width)`, values in `[0, 1]`) as a grayscale PNG grid of
+/// `nrow` images per row with 2 pixels of padding, each pixel drawn as 2×2 (upstream Flax's
+/// `save_image`, after torchvision's `make_grid`).
+///
+/// # Errors
+/// A message when the tensor is not such a batch, or the image cannot be written.
+pub fn save_image(path: &Path, images: &flax::tch::Tensor, nrow: usize) -> Result<(), String> {
+    use plotters::prelude::*;
+
+    const PADDING: usize = 2;
+    const SCALE: usize = 2;
+    let [n, height, width] = images.size()[..] else {
+        return Err(format!("save_image needs (n, height, width) images, got shape {:?}", images.size()));
+    };
+    let (n, height, width) = (n as usize, height as usize, width as usize);
+    let pixels = images.to_kind(flax::tch::Kind::Float).clamp(0.0, 1.0).flatten(0, -1).to_device(Device::Cpu);
+    let pixels = Vec::<f32>::try_from(pixels).map_err(|e: flax::tch::TchError| e.to_string())?;
+    let (columns, rows) = (nrow.clamp(1, n.max(1)), n.div_ceil(nrow.max(1)));
+    let cell = |size: usize| (size + PADDING) * SCALE;
+    let size =
+        ((columns * cell(width) + PADDING * SCALE) as u32, (rows * cell(height) + PADDING * SCALE) as u32);
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&BLACK).map_err(|e| e.to_string())?;
+    for (i, image) in pixels.chunks(height * width).enumerate() {
+        let (left, top) =
+            ((i % columns) * cell(width) + PADDING * SCALE, (i / columns) * cell(height) + PADDING * SCALE);
+        for (j, value) in image.iter().enumerate() {
+            let gray = (value * 255.0).round() as u8;
+            let (x, y) = (left + (j % width) * SCALE, top + (j / width) * SCALE);
+            for (dx, dy) in (0..SCALE).flat_map(|dx| (0..SCALE).map(move |dy| (dx, dy))) {
+                let pixel = ((x + dx) as i32, (y + dy) as i32);
+                root.draw_pixel(pixel, &RGBColor(gray, gray, gray)).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a run saves is what `--resume` reads back, cut after the restored step.
+    #[test]
+    fn curves_round_trip_and_truncate() {
+        let path = std::env::temp_dir().join(format!("flax-examples-curves-{}.csv", std::process::id()));
+        let mut curves = Curves::new(&["step", "loss"]);
+        curves.push(&[200.0, 1.25]).unwrap();
+        curves.push(&[400.0, 0.5]).unwrap();
+        assert!(curves.push(&[600.0]).is_err());
+        curves.save(&path).unwrap();
+        let mut loaded = Curves::load(&path, &["step", "loss"]).unwrap();
+        assert_eq!(loaded, curves);
+        assert!(Curves::load(&path, &["epoch", "loss"]).is_err());
+        loaded.truncate_after(300.0);
+        assert_eq!(loaded.points("loss"), [(200.0, 1.25)]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(Curves::load(&path, &["step", "loss"]).unwrap().rows().len(), 0);
+    }
 }

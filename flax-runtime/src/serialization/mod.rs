@@ -64,7 +64,7 @@
 
 mod chunking;
 mod msgpack;
-mod ndarray;
+pub(crate) mod ndarray;
 mod object_budget;
 pub mod pytorch;
 pub mod safetensors;

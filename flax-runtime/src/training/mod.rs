@@ -12,6 +12,7 @@ pub mod checkpoints;
 mod early_stopping;
 pub mod lr_schedule;
 pub mod metrics;
+pub mod orbax;
 mod train_state;
 
 pub use early_stopping::EarlyStopping;

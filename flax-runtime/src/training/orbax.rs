@@ -89,7 +89,7 @@ use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
 use crate::serialization::{msgpack_restore, ndarray::tensor_to_raw, ndarray::ArrayDtype};
 use crate::tree::{RestoreOptions, Tree};
-use metadata::{LeafMetadata, LeafToWrite};
+use metadata::{LeafMetadata, LeafToWrite, TreeKey};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
@@ -252,7 +252,7 @@ fn orbax_error(path: &Path, message: impl std::fmt::Display) -> Error {
 
 /// Inserts `value` at `keys`, creating the dicts on the way; a path that runs through a
 /// leaf, or a leaf given twice, is an error.
-fn insert(root: &mut FrozenDict, keys: &[(String, bool)], value: Value) -> std::result::Result<(), String> {
+fn insert(root: &mut FrozenDict, keys: &[TreeKey], value: Value) -> std::result::Result<(), String> {
     let (last, parents) = keys.split_last().ok_or("a leaf with no keys")?;
     let mut dict = root;
     for (key, _) in parents {
@@ -406,8 +406,8 @@ fn write_item(dir: &Path, state: &Value, layout: Layout) -> Result<()> {
 /// dict keyed `"0"`, `"1"`, … is a sequence (a list or tuple in the state dict).
 fn flatten(
     dict: &FrozenDict,
-    keys: &mut Vec<(String, bool)>,
-    leaf: &mut dyn FnMut(&[(String, bool)], &Value) -> Result<()>,
+    keys: &mut Vec<TreeKey>,
+    leaf: &mut dyn FnMut(&[TreeKey], &Value) -> Result<()>,
 ) -> Result<()> {
     let sequence = dict.keys().enumerate().all(|(i, k)| k == i.to_string());
     for (key, value) in dict.iter() {

@@ -23,11 +23,14 @@ pub(crate) const STRINGS: &str = "_strings.json";
 const SEQUENCE_KEY: i64 = 1;
 const DICT_KEY: i64 = 2;
 
+/// A key of a leaf's path, and whether it is a sequence index (else a dict key).
+pub(crate) type TreeKey = (String, bool);
+
 /// One leaf of the tree: its keys from the root, and what Orbax stored there.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LeafMetadata {
     /// The keys, with whether each is a sequence index.
-    pub(crate) keys: Vec<(String, bool)>,
+    pub(crate) keys: Vec<TreeKey>,
     /// Orbax's `value_type`: `jax.Array`, `np.ndarray`, `scalar`, `string`, or an empty
     /// node's (`None`, `Dict`, `List`, `Tuple`, …).
     pub(crate) value_type: String,

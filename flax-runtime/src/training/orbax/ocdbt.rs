@@ -528,6 +528,27 @@ pub(crate) fn write(root: &Path, entries: &BTreeMap<String, Vec<u8>>) -> Result<
     fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
     super::write_file(&root.join(&data_path), &data)?;
 
+    let root_node = RootStats {
+        offset: node_offset,
+        length: node.len() as u64,
+        height: 0,
+        num_keys: entries.len() as u64,
+    };
+    let body = manifest_body(&data_path, &root_node, node.len() as u64, indirect_bytes);
+    super::write_file(&root.join(MANIFEST), &frame(&body, MANIFEST_MAGIC)?)
+}
+
+/// Where the root node of the one version written is, in the data file.
+struct RootStats {
+    offset: u64,
+    length: u64,
+    height: u8,
+    num_keys: u64,
+}
+
+/// A single-file manifest with one version, generation 1, whose root is `root` in
+/// `data_path` ("Manifest format", "Version tree leaf node entries format").
+fn manifest_body(data_path: &str, root: &RootStats, tree_bytes: u64, indirect_bytes: u64) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&fastrand::u128(..).to_le_bytes()); // uuid
     put_varint(&mut body, 0); // manifest_kind: single
@@ -536,20 +557,17 @@ pub(crate) fn write(root: &Path, entries: &BTreeMap<String, Vec<u8>>) -> Result<
     body.push(VERSION_TREE_ARITY_LOG2);
     put_varint(&mut body, 1); // compression_method: zstd
     body.extend_from_slice(&0i32.to_le_bytes()); // zstd level
-    write_data_file_table(&mut body, &[&data_path]);
-    // One inline version: generation 1, its root the leaf.
+    write_data_file_table(&mut body, &[data_path]);
     let commit_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    for field in [1, 1] {
-        put_varint(&mut body, field); // num_versions, generation_number
-    }
-    body.push(0); // root_height
-    for field in [0, node_offset, node.len() as u64, entries.len() as u64, node.len() as u64, indirect_bytes]
-    {
+    put_varint(&mut body, 1); // num_versions
+    put_varint(&mut body, 1); // generation_number
+    body.push(root.height);
+    for field in [0, root.offset, root.length, root.num_keys, tree_bytes, indirect_bytes] {
         put_varint(&mut body, field);
     }
     body.extend_from_slice(&commit_time.to_le_bytes());
     put_varint(&mut body, 0); // no version tree nodes
-    super::write_file(&root.join(MANIFEST), &frame(&body, MANIFEST_MAGIC)?)
+    body
 }
 
 /// The body of a leaf holding `entries` (sorted), those over the inline limit stored in
@@ -637,5 +655,45 @@ mod tests {
             assert_eq!(database.get(key.as_bytes()).unwrap().as_ref(), Some(value));
         }
         assert_eq!(database.get(b"missing").unwrap(), None);
+    }
+
+    #[test]
+    fn interior_nodes_prefix_their_childrens_keys() {
+        // Two leaves under one interior node; the second child's subtree prefix is "b/", so
+        // its leaf stores only "0" and "1" (what tensorstore writes for large databases).
+        let left: BTreeMap<String, Vec<u8>> =
+            [("a/0".to_owned(), vec![1]), ("a/1".to_owned(), vec![2])].into();
+        let right: BTreeMap<String, Vec<u8>> = [("0".to_owned(), vec![3]), ("1".to_owned(), vec![4])].into();
+        let (l, r) = (
+            frame(&leaf_node(&left, "", &[]), BTREE_NODE_MAGIC).unwrap(),
+            frame(&leaf_node(&right, "", &[]), BTREE_NODE_MAGIC).unwrap(),
+        );
+        let mut body = vec![1];
+        write_data_file_table(&mut body, &["d/x"]);
+        put_varint(&mut body, 2);
+        for field in [0, 3, 3, 0, 2] {
+            put_varint(&mut body, field); // key prefix, suffix lengths, subtree prefix lengths
+        }
+        body.extend_from_slice(b"a/0b/0");
+        for field in [0, 0, 0, l.len() as u64, l.len() as u64, r.len() as u64, 2, 2, 1, 1, 0, 0] {
+            put_varint(&mut body, field); // file ids, offsets, lengths, statistics
+        }
+        let root = frame(&body, BTREE_NODE_MAGIC).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        super::super::write_file(&dir.path().join("d/x"), &[l.clone(), r.clone(), root.clone()].concat())
+            .unwrap();
+        let stats = RootStats {
+            offset: (l.len() + r.len()) as u64,
+            length: root.len() as u64,
+            height: 1,
+            num_keys: 4,
+        };
+        let manifest = frame(&manifest_body("d/x", &stats, 0, 0), MANIFEST_MAGIC).unwrap();
+        super::super::write_file(&dir.path().join(MANIFEST), &manifest).unwrap();
+        let database = Database::open(dir.path()).unwrap();
+        let keys: Vec<&[u8]> = database.keys().collect();
+        assert_eq!(keys, [&b"a/0"[..], b"a/1", b"b/0", b"b/1"]);
+        assert_eq!(database.get(b"b/1").unwrap(), Some(vec![4]));
     }
 }

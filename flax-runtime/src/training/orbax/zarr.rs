@@ -339,7 +339,7 @@ mod tests {
         // A 3x5 int32 array in 2x2 chunks; chunk (1, 2) is missing and holds the fill value 7.
         let meta = r#"{"chunks":[2,2],"compressor":null,"dtype":"<i4","fill_value":7,"filters":null,"order":"C","shape":[3,5],"zarr_format":2}"#;
         let mut store = HashMap::from([("a/.zarray".to_owned(), meta.as_bytes().to_vec())]);
-        for (i, j) in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)] {
+        for (i, j) in [(0i32, 0i32), (0, 1), (0, 2), (1, 0), (1, 1)] {
             let values: Vec<u8> = (0..4).flat_map(|k| (100 * i + 10 * j + k).to_le_bytes()).collect();
             store.insert(format!("a/{i}.{j}"), values);
         }

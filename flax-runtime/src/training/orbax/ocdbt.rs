@@ -257,7 +257,13 @@ enum ValueRef {
 pub(crate) struct Database {
     root: PathBuf,
     entries: BTreeMap<Vec<u8>, ValueRef>,
+    /// Nodes read so far, bounded by [`MAX_NODES`].
+    nodes_read: usize,
 }
+
+/// The most B+tree nodes one database may take to read: a corrupt or hostile interior node
+/// could otherwise point at the same child over and over, level after level.
+const MAX_NODES: usize = 1 << 20;
 
 impl Database {
     /// Opens the database in `root` (the directory holding `manifest.ocdbt`), reading its
@@ -271,7 +277,7 @@ impl Database {
         let manifest_path = root.join(MANIFEST);
         let bytes = fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
         let root_node = read_manifest(&bytes).map_err(|e| corrupt(&manifest_path, e))?;
-        let mut database = Database { root: root.to_path_buf(), entries: BTreeMap::new() };
+        let mut database = Database { root: root.to_path_buf(), entries: BTreeMap::new(), nodes_read: 0 };
         if let Some((location, height)) = root_node {
             database.visit(&location, height, Vec::new())?;
         }
@@ -327,6 +333,10 @@ impl Database {
     /// records the entries of the leaves below it.
     fn visit(&mut self, location: &Location, height: u8, prefix: Vec<u8>) -> Result<()> {
         let path = self.data_file_path(&location.file.path)?;
+        self.nodes_read += 1;
+        if self.nodes_read > MAX_NODES {
+            return Err(corrupt(&path, format!("more than {MAX_NODES} B+tree nodes to read")));
+        }
         let encoded = self.read(location)?;
         let node_error =
             |e: String| corrupt(&path, format!("B+tree node at offset {}: {e}", location.offset));

@@ -187,17 +187,18 @@ impl Layout {
     }
 
     /// Every chunk's grid index, in C order (one empty index for a 0-d array; none when a
-    /// dimension is 0).
-    fn chunk_indices(&self) -> Vec<Vec<i64>> {
+    /// dimension is 0), one at a time: a corrupt shape may declare billions of chunks.
+    fn chunk_indices(&self) -> impl Iterator<Item = Vec<i64>> {
         let grid: Vec<i64> = self.shape.iter().zip(&self.chunks).map(|(s, c)| (s + c - 1) / c).collect();
-        let mut indices = vec![Vec::new()];
-        for &n in &grid {
-            indices = indices
-                .into_iter()
-                .flat_map(|prefix| (0..n).map(move |i| [prefix.clone(), vec![i]].concat()))
-                .collect();
-        }
-        indices
+        let count = grid.iter().try_fold(1u64, |n, &g| n.checked_mul(g as u64)).unwrap_or(u64::MAX);
+        (0..count).map(move |mut linear| {
+            let mut index = vec![0; grid.len()];
+            for (d, &g) in grid.iter().enumerate().rev() {
+                index[d] = (linear % g as u64) as i64;
+                linear /= g as u64;
+            }
+            index
+        })
     }
 
     fn chunk_key(&self, name: &str, index: &[i64]) -> String {

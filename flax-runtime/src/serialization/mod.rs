@@ -22,7 +22,8 @@
 //!   Flax models (`Dense_0.kernel`).
 //! - [`pytorch`]: a PyTorch `state_dict` saved as safetensors, converted to Flax's layout and
 //!   names (Linear and Conv transposes, BatchNorm statistics into `batch_stats`).
-//! - Checkpoint files (`checkpoint_<step>`) are [`crate::training::checkpoints`].
+//! - Checkpoint files (`checkpoint_<step>`) are [`crate::training::checkpoints`]; Orbax
+//!   checkpoint directories are [`crate::training::orbax`].
 //!
 //! # The format
 //! - A dictionary is a msgpack map with string keys; a [`Value::List`](crate::Value::List) is a
@@ -64,7 +65,7 @@
 
 mod chunking;
 mod msgpack;
-mod ndarray;
+pub(crate) mod ndarray;
 mod object_budget;
 pub mod pytorch;
 pub mod safetensors;

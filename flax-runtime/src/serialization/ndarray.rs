@@ -45,14 +45,23 @@ pub(crate) enum ArrayDtype {
 }
 
 impl ArrayDtype {
-    fn name(self) -> &'static str {
+    /// The dtype numpy calls `name` (ml_dtypes' names for bfloat16 and the float8 types), if
+    /// it is one arrays can restore to.
+    pub(crate) fn from_name(name: &[u8]) -> Option<Self> {
+        let kind = SERIALIZABLE_KINDS.into_iter().find(|&kind| dtype_name(kind).as_bytes() == name);
+        kind.map(ArrayDtype::Tensor).or_else(|| UintDtype::from_name(name).map(ArrayDtype::Uint))
+    }
+
+    /// numpy's name for the dtype.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ArrayDtype::Tensor(kind) => dtype_name(kind),
             ArrayDtype::Uint(dtype) => dtype.name(),
         }
     }
 
-    fn itemsize(self) -> usize {
+    /// The size of one element in bytes.
+    pub(crate) fn itemsize(self) -> usize {
         match self {
             ArrayDtype::Tensor(kind) => kind.elt_size_in_bytes(),
             ArrayDtype::Uint(dtype) => dtype.itemsize(),
@@ -67,14 +76,7 @@ const MAX_NDIM: usize = 64;
 /// `[shape, dtype name, bytes]`. The bytes are those of a contiguous CPU copy, so views, strided
 /// and CUDA tensors write the same bytes as their contiguous CPU equivalent.
 pub(crate) fn write_ndarray(out: &mut Vec<u8>, tensor: &Tensor, ext: ExtType) -> Result<()> {
-    let kind = tensor.f_kind()?;
-    if !SERIALIZABLE_KINDS.contains(&kind) {
-        return Err(Error::Value(format!(
-            "cannot serialize a tensor of kind {kind:?}: numpy has no dtype for it"
-        )));
-    }
-    // Conjugated or negated views (`conj()`) keep their data unresolved until asked.
-    let tensor = tensor.f_resolve_conj()?.f_resolve_neg()?;
+    let (kind, tensor) = serializable(tensor)?;
     let numel = tensor.numel();
     let nbytes = numel * kind.elt_size_in_bytes();
     write_ext_header(out, &tensor.size(), dtype_name(kind), nbytes, ext)?;
@@ -82,6 +84,31 @@ pub(crate) fn write_ndarray(out: &mut Vec<u8>, tensor: &Tensor, ext: ExtType) ->
     out.resize(start + nbytes, 0);
     // libtorch copies from any device and any strides into C order.
     Ok(tensor.f_copy_data_u8(&mut out[start..], numel)?)
+}
+
+/// The dtype and little-endian, C-order element bytes of `tensor` (of any device and strides),
+/// for writers of other formats than msgpack (Orbax's zarr arrays).
+///
+/// # Errors
+/// [`Error::Value`] for a kind numpy has no dtype for; [`Error::Torch`].
+pub(crate) fn tensor_to_raw(tensor: &Tensor) -> Result<(ArrayDtype, Vec<u8>)> {
+    let (kind, tensor) = serializable(tensor)?;
+    let numel = tensor.numel();
+    let mut out = vec![0; numel * kind.elt_size_in_bytes()];
+    tensor.f_copy_data_u8(&mut out, numel)?;
+    Ok((ArrayDtype::Tensor(kind), out))
+}
+
+/// `tensor`'s kind, checked to have a numpy dtype, and the tensor with its conjugated or
+/// negated views (`conj()`), which keep their data unresolved until asked, resolved.
+fn serializable(tensor: &Tensor) -> Result<(Kind, Tensor)> {
+    let kind = tensor.f_kind()?;
+    if !SERIALIZABLE_KINDS.contains(&kind) {
+        return Err(Error::Value(format!(
+            "cannot serialize a tensor of kind {kind:?}: numpy has no dtype for it"
+        )));
+    }
+    Ok((kind, tensor.f_resolve_conj()?.f_resolve_neg()?))
 }
 
 /// Writes a host-side unsigned array as extension type 1, exactly as Flax writes the numpy
@@ -127,6 +154,16 @@ pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Value> {
     let shape = shape_from_msgpack(&shape)?;
     let dtype = dtype_from_msgpack(&dtype)?;
     let buffer = bytes_like(&buffer).ok_or_else(|| malformed("array data is not a byte string"))?;
+    array_from_raw(shape, dtype, buffer)
+}
+
+/// The array of `shape` and `dtype` whose little-endian, C-order element bytes are `buffer`:
+/// a tensor, or a host-side [`UintArray`] for the unsigned dtypes tch has no kind for.
+///
+/// # Errors
+/// [`Error::Format`] when `buffer` is not exactly the bytes the shape needs, or a bool array
+/// holds bytes other than 0 and 1.
+pub(crate) fn array_from_raw(shape: Vec<i64>, dtype: ArrayDtype, buffer: &[u8]) -> Result<Value> {
     check_layout(&shape, dtype, buffer.len())?;
     match dtype {
         ArrayDtype::Tensor(Kind::Bool) if buffer.iter().any(|&b| b > 1) => {
@@ -167,10 +204,9 @@ fn shape_from_msgpack(value: &ValueRef) -> Result<Vec<i64>> {
 
 fn dtype_from_msgpack(value: &ValueRef) -> Result<ArrayDtype> {
     let name = bytes_like(value).ok_or_else(|| malformed("array dtype is not a string"))?;
-    let kind = SERIALIZABLE_KINDS.into_iter().find(|&kind| dtype_name(kind).as_bytes() == name);
-    kind.map(ArrayDtype::Tensor).or_else(|| UintDtype::from_name(name).map(ArrayDtype::Uint)).ok_or_else(
-        || malformed(format!("array dtype '{}' is unknown or unsupported", String::from_utf8_lossy(name))),
-    )
+    ArrayDtype::from_name(name).ok_or_else(|| {
+        malformed(format!("array dtype '{}' is unknown or unsupported", String::from_utf8_lossy(name)))
+    })
 }
 
 /// Checks that an array of `shape` and `dtype` is one numpy could hold (at most 64 dimensions)

@@ -68,9 +68,11 @@
 //! - The prefix is plain text: a path separator in it is an error (Flax would save into a
 //!   sub-directory that its own `latest_checkpoint` never lists), and glob characters in it
 //!   match themselves.
-//! - Only legacy checkpoints are written and read. Flax 0.12.8 saves with Orbax unless
+//! - Only legacy checkpoints are written. Flax 0.12.8 saves with Orbax unless
 //!   `flax_use_orbax_checkpointing` is turned off (the 0.6.10 the spec documents saves legacy
-//!   files by default); restoring an Orbax checkpoint directory here is an [`Error::Value`].
+//!   files by default); [`super::orbax`] writes Orbax checkpoints. Restoring reads both: as
+//!   in Flax, a checkpoint directory holding Orbax's marker files (`_METADATA`,
+//!   `manifest.ocdbt`, `checkpoint`) is restored through [`super::orbax`].
 //!   There are no multi-process (`save_checkpoint_multiprocess`, `_gda`) checkpoints, though
 //!   their `*_gda` folders are skipped when listing, as in Flax.
 
@@ -83,6 +85,8 @@ mod step;
 pub use async_checkpointer::AsyncCheckpointer;
 pub use natural_sort::natural_sort;
 pub use step::Step;
+
+use super::orbax::{self, is_orbax_checkpoint};
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::Value;
@@ -105,6 +109,9 @@ pub trait CheckpointTarget: Sized {
     /// Flax's `from_state_dict(target, state)`: a tree of `self`'s structure filled from
     /// `state`, as strict as `options` asks.
     fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self>;
+
+    /// The state dict of `self` (Flax's `to_state_dict`).
+    fn state_dict_value(&self) -> Value;
 }
 
 /// Every pytree checkpoints: variables, typed train states, optimizer states, user structs.
@@ -115,6 +122,10 @@ impl<T: Tree> CheckpointTarget for T {
 
     fn restore_state_dict(&self, state: Value, options: RestoreOptions) -> Result<Self> {
         crate::tree::from_state_dict_with(self, &state, options)
+    }
+
+    fn state_dict_value(&self) -> Value {
+        self.state_dict()
     }
 }
 
@@ -253,17 +264,21 @@ pub fn available_steps<S: FromStr>(ckpt_dir: impl AsRef<Path>, prefix: &str) -> 
 ///
 /// # Errors
 /// [`Error::StateDictMismatch`] listing every difference between the checkpoint and the
-/// target; [`Error::Format`] for a corrupt file; [`Error::Value`] for a missing `step` or an
-/// Orbax checkpoint; [`Error::Io`].
+/// target; [`Error::Format`] for a corrupt file or Orbax checkpoint; [`Error::Value`] for a
+/// missing `step`; [`Error::Io`].
 pub fn restore_checkpoint<T: CheckpointTarget>(
     ckpt_dir: impl AsRef<Path>,
     target: T,
     options: &RestoreCheckpointOptions,
 ) -> Result<T> {
-    match read_checkpoint(ckpt_dir.as_ref(), options)? {
-        Some(state) => target.restore_state_dict(state, options.state_dict),
-        None => Ok(target),
-    }
+    let Some(path) = find_checkpoint(ckpt_dir.as_ref(), options)? else { return Ok(target) };
+    let state = if is_orbax_checkpoint(&path) {
+        // Orbax restores its empty nodes into the target's (`None` into `{}`).
+        orbax::conform_empty_nodes(&target.state_dict_value(), orbax::restore_raw(&path)?)
+    } else {
+        read_file(&path)?
+    };
+    target.restore_state_dict(state, options.state_dict)
 }
 
 /// The state dict stored in a checkpoint, as is (Flax's `restore_checkpoint(ckpt_dir,
@@ -404,10 +419,32 @@ impl PendingSave {
 
 /// Finds and reads the checkpoint `options` selects; `None` when there is none.
 fn read_checkpoint(ckpt_dir: &Path, options: &RestoreCheckpointOptions) -> Result<Option<Value>> {
+    let Some(path) = find_checkpoint(ckpt_dir, options)? else { return Ok(None) };
+    if is_orbax_checkpoint(&path) {
+        return orbax::restore_raw(&path).map(Some);
+    }
+    read_file(&path).map(Some)
+}
+
+/// The state dict in the checkpoint file at `path`, checked against its checksum sidecar.
+fn read_file(path: &Path) -> Result<Value> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    checksum::verify(path, &bytes)?;
+    msgpack_restore(&bytes).map_err(|e| match e {
+        Error::Format { format, message } => {
+            Error::Format { format, message: format!("{}: {message}", path.display()) }
+        }
+        other => other,
+    })
+}
+
+/// The checkpoint `options` selects (Flax's lookup in `restore_checkpoint`); `None` when
+/// there is none.
+fn find_checkpoint(ckpt_dir: &Path, options: &RestoreCheckpointOptions) -> Result<Option<PathBuf>> {
     let prefix = options.prefix_str();
     check_prefix(prefix)?;
     let ckpt_dir = normalize(ckpt_dir);
-    let path = match options.step {
+    Ok(Some(match options.step {
         Some(step) => {
             let path = ckpt_dir.join(format!("{prefix}{step}"));
             if !exists(&path)? {
@@ -423,21 +460,7 @@ fn read_checkpoint(ckpt_dir: &Path, options: &RestoreCheckpointOptions) -> Resul
             }
         }
         None => ckpt_dir,
-    };
-    if is_orbax_checkpoint(&path) {
-        return Err(Error::Value(format!(
-            "{} is an Orbax checkpoint; only Flax's legacy msgpack checkpoints can be restored",
-            path.display()
-        )));
-    }
-    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    checksum::verify(&path, &bytes)?;
-    msgpack_restore(&bytes).map(Some).map_err(|e| match e {
-        Error::Format { format, message } => {
-            Error::Format { format, message: format!("{}: {message}", path.display()) }
-        }
-        other => other,
-    })
+    }))
 }
 
 /// The checkpoints in `dir`, in natural order: Flax's `_all_checkpoints`.
@@ -491,11 +514,6 @@ fn normalize(dir: &Path) -> PathBuf {
 /// Whether `path` exists (following links); errors other than "not found" are reported.
 fn exists(path: &Path) -> Result<bool> {
     path.try_exists().map_err(|e| Error::io(path, e))
-}
-
-/// Flax's `_is_orbax_checkpoint`: a directory holding Orbax's marker files.
-fn is_orbax_checkpoint(path: &Path) -> bool {
-    ["checkpoint", "_METADATA", "manifest.ocdbt"].iter().any(|marker| path.join(marker).exists())
 }
 
 /// Deletes a checkpoint and then its sidecar (so that a crash in between leaves a sidecar

@@ -4,7 +4,8 @@
 //!   updated by `apply_gradients`, extended with extra fields (`batch_stats`, metrics, …);
 //! - [`metrics`]: clu's `Average`, `Accuracy` and `Collection`, the quickstart's metrics;
 //! - [`EarlyStopping`] and the [`lr_schedule`] functions, with Flax's exact rules;
-//! - [`checkpoints`]: Flax's checkpoint files, for any tree.
+//! - [`checkpoints`]: Flax's checkpoint files, for any tree;
+//! - [`orbax`]: Orbax checkpoint directories (what Flax 0.12.8 saves), read and written.
 //!
 //! `examples/examples/quickstart.rs` trains the spec's CNN with all of them.
 
@@ -12,6 +13,7 @@ pub mod checkpoints;
 mod early_stopping;
 pub mod lr_schedule;
 pub mod metrics;
+pub mod orbax;
 mod train_state;
 
 pub use early_stopping::EarlyStopping;

@@ -1,0 +1,108 @@
+"""Checks, with pip-installed orbax-checkpoint 0.12.8, the Orbax checkpoints the Rust library wrote.
+
+`flax-runtime/tests/orbax_checkpoints.rs` (`written_checkpoints_restore_here_in_both_layouts`)
+saves `rust_tree()` to `$FLAX_RS_ORBAX_OUT`, by default `$CARGO_TARGET_DIR/tmp/orbax-rust`
+(`target/tmp/…` without CARGO_TARGET_DIR): `ocdbt/` (the default layout), `per_array/`
+(`Layout::PerArray`) and `manager/` (a `CheckpointManager` that kept steps 2 and 3). Run, from
+the repository root:
+
+    cargo test -p flax-runtime --test orbax_checkpoints
+    .golden-venv/bin/python scripts/golden/orbax_check_restore.py [DIR]
+
+It restores each with Orbax — raw with `PyTreeCheckpointer` and `StandardCheckpointer`, into
+an abstract target of `jax.ShapeDtypeStruct`s with `PyTreeRestore`, and the manager's latest
+step through `CheckpointManager` — and checks every value, dtype and shape against the tree
+the Rust test saved. It exits non-zero on any failure.
+"""
+
+import os
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def rust_tree():
+  """The tree `rust_tree()` in the Rust test builds, as Orbax restores it raw."""
+  return {
+    'params': {
+      'Dense_0': {
+        'kernel': (np.arange(600, dtype=np.float32) / 7.0).reshape(20, 30),
+        'bias': np.array([0.5, -1.5, 2.0], np.float32),
+      }
+    },
+    'bf16': np.array([1.5, -2.0], jnp.bfloat16),
+    'int32': np.array([-3, 0, 7], np.int32),
+    'bool': np.array([True, False]),
+    'key': np.array([0, 42], np.uint32),
+    'step': np.array(5, np.int32),
+    'lr': 0.25,
+    'epoch': 3,
+    'name': 'cnn',
+    'nothing': None,
+    'empty': {},
+    # A state dict's {"0": …, "1": …} is written as a sequence: Orbax gives back a list.
+    'opt_state': [{'count': np.array(2, np.int32)}, {}],
+  }
+
+
+def default_dir():
+  if 'FLAX_RS_ORBAX_OUT' in os.environ:
+    return pathlib.Path(os.environ['FLAX_RS_ORBAX_OUT'])
+  target = pathlib.Path(os.environ.get('CARGO_TARGET_DIR', 'target'))
+  return target / 'tmp' / 'orbax-rust'
+
+
+def check_same(expected, got, path=''):
+  if isinstance(expected, dict):
+    assert isinstance(got, dict), f'{path}: expected a dict, got {type(got)}'
+    assert sorted(expected) == sorted(got), f'{path}: keys {sorted(got)} != {sorted(expected)}'
+    for key in expected:
+      check_same(expected[key], got[key], f'{path}/{key}')
+  elif isinstance(expected, list):
+    assert isinstance(got, (list, tuple)), f'{path}: expected a list, got {type(got)}'
+    assert len(expected) == len(got), f'{path}: {len(got)} items, expected {len(expected)}'
+    for i, (e, g) in enumerate(zip(expected, got)):
+      check_same(e, g, f'{path}/{i}')
+  elif isinstance(expected, np.ndarray):
+    got = np.asarray(got)
+    assert got.dtype == expected.dtype, f'{path}: dtype {got.dtype} != {expected.dtype}'
+    assert got.shape == expected.shape, f'{path}: shape {got.shape} != {expected.shape}'
+    np.testing.assert_array_equal(got, expected, err_msg=path)
+  else:
+    assert type(got) is type(expected) and got == expected, f'{path}: {got!r} != {expected!r}'
+
+
+def main():
+  directory = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else default_dir()
+  if not directory.is_dir():
+    sys.exit(f'no checkpoints in {directory}: run the Rust test first')
+  expected = rust_tree()
+  for layout in ['ocdbt', 'per_array']:
+    path = (directory / layout).resolve()
+    check_same(expected, ocp.PyTreeCheckpointer().restore(path), layout)
+    check_same(expected, ocp.StandardCheckpointer().restore(path), layout)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding) if isinstance(x, np.ndarray) else x,
+      expected,
+    )
+    restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    restored = ocp.PyTreeCheckpointer().restore(
+      path, args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args)
+    )
+    assert isinstance(restored['params']['Dense_0']['kernel'], jax.Array)
+    check_same(expected, restored, f'{layout} (into a target)')
+    print(f'{layout}: Orbax restores what Rust wrote')
+  manager = ocp.CheckpointManager((directory / 'manager').resolve())
+  assert manager.all_steps() == [2, 3], manager.all_steps()
+  check_same(expected, manager.restore(manager.latest_step()), 'manager')
+  manager.close()
+  print('manager: steps [2, 3]; Orbax restores step 3 what Rust wrote')
+
+
+if __name__ == '__main__':
+  main()

@@ -7,9 +7,12 @@
 //! directory) and `DEP_FLAX_TORCH_CUDA` (`1` for a CUDA build), as `examples/build.rs` does.
 //!
 //! Also compiles every `csrc/*.cpp` (the thin shim: the libtorch operators tch's generated API
-//! leaves out, functorch's vmap levels, custom autograd functions, forward-mode AD), against
-//! the headers of the libtorch that torch-sys found, with torch-sys's flags (C++17 and its
-//! choice of the C++11 ABI), as torch-sys builds its own wrapper.
+//! leaves out, functorch's vmap levels, custom autograd functions, forward-mode AD, c10d's
+//! process groups), against the headers of the libtorch that torch-sys found, with
+//! torch-sys's flags (C++17 and its choice of the C++11 ABI), as torch-sys builds its own
+//! wrapper. `USE_C10D_GLOO` makes c10d's `ProcessGroupGloo.hpp` declare its class, and
+//! `csrc/third_party/gloo` holds the few Gloo headers it includes, which the PyPI wheel
+//! leaves out.
 
 use std::path::Path;
 
@@ -52,8 +55,10 @@ fn compile_csrc(lib: &Path) {
         .files(&sources)
         .include("csrc")
         .include("csrc/compat")
+        .include("csrc/third_party/gloo")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
+        .define("USE_C10D_GLOO", None)
         .warnings(false);
     if build.get_compiler().is_like_msvc() {
         build.flag("/std:c++17");

@@ -8,6 +8,7 @@ extern crate self as flax;
 
 pub mod core;
 pub mod data;
+pub mod distributed;
 pub mod nn;
 pub mod optax;
 pub mod random;

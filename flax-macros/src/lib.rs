@@ -9,16 +9,19 @@
 //! `#[derive(Tree)]` implements `flax::Tree` (pytrees) for a struct.
 //!
 //! Layout: `module_struct` and `module_impl` parse into small models and expand them;
-//! `checks` holds the body scans behind compile-time errors; `call_args` the `nn::CallArgs`
+//! `body` the syntax of compact bodies the passes share; `checks` holds the body scans
+//! behind compile-time errors; `shape` the compile-time shape checker of `#[shape(…)]`; `call_args` the `nn::CallArgs`
 //! impl that lets a `Sequential` call a module; `tree` is the derive. Nothing
 //! here panics on user input.
 
+mod body;
 mod call_args;
 mod checks;
 mod collection;
 mod module_impl;
 mod module_struct;
 mod params;
+mod shape;
 mod tree;
 
 use proc_macro::TokenStream;
@@ -53,6 +56,21 @@ pub fn compact(_attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut out = syn::Error::new(
         proc_macro2::Span::call_site(),
         "#[compact] is only valid on a method of an impl block marked #[module]",
+    )
+    .to_compile_error();
+    out.extend(item);
+    out.into()
+}
+
+/// Declares the tensor shapes of a module method (`#[shape(x: [B, 784] -> [B, 10])]`), checked
+/// at compile time through its body and at run time at each call. Only valid on a method of a
+/// `#[module]` impl block, which consumes it; reaching this macro means it was used elsewhere.
+#[proc_macro_attribute]
+pub fn shape(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let mut out = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "#[shape] is only valid on a method of an impl block marked #[module]",
     )
     .to_compile_error();
     out.extend(item);

@@ -145,6 +145,49 @@ impl Vae {
     }
 }
 
+/// A U-Net down block: its output, and the skip it hands to the up block.
+#[module]
+pub struct Down;
+
+#[module]
+impl Down {
+    #[compact]
+    #[shape(x: [B, 16, 16, 32] -> [B, 8, 8, 64])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let x = nn::Conv::new(64, vec![3, 3]).call(cx, x)?.relu();
+        nn::max_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid)
+    }
+}
+
+/// A U-Net up block: upsampled by a transposed convolution, concatenated with the skip.
+#[module]
+pub struct Up;
+
+#[module]
+impl Up {
+    #[compact]
+    #[shape(x: [B, 8, 8, 64], skip: [B, 16, 16, 32] -> [B, 16, 16, 32])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+        let x = nn::ConvTranspose::new(32, vec![2, 2]).strides(2.into()).call(cx, x)?;
+        let x = Tensor::cat(&[&x, skip], -1);
+        Ok(nn::Conv::new(32, vec![3, 3]).call(cx, &x)?.relu())
+    }
+}
+
+/// Both, declared, composed: the calls are checked against the blocks' declarations.
+#[module]
+pub struct UNet;
+
+#[module]
+impl UNet {
+    #[compact]
+    #[shape(x: [B, 16, 16, 32] -> [B, 16, 16, 32])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let down = Down::new().call(cx, x)?;
+        Up::new().call(cx, &down, x)
+    }
+}
+
 #[test]
 fn the_zoo_runs_with_its_declared_shapes() {
     let key = PRNGKey::new(0);
@@ -166,6 +209,11 @@ fn the_zoo_runs_with_its_declared_shapes() {
     let x = ones(&[2, 5, 16]);
     let v = encoder.init(key.clone(), &x).unwrap();
     assert_eq!(encoder.apply(&v, &x).unwrap().size(), [2, 5, 16]);
+
+    let unet = UNet::new();
+    let x = ones(&[2, 16, 16, 32]);
+    let v = unet.init(key.clone(), &x).unwrap();
+    assert_eq!(unet.apply(&v, &x).unwrap().size(), [2, 16, 16, 32]);
 
     let vae = Vae::new(20);
     let (x, eps) = (ones(&[4, 784]), ones(&[4, 20]));

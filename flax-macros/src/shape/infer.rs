@@ -54,6 +54,15 @@ pub struct Checker<'a> {
     output: Option<(Shape, String)>,
 }
 
+/// An argument as the user wrote it, near enough for a message (`&x`, `x.relu()`).
+fn source_text(expr: &syn::Expr) -> String {
+    quote::ToTokens::to_token_stream(expr)
+        .to_string()
+        .replace("& ", "&")
+        .replace(" . ", ".")
+        .replace(" (", "(")
+}
+
 /// The names a pattern binds.
 fn pattern_names(pat: &syn::Pat) -> Vec<String> {
     struct Names(Vec<String>);
@@ -609,8 +618,8 @@ impl<'a> Checker<'a> {
         let method = call.method.to_string();
         let rule = match (&layer, method.as_str()) {
             (Layer::Dense { features }, "call") => layers::dense(features, &x),
-            (Layer::Conv { features, kernel, geometry }, "call") => {
-                layers::conv(features, kernel, geometry, &x)
+            (Layer::Conv { features, kernel, geometry, transpose }, "call") => {
+                layers::conv(features, kernel, geometry, *transpose, &x)
             }
             (Layer::Embed { features, .. }, "call") => Ok(layers::embed(features, &x)),
             (Layer::Embed { num_embeddings, features }, "attend") => {
@@ -623,12 +632,7 @@ impl<'a> Checker<'a> {
                     path: path.clone(),
                     method: call.method.clone(),
                     args: (0..args.len()).map(shape_of).collect(),
-                    texts: call
-                        .args
-                        .iter()
-                        .skip(1)
-                        .map(|a| quote::ToTokens::to_token_stream(a).to_string())
-                        .collect(),
+                    texts: call.args.iter().skip(1).map(source_text).collect(),
                     span: call.span(),
                 });
                 return Val::Other;

@@ -5,7 +5,7 @@
 //! user's that happens to be called `Dense` is not mistaken for it.
 
 use super::dim::{show, Dim, Shape};
-use super::ops::{window_positions, Pad, Window};
+use super::ops::{transposed_positions, window_positions, Pad, TooLarge, Window};
 use crate::body::{builder_calls, constructor_path, innermost};
 
 /// A layer as far as its shape rule needs it.
@@ -13,8 +13,9 @@ use crate::body::{builder_calls, constructor_path, innermost};
 pub enum Layer {
     /// `Dense`: the last dimension becomes `features`.
     Dense { features: Dim },
-    /// `Conv`: `None` for a kernel size or spatial attribute the syntax does not show.
-    Conv { features: Dim, kernel: Option<Vec<i64>>, geometry: Option<Geometry> },
+    /// `Conv` (`ConvTranspose` when `transpose`): `None` for a kernel size or spatial
+    /// attribute the syntax does not show.
+    Conv { features: Dim, kernel: Option<Vec<i64>>, geometry: Option<Geometry>, transpose: bool },
     /// `Embed`.
     Embed { num_embeddings: Dim, features: Dim },
     /// The norms and `Dropout`: the output has the input's shape.
@@ -88,10 +89,11 @@ pub fn construction(
     let builders = builder_calls(expr);
     Some(match name.as_str() {
         "Dense" => Layer::Dense { features: args.first().map_or(Dim::Unknown, |a| dim(a)) },
-        "Conv" => Layer::Conv {
+        "Conv" | "ConvTranspose" => Layer::Conv {
             features: args.first().map_or(Dim::Unknown, |a| dim(a)),
             kernel: args.get(1).and_then(|a| int_list(a)),
             geometry: geometry(&builders),
+            transpose: name == "ConvTranspose",
         },
         "Embed" => Layer::Embed {
             num_embeddings: args.first().map_or(Dim::Unknown, |a| dim(a)),
@@ -227,6 +229,9 @@ fn geometry(builders: &[&syn::ExprMethodCall]) -> Option<Geometry> {
     Some(g)
 }
 
+/// The output positions of one spatial dimension (`window_positions`, `transposed_positions`).
+type Positions = fn(&Dim, &Window, &Pad) -> Result<Dim, TooLarge>;
+
 /// A shape rule's error: what went wrong, with both shapes.
 pub type Rule = Result<Shape, String>;
 
@@ -242,8 +247,16 @@ pub fn dense(features: &Dim, x: &Shape) -> Rule {
 }
 
 /// The spatial dimensions of a windowed op over `(*batch, spatial…, features)` inputs: the
-/// rank check and the output positions. `what` names the op in messages.
-pub fn windowed(what: &str, x: &Shape, window: &[i64], geometry: &Geometry, last: Option<Dim>) -> Rule {
+/// rank check and the output positions. `what` names the op in messages; `positions` counts
+/// the output positions of one dimension.
+pub fn windowed(
+    what: &str,
+    x: &Shape,
+    window: &[i64],
+    geometry: &Geometry,
+    last: Option<Dim>,
+    positions: Positions,
+) -> Rule {
     let n = window.len();
     let Some(dims) = x else { return Ok(None) };
     if dims.len() < n + 1 {
@@ -268,7 +281,7 @@ pub fn windowed(what: &str, x: &Shape, window: &[i64], geometry: &Geometry, last
             out[first + i] = Dim::Unknown;
             continue;
         }
-        out[first + i] = window_positions(&dims[first + i], &w, &geometry.padding).map_err(|too_large| {
+        out[first + i] = positions(&dims[first + i], &w, &geometry.padding).map_err(|too_large| {
             format!(
                 "{what}: the VALID window of extent {} does not fit dimension {} of size {} of the input {} \
                  (Flax would return a zero-size output)",
@@ -285,10 +298,18 @@ pub fn windowed(what: &str, x: &Shape, window: &[i64], geometry: &Geometry, last
     Ok(Some(out))
 }
 
-/// `Conv` on `x`.
-pub fn conv(features: &Dim, kernel: &Option<Vec<i64>>, geometry: &Option<Geometry>, x: &Shape) -> Rule {
+/// `Conv` (or `ConvTranspose`) on `x`.
+pub fn conv(
+    features: &Dim,
+    kernel: &Option<Vec<i64>>,
+    geometry: &Option<Geometry>,
+    transpose: bool,
+    x: &Shape,
+) -> Rule {
+    let (what, positions): (_, Positions) =
+        if transpose { ("nn::ConvTranspose", transposed_positions) } else { ("nn::Conv", window_positions) };
     match (kernel, geometry) {
-        (Some(kernel), Some(g)) => windowed("nn::Conv", x, kernel, g, Some(features.clone())),
+        (Some(kernel), Some(g)) => windowed(what, x, kernel, g, Some(features.clone()), positions),
         (Some(kernel), None) => {
             // The rank check holds whatever the geometry; the spatial sizes are unknown.
             let g = Geometry {
@@ -297,7 +318,7 @@ pub fn conv(features: &Dim, kernel: &Option<Vec<i64>>, geometry: &Option<Geometr
                 kernel_dilation: PerDim::All(1),
                 padding: Pad::Unknown,
             };
-            windowed("nn::Conv", x, kernel, &g, Some(features.clone()))
+            windowed(what, x, kernel, &g, Some(features.clone()), positions)
         }
         (None, _) => Ok(x.as_ref().map(|dims| {
             let mut out = vec![Dim::Unknown; dims.len()];
@@ -352,7 +373,7 @@ pub fn pool(what: &str, x: &Shape, window: &[i64], strides: Option<Vec<i64>>, pa
     };
     let padding = if matches!(padding, Pad::Same | Pad::Valid) { padding } else { Pad::Unknown };
     let g = Geometry { strides, input_dilation: PerDim::All(1), kernel_dilation: PerDim::All(1), padding };
-    windowed(what, x, window, &g, None)
+    windowed(what, x, window, &g, None, window_positions)
 }
 
 /// The pooling function a call path names, if any.

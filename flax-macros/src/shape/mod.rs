@@ -185,6 +185,19 @@ mod tests {
     }
 
     #[test]
+    fn a_unet_up_block_is_followed_through_the_skip() {
+        let found = errors(syn::parse_quote! {
+            #[shape(x: [B, 8, 8, 64], skip: [B, 16, 16, 32] -> [B, 16, 16, 32])]
+            pub fn call(&self, cx: &mut Scope, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
+                let x = nn::ConvTranspose::new(32, vec![2, 2]).strides(2.into()).call(cx, x)?;
+                Ok(Tensor::cat(&[&x, skip], -1))
+            }
+        });
+        assert_eq!(found.len(), 1);
+        assert!(found[0].ends_with("but this returns [B, 16, 16, 64]"), "{found:?}");
+    }
+
+    #[test]
     fn nothing_is_concluded_inside_branches_loops_and_closures() {
         let found = errors(syn::parse_quote! {
             #[shape(x: [B, 4] -> [B, 4])]

@@ -235,6 +235,19 @@ pub fn window_positions(input: &Dim, w: &Window, pad: &Pad) -> Result<Dim, TooLa
     Ok(Dim::lit((padded - extent) / w.stride + 1))
 }
 
+/// The output positions of one dimension of a transposed convolution (`lax.conv_transpose`:
+/// `in × stride` for `SAME`, `in × stride + max(extent − stride, 0)` for `VALID`).
+pub fn transposed_positions(input: &Dim, w: &Window, pad: &Pad) -> Result<Dim, TooLarge> {
+    let extent = (w.size - 1) * w.kernel_dilation + 1;
+    let grown = input.mul(&Dim::lit(w.stride));
+    Ok(match pad {
+        Pad::Same => grown,
+        Pad::Valid if extent <= w.stride => grown,
+        Pad::Valid => grown.add(&Dim::lit(extent - w.stride)),
+        _ => Dim::Unknown,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +262,7 @@ mod tests {
         let out = broadcast(&s(&[b.clone(), Dim::lit(64)]), &s(&[Dim::lit(64)])).unwrap();
         assert_eq!(show(&out), "[B, 64]");
         assert!(broadcast(&s(&[b.clone(), Dim::lit(64)]), &s(&[b.clone(), Dim::lit(32)])).is_err());
-        assert!(broadcast(&s(&[b.clone()]), &s(&[Dim::lit(32)])).is_ok(), "B may be 1 or 32");
+        assert!(broadcast(&Some(vec![b]), &s(&[Dim::lit(32)])).is_ok(), "B may be 1 or 32");
     }
 
     #[test]
@@ -273,5 +286,7 @@ mod tests {
         assert_eq!(window_positions(&Dim::lit(28), &w, &Pad::Valid).ok(), Some(Dim::lit(13)));
         assert!(window_positions(&Dim::lit(2), &w, &Pad::Valid).is_err());
         assert_eq!(window_positions(&Dim::atom("H"), &w, &Pad::Valid).ok(), Some(Dim::Unknown));
+        assert_eq!(transposed_positions(&Dim::lit(8), &w, &Pad::Same).ok(), Some(Dim::lit(16)));
+        assert_eq!(transposed_positions(&Dim::lit(8), &w, &Pad::Valid).ok(), Some(Dim::lit(17)));
     }
 }

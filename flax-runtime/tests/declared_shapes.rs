@@ -193,26 +193,26 @@ fn the_zoo_runs_with_its_declared_shapes() {
     let key = PRNGKey::new(0);
     let x = ones(&[3, 28, 28, 1]);
     let cnn = Cnn::new();
-    let v = cnn.init(key.clone(), &x).unwrap();
+    let v = cnn.init(key, &x).unwrap();
     assert_eq!(cnn.apply(&v, &x).unwrap().size(), [3, 10]);
 
     let mlp = Mlp::new(64, 7);
-    let v = mlp.init(key.clone(), &x).unwrap();
+    let v = mlp.init(key, &x).unwrap();
     assert_eq!(mlp.apply(&v, &x).unwrap().size(), [3, 7]);
 
     let block = BasicBlock::new();
     let x = ones(&[2, 32, 32, 16]);
-    let v = block.init(key.clone(), &x, false).unwrap();
+    let v = block.init(key, &x, false).unwrap();
     assert_eq!(block.apply(&v, &x, false).unwrap().size(), [2, 16, 16, 32]);
 
     let encoder = EncoderBlock::new(16, 4, 32);
     let x = ones(&[2, 5, 16]);
-    let v = encoder.init(key.clone(), &x).unwrap();
+    let v = encoder.init(key, &x).unwrap();
     assert_eq!(encoder.apply(&v, &x).unwrap().size(), [2, 5, 16]);
 
     let unet = UNet::new();
     let x = ones(&[2, 16, 16, 32]);
-    let v = unet.init(key.clone(), &x).unwrap();
+    let v = unet.init(key, &x).unwrap();
     assert_eq!(unet.apply(&v, &x).unwrap().size(), [2, 16, 16, 32]);
 
     let vae = Vae::new(20);

@@ -25,7 +25,7 @@ fn dims(shape: &DeclShape, run_time: bool) -> TokenStream {
         }
         DeclDim::Field(f) if run_time => {
             let name = f.to_string();
-            quote_spanned!(f.span()=> ::flax::__private::shape::Dim::Value(#name, (self.#f) as i64))
+            quote_spanned!(f.span()=> ::flax::__private::shape::Dim::Value(#name, ::flax::__private::shape::size(self.#f)))
         }
         DeclDim::Field(f) => {
             let name = f.to_string();

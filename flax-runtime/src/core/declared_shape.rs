@@ -182,6 +182,12 @@ pub const fn text(bytes: &[u8]) -> &str {
     unsafe { core::str::from_utf8_unchecked(bytes) }
 }
 
+/// The value of an integer field used as a declared dimension (one beyond `i64` matches no
+/// tensor).
+pub fn size<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
 /// The run-time check of one call of a declared method: each tensor against its declared
 /// shape, the symbols bound by the first tensor that has them.
 pub struct Guard {

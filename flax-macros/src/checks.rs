@@ -5,6 +5,7 @@
 //! submodule call in a method that is not `#[compact]` (`AssignSubModuleError`). Names built
 //! at run time, or repeated in different branches, are left to the runtime checks.
 
+use crate::body::{constructor_path, innermost, is_ident, string_literal};
 use syn::visit::Visit;
 
 /// Methods of `Scope` whose first argument is a name in the module's namespace.
@@ -34,33 +35,27 @@ struct Names<'a> {
     found: Vec<(String, proc_macro2::Span)>,
 }
 
-fn string_literal(expr: &syn::Expr) -> Option<&syn::LitStr> {
-    match expr {
-        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s),
-        _ => None,
-    }
-}
-
-fn is_path_to(expr: &syn::Expr, ident: &syn::Ident) -> bool {
-    matches!(expr, syn::Expr::Path(p) if p.path.is_ident(ident))
+/// A string literal argument: its value and span.
+fn string_literal_token(expr: &syn::Expr) -> Option<(String, proc_macro2::Span)> {
+    string_literal(expr).map(|value| (value, syn::spanned::Spanned::span(expr)))
 }
 
 impl<'ast> Visit<'ast> for Names<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         let method = call.method.to_string();
         let literal = if method == "name" {
-            call.args.first().and_then(string_literal)
-        } else if is_path_to(&call.receiver, self.scope) {
+            call.args.first().and_then(string_literal_token)
+        } else if is_ident(&call.receiver, self.scope) {
             match method.as_str() {
-                m if NAMING_METHODS.contains(&m) => call.args.first().and_then(string_literal),
-                "variable" => call.args.iter().nth(1).and_then(string_literal),
+                m if NAMING_METHODS.contains(&m) => call.args.first().and_then(string_literal_token),
+                "variable" => call.args.iter().nth(1).and_then(string_literal_token),
                 _ => None,
             }
         } else {
             None
         };
         if let Some(lit) = literal {
-            self.found.push((lit.value(), lit.span()));
+            self.found.push(lit);
         }
         syn::visit::visit_expr_method_call(self, call);
     }
@@ -87,31 +82,23 @@ struct Declarations<'a> {
     errors: Vec<syn::Error>,
 }
 
-/// The `Type` of a `Type::new(…)` call at the root of a method chain, if that is the root.
-fn constructed_type(mut expr: &syn::Expr) -> Option<&syn::Path> {
-    loop {
-        match expr {
-            syn::Expr::MethodCall(m) => expr = &m.receiver,
-            syn::Expr::Call(c) => {
-                let syn::Expr::Path(p) = &*c.func else { return None };
-                let segments = &p.path.segments;
-                return (segments.len() >= 2 && segments.last()?.ident == "new").then_some(&p.path);
-            }
-            _ => return None,
-        }
-    }
+/// The `Type::new` path of a `Type::new(…)` call at the root of a method chain, if that is the root.
+fn constructed_type(expr: &syn::Expr) -> Option<&syn::Path> {
+    let syn::Expr::Call(c) = innermost(expr) else { return None };
+    let syn::Expr::Path(p) = &*c.func else { return None };
+    constructor_path(c).is_some().then_some(&p.path)
 }
 
 impl<'ast> Visit<'ast> for Declarations<'_> {
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         let method = call.method.to_string();
-        if is_path_to(&call.receiver, self.scope) && NAMING_METHODS[..3].contains(&method.as_str()) {
+        if is_ident(&call.receiver, self.scope) && NAMING_METHODS[..3].contains(&method.as_str()) {
             self.errors.push(syn::Error::new(
                 call.method.span(),
                 "params are declared in the #[compact] method; mark this method #[compact] or move \
                  the declaration there (Flax's AssignSubModuleError)",
             ));
-        } else if call.args.first().is_some_and(|a| is_path_to(a, self.scope)) {
+        } else if call.args.first().is_some_and(|a| is_ident(a, self.scope)) {
             if let Some(path) = constructed_type(&call.receiver) {
                 let ty: Vec<String> =
                     path.segments.iter().take(path.segments.len() - 1).map(|s| s.ident.to_string()).collect();

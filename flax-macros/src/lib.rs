@@ -9,16 +9,19 @@
 //! `#[derive(Tree)]` implements `flax::Tree` (pytrees) for a struct.
 //!
 //! Layout: `module_struct` and `module_impl` parse into small models and expand them;
-//! `checks` holds the body scans behind compile-time errors; `call_args` the `nn::CallArgs`
+//! `body` the syntax of compact bodies the passes share; `checks` holds the body scans
+//! behind compile-time errors; `shape` the compile-time shape checker of `#[shape(…)]`; `call_args` the `nn::CallArgs`
 //! impl that lets a `Sequential` call a module; `tree` is the derive. Nothing
 //! here panics on user input.
 
+mod body;
 mod call_args;
 mod checks;
 mod collection;
 mod module_impl;
 mod module_struct;
 mod params;
+mod shape;
 mod tree;
 
 use proc_macro::TokenStream;
@@ -53,6 +56,52 @@ pub fn compact(_attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut out = syn::Error::new(
         proc_macro2::Span::call_site(),
         "#[compact] is only valid on a method of an impl block marked #[module]",
+    )
+    .to_compile_error();
+    out.extend(item);
+    out.into()
+}
+
+/// Declares the tensor shapes of a module method, checked at compile time through its body
+/// and at run time at each call:
+///
+/// ```ignore
+/// #[module]
+/// impl Cnn {
+///     #[compact]
+///     #[shape(x: [B, 28, 28, 1] -> [B, 10])]
+///     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> { … }
+/// }
+/// ```
+///
+/// Inputs are `name: [dims]` for tensor arguments (`&Tensor`/`Tensor`), comma-separated;
+/// `-> [dims]` declares a tensor output (leave it out for other outputs). A dimension is an
+/// integer, a symbol (`B`: one size wherever it appears in the declaration), an integer field
+/// of the module (`self.features`) or `_` (any size).
+///
+/// At compile time `#[module]` follows the body statement by statement (the library's layers
+/// through `nn::…` paths, tensor methods, broadcasting operators, `Tensor::cat`; see the
+/// README's "Compile-time shapes") and reports only errors that hold for every size of the
+/// symbols and fields, each at the expression at fault with both shapes: the declared output
+/// differs, a layer gets the wrong rank, a `reshape` cannot keep the element count, a binary
+/// op or concatenation mixes incompatible shapes, a `VALID` window is larger than its input,
+/// or a declared module is called with an input its own declaration rejects (checked by
+/// rustc through the callee's generated `__FLAX_SHAPE` constant, so also across crates).
+/// Code it cannot follow (branches, loops, closures, unknown calls) gives unknown shapes,
+/// from which nothing is concluded.
+///
+/// At run time each call checks its tensors (and a declared output) against the declaration,
+/// the symbols taking the sizes they first meet, and returns `flax::Error::DeclaredShape`
+/// naming the module path, the argument and the dimension. Undeclared methods get no check.
+///
+/// Only valid on a method of a `#[module]` impl block, which consumes it; reaching this macro
+/// means it was used elsewhere.
+#[proc_macro_attribute]
+pub fn shape(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let mut out = syn::Error::new(
+        proc_macro2::Span::call_site(),
+        "#[shape] is only valid on a method of an impl block marked #[module]",
     )
     .to_compile_error();
     out.extend(item);

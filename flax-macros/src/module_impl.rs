@@ -9,6 +9,7 @@
 //! block is `#[module(custom_call_args)]`.
 
 use crate::checks;
+use crate::shape::{self, expand::DeclaredMethod, Declaration};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
@@ -21,6 +22,8 @@ struct ScopeMethod {
     scope_index: usize,
     /// The `T` of the `Result<T>` the method returns.
     output: syn::Type,
+    /// Its `#[shape(…)]` declaration.
+    shape: Option<Declaration>,
 }
 
 pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
@@ -49,6 +52,10 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
     for impl_item in item.items.iter_mut() {
         let syn::ImplItem::Fn(f) = impl_item else { continue };
         let compact = take_compact_attr(f);
+        let declaration = shape::decl::take(f).unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        });
         if compact && compact_seen {
             errors.push(syn::Error::new(
                 f.sig.ident.span(),
@@ -58,7 +65,11 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
         }
         compact_seen |= compact;
         match classify(f, compact) {
-            Ok(Some(m)) => methods.push(m),
+            Ok(Some(m)) => methods.push(ScopeMethod { shape: declaration, ..m }),
+            Ok(None) if declaration.is_some() => errors.push(syn::Error::new(
+                f.sig.ident.span(),
+                "#[shape] declares the tensors of a module method: one taking `cx: &mut Scope`",
+            )),
             Ok(None) => {}
             Err(e) => errors.push(e),
         }
@@ -78,8 +89,42 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
     if errors.any() {
         return errors.with(quote!(#item));
     }
-    let generated = generate(&item, &methods, custom_call_args);
+    // Shape errors leave the expansion whole: one error per mistake, not one per use.
+    let mut declared = Vec::new();
+    for m in &methods {
+        declared.push(m.shape.as_ref().and_then(|d| {
+            let args: Vec<(Option<syn::Ident>, &syn::Type)> = typed_args(&m.method)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i != m.scope_index)
+                .map(|(_, a)| (pat_ident(&a.pat), &*a.ty))
+                .collect();
+            shape::resolve(d, &m.method.sig.ident, &args, &m.output)
+                .map_err(|es| es.into_iter().for_each(|e| errors.push(e)))
+                .ok()
+        }));
+    }
+    let mut call_checks = Vec::new();
+    for (m, d) in methods.iter().zip(&declared) {
+        let checked = match (d, scope_ident(&m.method, m.scope_index)) {
+            (Some(d), Some(scope)) => {
+                let generics = item.generics.type_params().chain(m.method.sig.generics.type_params());
+                shape::check(d, &m.method.block, &scope, generics.map(|p| p.ident.to_string()).collect())
+            }
+            _ => shape::Checked { errors: Vec::new(), call_checks: Vec::new() },
+        };
+        checked.errors.into_iter().for_each(|e| errors.push(e));
+        call_checks.push(checked.call_checks);
+    }
+    let generated = generate(&item, &methods, &declared, &call_checks, custom_call_args);
     errors.with(generated)
+}
+
+fn pat_ident(pat: &syn::Pat) -> Option<syn::Ident> {
+    match pat {
+        syn::Pat::Ident(p) => Some(p.ident.clone()),
+        _ => None,
+    }
 }
 
 #[derive(Default)]
@@ -159,7 +204,7 @@ fn classify(f: &syn::ImplItemFn, compact: bool) -> syn::Result<Option<ScopeMetho
             "a module method returns `flax::Result<T>` (errors of params and submodules propagate with `?`)",
         )
     })?;
-    Ok(Some(ScopeMethod { method: f.clone(), compact, scope_index, output }))
+    Ok(Some(ScopeMethod { method: f.clone(), compact, scope_index, output, shape: None }))
 }
 
 /// `T` of a return type `Result<T>` / `flax::Result<T>` / `Result<T, E>`.
@@ -184,7 +229,13 @@ fn scope_ident(f: &syn::ImplItemFn, scope_index: usize) -> Option<syn::Ident> {
     }
 }
 
-fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod], custom_call_args: bool) -> TokenStream {
+fn generate(
+    item: &syn::ItemImpl,
+    methods: &[ScopeMethod],
+    declared: &[Option<DeclaredMethod<'_>>],
+    call_checks: &[Vec<TokenStream>],
+    custom_call_args: bool,
+) -> TokenStream {
     let call_args = methods
         .iter()
         .find(|m| m.method.sig.ident == "call")
@@ -192,17 +243,19 @@ fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod], custom_call_args: boo
         .and_then(|m| crate::call_args::generate(item, &m.method, m.scope_index, &m.output));
     let mut item = item.clone();
     let mut extra = Vec::new();
-    for m in methods {
+    for ((m, declared), checks) in methods.iter().zip(declared).zip(call_checks) {
         let name = &m.method.sig.ident;
         let hidden = format_ident!("__flax_impl_{}", name);
         for impl_item in item.items.iter_mut() {
             if let syn::ImplItem::Fn(f) = impl_item {
                 if f.sig.ident == *name {
-                    *f = wrapper(m, &hidden);
+                    *f = wrapper(m, &hidden, declared.as_ref());
                 }
             }
         }
         let mut inner = m.method.clone();
+        let checks = checks.iter().map(|c| -> syn::Stmt { syn::parse_quote!(#c) });
+        inner.block.stmts.splice(0..0, checks);
         inner.sig.ident = hidden;
         inner.vis = syn::Visibility::Inherited;
         inner.attrs.retain(|a| !a.path().is_ident("doc"));
@@ -215,6 +268,8 @@ fn generate(item: &syn::ItemImpl, methods: &[ScopeMethod], custom_call_args: boo
     if let Some(entry) = entry {
         extra.extend(init_apply(entry));
     }
+    let contracts: Vec<&DeclaredMethod<'_>> = declared.iter().flatten().collect();
+    extra.extend(shape::expand::contracts(&contracts));
     item.items.extend(extra);
     let params = plain_self_ident(&item).map(|ident| {
         let compact = methods
@@ -246,7 +301,7 @@ fn arg_names(m: &ScopeMethod) -> Vec<syn::Ident> {
     (0..typed_args(&m.method).len()).map(|i| format_ident!("__flax_arg{}", i)).collect()
 }
 
-fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
+fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMethod<'_>>) -> syn::ImplItemFn {
     let mut f = m.method.clone();
     let names = arg_names(m);
     let mut i = 0;
@@ -282,6 +337,24 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
             quote!((&::flax::__private::Probe(&#n)).__flax_check_defined(&*#scope, <Self as ::flax::Module>::TYPE_NAME, #method_name, #user)?;)
         },
     );
+    let body = match declared {
+        None => quote!(|__flax_cx| self.#hidden(#(#pass),*)),
+        Some(declared) => {
+            let args: Vec<TokenStream> = names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != m.scope_index)
+                .map(|(_, n)| quote!(#n))
+                .collect();
+            let (before, after) = shape::expand::guard(declared, &args, shape::is_tensor(&m.output));
+            quote!(|__flax_cx| {
+                #before
+                let __flax_out = self.#hidden(#(#pass),*)?;
+                #after
+                ::flax::Result::Ok(__flax_out)
+            })
+        }
+    };
     f.block = syn::parse_quote!({
         #[allow(unused_imports)]
         use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeTypeName as _, ViaDescribeValue as _, ViaIntermediate as _, ViaOpaque as _, ViaCheckTensors as _, ViaNoTensors as _};
@@ -293,7 +366,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident) -> syn::ImplItemFn {
             <Self as ::flax::Module>::TYPE_NAME,
             #method_name,
             #compact,
-            |__flax_cx| self.#hidden(#(#pass),*),
+            #body,
             |__flax_out| (&::flax::__private::Probe(__flax_out)).__flax_intermediate(),
             __flax_inputs,
         )

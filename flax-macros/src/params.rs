@@ -18,6 +18,7 @@
 //! constructor's arguments (a module with a parent keeps its place in the tree, so the
 //! holder's own view may not match). All are reached through `tree`.
 
+use crate::body::{constructor_path, innermost, is_ident, string_literal};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use std::rc::Rc;
@@ -117,17 +118,6 @@ fn scan(body: &syn::Block, scope: &syn::Ident) -> Vec<Entry> {
     s.entries
 }
 
-fn string_literal(expr: &syn::Expr) -> Option<String> {
-    match expr {
-        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
-        _ => None,
-    }
-}
-
-fn is_ident(expr: &syn::Expr, ident: &syn::Ident) -> bool {
-    matches!(expr, syn::Expr::Path(p) if p.path.is_ident(ident))
-}
-
 /// `Type::new(…).a(…).name("x")…`: the type path and the name given (`Some(None)` when the
 /// name is not a literal).
 fn construction(mut expr: &syn::Expr) -> Option<(syn::Path, Option<Option<String>>)> {
@@ -153,31 +143,6 @@ fn construction(mut expr: &syn::Expr) -> Option<(syn::Path, Option<Option<String
 /// `sequential![…]` (`flax::sequential!`), which constructs a `Sequential`.
 fn is_sequential_macro(mac: &syn::Macro) -> bool {
     mac.path.segments.last().is_some_and(|s| s.ident == "sequential")
-}
-
-/// `Type::new(…)`: the type path.
-fn constructor_path(call: &syn::ExprCall) -> Option<syn::Path> {
-    let syn::Expr::Path(p) = &*call.func else { return None };
-    let segments = &p.path.segments;
-    if segments.len() < 2 || segments.last()?.ident != "new" {
-        return None;
-    }
-    let mut path = p.path.clone();
-    path.segments.pop();
-    let last = path.segments.pop()?.into_value();
-    path.segments.push(last);
-    Some(path)
-}
-
-/// The call or macro at the bottom of a builder chain `Type::new(…).a(…).b(…)`.
-fn innermost(mut expr: &syn::Expr) -> &syn::Expr {
-    loop {
-        match expr {
-            syn::Expr::MethodCall(m) => expr = &m.receiver,
-            syn::Expr::Paren(p) => expr = &p.expr,
-            _ => return expr,
-        }
-    }
 }
 
 /// The library's generic modules, whose params type cannot be named without their generic

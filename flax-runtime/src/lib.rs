@@ -30,7 +30,7 @@ pub use crate::core::scope::Scope;
 pub use crate::core::variable::Variable;
 pub use crate::transforms::autodiff::{grad, grad_with_aux, value_and_grad, value_and_grad_with_aux};
 pub use crate::tree::Tree;
-pub use flax_macros::{compact, module};
+pub use flax_macros::{compact, module, shape};
 pub use tch;
 
 #[doc(hidden)]
@@ -40,8 +40,8 @@ pub use crate::core::private as __private;
 pub mod prelude {
     pub use crate::nn;
     pub use crate::{
-        compact, module, ApplyOptions, CollectionFilter, FrozenDict, Module, PRNGKey, Result, Rngs, Scope,
-        Variables,
+        compact, module, shape, ApplyOptions, CollectionFilter, FrozenDict, Module, PRNGKey, Result, Rngs,
+        Scope, Variables,
     };
     pub use tch::{Device, Kind, Tensor};
 }

@@ -6,3 +6,11 @@ fn compile_time_errors() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/*.rs");
 }
+
+/// The shape checker's errors (`#[shape(…)]`), one case per kind; run alone with
+/// `cargo test -p flax-ui-tests -- shape_errors`.
+#[test]
+fn shape_errors() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/shape/*.rs");
+}

@@ -170,6 +170,12 @@ pub enum Error {
     #[error("{scope}: {transform}: {message}")]
     Transform { transform: &'static str, scope: String, message: String },
 
+    /// A tensor's shape violates the `#[shape(…)]` declaration of a module method, checked
+    /// when the method is called: `argument` (or `output`) at dimension `axis` (`None`: the
+    /// rank differs).
+    #[error("{scope}: {message}")]
+    DeclaredShape { scope: String, argument: String, axis: Option<usize>, message: String },
+
     /// A module or function called with arguments it does not take, as a layer of a
     /// `Sequential` passes them on (Flax raises Python's `TypeError`); `scope` is the path of
     /// the module that called it.

@@ -103,6 +103,7 @@ pub mod apply;
 pub mod array_repr;
 pub mod batching;
 pub mod custom_function;
+pub mod declared_shape;
 pub mod errors;
 pub mod filter;
 pub mod forward_ad;

@@ -13,6 +13,7 @@ use crate::core::scope::Scope;
 use std::fmt::Debug;
 use tch::{Device, Tensor};
 
+pub use crate::core::declared_shape as shape;
 pub use crate::core::naming::ModuleHandle;
 pub use crate::core::repr::module_repr;
 

@@ -1,0 +1,132 @@
+//! What a declaration adds to the expansion: the contract constant other modules' checks
+//! read, the run-time guard in the method's wrapper, and the `const` checks of calls of user
+//! modules in a declared body.
+
+use super::decl::{DeclDim, DeclShape, Declaration};
+use super::dim::show;
+use super::infer::UserCall;
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+
+/// A declared method: its name, declaration and the positions of the declared inputs among
+/// the arguments after the scope.
+pub struct DeclaredMethod<'a> {
+    pub method: String,
+    pub declaration: &'a Declaration,
+    pub positions: Vec<usize>,
+}
+
+fn dims(shape: &DeclShape, run_time: bool) -> TokenStream {
+    let dims = shape.dims.iter().map(|d| match d {
+        DeclDim::Lit(n) => quote!(::flax::__private::shape::Dim::Size(#n)),
+        DeclDim::Sym(s) => {
+            let name = s.to_string();
+            quote!(::flax::__private::shape::Dim::Sym(#name))
+        }
+        DeclDim::Field(f) if run_time => {
+            let name = f.to_string();
+            quote_spanned!(f.span()=> ::flax::__private::shape::Dim::Value(#name, ::flax::__private::shape::size(self.#f)))
+        }
+        DeclDim::Field(f) => {
+            let name = f.to_string();
+            quote!(::flax::__private::shape::Dim::Field(#name))
+        }
+        DeclDim::Any => quote!(::flax::__private::shape::Dim::Any),
+    });
+    quote!([#(#dims),*])
+}
+
+/// `__FLAX_SHAPE`: the contracts of the block's declared methods, an inherent constant that
+/// takes precedence over `Undeclared`'s (so it is read across crates, by rustc).
+pub fn contracts(methods: &[&DeclaredMethod<'_>]) -> Option<syn::ImplItem> {
+    if methods.is_empty() {
+        return None;
+    }
+    let items = methods.iter().map(|m| {
+        let (method, text) = (&m.method, m.declaration.text());
+        let inputs = m.declaration.inputs.iter().zip(&m.positions).map(|(input, position)| {
+            let name = input.name.to_string();
+            let dims = dims(&input.shape, false);
+            quote!(::flax::__private::shape::Input { name: #name, position: #position, dims: &#dims })
+        });
+        quote!(::flax::__private::shape::Contract { method: #method, text: #text, inputs: &[#(#inputs),*] })
+    });
+    Some(syn::parse_quote! {
+        #[doc(hidden)]
+        pub const __FLAX_SHAPE: &'static [::flax::__private::shape::Contract] = &[#(#items),*];
+    })
+}
+
+/// The guard's statements around the hidden call in the wrapper: before (input checks, on
+/// the argument expressions `args`) and after (the output check on `__flax_out`).
+pub fn guard(
+    m: &DeclaredMethod<'_>,
+    args: &[TokenStream],
+    output_is_tensor: bool,
+) -> (TokenStream, TokenStream) {
+    let (method, text) = (&m.method, m.declaration.text());
+    let inputs = m.declaration.inputs.iter().zip(&m.positions).map(|(input, &position)| {
+        let name = input.name.to_string();
+        let dims = dims(&input.shape, true);
+        let arg = &args[position];
+        quote! {
+            __flax_guard.check(&*__flax_cx, #name, ::core::borrow::Borrow::<::flax::tch::Tensor>::borrow(&#arg), &#dims)?;
+        }
+    });
+    let before = quote! {
+        let mut __flax_guard = ::flax::__private::shape::Guard::new(<Self as ::flax::Module>::TYPE_NAME, #method, #text);
+        #(#inputs)*
+    };
+    let after = match (&m.declaration.output, output_is_tensor) {
+        (Some(out), true) => {
+            let dims = dims(out, true);
+            quote!(__flax_guard.check(&*__flax_cx, "output", &__flax_out, &#dims)?;)
+        }
+        _ => quote!(),
+    };
+    (before, after)
+}
+
+/// A `const` item, spanned on the call, that rustc evaluates: the call's argument shapes
+/// against the callee's contract (nothing when it declares none).
+pub fn user_call_check(call: &UserCall) -> TokenStream {
+    let path = &call.path;
+    let method = call.method.to_string();
+    let given = call.args.iter().map(|a| match a {
+        Some(dims) => {
+            let dims = dims.iter().map(|d| match d.as_lit() {
+                Some(n) => quote!(::flax::__private::shape::Dim::Size(#n)),
+                None => quote!(::flax::__private::shape::Dim::Any),
+            });
+            quote!(::core::option::Option::Some(&[#(#dims),*]))
+        }
+        None => quote!(::core::option::Option::None),
+    });
+    let passed: Vec<String> = call
+        .args
+        .iter()
+        .zip(&call.texts)
+        .filter_map(|(a, text)| {
+            a.as_ref().map(|dims| format!("`{text}` of shape {}", show(&Some(dims.to_vec()))))
+        })
+        .collect();
+    let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
+    let prefix = format!(
+        "shape mismatch: this call passes {} to `{callee}`, which declares #[shape(",
+        passed.join(", ")
+    );
+    let span = call.span;
+    quote_spanned! {span=>
+        const _: () = {
+            #[allow(unused_imports)]
+            use ::flax::__private::shape::Undeclared as _;
+            const __FLAX_CONTRACTS: &[::flax::__private::shape::Contract] = #path::__FLAX_SHAPE;
+            const __FLAX_DECLARED: &str = ::flax::__private::shape::declaration(__FLAX_CONTRACTS, #method);
+            const __FLAX_N: usize = #prefix.len() + __FLAX_DECLARED.len() + 2;
+            const __FLAX_MESSAGE: [u8; __FLAX_N] = ::flax::__private::shape::join(&[#prefix, __FLAX_DECLARED, ")]"]);
+            if !::flax::__private::shape::accepts(__FLAX_CONTRACTS, #method, &[#(#given),*]) {
+                ::core::panic!("{}", ::flax::__private::shape::text(&__FLAX_MESSAGE));
+            }
+        };
+    }
+}

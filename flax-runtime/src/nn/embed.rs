@@ -106,9 +106,9 @@ impl Embed {
 /// from the end, ids still out of range give rows of the fill value.
 ///
 /// Ids on the CPU all in `0..n` (checked with one `aminmax`) are looked up by libtorch's
-/// `embedding`, the kernel PyTorch's `nn.Embedding` runs (its backward sums the rows'
-/// gradients without the masks); elsewhere, and on other devices (where reading the check
-/// would wait for the device), by wrapping, `index_select` and a mask.
+/// `embedding`, the kernel PyTorch's `nn.Embedding` runs; other ids, and ids on other devices
+/// (where reading the check would wait for the device), by wrapping, `index_select` and a
+/// mask.
 fn take(table: &Tensor, ids: &Tensor, out_shape: &[i64]) -> Result<Tensor> {
     let n = table.size()[0];
     let ids = match ids.kind() {

@@ -300,7 +300,7 @@ impl BatchNorm {
         if fusable {
             let layout = ChannelsSecond::of(&shape, &feature_axes);
             let fused = normalize.fused(x, &params, |x, scale, bias| {
-                let x = layout.to_torch(x)?;
+                let x = layout.arrange(x)?;
                 let y = match &running {
                     Some((mean, var)) => {
                         let kind = x.kind();
@@ -316,7 +316,7 @@ impl BatchNorm {
                         y
                     }
                 };
-                layout.from_torch(y)
+                layout.restore(y)
             })?;
             if let Some(y) = fused {
                 if let Some((mean, invstd)) = batch {
@@ -378,6 +378,7 @@ enum ChannelsSecond {
 }
 
 impl ChannelsSecond {
+    /// The layout for an input of `shape` with features on `feature_axes`.
     fn of(shape: &[i64], feature_axes: &[i64]) -> Self {
         let rank = shape.len();
         let features = feature_axes.iter().map(|&a| shape[a as usize]).product();
@@ -395,7 +396,8 @@ impl ChannelsSecond {
         }
     }
 
-    fn to_torch(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x` in libtorch's `(N, C, …)` layout.
+    fn arrange(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             ChannelsSecond::AsIs => x.shallow_clone(),
             ChannelsSecond::Trailing { features, .. } => x.f_reshape([-1, *features])?,
@@ -405,7 +407,8 @@ impl ChannelsSecond {
         })
     }
 
-    fn from_torch(&self, y: Tensor) -> Result<Tensor> {
+    /// A result in libtorch's layout back in the input's.
+    fn restore(&self, y: Tensor) -> Result<Tensor> {
         Ok(match self {
             ChannelsSecond::AsIs => y,
             ChannelsSecond::Trailing { shape, .. } => y.f_reshape(shape)?,

@@ -263,7 +263,9 @@ impl BatchNorm {
     /// Runs as libtorch's `native_batch_norm` (training and evaluation) unless `axis_name` is
     /// set (the statistics are then averaged across the mapped axis first, by Flax's formula),
     /// or, in evaluation, the running averages require gradients (libtorch's kernel does not
-    /// differentiate them).
+    /// differentiate them). On the fused path the updated running averages are computed from
+    /// the kernel's batch statistics cut from the graph: no gradient flows from the new
+    /// `batch_stats` back to `x` (Flax's would carry one, which training never reads).
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor, use_running_average: Option<bool>) -> Result<Tensor> {
         let use_running_average =

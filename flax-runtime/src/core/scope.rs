@@ -367,6 +367,10 @@ impl<'v> Scope<'v> {
         self.require_mutable_params(&name)?;
         let key = self.make_rng("params")?;
         let value = init.init(key, shape, (dtype, self.config.device))?;
+        // Flax's arrays are C-ordered; some initializers compute others (the orthogonal one's
+        // QR is column-major, a constant may be a broadcast view, which an in-place optimizer
+        // step could not write).
+        let value = if value.is_contiguous() { value } else { value.f_contiguous()? };
         self.put("params", name, Value::Tensor(value.shallow_clone()));
         Ok(value)
     }

@@ -56,11 +56,10 @@ impl Dense {
         } else {
             None
         };
-        let two_d = shape.len() == 2;
         if self.dtype.is_none() {
             // Fast path: inputs and params of one dtype need no promotion, and libtorch
             // refuses mixed dtypes, so only a failure pays for asking the dtypes.
-            if let Ok(y) = linear(inputs, &kernel, bias.as_ref(), two_d) {
+            if let Ok(y) = linear(inputs, &kernel, bias.as_ref()) {
                 return Ok(y);
             }
         }
@@ -75,18 +74,25 @@ impl Dense {
         };
         let kernel = if kernel_kind == kind { kernel } else { kernel.f_to_kind(kind)? };
         let bias = bias.map(|b| cast(b, kind)).transpose()?;
-        let y = linear(x, &kernel, bias.as_ref(), two_d)?;
-        Ok(y)
+        linear(x, &kernel, bias.as_ref())
     }
 }
 
-/// `x @ kernel + bias` in one kernel launch where libtorch has one (`addmm` for matrices).
-fn linear(x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>, two_d: bool) -> Result<Tensor> {
-    Ok(match bias {
-        Some(b) if two_d => b.f_addmm(x, kernel)?,
-        Some(b) => x.f_matmul(kernel)?.f_add(b)?,
-        None => x.f_matmul(kernel)?,
-    })
+/// `x @ kernel + bias` over the last axis of `x` (of any rank) with a `(in, out)` kernel, as
+/// one kernel launch: `addmm` on `x` viewed as a matrix (a view unless `x` is not
+/// contiguous, when `matmul` would copy it too), `matmul` without a bias.
+fn linear(x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let Some(b) = bias else { return Ok(x.f_matmul(kernel)?) };
+    let shape = x.size();
+    if shape.len() == 2 {
+        return Ok(b.f_addmm(x, kernel)?);
+    }
+    let (lead, in_features) = shape.split_at(shape.len().saturating_sub(1));
+    let rows: i64 = lead.iter().product();
+    let y = b.f_addmm(&x.f_reshape([rows, in_features.iter().product()])?, kernel)?;
+    let mut out_shape = lead.to_vec();
+    out_shape.extend(&kernel.size()[1..]);
+    Ok(y.f_reshape(out_shape)?)
 }
 
 /// An initializer run on a flat 2-D (or 1-D) shape and reshaped to the param's shape, as
@@ -167,13 +173,21 @@ impl DenseGeneral {
         let order: Vec<i64> = batch_dims.iter().chain(&free).chain(&axis).map(|&d| d as i64).collect();
         let free_shape: Vec<i64> = free.iter().map(|&d| shape[d]).collect();
         let n_free: i64 = free_shape.iter().product();
-        let x = cast(inputs.shallow_clone(), kind)?.f_permute(order)?.f_reshape([
-            n_batch,
-            n_free,
-            n_contracted,
-        ])?;
+        let x = cast(inputs.shallow_clone(), kind)?.f_permute(order)?;
+        let out_shape = [batch_shape.as_slice(), &free_shape, &features].concat();
+        if batch_dims.is_empty() {
+            // One matrix product with the bias fused in (attention's projections).
+            let x = x.f_reshape([n_free, n_contracted])?;
+            let k = cast(kernel, kind)?.f_reshape([n_contracted, n_features])?;
+            let b = match bias {
+                Some(b) => Some(cast(b, kind)?.f_reshape([n_features])?),
+                None => None,
+            };
+            return Ok(linear(&x, &k, b.as_ref())?.f_reshape(out_shape)?);
+        }
+        let x = x.f_reshape([n_batch, n_free, n_contracted])?;
         let k = cast(kernel, kind)?.f_reshape([n_batch, n_contracted, n_features])?;
-        let y = x.f_matmul(&k)?.f_reshape([batch_shape.as_slice(), &free_shape, &features].concat())?;
+        let y = x.f_matmul(&k)?.f_reshape(out_shape)?;
         match bias {
             // The bias broadcasts over the free dims: batch dims, then ones, then features.
             Some(b) => {

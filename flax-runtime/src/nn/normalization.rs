@@ -1,9 +1,18 @@
 //! Normalization layers (Flax's `flax.linen.normalization`): `BatchNorm`, `LayerNorm`,
 //! `RMSNorm`, `GroupNorm`.
 //!
-//! Statistics are computed in at least float32 (`promote_types(dtype or x.dtype, float32)`)
-//! as `E[x²] - E[x]²` clipped at 0; `y = (x - mean) · rsqrt(var + ε) · scale + bias`, cast to
-//! the promoted dtype of the input and params (or `dtype`).
+//! Statistics are computed in at least float32 (`promote_types(dtype or x.dtype, float32)`);
+//! `y = (x - mean) · rsqrt(var + ε) · scale + bias`, cast to the promoted dtype of the input
+//! and params (or `dtype`).
+//!
+//! Each layer runs as the fused libtorch kernel PyTorch's own layer calls where that kernel
+//! computes this (`native_batch_norm`, `layer_norm`, `rms_norm`, `group_norm`, forward and
+//! backward in one kernel each): for real floating inputs with the usual axes (see each
+//! layer). The kernels compute the variance as `E[(x - E[x])²]` (Flax's
+//! `use_fast_variance=False` formula), which equals Flax's default `E[x²] - E[x]²` up to
+//! float rounding, and is the more accurate of the two where `E[x]² ≫ Var[x]`. The cases no
+//! kernel expresses (other axes, complex inputs, `axis_name`, empty inputs) run Flax's
+//! formula, op by op, as `_compute_stats` and `_normalize` write it.
 //!
 //! `BatchNorm`'s `axis_name` averages the statistics over the members of an enclosing
 //! `vmap(axis_name=…)` (Flax's `lax.pmean`; see [`Scope::pmean`]). Left out on purpose:
@@ -19,6 +28,7 @@
 
 use crate::core::errors::Result;
 use crate::core::scope::Scope;
+use crate::core::variable::Variable;
 use crate::module;
 use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, promote_types, result_dtype};
@@ -84,24 +94,55 @@ struct Normalize<'a> {
 }
 
 impl Normalize<'_> {
-    /// Flax's `_normalize`: `(x - mean) · rsqrt(var + ε) · scale + bias`, with `scale` and
-    /// `bias` params over `feature_axes` (in that order of creation), `mean`/`var` having the
+    /// The `scale` and `bias` params (those in use, created in that order) of shape
+    /// `param_shape`.
+    fn params(&self, cx: &mut Scope<'_>, param_shape: &[i64]) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let scale = match self.use_scale {
+            true => Some(cx.param_with_dtype("scale", self.scale_init, param_shape, self.param_dtype)?),
+            false => None,
+        };
+        let bias = match self.use_bias {
+            true => Some(cx.param_with_dtype("bias", self.bias_init, param_shape, self.param_dtype)?),
+            false => None,
+        };
+        Ok((scale, bias))
+    }
+
+    /// The dtype of the result: `dtype`, or the promotion of the input and the params in use
+    /// (Flax's `canonicalize_dtype`, which keeps floating results floating).
+    fn output_kind(&self, x: &Tensor, scale: Option<&Tensor>, bias: Option<&Tensor>) -> Result<Kind> {
+        let args: Vec<&Tensor> = [Some(x), scale, bias].into_iter().flatten().collect();
+        let kind = result_dtype(&args, self.dtype)?;
+        Ok(if is_real_float(kind) { kind } else { Kind::Float })
+    }
+
+    /// The dtype a fused kernel computes in: the one Flax's formula computes `y` in, that is
+    /// the statistics' dtype promoted with the input's and the params'; `None` where no
+    /// kernel computes it (complex numbers).
+    fn fused_kind(&self, x: &Tensor, scale: Option<&Tensor>, bias: Option<&Tensor>) -> Option<Kind> {
+        let stats = promote_types(self.dtype.unwrap_or(x.kind()), Kind::Float);
+        let kind =
+            [Some(x), scale, bias].into_iter().flatten().fold(stats, |k, t| promote_types(k, t.kind()));
+        is_real_float(kind).then_some(kind)
+    }
+
+    /// Flax's `_normalize` given the [`params`](Self::params): `(x - mean) · rsqrt(var + ε) ·
+    /// scale + bias`, with `scale` and `bias` over `feature_axes`, `mean`/`var` having the
     /// shape of `x` without `reduction_axes`.
     fn apply(
         &self,
-        cx: &mut Scope<'_>,
         x: &Tensor,
         (mean, var): (Tensor, Tensor),
+        (scale, bias): (Option<Tensor>, Option<Tensor>),
         reduction_axes: &[i64],
         feature_axes: &[i64],
     ) -> Result<Tensor> {
         let shape = x.size();
         let mut feature_shape = vec![1; shape.len()];
-        let mut param_shape = Vec::with_capacity(feature_axes.len());
         for &ax in feature_axes {
             feature_shape[ax as usize] = shape[ax as usize];
-            param_shape.push(shape[ax as usize]);
         }
+        let kind = self.output_kind(x, scale.as_ref(), bias.as_ref())?;
         let (mut mean, mut var) = (mean, var);
         for &ax in reduction_axes {
             mean = mean.f_unsqueeze(ax)?;
@@ -109,29 +150,48 @@ impl Normalize<'_> {
         }
         let mut y = x.f_sub(&mean)?;
         let mut mul = var.f_add_scalar(self.epsilon)?.f_rsqrt()?;
-        let mut args = vec![x.shallow_clone()];
-        if self.use_scale {
-            let scale = cx.param_with_dtype("scale", self.scale_init, &param_shape, self.param_dtype)?;
-            let scale = scale.f_reshape(&feature_shape)?;
-            mul = mul.f_mul(&scale)?;
-            args.push(scale);
+        if let Some(scale) = &scale {
+            mul = mul.f_mul(&scale.f_reshape(&feature_shape)?)?;
         }
         y = y.f_mul(&mul)?;
-        if self.use_bias {
-            let bias = cx.param_with_dtype("bias", self.bias_init, &param_shape, self.param_dtype)?;
-            let bias = bias.f_reshape(&feature_shape)?;
-            y = y.f_add(&bias)?;
-            args.push(bias);
+        if let Some(bias) = &bias {
+            y = y.f_add(&bias.f_reshape(&feature_shape)?)?;
         }
-        let args: Vec<&Tensor> = args.iter().collect();
-        let kind = result_dtype(&args, self.dtype)?;
-        let kind = if matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double) {
-            kind
-        } else {
-            Kind::Float
-        };
         cast(y, kind)
     }
+
+    /// Runs `kernel` on `x`, `scale` and `bias` cast to the dtype Flax's formula computes in
+    /// and casts its result to Flax's output dtype; `Ok(None)` (nothing computed) where no
+    /// kernel computes that dtype.
+    fn fused(
+        &self,
+        x: &Tensor,
+        (scale, bias): &(Option<Tensor>, Option<Tensor>),
+        kernel: impl FnOnce(&Tensor, Option<&Tensor>, Option<&Tensor>) -> Result<Tensor>,
+    ) -> Result<Option<Tensor>> {
+        let Some(kind) = self.fused_kind(x, scale.as_ref(), bias.as_ref()) else { return Ok(None) };
+        let out_kind = self.output_kind(x, scale.as_ref(), bias.as_ref())?;
+        let [scale, bias] =
+            [scale, bias].map(|t| t.as_ref().map(|t| cast(t.shallow_clone(), kind)).transpose());
+        let y = kernel(&cast(x.shallow_clone(), kind)?, scale?.as_ref(), bias?.as_ref())?;
+        Ok(Some(cast(y, out_kind)?))
+    }
+}
+
+/// The sizes of `shape` on `axes`.
+fn sizes(shape: &[i64], axes: &[i64]) -> Vec<i64> {
+    axes.iter().map(|&a| shape[a as usize]).collect()
+}
+
+/// Whether `kind` is a real floating dtype (the dtypes libtorch's normalization kernels take).
+fn is_real_float(kind: Kind) -> bool {
+    matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)
+}
+
+/// Whether `axes` (canonical: sorted, distinct) are the last `axes.len()` axes of a rank-`rank`
+/// input, the axes libtorch's `layer_norm`/`rms_norm` normalize over.
+fn trailing(axes: &[i64], rank: usize) -> bool {
+    !axes.is_empty() && axes.iter().enumerate().all(|(i, &a)| a == (rank - axes.len() + i) as i64)
 }
 
 /// The [`Normalize`] settings of a layer with Flax's usual normalization attributes.
@@ -199,6 +259,13 @@ pub struct BatchNorm {
 #[module]
 impl BatchNorm {
     /// Normalizes `x`; `use_running_average` here or as the attribute, not both.
+    ///
+    /// Runs as libtorch's `native_batch_norm` (training and evaluation) unless `axis_name` is
+    /// set (the statistics are then averaged across the mapped axis first, by Flax's formula),
+    /// or, in evaluation, the running averages require gradients (libtorch's kernel does not
+    /// differentiate them). On the fused path the updated running averages are computed from
+    /// the kernel's batch statistics cut from the graph: no gradient flows from the new
+    /// `batch_stats` back to `x` (Flax's would carry one, which training never reads).
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor, use_running_average: Option<bool>) -> Result<Tensor> {
         let use_running_average =
@@ -214,35 +281,147 @@ impl BatchNorm {
         let ra_var = cx.variable("batch_stats", "var", |cx| {
             Ok(Tensor::f_ones(&feature_shape, (Kind::Float, cx.device()))?)
         })?;
-        let stats = if use_running_average {
-            (ra_mean.value(cx)?, ra_var.value(cx)?)
-        } else {
-            if reduction_axes.iter().any(|&a| shape[a as usize] == 0) {
-                // Flax averages over no examples and writes NaN into `batch_stats`, which is
-                // then saved; here that is an error instead.
-                return Err(shape_error(
-                    cx,
-                    format!(
-                        "BatchNorm in training needs examples to average over; the input {shape:?} has none"
-                    ),
-                ));
-            }
-            let axis = self.axis_name.as_deref().map(|name| (&*cx, name));
-            let (mean, var) = compute_stats_over(x, &reduction_axes, self.dtype, true, axis)?;
-            if !cx.is_initializing() {
-                let keep = |average: Tensor, batch: &Tensor| -> Result<Tensor> {
-                    Ok(average
-                        .f_mul_scalar(self.momentum)?
-                        .f_add(&batch.f_mul_scalar(1.0 - self.momentum)?)?)
-                };
-                let new_mean = keep(ra_mean.value(cx)?, &mean)?;
-                let new_var = keep(ra_var.value(cx)?, &var)?;
-                ra_mean.set_value(cx, new_mean)?;
-                ra_var.set_value(cx, new_var)?;
-            }
-            (mean, var)
+        if !use_running_average && reduction_axes.iter().any(|&a| shape[a as usize] == 0) {
+            // Flax averages over no examples and writes NaN into `batch_stats`, which is
+            // then saved; here that is an error instead.
+            return Err(shape_error(
+                cx,
+                format!("BatchNorm in training needs examples to average over; the input {shape:?} has none"),
+            ));
+        }
+        let normalize = normalize_of!(self);
+        let params = normalize.params(cx, &feature_shape)?;
+        let running = match use_running_average {
+            true => Some((ra_mean.value(cx)?, ra_var.value(cx)?)),
+            false => None,
         };
-        normalize_of!(self).apply(cx, x, stats, &reduction_axes, &feature_axes)
+        let fusable = self.axis_name.is_none()
+            && x.numel() > 0
+            && running.as_ref().is_none_or(|(m, v)| !m.requires_grad() && !v.requires_grad());
+        let mut batch = None;
+        if fusable {
+            let layout = ChannelsSecond::of(&shape, &feature_axes);
+            let fused = normalize.fused(x, &params, |x, scale, bias| {
+                let x = layout.arrange(x)?;
+                let y = match &running {
+                    Some((mean, var)) => {
+                        let kind = x.kind();
+                        let (mean, var) =
+                            (cast(mean.shallow_clone(), kind)?, cast(var.shallow_clone(), kind)?);
+                        x.f_native_batch_norm(scale, bias, Some(&mean), Some(&var), false, 0.0, self.epsilon)?
+                            .0
+                    }
+                    None => {
+                        let (y, mean, invstd) =
+                            x.f_native_batch_norm(scale, bias, None, None, true, 0.0, self.epsilon)?;
+                        batch = Some((mean, invstd));
+                        y
+                    }
+                };
+                layout.restore(y)
+            })?;
+            if let Some(y) = fused {
+                if let Some((mean, invstd)) = batch {
+                    // The kernel returns `1 / sqrt(var + ε)` of the biased batch variance.
+                    let var = invstd
+                        .f_detach()?
+                        .f_pow_tensor_scalar(-2)?
+                        .f_sub_scalar(self.epsilon)?
+                        .f_clamp_min(0.0)?;
+                    self.update_running_averages(cx, (&ra_mean, &ra_var), (&mean.f_detach()?, &var))?;
+                }
+                return Ok(y);
+            }
+        }
+        let stats = match running {
+            Some(stats) => stats,
+            None => {
+                let axis = self.axis_name.as_deref().map(|name| (&*cx, name));
+                let (mean, var) = compute_stats_over(x, &reduction_axes, self.dtype, true, axis)?;
+                self.update_running_averages(cx, (&ra_mean, &ra_var), (&mean, &var))?;
+                (mean, var)
+            }
+        };
+        normalize.apply(x, stats, params, &reduction_axes, &feature_axes)
+    }
+}
+
+impl BatchNorm {
+    /// `average = momentum · average + (1 - momentum) · batch statistic` for the mean and the
+    /// (biased) variance, except during `init` (Flax's rule).
+    fn update_running_averages(
+        &self,
+        cx: &mut Scope<'_>,
+        (ra_mean, ra_var): (&Variable, &Variable),
+        (mean, var): (&Tensor, &Tensor),
+    ) -> Result<()> {
+        if cx.is_initializing() {
+            return Ok(());
+        }
+        let keep = |average: Tensor, batch: &Tensor| -> Result<Tensor> {
+            Ok(average.f_mul_scalar(self.momentum)?.f_add(&batch.f_mul_scalar(1.0 - self.momentum)?)?)
+        };
+        let new_mean = keep(ra_mean.value(cx)?, mean)?;
+        let new_var = keep(ra_var.value(cx)?, var)?;
+        ra_mean.set_value(cx, new_mean)?;
+        ra_var.set_value(cx, new_var)
+    }
+}
+
+/// How an input with features on `feature_axes` is laid out for libtorch's batch norm, which
+/// normalizes over every axis of `(N, C, …)` but `C`.
+enum ChannelsSecond {
+    /// Features on axis 1: already libtorch's layout.
+    AsIs,
+    /// Features on the last axes: viewed as `(examples, features)` (no copy when contiguous).
+    Trailing { shape: Vec<i64>, features: i64 },
+    /// Any other axes: permuted (features last) and copied into `(examples, features)`.
+    Permuted { order: Vec<i64>, permuted: Vec<i64>, features: i64 },
+}
+
+impl ChannelsSecond {
+    /// The layout for an input of `shape` with features on `feature_axes`.
+    fn of(shape: &[i64], feature_axes: &[i64]) -> Self {
+        let rank = shape.len();
+        let features = feature_axes.iter().map(|&a| shape[a as usize]).product();
+        if rank > 2 && feature_axes == [1] {
+            ChannelsSecond::AsIs
+        } else if trailing(feature_axes, rank) {
+            ChannelsSecond::Trailing { shape: shape.to_vec(), features }
+        } else {
+            let order: Vec<i64> = (0..rank as i64)
+                .filter(|a| !feature_axes.contains(a))
+                .chain(feature_axes.iter().copied())
+                .collect();
+            let permuted = order.iter().map(|&a| shape[a as usize]).collect();
+            ChannelsSecond::Permuted { order, permuted, features }
+        }
+    }
+
+    /// `x` in libtorch's `(N, C, …)` layout.
+    fn arrange(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            ChannelsSecond::AsIs => x.shallow_clone(),
+            ChannelsSecond::Trailing { features, .. } => x.f_reshape([-1, *features])?,
+            ChannelsSecond::Permuted { order, features, .. } => {
+                x.f_permute(order)?.f_reshape([-1, *features])?
+            }
+        })
+    }
+
+    /// A result in libtorch's layout back in the input's.
+    fn restore(&self, y: Tensor) -> Result<Tensor> {
+        Ok(match self {
+            ChannelsSecond::AsIs => y,
+            ChannelsSecond::Trailing { shape, .. } => y.f_reshape(shape)?,
+            ChannelsSecond::Permuted { order, permuted, .. } => {
+                let mut inverse = vec![0; order.len()];
+                for (i, &a) in order.iter().enumerate() {
+                    inverse[a as usize] = i as i64;
+                }
+                y.f_reshape(permuted)?.f_permute(inverse)?
+            }
+        })
     }
 }
 
@@ -282,15 +461,27 @@ pub struct LayerNorm {
 
 #[module]
 impl LayerNorm {
-    /// Normalizes `x`.
+    /// Normalizes `x`: as libtorch's `layer_norm` when the reduction axes are the last axes
+    /// and the params (if any) span the same axes, by Flax's formula otherwise.
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let rank = x.dim();
+        let (shape, rank) = (x.size(), x.dim());
         let reduction_axes = canonical_axes(cx, rank, &self.reduction_axes.to_tuple())?;
         let feature_axes = canonical_axes(cx, rank, &self.feature_axes.to_tuple())?;
-        let stats = compute_stats(x, &reduction_axes, self.dtype, true)?;
         let normalize = normalize_of!(self);
-        normalize.apply(cx, x, stats, &reduction_axes, &feature_axes)
+        let params = normalize.params(cx, &sizes(&shape, &feature_axes))?;
+        let unscaled = params.0.is_none() && params.1.is_none();
+        if x.numel() > 0 && trailing(&reduction_axes, rank) && (reduction_axes == feature_axes || unscaled) {
+            let normalized = sizes(&shape, &reduction_axes);
+            let fused = normalize.fused(x, &params, |x, scale, bias| {
+                Ok(x.f_layer_norm(&normalized, scale, bias, self.epsilon, true)?)
+            })?;
+            if let Some(y) = fused {
+                return Ok(y);
+            }
+        }
+        let stats = compute_stats(x, &reduction_axes, self.dtype, true)?;
+        normalize.apply(x, stats, params, &reduction_axes, &feature_axes)
     }
 }
 
@@ -323,13 +514,13 @@ pub struct RMSNorm {
 
 #[module]
 impl RMSNorm {
-    /// Normalizes `x`.
+    /// Normalizes `x`: as libtorch's `rms_norm` when the reduction axes are the last axes and
+    /// the scale (if any) spans the same axes, by Flax's formula otherwise.
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let rank = x.dim();
+        let (shape, rank) = (x.size(), x.dim());
         let reduction_axes = canonical_axes(cx, rank, &self.reduction_axes.to_tuple())?;
         let feature_axes = canonical_axes(cx, rank, &self.feature_axes.to_tuple())?;
-        let stats = compute_stats(x, &reduction_axes, self.dtype, false)?;
         let zeros = initializers::zeros().into();
         let normalize = Normalize {
             dtype: self.dtype,
@@ -340,7 +531,20 @@ impl RMSNorm {
             bias_init: &zeros,
             scale_init: &self.scale_init,
         };
-        normalize.apply(cx, x, stats, &reduction_axes, &feature_axes)
+        let params = normalize.params(cx, &sizes(&shape, &feature_axes))?;
+        if x.numel() > 0
+            && trailing(&reduction_axes, rank)
+            && (reduction_axes == feature_axes || !self.use_scale)
+        {
+            let normalized = sizes(&shape, &reduction_axes);
+            let fused = normalize
+                .fused(x, &params, |x, scale, _| Ok(x.f_rms_norm(&normalized, scale, self.epsilon)?))?;
+            if let Some(y) = fused {
+                return Ok(y);
+            }
+        }
+        let stats = compute_stats(x, &reduction_axes, self.dtype, false)?;
+        normalize.apply(x, stats, params, &reduction_axes, &feature_axes)
     }
 }
 
@@ -381,7 +585,9 @@ pub struct GroupNorm {
 
 #[module]
 impl GroupNorm {
-    /// Normalizes `x` of shape `(batch, …, features)`.
+    /// Normalizes `x` of shape `(batch, …, features)`: as libtorch's `group_norm` (on a copy
+    /// of the input in libtorch's `(batch, features, positions)` layout), by Flax's formula
+    /// for an empty input or one of rank 1.
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let shape = x.size();
@@ -391,6 +597,28 @@ impl GroupNorm {
         let num_groups = self.groups_for(cx, channels)?;
         let group_size = channels / num_groups;
         let rank = shape.len() as i64;
+        let normalize = normalize_of!(self);
+        let params = normalize.params(cx, &[channels])?;
+        if x.numel() > 0 && rank >= 2 {
+            let fused = normalize.fused(x, &params, |x, scale, bias| {
+                // libtorch's layout `(batch, features, positions)`, copied: its channels-last
+                // kernels are slower than the copies on the CPU (6x, forward), and their
+                // backward crashes when the params need gradients and the input does not.
+                Ok(match rank {
+                    2 => x.f_group_norm(num_groups, scale, bias, self.epsilon, true)?,
+                    _ => x
+                        .f_reshape([shape[0], -1, channels])?
+                        .f_permute([0, 2, 1])?
+                        .f_contiguous()?
+                        .f_group_norm(num_groups, scale, bias, self.epsilon, true)?
+                        .f_permute([0, 2, 1])?
+                        .f_reshape(&shape)?,
+                })
+            })?;
+            if let Some(y) = fused {
+                return Ok(y);
+            }
+        }
         let mut group_shape = shape[..shape.len() - 1].to_vec();
         group_shape.extend([num_groups, group_size]);
         // Per example and group: every axis but the batch axis and the group axis.
@@ -399,9 +627,8 @@ impl GroupNorm {
         let (mean, var) = compute_stats(&x.f_reshape(&group_shape)?, &stat_axes, self.dtype, true)?;
         let mean = mean.f_repeat_interleave_self_int(group_size, -1, None)?;
         let var = var.f_repeat_interleave_self_int(group_size, -1, None)?;
-        let normalize = normalize_of!(self);
         let reduction_axes: Vec<i64> = (1..rank - 1).collect();
-        normalize.apply(cx, x, (mean, var), &reduction_axes, &[rank - 1])
+        normalize.apply(x, (mean, var), params, &reduction_axes, &[rank - 1])
     }
 }
 

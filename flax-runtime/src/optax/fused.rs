@@ -49,22 +49,21 @@ extern "C" {
 }
 
 /// Whether the fused kernels handle these leaves as the per-leaf kernels would: the tensors
-/// they write (`written`: the parameters, then each state tree) contiguous, since the CPU
-/// kernels write through raw pointers, and the gradients of any layout (the kernels are
-/// given contiguous copies of those that are not, such as a convolution kernel's gradient,
-/// which autograd returns in libtorch's layout); every tensor floating point and on one
-/// device, every list as long as the parameters' with the same dtypes and shapes.
+/// they write (`written`: the parameters, then each state tree) dense (each covers its
+/// memory without gaps or overlaps, in any order of axes: see [`flat_leaves`]), the
+/// gradients of any layout; every tensor floating point and on one device, every list as
+/// long as the parameters' with the same dtypes and shapes.
 pub(crate) fn fusable(written: &[&[&Tensor]], grads: &[&Tensor]) -> bool {
     let Some(params) = written.first() else { return false };
     let Some(first) = params.first() else { return false };
     let device = first.device();
     let floating =
         |t: &Tensor| matches!(t.f_kind(), Ok(Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16));
-    let like_params = |group: &[&Tensor], contiguous: bool| {
+    let like_params = |group: &[&Tensor], dense: bool| {
         group.len() == params.len()
             && group.iter().zip(params.iter()).all(|(t, p)| {
                 floating(t)
-                    && (!contiguous || t.is_contiguous())
+                    && (!dense || is_dense(t))
                     && t.device() == device
                     && t.f_kind().ok() == p.f_kind().ok()
                     && t.size() == p.size()
@@ -73,9 +72,72 @@ pub(crate) fn fusable(written: &[&[&Tensor]], grads: &[&Tensor]) -> bool {
     written.iter().all(|group| like_params(group, true)) && like_params(grads, false)
 }
 
-/// Contiguous versions of `grads`: the same tensors where they already are.
-fn contiguous(grads: &[&Tensor]) -> Vec<Tensor> {
-    grads.iter().map(|g| g.contiguous()).collect()
+/// Whether `t` covers its memory without gaps or overlaps (libtorch's
+/// `is_non_overlapping_and_dense`): its strides, sorted, are the running products of its sizes.
+fn is_dense(t: &Tensor) -> bool {
+    let (size, stride) = (t.size(), t.stride());
+    if size.contains(&0) {
+        return true;
+    }
+    let mut axes: Vec<(i64, i64)> =
+        size.iter().zip(&stride).filter(|(&n, _)| n != 1).map(|(&n, &s)| (s, n)).collect();
+    axes.sort_unstable();
+    let mut expected = 1;
+    axes.iter().all(|&(s, n)| {
+        let ok = s == expected;
+        expected *= n;
+        ok
+    })
+}
+
+/// Whether `a` and `b` (of one shape) lay their elements out in the same order in memory.
+fn same_layout(a: &Tensor, b: &Tensor) -> bool {
+    let size = a.size();
+    let (sa, sb) = (a.stride(), b.stride());
+    (0..size.len()).all(|i| size[i] == 1 || sa[i] == sb[i])
+}
+
+/// The leaves as the kernels take them, which update element `i` of every list from element
+/// `i` of the others in memory order: contiguous tensors as they are; otherwise flat views
+/// of memory that lays out every leaf alike. Autograd returns some gradients in another
+/// layout than their parameter's (a convolution kernel's in libtorch's, an LSTM kernel's
+/// transposed), and some initializers (orthogonal) return transposed parameters; the first
+/// time a dense gradient's layout differs, the parameter and its state are moved into that
+/// layout, in place (`set_data`: every handle on them sees the new layout), so no later step
+/// copies anything. A gradient that is not dense (broadcast) is copied into the parameter's
+/// layout.
+///
+/// `written` is `[params, state…]`; the result has the same lists, then the gradients.
+fn flat_leaves(written: &[&[&Tensor]], grads: &[&Tensor]) -> Result<Vec<Vec<Tensor>>> {
+    let mut out: Vec<Vec<Tensor>> = (0..=written.len()).map(|_| Vec::with_capacity(grads.len())).collect();
+    for (i, g) in grads.iter().enumerate() {
+        let leaves: Vec<&Tensor> = written.iter().map(|group| group[i]).chain([*g]).collect();
+        if leaves.iter().all(|t| t.is_contiguous()) {
+            out.iter_mut().zip(&leaves).for_each(|(list, t)| list.push(t.shallow_clone()));
+            continue;
+        }
+        let target = if is_dense(g) { *g } else { written[0][i] };
+        for t in &leaves[..written.len()] {
+            if !same_layout(t, target) {
+                let moved = Tensor::f_empty_strided(t.size(), target.stride(), (t.kind(), t.device()))?;
+                moved.shallow_clone().f_copy_(t)?;
+                t.shallow_clone().f_set_data(&moved)?;
+            }
+        }
+        let g = match same_layout(g, target) {
+            true => g.shallow_clone(),
+            false => {
+                let copy = Tensor::f_empty_strided(g.size(), target.stride(), (g.kind(), g.device()))?;
+                copy.shallow_clone().f_copy_(g)?;
+                copy
+            }
+        };
+        let written_leaves = leaves[..written.len()].iter().map(|t| t.shallow_clone());
+        for (list, t) in out.iter_mut().zip(written_leaves.chain([g])) {
+            list.push(t.f_as_strided([t.numel() as i64], [1], None)?);
+        }
+    }
+    Ok(out)
 }
 
 fn handles<T: Borrow<Tensor>>(tensors: &[T]) -> Vec<Handle> {
@@ -98,8 +160,11 @@ pub(crate) fn sgd(
     nesterov: bool,
 ) -> Result<()> {
     let n = count_of(params, [grads].into_iter().chain(bufs));
-    let grads = contiguous(grads);
-    let (params, grads, bufs) = (handles(params), handles(&grads), bufs.map(handles));
+    let _no_grad = tch::no_grad_guard();
+    let written: Vec<&[&Tensor]> = [Some(params), bufs].into_iter().flatten().collect();
+    let flat = flat_leaves(&written, grads)?;
+    let (params, grads) = (handles(&flat[0]), handles(&flat[flat.len() - 1]));
+    let bufs = (flat.len() == 3).then(|| handles(&flat[1]));
     let bufs_ptr = bufs.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
     // SAFETY: every handle points to a live `at::Tensor` borrowed for the call, and each
     // array holds `n` of them (checked by `count_of`).
@@ -150,8 +215,9 @@ pub(crate) fn adam(
     let n = count_of(params, [grads, mus, nus]);
     let Some(first) = params.first() else { return Ok(()) };
     let step = Tensor::f_full([], count as f64, (Kind::Float, first.device()))?;
-    let grads = contiguous(grads);
-    let (params, grads, mus, nus) = (handles(params), handles(&grads), handles(mus), handles(nus));
+    let _no_grad = tch::no_grad_guard();
+    let flat = flat_leaves(&[params, mus, nus], grads)?;
+    let [params, mus, nus, grads] = [0, 1, 2, 3].map(|i| handles(&flat[i]));
     let (decoupled, weight_decay) = weight_decay.map_or((0, 0.0), |wd| (1, wd));
     let AdamConfig { b1, b2, eps } = config;
     // SAFETY: as in `sgd`; `step` lives until the call returns.
@@ -184,6 +250,8 @@ fn count_of<'a>(params: &[&Tensor], others: impl IntoIterator<Item = &'a [&'a Te
 /// Runs a shim function under `no_grad` (the kernels write tensors that may require
 /// gradients) with a buffer for its error message.
 fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
+    #[cfg(test)]
+    tests::FUSED_CALLS.with(|calls| calls.set(calls.get() + 1));
     let mut error = [0 as c_char; 1024];
     let _no_grad = tch::no_grad_guard();
     if f(error.as_mut_ptr(), error.len()) == 0 {
@@ -192,4 +260,117 @@ fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<()> {
     // SAFETY: the shim NUL-terminates the message it wrote.
     let message = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
     Err(tch::TchError::Torch(message).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::frozen_dict::{FrozenDict, Value};
+    use crate::core::rng::PRNGKey;
+    use crate::nn::initializers;
+    use crate::nn::{self, RNN};
+    use crate::optax::{self, GradientTransformation};
+    use crate::transforms::autodiff::grad;
+    use crate::Result;
+    use std::cell::Cell;
+    use tch::{Device, Kind, Tensor};
+
+    thread_local! {
+        /// The fused kernel calls this thread made.
+        pub(super) static FUSED_CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    type Variables = FrozenDict;
+
+    /// Two Adam steps and two SGD-with-momentum steps on the default params in `variables`,
+    /// each of which must be one fused kernel call, and must change every parameter.
+    fn assert_fused(name: &str, variables: Variables, loss: impl Fn(&Variables) -> Result<Tensor>) {
+        let with = |p: &FrozenDict| variables.copy([("params", Value::Dict(p.clone()))]);
+        let params = variables.get_dict("params").unwrap().clone();
+        let loss_of = |p: &FrozenDict| loss(&with(p));
+        fn steps<T: GradientTransformation<FrozenDict>>(
+            name: &str,
+            tx: T,
+            mut params: FrozenDict,
+            loss: &dyn Fn(&FrozenDict) -> Result<Tensor>,
+        ) {
+            let mut state = tx.init(&params).unwrap();
+            for step in 0..2 {
+                let grads = grad(&params, loss).unwrap();
+                let before = crate::tree::tree_map(&params, |t| Ok(t.copy())).unwrap();
+                let calls = FUSED_CALLS.with(Cell::get);
+                (params, state) = tx.update_and_apply(grads, state, params).unwrap();
+                assert_eq!(FUSED_CALLS.with(Cell::get), calls + 1, "{name}: step {step} was not fused");
+                for (old, new) in crate::tree::leaves(&before).iter().zip(crate::tree::leaves(&params)) {
+                    assert!(!old.equal(new), "{name}: step {step} left a parameter unchanged");
+                }
+            }
+        }
+        steps(name, optax::adam(1e-2), params.clone(), &loss_of);
+        steps(name, optax::sgd(1e-2).momentum(0.9), params, &loss_of);
+    }
+
+    fn randn(shape: &[i64], seed: i64) -> Tensor {
+        tch::manual_seed(seed);
+        Tensor::randn(shape, (Kind::Float, Device::Cpu))
+    }
+
+    fn key() -> PRNGKey {
+        PRNGKey::new(0)
+    }
+
+    /// The squared sum, so every parameter (biases of a normalization included) gets a
+    /// gradient that is not zero.
+    fn square_sum(y: &Tensor) -> Tensor {
+        y.square().sum(Kind::Float)
+    }
+
+    #[test]
+    fn the_fused_optimizers_run_on_every_layer_family_s_default_params() {
+        let x = randn(&[4, 6, 6, 3], 1);
+        let m = nn::Dense::new(5);
+        assert_fused("Dense", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
+        let m = nn::Conv::new(4, vec![3, 3]).strides(vec![2, 2].into());
+        assert_fused("Conv", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
+        let m = nn::ConvTranspose::new(4, vec![3, 3]);
+        assert_fused("ConvTranspose", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
+        let ids = Tensor::from_slice(&[0i64, 3, 1, 2, 3, 3]).reshape([2, 3]);
+        let m = nn::Embed::new(4, 5);
+        assert_fused("Embed", m.init(key(), &ids).unwrap(), |v| Ok(square_sum(&m.apply(v, &ids)?)));
+        let m = nn::BatchNorm::new();
+        let y = |v: &Variables| m.apply(v, &x, Some(true));
+        assert_fused("BatchNorm", m.init(key(), &x, Some(false)).unwrap(), |v| Ok(square_sum(&y(v)?)));
+        let m = nn::LayerNorm::new();
+        assert_fused("LayerNorm", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
+        let m = nn::GroupNorm::new().num_groups(Some(3));
+        assert_fused("GroupNorm", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
+        let m = nn::RMSNorm::new();
+        assert_fused("RMSNorm", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
+        let seq = randn(&[2, 5, 8], 2);
+        let m = nn::MultiHeadDotProductAttention::new(2);
+        let y = |v: &Variables| m.apply(v, &seq, &seq, None, Some(true));
+        assert_fused("attention", m.init(key(), &seq, &seq, None, Some(true)).unwrap(), |v| {
+            Ok(square_sum(&y(v)?))
+        });
+        let step = randn(&[2, 8], 3);
+        let carry =
+            nn::LSTMCell::initialize_carry(key(), &[2], 4, &initializers::normal(1.0), Device::Cpu).unwrap();
+        let carry_sum =
+            |((c, h), y): ((Tensor, Tensor), Tensor)| square_sum(&c) + square_sum(&h) + square_sum(&y);
+        let m = nn::LSTMCell::new();
+        let v = m.init(key(), &carry, &step).unwrap();
+        assert_fused("LSTMCell", v, |v| Ok(carry_sum(m.apply(v, &carry, &step)?)));
+        let m = nn::OptimizedLSTMCell::new();
+        let v = m.init(key(), &carry, &step).unwrap();
+        assert_fused("OptimizedLSTMCell", v, |v| Ok(carry_sum(m.apply(v, &carry, &step)?)));
+        let m = nn::GRUCell::new();
+        let h = &carry.1;
+        let v = m.init(key(), h, &step).unwrap();
+        assert_fused("GRUCell", v, |v| Ok(square_sum(&m.apply(v, h, &step)?.1)));
+        let m = RNN::new(nn::LSTMCell::new(), 4.into());
+        let v = m.init(key(), &seq, None, None).unwrap();
+        assert_fused("RNN(LSTMCell)", v, |v| Ok(square_sum(&m.apply(v, &seq, None, None)?.1)));
+        let m = RNN::new(nn::GRUCell::new(), 4.into());
+        let v = m.init(key(), &seq, None, None).unwrap();
+        assert_fused("RNN(GRUCell)", v, |v| Ok(square_sum(&m.apply(v, &seq, None, None)?.1)));
+    }
 }

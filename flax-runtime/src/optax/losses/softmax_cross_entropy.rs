@@ -3,7 +3,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::optax::losses::{check_class_labels, check_floating};
-use tch::{Kind, Tensor};
+use tch::{Kind, Reduction, Tensor};
 
 /// The cross-entropy of `labels` (a probability distribution per example, same shape as
 /// `logits`) against `softmax(logits)`, over the last axis
@@ -36,7 +36,24 @@ pub fn softmax_cross_entropy_with_integer_labels(logits: &Tensor, labels: &Tenso
         return Err(Error::Value(format!("labels must be integers, got {label_kind:?}")));
     }
     check_class_labels(logits, labels)?;
-    let index = labels.f_to_kind(Kind::Int64)?.f_unsqueeze(-1)?;
+    let labels = labels.f_to_kind(Kind::Int64)?;
+    if logits.numel() > 0 {
+        // libtorch's `cross_entropy_loss` (`log_softmax` and `nll_loss`, two kernels) on the
+        // examples as rows; it skips labels equal to `ignore_index`, which no label of these
+        // shapes can be but `i64::MIN`.
+        let size = logits.size();
+        let classes = size[size.len() - 1];
+        let rows = logits.f_reshape([-1, classes])?;
+        let losses = rows.f_cross_entropy_loss(
+            &labels.f_reshape([-1])?,
+            None::<&Tensor>,
+            Reduction::None,
+            i64::MIN,
+            0.0,
+        )?;
+        return Ok(losses.f_reshape(labels.size())?);
+    }
+    let index = labels.f_unsqueeze(-1)?;
     let label_logits = logits.f_gather(-1, &index, false)?.f_squeeze_dim(-1)?;
     Ok(logits.f_logsumexp([-1i64].as_slice(), false)?.f_sub(&label_logits)?)
 }

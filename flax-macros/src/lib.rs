@@ -70,7 +70,7 @@ pub fn compact(_attr: TokenStream, item: TokenStream) -> TokenStream {
 /// impl Cnn {
 ///     #[compact]
 ///     #[shape(x: [B, 28, 28, 1] -> [B, 10])]
-///     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> { … }
+///     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> { /* … */ }
 /// }
 /// ```
 ///

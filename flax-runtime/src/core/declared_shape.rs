@@ -294,7 +294,8 @@ mod tests {
         const BATCH: bool =
             accepts(CONTRACT, "call", &[Some(&[Dim::Size(2), Dim::Size(784)]), Some(&[Dim::Size(3)])]);
         const OTHER_METHOD: bool = accepts(CONTRACT, "encode", &[Some(&[Dim::Size(1)])]);
-        assert!(OK && !WIDTH && !RANK && !BATCH && OTHER_METHOD);
+        // [accepted, wrong width, wrong rank, B bound to 2 then 3, a method without a contract]
+        assert_eq!([OK, WIDTH, RANK, BATCH, OTHER_METHOD], [true, false, false, false, true]);
         const N: usize = 4 + CONTRACT[0].text.len();
         const MESSAGE: [u8; N] = join(&["at: ", declaration(CONTRACT, "call")]);
         assert_eq!(text(&MESSAGE), "at: x: [B, 784], y: [B] -> [B, 10]");

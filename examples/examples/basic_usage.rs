@@ -17,6 +17,7 @@ pub struct Mlp {
 #[module]
 impl Mlp {
     #[compact]
+    #[shape(x: [B, 28, 28, 1] -> [B, self.out_dims])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let x = x.flatten(1, -1);
         let x = nn::Dense::new(128).call(cx, &x)?.relu();

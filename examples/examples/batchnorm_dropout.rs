@@ -29,6 +29,7 @@ pub struct Classifier {
 #[module]
 impl Classifier {
     #[compact]
+    #[shape(x: [B, 28, 28, 1] -> [B, 10])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = x.flatten(1, -1);
         let x = nn::Dense::new(self.hidden).call(cx, &x)?;

@@ -39,6 +39,7 @@ pub struct CNN;
 #[module]
 impl CNN {
     #[compact]
+    #[shape(x: [B, 28, 28, 1] -> [B, 10])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
         let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;

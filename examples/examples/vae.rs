@@ -51,6 +51,7 @@ pub struct Encoder {
 #[module]
 impl Encoder {
     #[compact]
+    #[shape(x: [B, 784])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let x = nn::Dense::new(500).name("fc1").call(cx, x)?;
         let x = x.relu();
@@ -67,6 +68,7 @@ pub struct Decoder;
 #[module]
 impl Decoder {
     #[compact]
+    #[shape(z: [B, L] -> [B, 784])]
     pub fn call(&self, cx: &mut Scope, z: &Tensor) -> Result<Tensor> {
         let z = nn::Dense::new(500).name("fc1").call(cx, z)?;
         let z = z.relu();

@@ -145,61 +145,38 @@ fn cases() -> Vec<Case> {
         move |l| x.rms_norm([256], Some(&l[0]), 1e-6),
     ));
 
-    // BatchNorm in training on NHWC images (64, 16, 16, 32); PyTorch channels-last, whose
-    // running statistics are updated in place.
-    let x = randn(&[64, 16, 16, 32]);
-    let m = BatchNorm::new().use_running_average(Some(false));
-    let v = m.init(key, &x, None).unwrap();
-    let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
-    let (rm, rv) =
-        (Tensor::zeros([32], (Kind::Float, Device::Cpu)), Tensor::ones([32], (Kind::Float, Device::Cpu)));
-    let xf = x.shallow_clone();
-    let apply = move |v: &Variables| {
-        m.apply_with(v, ApplyOptions::new().mutable(["batch_stats"]), &xf, None).unwrap().0
-    };
-    out.push(case("BatchNorm train (64x16x16, 32)", v, apply, vec![leaf(&s), leaf(&b)], move |l| {
-        Tensor::batch_norm(
-            &x.permute([0, 3, 1, 2]),
-            Some(&l[0]),
-            Some(&l[1]),
-            Some(&rm),
-            Some(&rv),
-            true,
-            0.01,
-            1e-5,
-            true,
-        )
-        .permute([0, 2, 3, 1])
-    }));
-
-    // BatchNorm in evaluation.
-    let x = randn(&[64, 16, 16, 32]);
-    let m = BatchNorm::new().use_running_average(Some(true));
-    let v = m.init(key, &x, None).unwrap();
-    let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
-    let (rm, rv) =
-        (Tensor::zeros([32], (Kind::Float, Device::Cpu)), Tensor::ones([32], (Kind::Float, Device::Cpu)));
-    let xf = x.shallow_clone();
-    out.push(case(
-        "BatchNorm eval (64x16x16, 32)",
-        v,
-        move |v| m.apply(v, &xf, None).unwrap(),
-        vec![leaf(&s), leaf(&b)],
-        move |l| {
+    // BatchNorm in training and in evaluation on NHWC images (64, 16, 16, 32); PyTorch
+    // channels-last, whose running statistics are updated in place in training.
+    for (name, training) in
+        [("BatchNorm train (64x16x16, 32)", true), ("BatchNorm eval (64x16x16, 32)", false)]
+    {
+        let x = randn(&[64, 16, 16, 32]);
+        let m = BatchNorm::new().use_running_average(Some(!training));
+        let v = m.init(key, &x, None).unwrap();
+        let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
+        let (rm, rv) =
+            (Tensor::zeros([32], (Kind::Float, Device::Cpu)), Tensor::ones([32], (Kind::Float, Device::Cpu)));
+        let xf = x.shallow_clone();
+        let apply = move |v: &Variables| match training {
+            true => m.apply_with(v, ApplyOptions::new().mutable(["batch_stats"]), &xf, None).unwrap().0,
+            false => m.apply(v, &xf, None).unwrap(),
+        };
+        out.push(case(name, v, apply, vec![leaf(&s), leaf(&b)], move |l| {
+            let nchw = x.permute([0, 3, 1, 2]);
             Tensor::batch_norm(
-                &x.permute([0, 3, 1, 2]),
+                &nchw,
                 Some(&l[0]),
                 Some(&l[1]),
                 Some(&rm),
                 Some(&rv),
-                false,
+                training,
                 0.01,
                 1e-5,
                 true,
             )
             .permute([0, 2, 3, 1])
-        },
-    ));
+        }));
+    }
 
     // GroupNorm, 8 groups, NHWC; PyTorch on NCHW (its channels-last backward kernel crashes
     // when the input needs no gradient, libtorch 2.13).

@@ -110,9 +110,9 @@ impl Seq2seq {
     /// vocab)`. The second axis of `decoder_inputs` sets how many steps are decoded.
     #[compact]
     pub fn call(&self, cx: &mut Scope, encoder_inputs: &Tensor, decoder_inputs: &Tensor) -> Result<Tensor> {
-        let encoder = nn::RNN::new(nn::LSTMCell::new(), self.hidden_size.into()).name("encoder");
+        let encoder = nn::RNN::new(nn::LSTMCell::new(), self.hidden_size).name("encoder");
         let decoder =
-            nn::RNN::new(DecoderLSTMCell::new(self.teacher_force, self.vocab_size), self.hidden_size.into())
+            nn::RNN::new(DecoderLSTMCell::new(self.teacher_force, self.vocab_size), self.hidden_size)
                 .name("decoder");
 
         let seq_lengths = self.get_seq_lengths(encoder_inputs);

@@ -5,12 +5,14 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-/// Field options: `#[module(default = expr)]`, `#[module(submodule)]` (also `#[submodule]`).
+/// Field options: `#[module(default = expr)]`, `#[module(submodule)]` (also `#[submodule]`),
+/// `#[module(exact)]` (the setter takes the field's type itself, not `impl Into`).
 #[derive(FromField, Default)]
 #[darling(attributes(module), default)]
 struct FieldOpts {
     default: Option<syn::Expr>,
     submodule: bool,
+    exact: bool,
 }
 
 struct FieldModel {
@@ -18,6 +20,7 @@ struct FieldModel {
     ty: syn::Type,
     default: Option<syn::Expr>,
     submodule: bool,
+    exact: bool,
 }
 
 /// Flax reserves these attribute names on every module (`ReservedModuleAttributeError`).
@@ -79,6 +82,7 @@ fn parse_fields(item: &mut syn::ItemStruct) -> syn::Result<Vec<FieldModel>> {
                     ty: field.ty.clone(),
                     default: opts.default,
                     submodule: opts.submodule || bare_submodule,
+                    exact: opts.exact,
                 });
             }
             Err(e) => {
@@ -109,8 +113,13 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
     }
     let required: Vec<&FieldModel> = fields.iter().filter(|f| f.default.is_none()).collect();
     let params = required.iter().map(|f| {
-        let (id, ty) = (&f.ident, &f.ty);
+        let id = &f.ident;
+        let ty = argument_type(f, &item.generics);
         quote! { #id: #ty }
+    });
+    let conversions = required.iter().map(|f| {
+        let id = &f.ident;
+        converts(f, &item.generics).then(|| quote! { let #id = #id.into(); })
     });
     let inits = fields.iter().map(|f| {
         let id = &f.ident;
@@ -124,7 +133,7 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
         let name = id.to_string();
         quote! { ::flax::__private::SubmoduleField::name_field(&mut this.#id, #name); }
     });
-    let setters = fields.iter().filter(|f| f.default.is_some()).map(|f| setter(&item.vis, f));
+    let setters = fields.iter().filter(|f| f.default.is_some()).map(|f| setter(&item.vis, f, &item.generics));
     let new_doc = format!(
         "Creates a `{type_name}` from its required attributes; the others take their defaults \
          and have builder setters."
@@ -155,6 +164,7 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
             #[doc = #new_doc]
             #[allow(clippy::new_without_default, clippy::too_many_arguments)]
             #vis fn new(#(#params),*) -> Self {
+                #(#conversions)*
                 #[allow(unused_mut)]
                 let mut this = Self {
                     #(#inits,)*
@@ -200,8 +210,9 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
     }
 }
 
-fn setter(vis: &syn::Visibility, f: &FieldModel) -> TokenStream {
-    let (id, ty) = (&f.ident, &f.ty);
+fn setter(vis: &syn::Visibility, f: &FieldModel, generics: &syn::Generics) -> TokenStream {
+    let id = &f.ident;
+    let ty = argument_type(f, generics);
     let doc = format!("Sets `{id}` (builder style).");
     let rename = f.submodule.then(|| {
         let name = id.to_string();
@@ -211,9 +222,62 @@ fn setter(vis: &syn::Visibility, f: &FieldModel) -> TokenStream {
     quote! {
         #[doc = #doc]
         #vis fn #fn_name(mut self, value: #ty) -> Self {
-            self.#id = value;
+            self.#id = value.into();
             #rename
             self
+        }
+    }
+}
+
+/// The parameter type of a field's constructor argument or setter: `impl Into<T>` where a
+/// conversion cannot change what a call means, so `.kernel_init(zeros())`, `.mask(m)` for an
+/// `Option` and `Conv::new(32, [3, 3])` read as in Flax; the field's own type otherwise.
+fn argument_type(f: &FieldModel, generics: &syn::Generics) -> TokenStream {
+    let ty = &f.ty;
+    if converts(f, generics) {
+        quote! { impl ::core::convert::Into<#ty> }
+    } else {
+        quote! { #ty }
+    }
+}
+
+/// Whether a field's argument can take `impl Into<T>` without breaking calls written for `T`.
+/// Not for fields marked `exact` (an alias of a function pointer: a closure or a function item
+/// given to `impl Into` does not become one), nor for submodule fields (modules convert from nothing, and `layers.collect()` must still
+/// know its target), nor for primitives (an integer literal would fall back to `i32`, which converts to few of
+/// them), nor for types with trait objects or smart pointers (an `impl Into` argument loses the
+/// unsizing coercion `Box::new(layer)` relies on), nor for types naming the struct's generic
+/// parameters (the argument would no longer say which type the parameter is).
+fn converts(f: &FieldModel, generics: &syn::Generics) -> bool {
+    let ty = &f.ty;
+    const PRIMITIVES: [&str; 15] = [
+        "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "f32", "f64",
+        "bool",
+    ];
+    const POINTERS: [&str; 5] = ["dyn", "impl", "Box", "Arc", "Rc"];
+    let generic_names: Vec<String> = generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            syn::GenericParam::Type(t) => Some(t.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    if f.exact || f.submodule || !matches!(ty, syn::Type::Path(_)) {
+        return false;
+    }
+    let mut idents = Vec::new();
+    collect_idents(quote!(#ty), &mut idents);
+    let bare_primitive = idents.len() == 1 && PRIMITIVES.contains(&idents[0].as_str());
+    !bare_primitive && !idents.iter().any(|i| POINTERS.contains(&i.as_str()) || generic_names.contains(i))
+}
+
+fn collect_idents(tokens: TokenStream, out: &mut Vec<String>) {
+    for token in tokens {
+        match token {
+            proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
+            proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), out),
+            _ => {}
         }
     }
 }

@@ -215,7 +215,7 @@ fn cases() -> Vec<Case> {
         [("Conv 3x3 s1 SAME (32x32x32, 64->64)", 1), ("Conv 3x3 s2 SAME (32x32x32, 64->64)", 2)]
     {
         let x = randn(&[32, 32, 32, 64]);
-        let m = nn::Conv::new(64, vec![3, 3]).strides(vec![stride, stride].into());
+        let m = nn::Conv::new(64, vec![3, 3]).strides(vec![stride, stride]);
         let v = m.init(key, &x).unwrap();
         let (k, b) = (param(&v, &["kernel"]), param(&v, &["bias"]));
         let xf = x.shallow_clone();

@@ -48,7 +48,7 @@ impl LstmClassifier {
     #[compact]
     pub fn call(&self, cx: &mut Scope, tokens: &Tensor) -> Result<Tensor> {
         let x = nn::Embed::new(VOCAB, EMBED).call(cx, tokens)?;
-        let rnn = nn::RNN::new(nn::LSTMCell::new(), HIDDEN.into()).fused(self.fused);
+        let rnn = nn::RNN::new(nn::LSTMCell::new(), HIDDEN).fused(self.fused);
         let ((_, h), _) = rnn.call(cx, &x, None, None)?;
         nn::Dense::new(CLASSES).call(cx, &h)
     }

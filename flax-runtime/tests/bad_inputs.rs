@@ -130,7 +130,7 @@ fn all_cases() -> Vec<(String, Case)> {
         "DenseGeneral",
         3,
         4,
-        runner!(nn::DenseGeneral::new([2, 3].into()), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
+        runner!(nn::DenseGeneral::new([2, 3]), |m, v, x| m.init_with_output(key(), x), m.apply(v, x)),
     );
     layer_cases(
         c,

@@ -216,7 +216,7 @@ fn attention_and_rnn_on_cuda_follow_the_cpu() {
         let attention = MultiHeadDotProductAttention::new(2);
         let variables = attention.init(PRNGKey::new(0), &x, &x, None, None).unwrap();
         let attended = attention.apply(&variables, &x, &x, None, None).unwrap();
-        let rnn = RNN::new(LSTMCell::new(), 5.into());
+        let rnn = RNN::new(LSTMCell::new(), 5);
         let variables = rnn.init(PRNGKey::new(1), &x, None, None).unwrap();
         let (_, outputs) = rnn.apply(&variables, &x, None, None).unwrap();
         (attended, outputs)

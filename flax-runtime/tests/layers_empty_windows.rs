@@ -89,9 +89,9 @@ fn convolutions_give_flax_zero_size_results() {
     let g = Golden::load("empty_windows");
     let valid = |features, kernel: &[i64]| Conv::new(features, kernel.to_vec()).padding(Padding::Valid);
     check_module!(g, "conv_valid", valid(5, &[3, 3]));
-    check_module!(g, "conv_valid_strided", valid(5, &[3, 3]).strides(2.into()));
-    check_module!(g, "conv_kernel_dilation", valid(5, &[2, 2]).kernel_dilation(2.into()));
-    check_module!(g, "conv_negative_pad", Conv::new(5, vec![2, 2]).padding([(-1, 0), (0, 0)].into()));
+    check_module!(g, "conv_valid_strided", valid(5, &[3, 3]).strides(2));
+    check_module!(g, "conv_kernel_dilation", valid(5, &[2, 2]).kernel_dilation(2));
+    check_module!(g, "conv_negative_pad", Conv::new(5, vec![2, 2]).padding([(-1, 0), (0, 0)]));
     check_module!(g, "conv_groups", valid(6, &[3, 3]).feature_group_count(2));
     check_module!(g, "conv_no_bias", valid(5, &[3, 3]).use_bias(false));
     check_module!(g, "conv_1d_multi_batch", valid(5, &[3]));
@@ -99,17 +99,17 @@ fn convolutions_give_flax_zero_size_results() {
     check_module!(
         g,
         "conv_input_dilation",
-        Conv::new(5, vec![4, 4]).padding([(-1, 0), (0, 0)].into()).input_dilation(2.into())
+        Conv::new(5, vec![4, 4]).padding([(-1, 0), (0, 0)]).input_dilation(2)
     );
     check_module!(
         g,
         "conv_local_zeros_init",
-        ConvLocal::new(5, vec![3, 3]).padding(Padding::Valid).kernel_init(nn::initializers::zeros().into())
+        ConvLocal::new(5, vec![3, 3]).padding(Padding::Valid).kernel_init(nn::initializers::zeros())
     );
     check_module!(
         g,
         "conv_transpose_cropped",
-        ConvTranspose::new(5, vec![3, 3]).padding([(-1, -1), (-1, -1)].into())
+        ConvTranspose::new(5, vec![3, 3]).padding([(-1, -1), (-1, -1)])
     );
 }
 
@@ -125,9 +125,9 @@ fn what_flax_refuses_is_a_typed_error() {
     let local = ConvLocal::new(5, vec![3, 3]).padding(Padding::Valid);
     assert!(value_error(local.init(key(), &x)).contains("division by zero"));
     // Negative pads cropping more than the whole input.
-    let transpose = ConvTranspose::new(5, vec![3, 3]).padding([(-2, -2), (0, 0)].into());
+    let transpose = ConvTranspose::new(5, vec![3, 3]).padding([(-2, -2), (0, 0)]);
     assert!(value_error(transpose.init(key(), &x)).contains("Negative padding is larger than the size"));
-    let conv = Conv::new(5, vec![1, 1]).padding([(-2, -1), (0, 0)].into());
+    let conv = Conv::new(5, vec![1, 1]).padding([(-2, -1), (0, 0)]);
     assert!(value_error(conv.init(key(), &x)).contains("Negative padding is larger than the size"));
 }
 

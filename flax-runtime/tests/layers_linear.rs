@@ -16,16 +16,13 @@ fn linear_layers_match_flax() {
         c.check(|| m.init(key(), &x), |v| m.apply(v, &x));
     }
     let general = [
-        ("general_int", DenseGeneral::new(4.into())),
-        ("general_tuple_features", DenseGeneral::new([4, 5].into())),
-        ("general_axes", DenseGeneral::new([4, 5].into()).axis([1, -1].into())),
-        ("general_last_two", DenseGeneral::new(3.into()).axis([-2, -1].into())),
-        ("general_middle_axis", DenseGeneral::new(5.into()).axis(1.into())),
-        ("general_batch_dims", DenseGeneral::new([2, 3].into()).batch_dims(vec![0])),
-        (
-            "general_two_batch_dims",
-            DenseGeneral::new(3.into()).axis(2.into()).batch_dims(vec![0, 1]).use_bias(false),
-        ),
+        ("general_int", DenseGeneral::new(4)),
+        ("general_tuple_features", DenseGeneral::new([4, 5])),
+        ("general_axes", DenseGeneral::new([4, 5]).axis([1, -1])),
+        ("general_last_two", DenseGeneral::new(3).axis([-2, -1])),
+        ("general_middle_axis", DenseGeneral::new(5).axis(1)),
+        ("general_batch_dims", DenseGeneral::new([2, 3]).batch_dims(vec![0])),
+        ("general_two_batch_dims", DenseGeneral::new(3).axis(2).batch_dims(vec![0, 1]).use_bias(false)),
     ];
     for (name, m) in general {
         let c = g.case(name);
@@ -82,15 +79,15 @@ fn bad_inputs_are_typed_errors() {
     let err = m.apply_method(&v, ApplyOptions::new(), |m, cx| m.attend(cx, &q)).unwrap_err();
     assert!(err.to_string().contains("attend needs queries of shape (..., 3), got (2, 4)"), "{err}");
     let x = Tensor::ones([2, 3, 4], (Kind::Float, Device::Cpu));
-    let err = DenseGeneral::new(3.into()).batch_dims(vec![1]).init(key(), &x).unwrap_err();
+    let err = DenseGeneral::new(3).batch_dims(vec![1]).init(key(), &x).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidAttribute { scope, message } if scope == "/"
         && message == "batch_dims (1,) must be consecutive leading dimensions starting from 0."),
         "{err}"
     );
-    let err = DenseGeneral::new(3.into()).axis(3.into()).init(key(), &x).unwrap_err();
+    let err = DenseGeneral::new(3).axis(3).init(key(), &x).unwrap_err();
     assert!(err.to_string().contains("axis 3 is out of range for inputs of shape (2, 3, 4)"), "{err}");
-    let err = DenseGeneral::new(3.into()).axis(0.into()).batch_dims(vec![0]).init(key(), &x).unwrap_err();
+    let err = DenseGeneral::new(3).axis(0).batch_dims(vec![0]).init(key(), &x).unwrap_err();
     assert!(err.to_string().contains("must name distinct axes outside batch_dims"), "{err}");
     let err = Dense::new(3).init(key(), &Tensor::from(1.0f32)).unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");

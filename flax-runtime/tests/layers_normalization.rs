@@ -36,15 +36,12 @@ fn normalization_matches_flax() {
     let train = || BatchNorm::new().use_running_average(Some(false));
     check_batch_norm(&g, "batch_norm", train(), None);
     check_batch_norm(&g, "batch_norm_nhwc_momentum", train().momentum(0.9).epsilon(1e-3), None);
-    check_batch_norm(&g, "batch_norm_axis1_no_scale", train().axis(1.into()).use_scale(false), None);
+    check_batch_norm(&g, "batch_norm_axis1_no_scale", train().axis(1).use_scale(false), None);
     check_batch_norm(&g, "batch_norm_call_flag", BatchNorm::new(), Some(()));
     let layer_norms = [
         ("layer_norm", LayerNorm::new()),
-        ("layer_norm_axes", LayerNorm::new().reduction_axes([1, 2].into()).use_bias(false).epsilon(1e-3)),
-        (
-            "layer_norm_feature_axes",
-            LayerNorm::new().reduction_axes([1, 2].into()).feature_axes([1, 2].into()),
-        ),
+        ("layer_norm_axes", LayerNorm::new().reduction_axes([1, 2]).use_bias(false).epsilon(1e-3)),
+        ("layer_norm_feature_axes", LayerNorm::new().reduction_axes([1, 2]).feature_axes([1, 2])),
     ];
     for (name, m) in layer_norms {
         let c = g.case(name);
@@ -53,7 +50,7 @@ fn normalization_matches_flax() {
     }
     for (name, m) in [
         ("rms_norm", RMSNorm::new()),
-        ("rms_norm_axes", RMSNorm::new().reduction_axes([-2, -1].into()).use_scale(false)),
+        ("rms_norm_axes", RMSNorm::new().reduction_axes([-2, -1]).use_scale(false)),
     ] {
         let c = g.case(name);
         let x = c.input("x");

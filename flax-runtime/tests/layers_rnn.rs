@@ -18,7 +18,7 @@ pub struct InlineRnn {}
 impl InlineRnn {
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let (_, y) = nn::RNN::new(nn::LSTMCell::new(), 4.into()).call(cx, x, None, None)?;
+        let (_, y) = nn::RNN::new(nn::LSTMCell::new(), 4).call(cx, x, None, None)?;
         nn::Dense::new(2).call(cx, &y)
     }
 }
@@ -31,10 +31,8 @@ pub struct InlineBidirectional {}
 impl InlineBidirectional {
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let m = nn::Bidirectional::new(
-            nn::RNN::new(nn::GRUCell::new(), 4.into()),
-            nn::RNN::new(nn::LSTMCell::new(), 3.into()),
-        );
+        let m =
+            nn::Bidirectional::new(nn::RNN::new(nn::GRUCell::new(), 4), nn::RNN::new(nn::LSTMCell::new(), 3));
         Ok(m.call(cx, x, None, None)?.1)
     }
 }
@@ -47,7 +45,7 @@ pub struct SharedRnn {}
 impl SharedRnn {
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let rnn = nn::RNN::new(nn::LSTMCell::new(), 4.into());
+        let rnn = nn::RNN::new(nn::LSTMCell::new(), 4);
         let (_, a) = rnn.call(cx, x, None, None)?;
         let (_, b) = rnn.call(cx, x, None, None)?;
         Ok(a + b)
@@ -142,15 +140,9 @@ fn check<C: RNNCellBase>(
 #[test]
 fn rnn_matches_flax() {
     let g = Golden::load("rnn");
-    let lstm = || RNN::new(LSTMCell::new(), 4.into());
+    let lstm = || RNN::new(LSTMCell::new(), 4);
     check(&g.case("lstm"), &lstm(), None, None, &["c", "h"]);
-    check(
-        &g.case("gru_time_major"),
-        &RNN::new(GRUCell::new(), 3.into()).time_major(true),
-        None,
-        None,
-        &["h"],
-    );
+    check(&g.case("gru_time_major"), &RNN::new(GRUCell::new(), 3).time_major(true), None, None, &["h"]);
     check(&g.case("lstm_reverse"), &lstm().reverse(true), None, None, &["c", "h"]);
     check(
         &g.case("lstm_reverse_keep_order"),
@@ -162,17 +154,17 @@ fn rnn_matches_flax() {
     let c = g.case("lstm_seq_lengths");
     check(&c, &lstm(), None, Some(&c.input("seq_lengths")), &["c", "h"]);
     let c = g.case("lstm_reverse_seq_lengths");
-    let m = RNN::new(OptimizedLSTMCell::new(), 4.into()).reverse(true).keep_order(true);
+    let m = RNN::new(OptimizedLSTMCell::new(), 4).reverse(true).keep_order(true);
     check(&c, &m, None, Some(&c.input("seq_lengths")), &["c", "h"]);
     let c = g.case("gru_initial_carry");
-    check(&c, &RNN::new(GRUCell::new(), 3.into()), Some(&c.input("initial_carry")), None, &["h"]);
-    check(&g.case("gru_multi_batch"), &RNN::new(GRUCell::new(), 3.into()), None, None, &["h"]);
-    let conv = RNN::new(ConvLSTMCell::new(3, vec![3, 3]), [5, 5, 3].into());
+    check(&c, &RNN::new(GRUCell::new(), 3), Some(&c.input("initial_carry")), None, &["h"]);
+    check(&g.case("gru_multi_batch"), &RNN::new(GRUCell::new(), 3), None, None, &["h"]);
+    let conv = RNN::new(ConvLSTMCell::new(3, vec![3, 3]), [5, 5, 3]);
     check(&g.case("conv_lstm"), &conv, None, None, &["c", "h"]);
 
     let c = g.case("bidirectional");
     let x = c.input("x");
-    let m = Bidirectional::new(RNN::new(GRUCell::new(), 4.into()), RNN::new(LSTMCell::new(), 3.into()));
+    let m = Bidirectional::new(RNN::new(GRUCell::new(), 4), RNN::new(LSTMCell::new(), 3));
     assert_same_tree("bidirectional: init", &m.init(key(), &x, None, None).unwrap(), &c.variables());
     let ((forward, (bc, bh)), y) = m.apply(&c.variables(), &x, None, None).unwrap();
     assert_close("bidirectional: outputs", &y, &c.output());
@@ -182,7 +174,7 @@ fn rnn_matches_flax() {
 
     let c = g.case("bidirectional_seq_lengths");
     let lengths = c.input("seq_lengths");
-    let m = Bidirectional::new(RNN::new(LSTMCell::new(), 2.into()), RNN::new(LSTMCell::new(), 2.into()));
+    let m = Bidirectional::new(RNN::new(LSTMCell::new(), 2), RNN::new(LSTMCell::new(), 2));
     assert_same_tree(
         "bidirectional_seq_lengths: init",
         &m.init(key(), &x, None, Some(&lengths)).unwrap(),
@@ -203,7 +195,7 @@ fn rnn_matches_flax() {
     check_inline(&g);
     let c = g.case("dropout_split");
     let x = c.input("x");
-    let m = RNN::new(DropoutCell::new(4), 4.into()).split_rngs([("params", false), ("dropout", true)].into());
+    let m = RNN::new(DropoutCell::new(4), 4).split_rngs([("params", false), ("dropout", true)]);
     let rngs = Rngs::from([("params", key()), ("dropout", PRNGKey::new(1))]);
     assert_same_tree("dropout_split: init", &m.init(rngs, &x, None, None).unwrap(), &c.variables());
     let options = ApplyOptions::new().rngs([("dropout", PRNGKey::new(2))]);
@@ -249,16 +241,12 @@ fn typed_views_agree_with_inline_construction_names() {
 #[test]
 fn cell_params_live_under_cell() {
     let x = Tensor::ones([2, 3, 5], (Kind::Float, Device::Cpu));
-    let v = RNN::new(GRUCell::new(), 4.into()).init(key(), &x, None, None).unwrap();
+    let v = RNN::new(GRUCell::new(), 4).init(key(), &x, None, None).unwrap();
     assert!(v.tensor(&["params", "cell", "hn", "bias"]).is_some());
-    let err = RNN::new(GRUCell::new(), [2, 2].into()).init(key(), &x, None, None).unwrap_err();
+    let err = RNN::new(GRUCell::new(), [2, 2]).init(key(), &x, None, None).unwrap_err();
     assert!(err.to_string().contains("cell_size must be an int"), "{err}");
-    let err = RNN::new(GRUCell::new(), 4.into()).init(
-        key(),
-        &Tensor::ones([3], (Kind::Float, Device::Cpu)),
-        None,
-        None,
-    );
+    let err =
+        RNN::new(GRUCell::new(), 4).init(key(), &Tensor::ones([3], (Kind::Float, Device::Cpu)), None, None);
     assert!(err.unwrap_err().to_string().contains("RNN needs inputs with a time axis"));
 }
 
@@ -308,14 +296,14 @@ fn fused_path_equals_the_per_step_path() {
     let x = Tensor::randn([3, 7, 5], (Kind::Float, Device::Cpu));
     let time_major = x.transpose(0, 1).contiguous();
     let multi = Tensor::randn([2, 3, 7, 5], (Kind::Float, Device::Cpu));
-    let lstm = || RNN::new(LSTMCell::new(), 6.into());
-    let gru = || RNN::new(GRUCell::new(), 4.into());
+    let lstm = || RNN::new(LSTMCell::new(), 6);
+    let gru = || RNN::new(GRUCell::new(), 4);
     fused_equals_per_step("lstm", lstm(), &x, None);
     fused_equals_per_step("lstm time major", lstm().time_major(true), &time_major, None);
     fused_equals_per_step("lstm reverse", lstm().reverse(true), &x, None);
     fused_equals_per_step("lstm reverse keep_order", lstm().reverse(true).keep_order(true), &x, None);
     fused_equals_per_step("lstm batch dims", lstm(), &multi, None);
-    fused_equals_per_step("optimized lstm", RNN::new(OptimizedLSTMCell::new(), 6.into()), &x, None);
+    fused_equals_per_step("optimized lstm", RNN::new(OptimizedLSTMCell::new(), 6), &x, None);
     let carry = (
         Tensor::randn([3, 6], (Kind::Float, Device::Cpu)),
         Tensor::randn([3, 6], (Kind::Float, Device::Cpu)),
@@ -334,11 +322,9 @@ fn fused_path_equals_the_per_step_path() {
     let h = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
     fused_equals_per_step("gru initial carry", gru(), &x, Some(&h));
     let x64 = x.to_kind(Kind::Double);
-    let v =
-        RNN::new(GRUCell::new().param_dtype(Kind::Double), 4.into()).init(key(), &x64, None, None).unwrap();
+    let v = RNN::new(GRUCell::new().param_dtype(Kind::Double), 4).init(key(), &x64, None, None).unwrap();
     let count = nn::fused_run_count();
-    let (h, y) =
-        RNN::new(GRUCell::new().param_dtype(Kind::Double), 4.into()).apply(&v, &x64, None, None).unwrap();
+    let (h, y) = RNN::new(GRUCell::new().param_dtype(Kind::Double), 4).apply(&v, &x64, None, None).unwrap();
     assert_eq!((h.kind(), y.kind()), (Kind::Double, Kind::Double));
     assert_eq!(nn::fused_run_count(), count + 1, "float64 runs fused too");
 }
@@ -354,16 +340,16 @@ fn the_fused_path_is_only_taken_where_it_is_exact() {
         f().unwrap();
         assert_eq!(nn::fused_run_count(), count, "{what}");
     };
-    let lstm = RNN::new(LSTMCell::new(), 4.into());
+    let lstm = RNN::new(LSTMCell::new(), 4);
     let v = lstm.init(key(), &x, None, None).unwrap();
     not_fused("seq_lengths", &|| lstm.apply(&v, &x, None, Some(&lengths)).map(drop));
-    let custom = RNN::new(LSTMCell::new().gate_fn(|t| Ok(t.sigmoid())), 4.into());
+    let custom = RNN::new(LSTMCell::new().gate_fn(|t| Ok(t.sigmoid())), 4);
     not_fused("a custom gate_fn", &|| custom.apply(&v, &x, None, None).map(drop));
-    let half = RNN::new(LSTMCell::new().dtype(Some(Kind::Double)), 4.into());
+    let half = RNN::new(LSTMCell::new().dtype(Some(Kind::Double)), 4);
     not_fused("a dtype override", &|| half.apply(&v, &x, None, None).map(drop));
     let captured = ApplyOptions::new().capture_intermediates(true);
     not_fused("capture_intermediates", &|| lstm.apply_with(&v, captured.clone(), &x, None, None).map(drop));
-    let conv = RNN::new(ConvLSTMCell::new(3, vec![3, 3]), [5, 5, 3].into());
+    let conv = RNN::new(ConvLSTMCell::new(3, vec![3, 3]), [5, 5, 3]);
     let xc = Tensor::randn([1, 2, 5, 5, 2], (Kind::Float, Device::Cpu));
     let vc = conv.init(key(), &xc, None, None).unwrap();
     not_fused("ConvLSTMCell", &|| conv.apply(&vc, &xc, None, None).map(drop));

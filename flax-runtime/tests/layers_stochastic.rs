@@ -33,11 +33,7 @@ fn dropout_masks_match_flax() {
     let cases = [
         ("dropout", Dropout::new(0.5).deterministic(Some(false)), "dropout"),
         ("dropout_broadcast", Dropout::new(0.3).broadcast_dims(vec![0, -1]), "dropout"),
-        (
-            "dropout_collection",
-            Dropout::new(0.9).rng_collection("noise".into()).deterministic(Some(false)),
-            "noise",
-        ),
+        ("dropout_collection", Dropout::new(0.9).rng_collection("noise").deterministic(Some(false)), "noise"),
     ];
     for (name, m, stream) in cases {
         let c = g.case(name);

@@ -155,10 +155,10 @@ mod tests {
         let found = errors(syn::parse_quote! {
             #[shape(x: [B, 32, 32, 16] -> [B, 32, 32, 32])]
             pub fn call(&self, cx: &mut Scope, x: &Tensor, train: bool) -> Result<Tensor> {
-                let y = nn::Conv::new(32, vec![3, 3]).strides(2.into()).use_bias(false).call(cx, x)?;
+                let y = nn::Conv::new(32, vec![3, 3]).strides(2).use_bias(false).call(cx, x)?;
                 let y = nn::BatchNorm::new().call(cx, &y, Some(!train))?.relu();
                 let y = nn::Conv::new(32, vec![3, 3]).use_bias(false).call(cx, &y)?;
-                let shortcut = nn::Conv::new(32, vec![1, 1]).strides([2, 2].into()).call(cx, x)?;
+                let shortcut = nn::Conv::new(32, vec![1, 1]).strides([2, 2]).call(cx, x)?;
                 Ok((y + shortcut).relu())
             }
         });
@@ -189,7 +189,7 @@ mod tests {
         let found = errors(syn::parse_quote! {
             #[shape(x: [B, 8, 8, 64], skip: [B, 16, 16, 32] -> [B, 16, 16, 32])]
             pub fn call(&self, cx: &mut Scope, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
-                let x = nn::ConvTranspose::new(32, vec![2, 2]).strides(2.into()).call(cx, x)?;
+                let x = nn::ConvTranspose::new(32, vec![2, 2]).strides(2).call(cx, x)?;
                 Ok(Tensor::cat(&[&x, skip], -1))
             }
         });

@@ -326,8 +326,8 @@ impl Attention<'_> {
         let dropout = self.dropout(cx, deterministic)?;
         let x =
             dot_product_attention(&query, &key, &value, None, mask.as_ref(), dropout.as_ref(), self.dtype)?;
-        DenseGeneral::new(features.into())
-            .axis([-2, -1].into())
+        DenseGeneral::new(features)
+            .axis([-2, -1])
             .kernel_init(self.kernel_init.clone())
             .bias_init(self.bias_init.clone())
             .use_bias(self.use_bias)
@@ -339,7 +339,7 @@ impl Attention<'_> {
 
     /// The `DenseGeneral` projecting inputs to `(num_heads, head_dim)`.
     fn projection(&self, name: &'static str, head_dim: i64) -> DenseGeneral {
-        DenseGeneral::new([self.num_heads, head_dim].into())
+        DenseGeneral::new([self.num_heads, head_dim])
             .kernel_init(self.kernel_init.clone())
             .bias_init(self.bias_init.clone())
             .use_bias(self.use_bias)

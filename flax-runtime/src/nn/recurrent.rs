@@ -68,10 +68,10 @@ fn hidden_size(cx: &Scope<'_>, cell: &str, h: &Tensor) -> Result<i64> {
 #[module]
 pub struct LSTMCell {
     /// The gates' activation (default: `sigmoid`).
-    #[module(default = sigmoid)]
+    #[module(default = sigmoid, exact)]
     pub gate_fn: ActivationFn,
     /// The activation of the candidate and of the output (default: `tanh`).
-    #[module(default = tanh)]
+    #[module(default = tanh, exact)]
     pub activation_fn: ActivationFn,
     /// Initializer of the input kernels (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
@@ -202,10 +202,10 @@ impl DenseParams {
 #[module]
 pub struct OptimizedLSTMCell {
     /// The gates' activation (default: `sigmoid`).
-    #[module(default = sigmoid)]
+    #[module(default = sigmoid, exact)]
     pub gate_fn: ActivationFn,
     /// The activation of the candidate and of the output (default: `tanh`).
-    #[module(default = tanh)]
+    #[module(default = tanh, exact)]
     pub activation_fn: ActivationFn,
     /// Initializer of the input kernels (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
@@ -302,10 +302,10 @@ impl OptimizedLSTMCell {
 #[module]
 pub struct GRUCell {
     /// The gates' activation (default: `sigmoid`).
-    #[module(default = sigmoid)]
+    #[module(default = sigmoid, exact)]
     pub gate_fn: ActivationFn,
     /// The candidate's activation (default: `tanh`).
-    #[module(default = tanh)]
+    #[module(default = tanh, exact)]
     pub activation_fn: ActivationFn,
     /// Initializer of the input kernels (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]

@@ -6,14 +6,14 @@
 //! broadcast to every step and the `params` RNG stream shared (`split_rngs` `{"params":
 //! false}`), over the time axis of the inputs. So the cell's params have Flax's paths and
 //! `init` gives Flax's values for the same seed:
-//! - a cell constructed inside a compact method (`nn::RNN::new(nn::LSTMCell::new(), 4.into())`
+//! - a cell constructed inside a compact method (`nn::RNN::new(nn::LSTMCell::new(), 4)`
 //!   written inline) keeps that method's module as its parent and is auto-named there, a
 //!   sibling of the `RNN`: params `{"LSTMCell_0": {…}}`, and `RNN_0` has none;
 //! - a cell constructed outside any module (an `RNN` built at top level) is adopted by the
 //!   `RNN` as its `cell` submodule: params `{"cell": {…}}`.
 //!
 //! A cell using randomness (dropout) gets a different key at each step with
-//! `.split_rngs([("params", false), ("dropout", true)].into())`.
+//! `.split_rngs([("params", false), ("dropout", true)])`.
 //!
 //! **Fused path.** When the cell is a plain [`LSTMCell`](crate::nn::LSTMCell) or
 //! [`OptimizedLSTMCell`](crate::nn::OptimizedLSTMCell) (default `gate_fn` sigmoid and
@@ -376,7 +376,7 @@ pub struct Bidirectional<F: RNNCellBase, B: RNNCellBase> {
     #[submodule]
     pub backward_rnn: RNN<B>,
     /// How the outputs are merged (default: [`concatenate`]).
-    #[module(default = concatenate)]
+    #[module(default = concatenate, exact)]
     pub merge_fn: MergeFn,
     /// Whether time is the first axis.
     #[module(default = false)]

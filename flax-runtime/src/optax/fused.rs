@@ -329,7 +329,7 @@ mod tests {
         let x = randn(&[4, 6, 6, 3], 1);
         let m = nn::Dense::new(5);
         assert_fused("Dense", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
-        let m = nn::Conv::new(4, vec![3, 3]).strides(vec![2, 2].into());
+        let m = nn::Conv::new(4, vec![3, 3]).strides([2, 2]);
         assert_fused("Conv", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
         let m = nn::ConvTranspose::new(4, vec![3, 3]);
         assert_fused("ConvTranspose", m.init(key(), &x).unwrap(), |v| Ok(square_sum(&m.apply(v, &x)?)));
@@ -366,10 +366,10 @@ mod tests {
         let h = &carry.1;
         let v = m.init(key(), h, &step).unwrap();
         assert_fused("GRUCell", v, |v| Ok(square_sum(&m.apply(v, h, &step)?.1)));
-        let m = RNN::new(nn::LSTMCell::new(), 4.into());
+        let m = RNN::new(nn::LSTMCell::new(), 4);
         let v = m.init(key(), &seq, None, None).unwrap();
         assert_fused("RNN(LSTMCell)", v, |v| Ok(square_sum(&m.apply(v, &seq, None, None)?.1)));
-        let m = RNN::new(nn::GRUCell::new(), 4.into());
+        let m = RNN::new(nn::GRUCell::new(), 4);
         let v = m.init(key(), &seq, None, None).unwrap();
         assert_fused("RNN(GRUCell)", v, |v| Ok(square_sum(&m.apply(v, &seq, None, None)?.1)));
     }

@@ -10,7 +10,7 @@ impl Net {
     #[compact]
     #[shape(x: [B, 28, 28, 1])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let x = nn::Conv::new(8, vec![3, 3]).strides(4.into()).call(cx, x)?;
+        let x = nn::Conv::new(8, vec![3, 3]).strides(4).call(cx, x)?;
         nn::max_pool(&x, &[8, 8], None, &Padding::Valid)
     }
 }

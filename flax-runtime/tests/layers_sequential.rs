@@ -90,6 +90,16 @@ fn trees_and_outputs_match_flax() {
         ],
     );
 
+    check(
+        "cnn",
+        sequential![
+            nn::Conv::new(4, [3, 3]),
+            nn::relu,
+            nn::ConvTranspose::new(3, [2, 2]).strides([2, 2]),
+            nn::ConvLocal::new(2, [3, 3]).padding(nn::Padding::Valid),
+        ],
+    );
+
     let c = g.case("in_compact");
     let x = c.input("x");
     c.check(|| InCompact::new().init(key(), &x), |v| InCompact::new().apply(v, &x));

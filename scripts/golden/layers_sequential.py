@@ -1,7 +1,7 @@
 """Golden vectors for `nn.Sequential` (flax 0.12.8): which module owns each layer's params
 (`layers_{i}` for layers made outside any module, the enclosing module's `Dense_0`, … for
-layers made in its compact method), and tuple/dict outputs passed on as positional/keyword
-arguments.
+layers made in its compact method), tuple/dict outputs passed on as positional/keyword
+arguments, and convolutions as layers (a Flax `Sequential` CNN's names, `layers_0`, …).
 
 Run with `.golden-venv/bin/python scripts/golden/layers_sequential.py`; writes
 `flax-runtime/tests/data/layers/sequential.msgpack` (format: `layers_common.py`).
@@ -60,6 +60,14 @@ def main():
   )
   c["shape_inference"] = case(
     nn.Sequential([nn.Dense(4), lambda y: nn.Dense(y.shape[-1] * 2)(y), nn.relu]), x
+  )
+  images = {"x": normal((2, 6, 6, 3), 2)}
+  c["cnn"] = case(
+    nn.Sequential([
+      nn.Conv(4, (3, 3)), nn.relu, nn.ConvTranspose(3, (2, 2), strides=(2, 2)),
+      nn.ConvLocal(2, (3, 3), padding="VALID"),
+    ]),
+    images,
   )
   write("sequential", c)
 

@@ -1,6 +1,5 @@
 //! Convolutions over channels-last inputs: `Conv` (shared weights) and `ConvLocal`
-//! (unshared weights), Flax's `_Conv` family, and the `Mask` attribute they share with
-//! `ConvTranspose`.
+//! (unshared weights), Flax's `_Conv` family.
 //!
 //! Differences from the spec's Flax 0.6.10: none in behaviour. `kernel_size` is a `Vec` (the
 //! spec's `Conv` rejects a bare int with a `TypeError`, 0.12.8 reads it as `(k,)`: write
@@ -15,68 +14,14 @@ use crate::core::errors::Result;
 use crate::core::repr::FlaxRepr;
 use crate::core::scope::Scope;
 use crate::module;
+use crate::nn::conv_mask::Mask;
 use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init};
 use crate::nn::lax_conv::{conv_general_dilated, conv_general_dilated_local, ConvGeometry};
 use crate::nn::module_utils::{attribute_error, shape_error, FoldedBatch};
 use crate::nn::padding::{pad_wrap, same_pads, Padding};
-use std::fmt;
 use tch::{Kind, Tensor};
-
-/// A constant array multiplied into a kernel before it is used (Flax's `mask`), for masked
-/// convolutions; it must have the kernel's shape. Clones share the tensor.
-pub struct Mask(pub Tensor);
-
-impl Clone for Mask {
-    fn clone(&self) -> Self {
-        Mask(self.0.shallow_clone())
-    }
-}
-
-impl fmt::Debug for Mask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.flax_repr())
-    }
-}
-
-impl FlaxRepr for Mask {
-    fn flax_repr(&self) -> String {
-        let dtype = crate::core::frozen_dict::dtype_name(self.0.kind());
-        format!("Array(shape={}, dtype={dtype})", self.0.size().flax_repr())
-    }
-}
-
-impl From<Tensor> for Mask {
-    fn from(tensor: Tensor) -> Self {
-        Mask(tensor)
-    }
-}
-
-impl Mask {
-    /// Checks the mask against the kernel shape (Flax's `ValueError`) before the kernel exists.
-    pub(crate) fn check(mask: Option<&Mask>, cx: &Scope<'_>, kernel_shape: &[i64]) -> Result<()> {
-        match mask {
-            Some(m) if m.0.size() != kernel_shape => Err(attribute_error(
-                cx,
-                format!(
-                    "Mask needs to have the same shape as weights. Shapes are: {}, {}",
-                    m.0.size().flax_repr(),
-                    kernel_shape.flax_repr()
-                ),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// `kernel * mask` (`kernel` unchanged without a mask).
-    pub(crate) fn apply(mask: Option<&Mask>, kernel: Tensor) -> Result<Tensor> {
-        match mask {
-            Some(m) => Ok(kernel.f_mul(&m.0.f_to_device(kernel.device())?)?),
-            None => Ok(kernel),
-        }
-    }
-}
 
 /// Folds the batch dimensions of `inputs` for a convolution with `spatial` dims, or
 /// reports inputs of too small a rank.

@@ -7,6 +7,7 @@ pub mod activation;
 pub mod attention;
 pub mod combinators;
 pub mod conv;
+pub mod conv_mask;
 pub mod conv_transpose;
 pub mod dims;
 pub mod dtypes;
@@ -34,7 +35,8 @@ pub use attention::{
     make_causal_mask, AttentionDropout, MultiHeadDotProductAttention, SelfAttention,
 };
 pub use combinators::{layer, Args, CallArgs, FromArg, IntoLayer, Layer, LayerOutput, Sequential};
-pub use conv::{Conv, ConvLocal, Mask};
+pub use conv::{Conv, ConvLocal};
+pub use conv_mask::Mask;
 pub use conv_transpose::ConvTranspose;
 pub use dims::Dims;
 pub use embed::Embed;

@@ -354,6 +354,24 @@ fn a_typed_adam_train_state_writes_flax_bytes() {
     assert!(to_bytes(&restored).unwrap() == bytes);
 }
 
+/// A state trained under `jax.jit` (Flax's `step` a 0-d int32 array, not an int) writes
+/// Flax's bytes back too, and keeps the array layout through further steps.
+#[test]
+fn a_jitted_train_state_writes_its_step_back_as_an_array() {
+    let bytes = flax_bytes("train_state_jit");
+    let Value::Dict(params) = mlp_params(&MLP) else { panic!("not a dict") };
+    let template = TrainState::create((), params, optax::adam(1e-2)).unwrap();
+    assert_eq!(template.step_dtype, None);
+    let restored = from_bytes(&template, &bytes).unwrap();
+    assert_eq!((restored.step, restored.step_dtype), (2, Some(Kind::Int)));
+    assert!(to_bytes(&restored).unwrap() == bytes);
+    let grads = restored.params.clone();
+    let stepped = restored.apply_gradients(grads).unwrap();
+    let Value::Dict(saved) = msgpack_restore(&to_bytes(&stepped).unwrap()).unwrap() else { panic!("not a dict") };
+    let Some(Value::Tensor(step)) = saved.get("step") else { panic!("step is not an array") };
+    assert_eq!((step.kind(), step.size(), step.int64_value(&[])), (Kind::Int, vec![], 3));
+}
+
 #[test]
 fn every_difference_is_reported_at_once() {
     let bytes = flax_bytes("train_state");

@@ -184,10 +184,11 @@ class TrainStateWithKey(train_state.TrainState):
   key: jax.Array
 
 
-def make_train_state(steps=2, cls=train_state.TrainState, tx=None, **extra):
+def make_train_state(steps=2, cls=train_state.TrainState, tx=None, jit=False, **extra):
   """A TrainState (or subclass `cls` with `extra` fields) with `tx` (by default Adam) after
-  `steps` updates. `to_state_dict` of it is {step, params, opt_state: {'0': ScaleByAdamState,
-  '1': EmptyState}, **extra}."""
+  `steps` updates, made under `jax.jit` when `jit` (then `step` is a 0-d int32 array, as in
+  any real training loop, instead of a Python int). `to_state_dict` of it is {step, params,
+  opt_state: {'0': ScaleByAdamState, '1': EmptyState}, **extra}."""
 
   class Mlp(nn.Module):
     @nn.compact
@@ -198,9 +199,11 @@ def make_train_state(steps=2, cls=train_state.TrainState, tx=None, **extra):
   model = Mlp()
   params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))['params']
   state = cls.create(apply_fn=model.apply, params=params, tx=tx or optax.adam(1e-2), **extra)
+  apply = lambda state, grads: state.apply_gradients(grads=grads)
+  apply = jax.jit(apply) if jit else apply
   for i in range(steps):
     grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 0.5 * (i + 1)), state.params)
-    state = state.apply_gradients(grads=grads)
+    state = apply(state, grads)
   return state
 
 
@@ -260,6 +263,7 @@ CASES = {
   ),
   'chunked_to_bytes_unchunked': ('to_bytes', lambda: serialization.to_bytes(chunked_tree()), {}),
   'train_state': ('to_bytes', train_state_bytes, {}),
+  'train_state_jit': ('to_bytes', lambda: serialization.to_bytes(make_train_state(jit=True)), {}),
   'unsigned': ('msgpack_serialize', lambda: serialize(unsigned_tree()), {}),
   'unsigned_to_bytes': ('to_bytes', lambda: serialization.to_bytes(unsigned_tree()), {}),
   'unsigned_numpy_scalars': (

@@ -65,6 +65,7 @@ use crate::core::frozen_dict::{DictMap, FrozenDict, Value};
 use crate::optax::GradientTransformation;
 use crate::tree::{Key, KeyPath, MapFn, StateDictMismatches, Tree, VisitFn, VisitMutFn};
 use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
 
 /// The fields every train state has, in Flax's order; an extra field may not reuse them.
 const BASE_FIELDS: [&str; 3] = ["step", "params", "opt_state"];
@@ -84,6 +85,11 @@ const EXTRA_KEY: &str = "extra";
 pub struct TrainState<A, P: Tree, T: GradientTransformation<P>, E = ()> {
     /// The number of `apply_gradients` calls so far.
     pub step: i64,
+    /// How `step` is saved: `None` as a msgpack integer (what Flax writes for a step counted
+    /// eagerly), `Some(dtype)` as a 0-d array of that dtype (what a `jax.jit`-ed
+    /// `apply_gradients` leaves: int32). Restoring sets it from what was read, so a state read
+    /// from Flax's bytes writes the same bytes back.
+    pub step_dtype: Option<Kind>,
     /// What computes the model (the module, or a function).
     pub apply_fn: A,
     /// The parameters being trained.
@@ -123,7 +129,7 @@ impl<A, P: Tree, T: GradientTransformation<P>, E: Tree> TrainState<A, P, T, E> {
             }
         }
         let opt_state = tx.init(&params)?;
-        Ok(TrainState { step: 0, apply_fn, params, tx: Arc::new(tx), opt_state, extra })
+        Ok(TrainState { step: 0, step_dtype: None, apply_fn, params, tx: Arc::new(tx), opt_state, extra })
     }
 
     /// One optimizer step: the updates for `grads`, added to the parameters, and `step + 1`
@@ -190,6 +196,7 @@ where
     ) -> Result<Self> {
         Ok(TrainState {
             step: self.step,
+            step_dtype: self.step_dtype,
             apply_fn: self.apply_fn.clone(),
             params: path.scoped(Key::Name("params"), |path| {
                 self.params.map_leaves(others.map(|o| &o.params), path, f)
@@ -205,7 +212,7 @@ where
     fn state_dict(&self) -> Value {
         let mut entries = DictMap::default();
         let base = [
-            ("step", self.step.state_dict_entry()),
+            ("step", self.step_state()),
             ("params", self.params.state_dict_entry()),
             ("opt_state", self.opt_state.state_dict_entry()),
         ];
@@ -243,8 +250,13 @@ where
             self.opt_state.restore_state_dict_entry(dict.get("opt_state"), path, report)
         });
         let extra = self.restore_extra(dict, path, report);
+        let step_dtype = match dict.get("step") {
+            Some(Value::Tensor(t)) => Some(t.kind()),
+            _ => None,
+        };
         Some(TrainState {
             step: step?,
+            step_dtype,
             apply_fn: self.apply_fn.clone(),
             params: params?,
             tx: Arc::clone(&self.tx),
@@ -260,6 +272,14 @@ where
     T: GradientTransformation<P>,
     E: Tree,
 {
+    /// The state-dict entry of `step`, in the layout `step_dtype` says.
+    fn step_state(&self) -> Option<Value> {
+        match self.step_dtype {
+            Some(kind) => Some(Value::Tensor(Tensor::scalar_tensor(self.step as f64, (kind, Device::Cpu)))),
+            None => self.step.state_dict_entry(),
+        }
+    }
+
     /// Restores the extra fields from their entries of the state dict `dict`: the
     /// top-level entries that are not base fields (the extra fields' own restore reports
     /// stray keys), or the `extra` entry when the fields are not a struct or map.

@@ -1,7 +1,8 @@
 //! Flax's Linen programming model for Rust, on libtorch.
 //!
 //! See the README for an overview; the module docs of [`core`] walk through the module
-//! lifecycle.
+//! lifecycle; [`how_to`] shows the patterns Flax users look for (extending `TrainState`,
+//! threading `batch_stats`, freezing parameters, surgery, restoring Python checkpoints).
 
 // Generated code names this crate `::flax`, also when it is expanded inside this crate.
 extern crate self as flax;
@@ -9,6 +10,7 @@ extern crate self as flax;
 pub mod core;
 pub mod data;
 pub mod distributed;
+pub mod how_to;
 pub mod nn;
 pub mod optax;
 pub mod random;

@@ -7,8 +7,16 @@
 //! the nested dictionaries' insertion order, as Python's dicts do. Flax's `empty_node`
 //! sentinel is [`FlatValue::EmptyNode`].
 //!
-//! The generic `Traversal` classes (`TraverseAttr`, `TraverseItem`, …) are deprecated in Flax
-//! and not provided; typed trees are traversed with [`crate::tree`] instead.
+//! The generic `Traversal` classes (`TraverseAttr`, `TraverseItem`, …, deprecated in Flax) are
+//! in [`traversal`], over state-dict [`Value`]s; typed trees are better traversed with
+//! [`crate::tree`].
+
+pub mod traversal;
+
+pub use traversal::{
+    t_identity, ItemKey, Traversal, TraverseAttr, TraverseCompose, TraverseEach, TraverseFilter, TraverseId,
+    TraverseItem, TraverseMerge, TraverseTree,
+};
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};

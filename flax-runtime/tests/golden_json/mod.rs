@@ -1,6 +1,7 @@
 //! The tagged JSON of `scripts/golden/tree.py`, to and from `Value`s: `{"int": 1}`,
 //! `{"float": 0.5}`, `{"str": "a"}`, `{"none": null}`, `{"empty_node": null}`,
-//! `{"array": {"shape", "dtype", "data"}}` and `{"dict": [[key, value], ...]}` (ordered).
+//! `{"array": {"shape", "dtype", "data"}}`, `{"dict": [[key, value], ...]}` (ordered) and
+//! `{"list": [...]}` (lists and tuples, in `traversals.py`).
 
 // Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
@@ -32,6 +33,7 @@ pub fn value(json: &Json) -> Value {
         ("str", v) => Value::Scalar(Scalar::Str(v.as_str().unwrap().to_owned())),
         ("none", _) => Value::Scalar(Scalar::None),
         ("dict", _) => Value::Dict(dict(json)),
+        ("list", items) => Value::List(items.as_array().unwrap().iter().map(value).collect()),
         ("array", a) => {
             assert_eq!(a["dtype"], "float32", "only float32 arrays are used");
             let data: Vec<f32> =
@@ -64,7 +66,7 @@ pub fn encode(value: &Value) -> Json {
         Value::Scalar(Scalar::None) => json!({ "none": null }),
         Value::Scalar(other) => panic!("not used by the vectors: {other:?}"),
         Value::Dict(d) => encode_dict(d),
-        Value::List(items) => panic!("lists are not in state dicts: {items:?}"),
+        Value::List(items) => json!({ "list": items.iter().map(encode).collect::<Vec<_>>() }),
         Value::Tensor(t) => {
             assert_eq!(t.kind(), Kind::Float, "only float32 arrays are used");
             let data: Vec<f32> = Vec::try_from(t.flatten(0, -1)).unwrap();

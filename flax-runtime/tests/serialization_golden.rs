@@ -367,7 +367,9 @@ fn a_jitted_train_state_writes_its_step_back_as_an_array() {
     assert!(to_bytes(&restored).unwrap() == bytes);
     let grads = restored.params.clone();
     let stepped = restored.apply_gradients(grads).unwrap();
-    let Value::Dict(saved) = msgpack_restore(&to_bytes(&stepped).unwrap()).unwrap() else { panic!("not a dict") };
+    let Value::Dict(saved) = msgpack_restore(&to_bytes(&stepped).unwrap()).unwrap() else {
+        panic!("not a dict")
+    };
     let Some(Value::Tensor(step)) = saved.get("step") else { panic!("step is not an array") };
     assert_eq!((step.kind(), step.size(), step.int64_value(&[])), (Kind::Int, vec![], 3));
 }

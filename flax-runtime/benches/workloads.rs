@@ -179,7 +179,8 @@ fn resnet_step(state: ResNetState, images: &Tensor, labels: &Tensor) -> Result<R
         let vars = variables(&[("params", params), ("batch_stats", &state.extra)]);
         let options = ApplyOptions::new().mutable(["batch_stats"]);
         let (logits, updates) = state.apply_fn.apply_with(&vars, options, images, true)?;
-        let loss = optax::losses::softmax_cross_entropy_with_integer_labels(&logits, labels)?.mean(Kind::Float);
+        let loss =
+            optax::losses::softmax_cross_entropy_with_integer_labels(&logits, labels)?.mean(Kind::Float);
         Ok((loss, updates))
     })?;
     let state = state.apply_gradients(grads)?;
@@ -230,8 +231,12 @@ fn workloads() -> Result<Vec<Workload>> {
     let classes = ints(&[RESNET_BATCH], 10, 4);
     let resnet_vars = ResNet::new().init(PRNGKey::new(0), &images.narrow(0, 0, 1), false)?;
     let tx = optax::sgd(0.1).momentum(0.9);
-    let state =
-        TrainState::create_with(ResNet::new(), collection(&resnet_vars, "params"), tx, collection(&resnet_vars, "batch_stats"))?;
+    let state = TrainState::create_with(
+        ResNet::new(),
+        collection(&resnet_vars, "params"),
+        tx,
+        collection(&resnet_vars, "batch_stats"),
+    )?;
     let resnet = stateful("resnet_train", state, move |s| resnet_step(s, &images, &classes));
 
     let template = Tensor::ones([1, 28, 28, 1], (Kind::Float, Device::Cpu));
@@ -280,7 +285,9 @@ fn options() -> Result<Options> {
             "--samples" => o.samples = number()?,
             "--serve" => o.serve = true,
             "--bench" => {}
-            other => return Err(flax::Error::Value(format!("unknown argument {other}; see this bench's doc"))),
+            other => {
+                return Err(flax::Error::Value(format!("unknown argument {other}; see this bench's doc")))
+            }
         }
     }
     Ok(o)

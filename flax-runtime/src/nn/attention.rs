@@ -154,7 +154,8 @@ pub fn dot_product_attention(
 /// row there gets uniform weights over the dtype's lowest value, where the kernel's boolean
 /// mask gives `-inf` logits; bias and dropout (drawn from Flax's key) stay too.
 fn fused_attention(query: &Tensor, key: &Tensor, value: &Tensor) -> Result<Option<Tensor>> {
-    let fits = [query, key, value].iter().all(|t| matches!(t.kind(), Kind::Float | Kind::Double) && t.numel() > 0);
+    let fits =
+        [query, key, value].iter().all(|t| matches!(t.kind(), Kind::Float | Kind::Double) && t.numel() > 0);
     if !fits {
         return Ok(None);
     }

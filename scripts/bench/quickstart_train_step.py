@@ -25,9 +25,10 @@ other versions are described in `flax-runtime/benches/quickstart_train_step.rs`,
 Fairness:
 - Same libtorch: `tch` links the libtorch of the `.venv` torch wheel, which PyTorch eager runs.
 - Same thread count everywhere (`--threads`, default 1): `tch::set_num_threads`,
-  `torch.set_num_threads`, and for XLA's CPU backend `XLA_FLAGS` with
-  `--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1` (for one thread; the
-  script sets them before importing jax; its output says how much they change Flax's time).
+  `torch.set_num_threads`, and every process pinned to the first `--threads` cores (the
+  script sets its own CPU affinity, which the subprocesses inherit, before importing jax:
+  XLA sizes its thread pools from it), plus `XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`
+  for one thread.
 - Warm-up excluded: every version takes `--warmup` untimed steps first; Flax's are after the
   jit compilation. A sample is `--steps` consecutive steps, timed with a monotonic clock;
   Flax's sample ends with `block_until_ready` on the new state (JAX dispatches
@@ -91,9 +92,14 @@ def keep_malloc_memory():
 
 
 def set_xla_threads(threads):
-    """Restricts XLA's CPU backend to one intra-op thread (before jax is imported)."""
+    """Pins this process (and so the subprocesses it starts, which inherit the mask) to the
+    first `threads` cores, which is what sizes XLA's CPU thread pools, and for one thread
+    also sets the one real XLA flag for it (before jax is imported). XLA has no
+    `intra_op_parallelism_threads` flag: an earlier version of this script passed one, and
+    XLA then still used both cores."""
+    os.sched_setaffinity(0, range(threads))
     if threads == 1:
-        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        flags = "--xla_cpu_multi_thread_eigen=false"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
 
 

@@ -134,9 +134,51 @@ pub fn dot_product_attention(
     check_qkv(query, key, Some(value))?;
     let kind = result_dtype(&[query, key, value], dtype)?;
     let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
+    if bias.is_none() && mask.is_none() && dropout.is_none_or(|d| d.rate <= 0.0) {
+        if let Some(fused) = fused_attention(&query, &key, &cast(value.shallow_clone(), kind)?)? {
+            return Ok(fused);
+        }
+    }
     let weights = dot_product_attention_weights(&query, &key, bias, mask, dropout, Some(kind))?;
     let value = cast(value.shallow_clone(), kind)?;
     Ok(Tensor::f_einsum("...hqk,...khd->...qhd", &[&weights, &value], None::<&[i64]>)?)
+}
+
+/// Plain attention (no bias, mask or dropout) on libtorch's fused
+/// `scaled_dot_product_attention`, which computes Flax's `softmax(q·kᵀ / √depth)·v` in one
+/// kernel (on CPU a blocked, flash-style kernel that never materializes the weights; its
+/// online softmax differs from the two-einsum formula only by rounding, well inside the
+/// golden tolerances), forward and backward. `None` where it does not apply: dtypes other
+/// than `float32`/`float64` (Flax computes half-precision softmax in half precision, the kernel
+/// accumulates in float) and empty inputs. Masks stay on Flax's formula because a fully masked
+/// row there gets uniform weights over the dtype's lowest value, where the kernel's boolean
+/// mask gives `-inf` logits; bias and dropout (drawn from Flax's key) stay too.
+fn fused_attention(query: &Tensor, key: &Tensor, value: &Tensor) -> Result<Option<Tensor>> {
+    let fits =
+        [query, key, value].iter().all(|t| matches!(t.kind(), Kind::Float | Kind::Double) && t.numel() > 0);
+    if !fits {
+        return Ok(None);
+    }
+    // `[batch…, len, heads, depth]` -> `[batch, heads, len, depth]` (views of the projections).
+    let heads_first = |t: &Tensor| -> Result<Tensor> {
+        let s = t.size();
+        Ok(t.f_reshape([-1, s[s.len() - 3], s[s.len() - 2], s[s.len() - 1]])?.f_transpose(1, 2)?)
+    };
+    let depth = *query.size().last().unwrap_or(&1);
+    let y = Tensor::f_scaled_dot_product_attention(
+        &heads_first(query)?,
+        &heads_first(key)?,
+        &heads_first(value)?,
+        None::<Tensor>,
+        0.0,
+        false,
+        1.0 / (depth as f64).sqrt(),
+        false,
+    )?;
+    let mut shape = query.size();
+    let last = shape.len() - 1;
+    shape[last] = *value.size().last().unwrap_or(&1);
+    Ok(Some(y.f_transpose(1, 2)?.f_reshape(shape)?))
 }
 
 /// A mask `[batch…, 1, q_len, kv_len]` from `[batch…, q_len]` and `[batch…, kv_len]` inputs:

@@ -28,13 +28,15 @@
 
 use crate::core::errors::Result;
 use crate::core::scope::Scope;
+use crate::core::shim::{self, Handle};
 use crate::core::variable::Variable;
 use crate::module;
 use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, promote_types, result_dtype};
 use crate::nn::initializers::{self, Init};
 use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
-use tch::{Kind, Tensor};
+use std::ffi::{c_char, c_int};
+use tch::{Device, Kind, Tensor};
 
 /// Normalised, sorted, de-duplicated axes of a rank-`rank` input (`_canonicalize_axes`).
 fn canonical_axes(cx: &Scope<'_>, rank: usize, axes: &[i64]) -> Result<Vec<i64>> {
@@ -585,9 +587,11 @@ pub struct GroupNorm {
 
 #[module]
 impl GroupNorm {
-    /// Normalizes `x` of shape `(batch, …, features)`: as libtorch's `group_norm` (on a copy
-    /// of the input in libtorch's `(batch, features, positions)` layout), by Flax's formula
-    /// for an empty input or one of rank 1.
+    /// Normalizes `x` of shape `(batch, …, features)`: float and double inputs on the CPU by
+    /// the shim's channels-last kernel (Flax's statistics, two passes each way, see
+    /// `csrc/group_norm.cpp`), other real floating inputs as libtorch's `group_norm` (on a copy
+    /// of the input in libtorch's `(batch, features, positions)` layout), by Flax's formula for
+    /// an empty input or one of rank 1.
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let shape = x.size();
@@ -601,6 +605,9 @@ impl GroupNorm {
         let params = normalize.params(cx, &[channels])?;
         if x.numel() > 0 && rank >= 2 {
             let fused = normalize.fused(x, &params, |x, scale, bias| {
+                if let Some(y) = group_norm_channels_last(x, scale, bias, num_groups, self.epsilon)? {
+                    return Ok(y);
+                }
                 // libtorch's layout `(batch, features, positions)`, copied: its channels-last
                 // kernels are slower than the copies on the CPU (6x, forward), and their
                 // backward crashes when the params need gradients and the input does not.
@@ -630,6 +637,63 @@ impl GroupNorm {
         let reduction_axes: Vec<i64> = (1..rank - 1).collect();
         normalize.apply(x, (mean, var), params, &reduction_axes, &[rank - 1])
     }
+}
+
+extern "C" {
+    fn flax_group_norm_channels_last(
+        x: Handle,
+        scale: Handle,
+        bias: Handle,
+        groups: i64,
+        eps: f64,
+        out: *mut Handle,
+        error: *mut c_char,
+        len: usize,
+    ) -> c_int;
+}
+
+/// Group normalization of `x` `(batch, …, channels)` by the shim's channels-last kernel, for
+/// float and double inputs of rank ≥ 2 on the CPU (missing params as ones and zeros); `None`
+/// where it does not apply (other dtypes or devices, inside a functorch transform, dual
+/// tensors).
+fn group_norm_channels_last(
+    x: &Tensor,
+    scale: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    groups: i64,
+    eps: f64,
+) -> Result<Option<Tensor>> {
+    let kind = x.kind();
+    let on_cpu = [Some(x), scale, bias].into_iter().flatten().all(|t| t.device() == Device::Cpu);
+    if !matches!(kind, Kind::Float | Kind::Double) || !on_cpu || x.dim() < 2 {
+        return Ok(None);
+    }
+    let channels = x.size()[x.dim() - 1];
+    let param = |p: Option<&Tensor>, fill: f64| -> Result<Tensor> {
+        Ok(match p {
+            Some(p) => p.f_contiguous()?,
+            None => Tensor::f_full([channels], fill, (kind, Device::Cpu))?,
+        })
+    };
+    let (x, scale, bias) = (x.f_contiguous()?, param(scale, 1.0)?, param(bias, 0.0)?);
+    let mut out: Handle = std::ptr::null_mut();
+    shim::call(|error, len| {
+        // SAFETY: the handles are alive for the call; the shim writes a new handle or null.
+        unsafe {
+            flax_group_norm_channels_last(
+                shim::handle(&x),
+                shim::handle(&scale),
+                shim::handle(&bias),
+                groups,
+                eps,
+                &mut out,
+                error,
+                len,
+            )
+        }
+    })?;
+    // SAFETY: a non-null `out` is a handle the shim allocated for us.
+    Ok((!out.is_null()).then(|| unsafe { shim::take(out) }))
 }
 
 impl GroupNorm {

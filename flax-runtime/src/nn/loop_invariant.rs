@@ -138,22 +138,22 @@ mod tests {
         let a = Tensor::ones([3], (Kind::Float, Device::Cpu));
         let mut calls = 0;
         sequence(|| -> Result<()> {
-            hoisted("double", &[&a], || counted(&mut calls, &a))?;
-            hoisted("double", &[&a.shallow_clone()], || counted(&mut calls, &a))?;
+            let _ = hoisted("double", &[&a], || counted(&mut calls, &a))?;
+            let _ = hoisted("double", &[&a.shallow_clone()], || counted(&mut calls, &a))?;
             assert_eq!(calls, 1, "a shallow clone is the same tensor");
-            hoisted("other", &[&a], || counted(&mut calls, &a))?;
+            let _ = hoisted("other", &[&a], || counted(&mut calls, &a))?;
             assert_eq!(calls, 2, "another tag is another value");
             let _ = a.shallow_clone().f_add_scalar_(1.0)?;
             let v = hoisted("double", &[&a], || counted(&mut calls, &a))?;
             assert_eq!(calls, 3, "an in-place change is a miss");
             assert_eq!(Vec::<f32>::try_from(&v)?, [4.0, 4.0, 4.0]);
             let copy = a.copy();
-            hoisted("double", &[&copy], || counted(&mut calls, &copy))?;
+            let _ = hoisted("double", &[&copy], || counted(&mut calls, &copy))?;
             assert_eq!(calls, 4, "equal values in another tensor are a miss");
             Ok(())
         })?;
-        hoisted("double", &[&a], || counted(&mut calls, &a))?;
-        hoisted("double", &[&a], || counted(&mut calls, &a))?;
+        let _ = hoisted("double", &[&a], || counted(&mut calls, &a))?;
+        let _ = hoisted("double", &[&a], || counted(&mut calls, &a))?;
         assert_eq!(calls, 6, "outside a sequence nothing is kept");
         Ok(())
     }
@@ -166,7 +166,7 @@ mod tests {
         let rnn = RNN::new(OptimizedLSTMCell::new(), 4.into()).fused(false);
         let variables = rnn.init(PRNGKey::new(0), &x, None, None)?;
         let before = COMPUTED.with(std::cell::Cell::get);
-        rnn.apply(&variables, &x, None, None)?;
+        let _ = rnn.apply(&variables, &x, None, None)?;
         // The input kernels, the recurrent kernels and the recurrent biases, over 5 steps.
         assert_eq!(COMPUTED.with(std::cell::Cell::get) - before, 3);
         Ok(())

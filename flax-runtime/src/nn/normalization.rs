@@ -640,6 +640,7 @@ impl GroupNorm {
 }
 
 extern "C" {
+    #[allow(clippy::too_many_arguments)]
     fn flax_group_norm_channels_last(
         x: Handle,
         scale: Handle,
@@ -726,5 +727,81 @@ impl GroupNorm {
             ));
         }
         Ok(num_groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::batching::vmap;
+    use crate::core::forward_ad::DualLevel;
+
+    /// Flax's GroupNorm formula over `(batch, …, channels)`, op by op.
+    fn formula(x: &Tensor, scale: &Tensor, bias: &Tensor, groups: i64) -> Tensor {
+        let shape = x.size();
+        let (n, c) = (shape[0], shape[shape.len() - 1]);
+        let xv = x.reshape([n, -1, groups, c / groups]);
+        let mean = xv.mean_dim(&[1i64, 3][..], true, None);
+        let var = (xv.square().mean_dim(&[1i64, 3][..], true, None) - mean.square()).clamp_min(0.0);
+        let y = (xv - &mean) * (var + 1e-6).rsqrt() * scale.reshape([groups, c / groups])
+            + bias.reshape([groups, c / groups]);
+        y.reshape(&shape)
+    }
+
+    fn grads(y: &Tensor, g: &Tensor, wrt: &[&Tensor], create_graph: bool) -> Vec<Tensor> {
+        Tensor::run_backward(&[(y * g).sum(Kind::Double)], wrt, true, create_graph)
+    }
+
+    #[test]
+    fn the_channels_last_group_norm_kernel_has_flax_s_values_and_derivatives() -> Result<()> {
+        for kind in [Kind::Float, Kind::Double] {
+            let opts = (kind, Device::Cpu);
+            let x = (Tensor::randn([3, 5, 4, 12], opts) * 2.0 + 1.0).set_requires_grad(true);
+            let s = Tensor::randn([12], opts).set_requires_grad(true);
+            let b = Tensor::randn([12], opts).set_requires_grad(true);
+            let g = Tensor::randn([3, 5, 4, 12], opts);
+            let tol = if kind == Kind::Float { 1e-4 } else { 1e-10 };
+            let y = group_norm_channels_last(&x, Some(&s), Some(&b), 4, 1e-6)?.expect("applies on the CPU");
+            let want = formula(&x, &s, &b, 4);
+            assert!(y.allclose(&want, tol, tol, false), "{kind:?}: values");
+            for (got, want) in
+                grads(&y, &g, &[&x, &s, &b], false).iter().zip(grads(&want, &g, &[&x, &s, &b], false))
+            {
+                assert!(got.allclose(&want, tol, tol, false), "{kind:?}: first derivatives");
+            }
+            // Second order: the backward pass under create_graph is differentiable.
+            let first = grads(&y, &g, &[&x, &s], true);
+            let first_want = grads(&want, &g, &[&x, &s], true);
+            let second = |gs: &[Tensor]| {
+                Tensor::run_backward(
+                    &[gs[0].square().sum(Kind::Double) + gs[1].sum(Kind::Double)],
+                    &[&x],
+                    false,
+                    false,
+                )
+            };
+            assert!(
+                second(&first)[0].allclose(&second(&first_want)[0], tol, tol, false),
+                "{kind:?}: second order"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_kernel_steps_aside_inside_vmap_and_forward_mode_ad() -> Result<()> {
+        let x = Tensor::randn([2, 3, 4, 8], (Kind::Float, Device::Cpu));
+        let (s, b) =
+            (Tensor::ones([8], (Kind::Float, Device::Cpu)), Tensor::zeros([8], (Kind::Float, Device::Cpu)));
+        let mut inside_vmap = None;
+        vmap(2, &[Some(0)], &[x.shallow_clone()], &[0], |xs| {
+            inside_vmap = Some(group_norm_channels_last(&xs[0], Some(&s), Some(&b), 2, 1e-6)?.is_some());
+            Ok(vec![xs[0].shallow_clone()])
+        })?;
+        assert_eq!(inside_vmap, Some(false), "functorch refuses custom autograd functions");
+        let level = DualLevel::enter()?;
+        let dual = level.make_dual(&x, &x.ones_like())?;
+        assert!(group_norm_channels_last(&dual, Some(&s), Some(&b), 2, 1e-6)?.is_none(), "dual tensors");
+        Ok(())
     }
 }

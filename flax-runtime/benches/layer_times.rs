@@ -11,9 +11,11 @@
 //! Every pair is first checked to compute the same output. Rounds alternate the two sides
 //! (which goes first alternates too); a round times `--iters` calls of each; the table gives
 //! the medians over `--rounds` rounds and their ratio (library / libtorch: below 1 is faster).
-//! One thread (`tch::set_num_threads(1)`); pin the process for stable figures:
+//! One thread (`tch::set_num_threads(1)`); pin the process for stable figures. Times are by
+//! the wall clock, or with `--cpu-time` by the process's CPU time (on a machine shared with
+//! other jobs, the work done without the waits for the core):
 //!
-//! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20]`
+//! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20 --cpu-time]`
 
 use flax::nn::{self, BatchNorm, Dense, Embed, GroupNorm, LayerNorm, RMSNorm};
 use flax::optax::losses::softmax_cross_entropy_with_integer_labels;
@@ -273,13 +275,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Microseconds per call of `f`, `iters` calls.
-fn time(iters: usize, f: &dyn Fn()) -> f64 {
-    let start = Instant::now();
+/// CPU time of this process in µs (all threads): on a shared machine, the work done, not the
+/// waits for a core.
+fn cpu_us() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes the clock's value into `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e6 + t.tv_nsec as f64 / 1e3
+}
+
+/// Microseconds per call of `f`, `iters` calls, by the wall clock or (`cpu`) by CPU time.
+fn time(iters: usize, cpu: bool, f: &dyn Fn()) -> f64 {
+    let (start, start_cpu) = (Instant::now(), cpu_us());
     for _ in 0..iters {
         f();
     }
-    start.elapsed().as_secs_f64() * 1e6 / iters as f64
+    let total = if cpu { cpu_us() - start_cpu } else { start.elapsed().as_secs_f64() * 1e6 };
+    total / iters as f64
 }
 
 fn arg(name: &str, default: usize) -> usize {
@@ -295,6 +307,7 @@ fn main() {
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let (rounds, iters) = (arg("--rounds", 15), arg("--iters", 20));
+    let cpu = std::env::args().any(|a| a == "--cpu-time");
     println!(
         "| layer | flax fwd µs | libtorch fwd µs | ratio | flax fwd+bwd µs | libtorch fwd+bwd µs | ratio |"
     );
@@ -305,7 +318,7 @@ fn main() {
         let mut samples = [vec![], vec![], vec![], vec![]];
         // Warm-up.
         for f in [&fwd_flax as &dyn Fn(), &fwd_torch, &*c.flax_backward, &*c.torch_backward] {
-            time(2, f);
+            time(2, cpu, f);
         }
         for round in 0..rounds {
             let pairs: [(usize, &dyn Fn()); 4] =
@@ -313,7 +326,7 @@ fn main() {
             let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [1, 0, 3, 2] };
             for i in order {
                 let (slot, f) = pairs[i];
-                samples[slot].push(time(iters, f));
+                samples[slot].push(time(iters, cpu, f));
             }
         }
         let [a, b, cc, d] = samples.map(median);

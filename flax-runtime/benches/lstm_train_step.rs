@@ -8,7 +8,9 @@
 //! - `flax`: the RNN as is, which runs the LSTM as libtorch's fused `lstm` operator at
 //!   `apply` (oneDNN on CPU);
 //! - `flax_per_step`: the same with `fused(false)`, the cell scanned step by step (Flax's
-//!   formulation, as before the fused path).
+//!   formulation, as before the fused path);
+//! - `flax_optimized_per_step`: `OptimizedLSTMCell` (one matrix product per step for the
+//!   input and one for `h`, its kernels concatenated once per sequence) scanned step by step.
 //!
 //! Before timing, one step of each from the same params is checked to give the same loss.
 //! The versions run interleaved, round by round; a sample is `--steps` consecutive steps after
@@ -41,6 +43,8 @@ const LEARNING_RATE: f64 = 1e-3;
 pub struct LstmClassifier {
     /// Whether the RNN may take the fused path.
     pub fused: bool,
+    /// Whether the cell is `OptimizedLSTMCell` (same params as `LSTMCell`).
+    pub optimized: bool,
 }
 
 #[module]
@@ -48,8 +52,14 @@ impl LstmClassifier {
     #[compact]
     pub fn call(&self, cx: &mut Scope, tokens: &Tensor) -> Result<Tensor> {
         let x = nn::Embed::new(VOCAB, EMBED).call(cx, tokens)?;
-        let rnn = nn::RNN::new(nn::LSTMCell::new(), HIDDEN).fused(self.fused);
-        let ((_, h), _) = rnn.call(cx, &x, None, None)?;
+        // One name for both cells, so that they share one param tree.
+        let ((_, h), _) = if self.optimized {
+            let cell = nn::OptimizedLSTMCell::new().name("cell");
+            nn::RNN::new(cell, HIDDEN).fused(self.fused).call(cx, &x, None, None)?
+        } else {
+            let cell = nn::LSTMCell::new().name("cell");
+            nn::RNN::new(cell, HIDDEN).fused(self.fused).call(cx, &x, None, None)?
+        };
         nn::Dense::new(CLASSES).call(cx, &h)
     }
 }
@@ -71,10 +81,15 @@ fn train_step(state: State, tokens: &Tensor, labels: &Tensor) -> Result<(State, 
     Ok((state.apply_gradients(grads)?, value))
 }
 
-fn create(fused: bool, params: &FrozenDict) -> State {
+fn create(fused: bool, optimized: bool, params: &FrozenDict) -> State {
     let params = flax::tree::tree_map(params, |p| Ok(p.copy())).expect("copy params");
-    TrainState::create(LstmClassifier::new(fused), params, optax::adam(LEARNING_RATE)).expect("train state")
+    TrainState::create(LstmClassifier::new(fused, optimized), params, optax::adam(LEARNING_RATE))
+        .expect("train state")
 }
+
+/// The versions compared: name, fused, optimized cell.
+const VERSIONS: [(&str, bool, bool); 3] =
+    [("flax", true, false), ("flax_per_step", false, false), ("flax_optimized_per_step", false, true)];
 
 struct Args {
     threads: i32,
@@ -141,7 +156,7 @@ fn time_cpu(n: usize, mut f: impl FnMut()) -> f64 {
 /// The step's parts, in CPU time: the forward pass (with autograd recording), the forward and
 /// backward pass (`value_and_grad`), the update.
 fn breakdown(params: &FrozenDict, tokens: &Tensor, labels: &Tensor, n: usize) {
-    let state = create(true, params);
+    let state = create(true, false, params);
     let forward = time_cpu(n, || {
         let _ = loss(&state.apply_fn, &state.params, tokens, labels).expect("loss");
     });
@@ -181,23 +196,26 @@ fn main() {
         .init(gen[1], &[BATCH], (Kind::Float, Device::Cpu))
         .expect("labels")
         .to_kind(Kind::Int64);
-    let init = LstmClassifier::new(true).init(PRNGKey::new(42), &tokens).expect("init");
+    let init = LstmClassifier::new(true, false).init(PRNGKey::new(42), &tokens).expect("init");
     let params = init.get_dict("params").expect("params").clone();
 
     // Same loss and same update from the same params.
-    let (_, fused_loss) = train_step(create(true, &params), &tokens, &labels).expect("step");
-    let (_, step_loss) = train_step(create(false, &params), &tokens, &labels).expect("step");
-    let (a, b) = (fused_loss.double_value(&[]), step_loss.double_value(&[]));
-    assert!((a - b).abs() < 1e-5, "fused loss {a} vs per-step loss {b}");
+    let (_, fused_loss) = train_step(create(true, false, &params), &tokens, &labels).expect("step");
+    for (name, fused, optimized) in &VERSIONS[1..] {
+        let (_, step_loss) = train_step(create(*fused, *optimized, &params), &tokens, &labels).expect("step");
+        let (a, b) = (fused_loss.double_value(&[]), step_loss.double_value(&[]));
+        assert!((a - b).abs() < 1e-5, "fused loss {a} vs {name} loss {b}");
+    }
 
     if args.breakdown {
         breakdown(&params, &tokens, &labels, args.steps.max(5));
         return;
     }
-    let names = ["flax", "flax_per_step"];
-    let mut states: Vec<Option<State>> = vec![Some(create(true, &params)), Some(create(false, &params))];
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
-    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    let names = VERSIONS.map(|(name, _, _)| name);
+    let mut states: Vec<Option<State>> =
+        VERSIONS.iter().map(|(_, fused, optimized)| Some(create(*fused, *optimized, &params))).collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for state in states.iter_mut() {
         for _ in 0..args.warmup {
             let s = state.take().expect("state");
@@ -233,7 +251,7 @@ fn main() {
         for (name, (s, c)) in names.iter().zip(samples.iter().zip(&cpu)) {
             let (m, mc) = (median(s), median(c));
             println!(
-                "{name:>14}: {m:8.2} ms/step wall ({:.2}x flax's), {mc:8.2} ms/step CPU ({:.2}x flax's)",
+                "{name:>23}: {m:8.2} ms/step wall ({:.2}x flax's), {mc:8.2} ms/step CPU ({:.2}x flax's)",
                 m / base,
                 mc / base_cpu
             );

@@ -6,7 +6,8 @@ vocabulary of 1000; an embedding to 128 features; an LSTM of 256 units over the 
 (batch-major); a dense head on the last hidden state to 10 classes; the mean softmax
 cross-entropy with integer labels; the gradients; an Adam(1e-3) update.
 - flax-rs: `flax-runtime/benches/lstm_train_step.rs` (`nn::RNN(nn::LSTMCell)`, which runs
-  libtorch's fused `lstm` at `apply`; also `flax_per_step`, the cell scanned step by step);
+  libtorch's fused `lstm` at `apply`; also `flax_per_step`, the cell scanned step by step, and
+  `flax_optimized_per_step`, `OptimizedLSTMCell` scanned step by step);
 - PyTorch: `nn.Embedding`, `nn.LSTM(batch_first=True)`, `nn.Linear`, `F.cross_entropy`,
   `torch.optim.Adam`, `zero_grad` / `backward` / `step`, `torch.set_num_threads(1)`;
 - Flax/JAX: `nn.Embed`, `nn.RNN(nn.LSTMCell(256), return_carry=True)`, `nn.Dense`, optax's
@@ -194,17 +195,17 @@ def main():
   names = list(rounds[0])
   print(f"LSTM train step: batch {BATCH}, {STEPS} steps, embed {EMBED}, {HIDDEN} units, Adam; one "
         f"pinned core (taskset -c 0); {args.rounds} rounds x {args.samples} samples x {args.steps} steps")
-  print(f"{'version':>18}  {'wall ms/step':>12}  {'CPU ms/step':>11}")
+  print(f"{'version':>23}  {'wall ms/step':>12}  {'CPU ms/step':>11}")
   for n in names:
     wall = statistics.median(r[n]["wall"] for r in rounds)
     cpu = statistics.median(r[n]["cpu"] for r in rounds)
-    print(f"{n:>18}  {wall:12.2f}  {cpu:11.2f}")
+    print(f"{n:>23}  {wall:12.2f}  {cpu:11.2f}")
   print("speed of flax-rs (fused) against each: median of per-round time ratios (>1 = flax-rs faster)")
-  print(f"{'':>18}  {'wall':>12}  {'CPU':>11}")
+  print(f"{'':>23}  {'wall':>12}  {'CPU':>11}")
   for n in names:
     if n != "flax":
       ratio = {m: statistics.median(r[n][m] / r["flax"][m] for r in rounds) for m in ("wall", "cpu")}
-      print(f"{n:>18}  {ratio['wall']:11.2f}x  {ratio['cpu']:10.2f}x")
+      print(f"{n:>23}  {ratio['wall']:11.2f}x  {ratio['cpu']:10.2f}x")
   print(json.dumps({"rounds": rounds}))
 
 

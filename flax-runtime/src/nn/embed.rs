@@ -105,20 +105,20 @@ impl Embed {
 /// `jnp.take(table, ids, axis=0)` with JAX's defaults (`mode='fill'`): negative ids count
 /// from the end, ids still out of range give rows of the fill value.
 ///
-/// Ids on the CPU all in `0..n` (checked with one `aminmax`) are looked up by libtorch's
-/// `embedding`, the kernel PyTorch's `nn.Embedding` runs; other ids, and ids on other devices
-/// (where reading the check would wait for the device), by wrapping, `index_select` and a
-/// mask.
+/// Ids on the CPU are first looked up by libtorch's `embedding`, the kernel PyTorch's
+/// `nn.Embedding` runs, which checks every id as it reads it and refuses the call when one is
+/// outside `0..n` (no separate pass over the ids); refused ids, and ids on other devices
+/// (where the refusal would come from the device asynchronously), are looked up by wrapping,
+/// `index_select` and a mask.
 fn take(table: &Tensor, ids: &Tensor, out_shape: &[i64]) -> Result<Tensor> {
     let n = table.size()[0];
     let ids = match ids.kind() {
         Kind::Int64 | Kind::Int => ids.shallow_clone(),
         _ => ids.f_to_kind(Kind::Int64)?,
     };
-    if ids.device() == tch::Device::Cpu && ids.numel() > 0 {
-        let (low, high) = ids.f_aminmax(None, false)?;
-        if low.f_int64_value(&[])? >= 0 && high.f_int64_value(&[])? < n {
-            return Ok(Tensor::f_embedding(table, &ids, -1, false, false)?);
+    if ids.device() == tch::Device::Cpu && table.device() == tch::Device::Cpu {
+        if let Ok(rows) = Tensor::f_embedding(table, &ids, -1, false, false) {
+            return Ok(rows);
         }
     }
     let ids = ids.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?;

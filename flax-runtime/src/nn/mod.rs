@@ -17,6 +17,7 @@ mod fused_rnn;
 pub mod initializers;
 mod lax_conv;
 pub mod linear;
+mod loop_invariant;
 mod module_utils;
 pub mod normalization;
 pub mod padding;

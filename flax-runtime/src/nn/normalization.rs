@@ -28,13 +28,15 @@
 
 use crate::core::errors::Result;
 use crate::core::scope::Scope;
+use crate::core::shim::{self, Handle};
 use crate::core::variable::Variable;
 use crate::module;
 use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, promote_types, result_dtype};
 use crate::nn::initializers::{self, Init};
 use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
-use tch::{Kind, Tensor};
+use std::ffi::{c_char, c_int};
+use tch::{Device, Kind, Tensor};
 
 /// Normalised, sorted, de-duplicated axes of a rank-`rank` input (`_canonicalize_axes`).
 fn canonical_axes(cx: &Scope<'_>, rank: usize, axes: &[i64]) -> Result<Vec<i64>> {
@@ -585,9 +587,11 @@ pub struct GroupNorm {
 
 #[module]
 impl GroupNorm {
-    /// Normalizes `x` of shape `(batch, …, features)`: as libtorch's `group_norm` (on a copy
-    /// of the input in libtorch's `(batch, features, positions)` layout), by Flax's formula
-    /// for an empty input or one of rank 1.
+    /// Normalizes `x` of shape `(batch, …, features)`: float and double inputs on the CPU by
+    /// the shim's channels-last kernel (Flax's statistics, two passes each way, see
+    /// `csrc/group_norm.cpp`), other real floating inputs as libtorch's `group_norm` (on a copy
+    /// of the input in libtorch's `(batch, features, positions)` layout), by Flax's formula for
+    /// an empty input or one of rank 1.
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let shape = x.size();
@@ -601,6 +605,9 @@ impl GroupNorm {
         let params = normalize.params(cx, &[channels])?;
         if x.numel() > 0 && rank >= 2 {
             let fused = normalize.fused(x, &params, |x, scale, bias| {
+                if let Some(y) = group_norm_channels_last(x, scale, bias, num_groups, self.epsilon)? {
+                    return Ok(y);
+                }
                 // libtorch's layout `(batch, features, positions)`, copied: its channels-last
                 // kernels are slower than the copies on the CPU (6x, forward), and their
                 // backward crashes when the params need gradients and the input does not.
@@ -630,6 +637,64 @@ impl GroupNorm {
         let reduction_axes: Vec<i64> = (1..rank - 1).collect();
         normalize.apply(x, (mean, var), params, &reduction_axes, &[rank - 1])
     }
+}
+
+extern "C" {
+    #[allow(clippy::too_many_arguments)]
+    fn flax_group_norm_channels_last(
+        x: Handle,
+        scale: Handle,
+        bias: Handle,
+        groups: i64,
+        eps: f64,
+        out: *mut Handle,
+        error: *mut c_char,
+        len: usize,
+    ) -> c_int;
+}
+
+/// Group normalization of `x` `(batch, …, channels)` by the shim's channels-last kernel, for
+/// float and double inputs of rank ≥ 2 on the CPU (missing params as ones and zeros); `None`
+/// where it does not apply (other dtypes or devices, inside a functorch transform, dual
+/// tensors).
+fn group_norm_channels_last(
+    x: &Tensor,
+    scale: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    groups: i64,
+    eps: f64,
+) -> Result<Option<Tensor>> {
+    let kind = x.kind();
+    let on_cpu = [Some(x), scale, bias].into_iter().flatten().all(|t| t.device() == Device::Cpu);
+    if !matches!(kind, Kind::Float | Kind::Double) || !on_cpu || x.dim() < 2 {
+        return Ok(None);
+    }
+    let channels = x.size()[x.dim() - 1];
+    let param = |p: Option<&Tensor>, fill: f64| -> Result<Tensor> {
+        Ok(match p {
+            Some(p) => p.f_contiguous()?,
+            None => Tensor::f_full([channels], fill, (kind, Device::Cpu))?,
+        })
+    };
+    let (x, scale, bias) = (x.f_contiguous()?, param(scale, 1.0)?, param(bias, 0.0)?);
+    let mut out: Handle = std::ptr::null_mut();
+    shim::call(|error, len| {
+        // SAFETY: the handles are alive for the call; the shim writes a new handle or null.
+        unsafe {
+            flax_group_norm_channels_last(
+                shim::handle(&x),
+                shim::handle(&scale),
+                shim::handle(&bias),
+                groups,
+                eps,
+                &mut out,
+                error,
+                len,
+            )
+        }
+    })?;
+    // SAFETY: a non-null `out` is a handle the shim allocated for us.
+    Ok((!out.is_null()).then(|| unsafe { shim::take(out) }))
 }
 
 impl GroupNorm {
@@ -662,5 +727,81 @@ impl GroupNorm {
             ));
         }
         Ok(num_groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::batching::vmap;
+    use crate::core::forward_ad::DualLevel;
+
+    /// Flax's GroupNorm formula over `(batch, …, channels)`, op by op.
+    fn formula(x: &Tensor, scale: &Tensor, bias: &Tensor, groups: i64) -> Tensor {
+        let shape = x.size();
+        let (n, c) = (shape[0], shape[shape.len() - 1]);
+        let xv = x.reshape([n, -1, groups, c / groups]);
+        let mean = xv.mean_dim(&[1i64, 3][..], true, None);
+        let var = (xv.square().mean_dim(&[1i64, 3][..], true, None) - mean.square()).clamp_min(0.0);
+        let y = (xv - &mean) * (var + 1e-6).rsqrt() * scale.reshape([groups, c / groups])
+            + bias.reshape([groups, c / groups]);
+        y.reshape(&shape)
+    }
+
+    fn grads(y: &Tensor, g: &Tensor, wrt: &[&Tensor], create_graph: bool) -> Vec<Tensor> {
+        Tensor::run_backward(&[(y * g).sum(Kind::Double)], wrt, true, create_graph)
+    }
+
+    #[test]
+    fn the_channels_last_group_norm_kernel_has_flax_s_values_and_derivatives() -> Result<()> {
+        for kind in [Kind::Float, Kind::Double] {
+            let opts = (kind, Device::Cpu);
+            let x = (Tensor::randn([3, 5, 4, 12], opts) * 2.0 + 1.0).set_requires_grad(true);
+            let s = Tensor::randn([12], opts).set_requires_grad(true);
+            let b = Tensor::randn([12], opts).set_requires_grad(true);
+            let g = Tensor::randn([3, 5, 4, 12], opts);
+            let tol = if kind == Kind::Float { 1e-4 } else { 1e-10 };
+            let y = group_norm_channels_last(&x, Some(&s), Some(&b), 4, 1e-6)?.expect("applies on the CPU");
+            let want = formula(&x, &s, &b, 4);
+            assert!(y.allclose(&want, tol, tol, false), "{kind:?}: values");
+            for (got, want) in
+                grads(&y, &g, &[&x, &s, &b], false).iter().zip(grads(&want, &g, &[&x, &s, &b], false))
+            {
+                assert!(got.allclose(&want, tol, tol, false), "{kind:?}: first derivatives");
+            }
+            // Second order: the backward pass under create_graph is differentiable.
+            let first = grads(&y, &g, &[&x, &s], true);
+            let first_want = grads(&want, &g, &[&x, &s], true);
+            let second = |gs: &[Tensor]| {
+                Tensor::run_backward(
+                    &[gs[0].square().sum(Kind::Double) + gs[1].sum(Kind::Double)],
+                    &[&x],
+                    false,
+                    false,
+                )
+            };
+            assert!(
+                second(&first)[0].allclose(&second(&first_want)[0], tol, tol, false),
+                "{kind:?}: second order"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_kernel_steps_aside_inside_vmap_and_forward_mode_ad() -> Result<()> {
+        let x = Tensor::randn([2, 3, 4, 8], (Kind::Float, Device::Cpu));
+        let (s, b) =
+            (Tensor::ones([8], (Kind::Float, Device::Cpu)), Tensor::zeros([8], (Kind::Float, Device::Cpu)));
+        let mut inside_vmap = None;
+        vmap(2, &[Some(0)], &[x.shallow_clone()], &[0], |xs| {
+            inside_vmap = Some(group_norm_channels_last(&xs[0], Some(&s), Some(&b), 2, 1e-6)?.is_some());
+            Ok(vec![xs[0].shallow_clone()])
+        })?;
+        assert_eq!(inside_vmap, Some(false), "functorch refuses custom autograd functions");
+        let level = DualLevel::enter()?;
+        let dual = level.make_dual(&x, &x.ones_like())?;
+        assert!(group_norm_channels_last(&dual, Some(&s), Some(&b), 2, 1e-6)?.is_none(), "dual tensors");
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init, Initializer};
 use crate::nn::linear::Dense;
+use crate::nn::loop_invariant;
 use crate::nn::module_utils::shape_error;
 use crate::nn::padding::Padding;
 use crate::nn::rnn::{vector_carry_shape, FusedCell, RNNCellBase};
@@ -267,11 +268,21 @@ impl OptimizedLSTMCell {
 
 impl OptimizedLSTMCell {
     /// `x @ concat(kernels) + concat(biases)`: the four gates' pre-activations side by side.
+    /// The concatenation is made once per sequence inside an [`RNN`](crate::nn::rnn::RNN)
+    /// (see [`loop_invariant`]); Flax makes it at every call and XLA hoists it.
     fn concat_dense(&self, x: &Tensor, params: &[(Tensor, Option<Tensor>)]) -> Result<Tensor> {
         let kernels: Vec<&Tensor> = params.iter().map(|(k, _)| k).collect();
-        let kernel = Tensor::f_cat(&kernels, -1)?;
         let biases: Vec<&Tensor> = params.iter().filter_map(|(_, b)| b.as_ref()).collect();
-        let bias = if biases.is_empty() { None } else { Some(Tensor::f_cat(&biases, -1)?) };
+        let kernel = loop_invariant::hoisted("OptimizedLSTMCell.kernel", &kernels, || {
+            Ok(Tensor::f_cat(&kernels, -1)?)
+        })?;
+        let bias = if biases.is_empty() {
+            None
+        } else {
+            Some(loop_invariant::hoisted("OptimizedLSTMCell.bias", &biases, || {
+                Ok(Tensor::f_cat(&biases, -1)?)
+            })?)
+        };
         let kind = match &bias {
             Some(b) => result_dtype(&[x, &kernel, b], self.dtype)?,
             None => result_dtype(&[x, &kernel], self.dtype)?,

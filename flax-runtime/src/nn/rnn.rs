@@ -55,6 +55,7 @@ use crate::core::scope::Scope;
 use crate::module;
 use crate::nn::dims::Dims;
 use crate::nn::fused_rnn as fused;
+use crate::nn::loop_invariant;
 use crate::nn::module_utils::shape_error;
 use crate::transforms::scan::{scan_fn, ScanOptions};
 use crate::tree::{self, Tree};
@@ -268,24 +269,26 @@ impl<C: RNNCellBase> RNN<C> {
                 FUSED_RUNS.with(|n| n.set(n.get() + 1));
                 done
             }
-            (None, None) => {
+            (None, None) => loop_invariant::sequence(|| {
                 self.scan(time_axis)
-                    .call(cx, &self.cell, carry, &inputs, |cell, cx, c, x: Tensor| cell.step(cx, &c, &x))?
-            }
+                    .call(cx, &self.cell, carry, &inputs, |cell, cx, c, x: Tensor| cell.step(cx, &c, &x))
+            })?,
             (None, Some(lengths)) => {
                 // Flax's `slice_carry`: every step's carry is an output too, stacked on a new
                 // first axis, and the one after each sequence's last valid step is picked.
-                let (_, (carries, outputs)) = self.scan(time_axis).out_axes(0).call(
-                    cx,
-                    &self.cell,
-                    carry,
-                    &inputs,
-                    |cell, cx, c, x: Tensor| {
-                        let (next, y) = cell.step(cx, &c, &x)?;
-                        let kept = tree::shallow_clone(&next)?;
-                        Ok((next, (kept, y)))
-                    },
-                )?;
+                let (_, (carries, outputs)) = loop_invariant::sequence(|| {
+                    self.scan(time_axis).out_axes(0).call(
+                        cx,
+                        &self.cell,
+                        carry,
+                        &inputs,
+                        |cell, cx, c, x: Tensor| {
+                            let (next, y) = cell.step(cx, &c, &x)?;
+                            let kept = tree::shallow_clone(&next)?;
+                            Ok((next, (kept, y)))
+                        },
+                    )
+                })?;
                 (select_last_carry(&carries, lengths)?, outputs.f_movedim(0, time_axis as i64)?)
             }
         };

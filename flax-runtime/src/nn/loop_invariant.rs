@@ -163,7 +163,7 @@ mod tests {
         use crate::nn::{OptimizedLSTMCell, RNN};
         use crate::prelude::*;
         let x = Tensor::randn([2, 5, 3], (Kind::Float, Device::Cpu));
-        let rnn = RNN::new(OptimizedLSTMCell::new(), 4.into()).fused(false);
+        let rnn = RNN::new(OptimizedLSTMCell::new(), 4).fused(false);
         let variables = rnn.init(PRNGKey::new(0), &x, None, None)?;
         let before = COMPUTED.with(std::cell::Cell::get);
         let _ = rnn.apply(&variables, &x, None, None)?;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up for a fresh clone: libtorch from PyPI's torch wheel into a project-local
-# virtualenv (.venv), and Fashion-MNIST and the plots' font from Debian when apt is available.
+# virtualenv (.venv), and Fashion-MNIST, the fortune files (the lm example's corpus) and the
+# plots' font from Debian when apt is available.
 # Idempotent: each step runs only when its result is missing, so `make test` can call it every
 # time.
 set -euo pipefail
@@ -71,6 +72,20 @@ ensure_fashion_mnist() {
   fi
 }
 
+# The lm example trains on the fortune files of Debian's fortunes package (2.6 MB of English).
+ensure_fortunes() {
+  local data=/usr/share/games/fortunes
+  [ -f "$data/fortunes" ] && return
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing Debian's fortunes (the lm example's corpus)"
+    (apt-get install -y -qq fortunes >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fortunes >/dev/null 2>&1; }) ||
+      echo "bootstrap: warning: could not install fortunes; the lm example needs --data FILE" >&2
+  else
+    echo "bootstrap: note: $data is missing; install Debian's fortunes or pass --data FILE to the lm example" >&2
+  fi
+}
+
 # The examples' plots write their titles and legends in DejaVu Sans; without it they are drawn
 # without text.
 ensure_plot_font() {
@@ -85,4 +100,5 @@ ensure_plot_font() {
 
 ensure_libtorch
 ensure_fashion_mnist
+ensure_fortunes
 ensure_plot_font

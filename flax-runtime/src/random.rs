@@ -163,6 +163,37 @@ pub fn truncated_normal(
     float_tensor("truncated_normal", &sampler, key, shape, options)
 }
 
+/// `jax.random.gumbel(key, shape, dtype)` (JAX's default `mode="low"`): standard Gumbel
+/// samples `-log(-log(u))` of `u = uniform(key, shape, dtype, tiny, 1)`, `tiny` the dtype's
+/// smallest normal number (so that the inner log is finite).
+///
+/// The uniform draws are JAX's; the two logs are libtorch's, which may differ from XLA's in
+/// the last bit. `Half` and `BFloat16` are computed in `Float`, then rounded.
+pub fn gumbel(key: PRNGKey, shape: &[i64], (kind, device): (Kind, Device)) -> Result<Tensor> {
+    let (wide, tiny) = if kind == Kind::Double {
+        (Kind::Double, f64::MIN_POSITIVE)
+    } else {
+        (Kind::Float, f64::from(f32::MIN_POSITIVE))
+    };
+    let u = uniform(key, shape, (wide, Device::Cpu), tiny, 1.0)?;
+    Ok(u.f_log()?.f_neg()?.f_log()?.f_neg()?.f_to_kind(kind)?.f_to_device(device)?)
+}
+
+/// `jax.random.categorical(key, logits, axis)`: one index along `axis` per slice of
+/// unnormalised log-probabilities `logits`, drawn with the Gumbel-max trick as JAX does
+/// (`argmax(logits + gumbel(key, logits.shape), axis)`), so the same key gives JAX's
+/// samples. An `Int64` tensor of `logits`' shape without `axis`.
+///
+/// # Errors
+/// [`Error::Value`] when `logits` is not a floating tensor; libtorch's for a bad `axis`.
+pub fn categorical(key: PRNGKey, logits: &Tensor, axis: i64) -> Result<Tensor> {
+    if !logits.is_floating_point() {
+        return Err(Error::Value(format!("categorical needs floating logits, got {:?}", logits.kind())));
+    }
+    let noise = gumbel(key, &logits.size(), (logits.kind(), logits.device()))?;
+    Ok(logits.f_add(&noise)?.f_argmax(axis, false)?)
+}
+
 /// `jax.random.bernoulli(key, p, shape)`: a `Bool` tensor, true with probability `p`.
 /// As in JAX with a Python float `p`, the comparison `uniform < p` happens in `float32`.
 pub fn bernoulli(key: PRNGKey, p: f64, shape: &[i64], device: Device) -> Result<Tensor> {

@@ -56,7 +56,8 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
             ));
         }
     }
-    let (setup_fields, fields): (Vec<FieldModel>, Vec<FieldModel>) = fields.into_iter().partition(|f| f.setup);
+    let (setup_fields, fields): (Vec<FieldModel>, Vec<FieldModel>) =
+        fields.into_iter().partition(|f| f.setup);
     for f in setup_fields.iter().filter(|f| f.default.is_some() || f.submodule) {
         push(syn::Error::new(
             f.ident.span(),
@@ -64,10 +65,14 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
         ));
     }
     if !setup_fields.is_empty() && !item.generics.params.is_empty() {
-        push(syn::Error::new_spanned(&item.generics, "#[setup] fields on a generic module are not supported"));
+        push(syn::Error::new_spanned(
+            &item.generics,
+            "#[setup] fields on a generic module are not supported",
+        ));
     }
     if let syn::Fields::Named(named) = &mut item.fields {
-        let kept = named.named.iter().filter(|f| !setup_fields.iter().any(|s| f.ident.as_ref() == Some(&s.ident)));
+        let kept =
+            named.named.iter().filter(|f| !setup_fields.iter().any(|s| f.ident.as_ref() == Some(&s.ident)));
         named.named = kept.cloned().collect();
     }
     let generated = generate(&item, &fields, &setup_fields);
@@ -93,7 +98,9 @@ fn parse_fields(item: &mut syn::ItemStruct) -> syn::Result<Vec<FieldModel>> {
             Ok(opts) => {
                 let bare = |name: &str| field.attrs.iter().any(|a| a.path().is_ident(name));
                 let (bare_submodule, bare_setup) = (bare("submodule"), bare("setup"));
-                field.attrs.retain(|a| !["module", "submodule", "setup"].iter().any(|n| a.path().is_ident(n)));
+                field
+                    .attrs
+                    .retain(|a| !["module", "submodule", "setup"].iter().any(|n| a.path().is_ident(n)));
                 out.push(FieldModel {
                     ident: field.ident.clone().expect("named fields have identifiers"),
                     ty: field.ty.clone(),

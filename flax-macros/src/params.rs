@@ -643,8 +643,8 @@ fn is_tensor(ty: &syn::Type) -> bool {
 /// view's raw `tree`).
 fn holds_no_params(ty: &syn::Type) -> bool {
     const PLAIN: [&str; 16] = [
-        "i8", "i16", "i32", "i64", "isize", "u8", "u16", "u32", "u64", "usize", "f32", "f64", "bool", "String",
-        "BTreeMap", "HashMap",
+        "i8", "i16", "i32", "i64", "isize", "u8", "u16", "u32", "u64", "usize", "f32", "f64", "bool",
+        "String", "BTreeMap", "HashMap",
     ];
     match ty {
         syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| PLAIN.iter().any(|n| s.ident == n)),

@@ -65,7 +65,10 @@ pub struct Encoder {
 impl Encoder {
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        nn::Dense::new(self.latents).call(cx, &nn::Dense::new(8).call(cx, x)?.relu())
+        // Constructed first, as Python evaluates `nn.Dense(latents)(…)`: it is `Dense_0`.
+        let out = nn::Dense::new(self.latents);
+        let h = nn::Dense::new(8).call(cx, x)?.relu();
+        out.call(cx, &h)
     }
 }
 
@@ -181,7 +184,8 @@ impl Stats {
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let y = nn::Dense::new(2).call(cx, x)?;
-        let total = cx.get_variable("stats", "total").unwrap_or_else(|| Tensor::zeros([], (Kind::Float, x.device())));
+        let total =
+            cx.get_variable("stats", "total").unwrap_or_else(|| Tensor::zeros([], (Kind::Float, x.device())));
         cx.put_variable("stats", "total", total + x.sum(Kind::Float))?;
         let own = cx.variables();
         let kernel = own.tensor(&["params", "Dense_0", "kernel"]).expect("Dense_0 ran");
@@ -211,21 +215,20 @@ impl Transfer {
     }
 }
 
-#[test]
-fn variables_get_put_and_own_variables_match_flax() {
-    let g = Golden::load("module_setup");
+/// `get_variable`/`put_variable` and `cx.variables()` against Flax's `Stats`.
+fn variables_get_put_and_own_variables_match_flax(g: &Golden) {
     let c = g.case("stats");
     let x = c.input("x");
     let v = Stats::new().init(key(), &x).unwrap();
     assert_same_tree("stats: init", &v, &c.variables());
-    let (y, updated) = Stats::new().apply_with(&c.variables(), ApplyOptions::new().mutable("stats"), &x).unwrap();
+    let (y, updated) =
+        Stats::new().apply_with(&c.variables(), ApplyOptions::new().mutable("stats"), &x).unwrap();
     assert_close("stats: output", &y, &c.output());
     assert_same_tree("stats: updated", &updated, &c.updated());
 }
 
-#[test]
-fn a_setup_submodule_unbinds_with_its_variables_as_in_flax() {
-    let g = Golden::load("module_setup");
+/// `bind(variables).backbone.unbind()` against Flax's.
+fn a_setup_submodule_unbinds_with_its_variables_as_in_flax(g: &Golden) {
     let c = g.case("unbind");
     let x = c.input("x");
     let model = Transfer::new();
@@ -253,8 +256,11 @@ fn a_submodule_field_unbinds_with_its_variables() {
     let x = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
     let model = Holder::new(Encoder::new(3));
     let v = model.init(key(), &x).unwrap();
-    let (encoder, own) = model.bind(v.clone(), ApplyOptions::new()).unbind_submodule(|m| &m.backbone).unwrap();
-    assert_eq!(own.get_dict("params").unwrap().keys().collect::<Vec<_>>(), ["Dense_0", "Dense_1"]);
+    let (encoder, own) =
+        model.bind(v.clone(), ApplyOptions::new()).unbind_submodule(|m| &m.backbone).unwrap();
+    let mut names: Vec<&str> = own.get_dict("params").unwrap().keys().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Dense_0", "Dense_1"]);
     assert_close("unbound encoder", &encoder.apply(&own, &x).unwrap(), &model.apply(&v, &x).unwrap());
 }
 
@@ -269,7 +275,8 @@ fn setup_runs_once_per_bound_module_and_lazily() {
     let b = bound.run(|m, cx| m.call(cx, &x)).unwrap();
     assert_close("same setup, same output", &a, &b);
     let (_, only_a) = Blocks::new().init_method(key(), |m, cx| m.project(cx, &x)).unwrap();
-    let params: Vec<&str> = only_a.get_dict("params").unwrap().keys().collect();
+    let mut params: Vec<&str> = only_a.get_dict("params").unwrap().keys().collect();
+    params.sort_unstable();
     assert_eq!(params, ["blocks_a", "offset", "scale"]);
 }
 
@@ -289,18 +296,27 @@ fn setup_modules_match_flax() {
     c.check(|| ae.init(key(), &x), |v| ae.apply(v, &x));
     let c = g.case("autoencoder_generate");
     let z = c.input("z");
-    c.check(|| ae.init(key(), &x), |v| Ok(ae.apply_method(v, ApplyOptions::new(), |m, cx| m.generate(cx, &z))?.0));
+    c.check(
+        || ae.init(key(), &x),
+        |v| Ok(ae.apply_method(v, ApplyOptions::new(), |m, cx| m.generate(cx, &z))?.0),
+    );
 
     let c = g.case("blocks");
     c.check(|| Blocks::new().init(key(), &x), |v| Blocks::new().apply(v, &x));
     let c = g.case("blocks_project");
     let y = c.input("y");
-    c.check(|| Blocks::new().init(key(), &x), |v| Ok(Blocks::new().apply_method(v, ApplyOptions::new(), |m, cx| m.project(cx, &y))?.0));
+    c.check(
+        || Blocks::new().init(key(), &x),
+        |v| Ok(Blocks::new().apply_method(v, ApplyOptions::new(), |m, cx| m.project(cx, &y))?.0),
+    );
 
     let c = g.case("setup_and_compact");
     c.check(|| SetupAndCompact::new().init(key(), &x), |v| SetupAndCompact::new().apply(v, &x));
 
     let c = g.case("outer");
     c.check(|| Outer::new().init(key(), &x), |v| Outer::new().apply(v, &x));
+
+    variables_get_put_and_own_variables_match_flax(&g);
+    a_setup_submodule_unbinds_with_its_variables_as_in_flax(&g);
     g.assert_all_seen();
 }

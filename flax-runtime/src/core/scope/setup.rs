@@ -22,7 +22,10 @@ impl<'v> Scope<'v> {
     /// so the modules it constructs have no parent and take the names of the fields that
     /// hold them.
     #[doc(hidden)]
-    pub fn setup_once<S: 'static>(&mut self, init: impl FnOnce(&mut Scope<'v>) -> Result<S>) -> Result<Rc<S>> {
+    pub fn setup_once<S: 'static>(
+        &mut self,
+        init: impl FnOnce(&mut Scope<'v>) -> Result<S>,
+    ) -> Result<Rc<S>> {
         if let Some(done) = self.top().setup.clone().and_then(|any| any.downcast::<S>().ok()) {
             return Ok(done);
         }

@@ -15,9 +15,3 @@ fn shape_errors() {
     cases.compile_fail("tests/ui/shape/*.rs");
 }
 
-/// The errors of `setup`-style modules (`#[setup]` fields and `fn setup`).
-#[test]
-fn setup_errors() {
-    let cases = trybuild::TestCases::new();
-    cases.compile_fail("tests/ui/setup/*.rs");
-}

@@ -9,6 +9,7 @@
 //! `#[derive(Tree)]` implements `flax::Tree` (pytrees) for a struct.
 //!
 //! Layout: `module_struct` and `module_impl` parse into small models and expand them;
+//! `setup` the `setup`-style modules (`#[setup]` fields, `fn setup`, methods reading them);
 //! `body` the syntax of compact bodies the passes share; `checks` holds the body scans
 //! behind compile-time errors; `shape` the compile-time shape checker of `#[shape(…)]`; `call_args` the `nn::CallArgs`
 //! impl that lets a `Sequential` call a module; `tree` is the derive. Nothing
@@ -21,6 +22,7 @@ mod collection;
 mod module_impl;
 mod module_struct;
 mod params;
+mod setup;
 mod shape;
 mod tree;
 

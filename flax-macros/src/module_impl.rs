@@ -47,6 +47,10 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
         ));
         return errors.with(quote!(#item));
     }
+    let setup = crate::setup::take(&mut item).unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
     let mut methods = Vec::new();
     let mut compact_seen = false;
     for impl_item in item.items.iter_mut() {
@@ -116,7 +120,7 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
         checked.errors.into_iter().for_each(|e| errors.push(e));
         call_checks.push(checked.call_checks);
     }
-    let generated = generate(&item, &methods, &declared, &call_checks, custom_call_args);
+    let generated = generate(&item, &methods, &declared, &call_checks, custom_call_args, setup.as_ref());
     errors.with(generated)
 }
 
@@ -161,7 +165,7 @@ fn path_ends_with(path: &syn::Path, name: &str) -> bool {
 }
 
 /// Whether `ty` is `&mut Scope` (any path ending in `Scope`, any lifetime).
-fn is_scope_type(ty: &syn::Type) -> bool {
+pub(crate) fn is_scope_type(ty: &syn::Type) -> bool {
     let syn::Type::Reference(r) = ty else { return false };
     if r.mutability.is_none() {
         return false;
@@ -235,6 +239,7 @@ fn generate(
     declared: &[Option<DeclaredMethod<'_>>],
     call_checks: &[Vec<TokenStream>],
     custom_call_args: bool,
+    setup: Option<&crate::setup::SetupMethod>,
 ) -> TokenStream {
     let call_args = methods
         .iter()
@@ -254,6 +259,9 @@ fn generate(
             }
         }
         let mut inner = m.method.clone();
+        if let (Some(_), Some(scope)) = (setup, scope_ident(&m.method, m.scope_index)) {
+            inner.block = crate::setup::with_setup(&scope, &inner.block);
+        }
         let checks = checks.iter().map(|c| -> syn::Stmt { syn::parse_quote!(#c) });
         inner.block.stmts.splice(0..0, checks);
         inner.sig.ident = hidden;
@@ -278,7 +286,8 @@ fn generate(
             .and_then(|m| scope_ident(&m.method, m.scope_index).map(|scope| (&m.method.block, scope)));
         crate::params::generate(ident, compact.as_ref().map(|(b, s)| (*b, s)))
     });
-    quote!(#item #params #call_args)
+    let setup = setup.map(|s| crate::setup::generate_impl(&item.self_ty, s));
+    quote!(#item #params #call_args #setup)
 }
 
 /// The self type's name when it is a plain, non-generic type (typed params views are

@@ -6,21 +6,26 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 /// Field options: `#[module(default = expr)]`, `#[module(submodule)]` (also `#[submodule]`),
-/// `#[module(exact)]` (the setter takes the field's type itself, not `impl Into`).
+/// `#[module(exact)]` (the setter takes the field's type itself, not `impl Into`),
+/// `#[module(setup)]` (also `#[setup]`).
 #[derive(FromField, Default)]
 #[darling(attributes(module), default)]
 struct FieldOpts {
     default: Option<syn::Expr>,
     submodule: bool,
     exact: bool,
+    setup: bool,
 }
 
-struct FieldModel {
-    ident: syn::Ident,
-    ty: syn::Type,
+pub(crate) struct FieldModel {
+    pub ident: syn::Ident,
+    pub ty: syn::Type,
+    pub vis: syn::Visibility,
     default: Option<syn::Expr>,
     submodule: bool,
     exact: bool,
+    /// Filled by the module's `setup` (see `crate::setup`), not an attribute.
+    setup: bool,
 }
 
 /// Flax reserves these attribute names on every module (`ReservedModuleAttributeError`).
@@ -54,7 +59,26 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
             ));
         }
     }
-    let generated = generate(&item, &fields);
+    let (setup_fields, fields): (Vec<FieldModel>, Vec<FieldModel>) =
+        fields.into_iter().partition(|f| f.setup);
+    for f in setup_fields.iter().filter(|f| f.default.is_some() || f.submodule) {
+        push(syn::Error::new(
+            f.ident.span(),
+            "a #[setup] field is set by the module's `setup`: it takes no default and is named as a submodule already",
+        ));
+    }
+    if !setup_fields.is_empty() && !item.generics.params.is_empty() {
+        push(syn::Error::new_spanned(
+            &item.generics,
+            "#[setup] fields on a generic module are not supported",
+        ));
+    }
+    if let syn::Fields::Named(named) = &mut item.fields {
+        let kept =
+            named.named.iter().filter(|f| !setup_fields.iter().any(|s| f.ident.as_ref() == Some(&s.ident)));
+        named.named = kept.cloned().collect();
+    }
+    let generated = generate(&item, &fields, &setup_fields);
     let errors = errors.map(|e| e.to_compile_error());
     quote! { #errors #generated }
 }
@@ -75,14 +99,19 @@ fn parse_fields(item: &mut syn::ItemStruct) -> syn::Result<Vec<FieldModel>> {
     for field in named.named.iter_mut() {
         match FieldOpts::from_field(field) {
             Ok(opts) => {
-                let bare_submodule = field.attrs.iter().any(|a| a.path().is_ident("submodule"));
-                field.attrs.retain(|a| !a.path().is_ident("module") && !a.path().is_ident("submodule"));
+                let bare = |name: &str| field.attrs.iter().any(|a| a.path().is_ident(name));
+                let (bare_submodule, bare_setup) = (bare("submodule"), bare("setup"));
+                field
+                    .attrs
+                    .retain(|a| !["module", "submodule", "setup"].iter().any(|n| a.path().is_ident(n)));
                 out.push(FieldModel {
                     ident: field.ident.clone().expect("named fields have identifiers"),
                     ty: field.ty.clone(),
+                    vis: field.vis.clone(),
                     default: opts.default,
                     submodule: opts.submodule || bare_submodule,
                     exact: opts.exact,
+                    setup: opts.setup || bare_setup,
                 });
             }
             Err(e) => {
@@ -100,7 +129,7 @@ fn parse_fields(item: &mut syn::ItemStruct) -> syn::Result<Vec<FieldModel>> {
     }
 }
 
-fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
+fn generate(item: &syn::ItemStruct, fields: &[FieldModel], setup_fields: &[FieldModel]) -> TokenStream {
     let ident = &item.ident;
     let type_name = ident.to_string();
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
@@ -151,14 +180,19 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel]) -> TokenStream {
     let submodules: Vec<crate::params::SubmoduleField<'_>> = fields
         .iter()
         .filter(|f| f.submodule)
+        .chain(setup_fields)
         .map(|f| crate::params::SubmoduleField { ident: &f.ident, ty: &f.ty })
         .collect();
     let field_params =
         item.generics.params.is_empty().then(|| crate::params::generate_fields(ident, &submodules));
+    let setup = (!setup_fields.is_empty() && item.generics.params.is_empty())
+        .then(|| crate::setup::generate_struct(ident, vis, setup_fields));
     quote! {
         #strukt
 
         #field_params
+
+        #setup
 
         impl #impl_generics #ident #ty_generics #where_clause {
             #[doc = #new_doc]

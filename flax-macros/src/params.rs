@@ -633,11 +633,34 @@ fn unwrap_container(ty: &syn::Type) -> (Option<&'static str>, &syn::Type) {
     (None, ty)
 }
 
+/// Whether a `#[setup]` field's type is a param (`Tensor`, declared in `setup` with `cx.param`).
+fn is_tensor(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Tensor"))
+}
+
+/// Whether a `#[setup]` field's type can hold no params of its own name: a number or string
+/// computed in `setup`, or a map of submodules (named `{field}_{key}`, reached through the
+/// view's raw `tree`).
+fn holds_no_params(ty: &syn::Type) -> bool {
+    const PLAIN: [&str; 16] = [
+        "i8", "i16", "i32", "i64", "isize", "u8", "u16", "u32", "u64", "usize", "f32", "f64", "bool",
+        "String", "BTreeMap", "HashMap",
+    ];
+    match ty {
+        syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| PLAIN.iter().any(|n| s.ident == n)),
+        _ => true,
+    }
+}
+
 /// `{Module}FieldParams<'a>`: the views of the `#[submodule]` fields, named after the fields.
 pub fn generate_fields(module: &syn::Ident, fields: &[SubmoduleField<'_>]) -> TokenStream {
     let name = field_params_ident(module);
+    let fields: Vec<&SubmoduleField<'_>> = fields.iter().filter(|f| !holds_no_params(f.ty)).collect();
     let decls = fields.iter().map(|f| {
         let (ident, (wrapper, inner)) = (f.ident, unwrap_container(f.ty));
+        if is_tensor(f.ty) {
+            return quote!(pub #ident: &'a ::flax::tch::Tensor);
+        }
         let one = quote!(<#inner as ::flax::ParamsView>::Params<'a>);
         let ty = match wrapper {
             Some("Vec") => quote!(::std::vec::Vec<#one>),
@@ -650,6 +673,7 @@ pub fn generate_fields(module: &syn::Ident, fields: &[SubmoduleField<'_>]) -> To
         let (ident, (wrapper, inner)) = (f.ident, unwrap_container(f.ty));
         let key = ident.to_string();
         let value = match wrapper {
+            _ if is_tensor(f.ty) => quote!(::flax::core::params::leaf(tree, #key, path)?),
             Some("Vec") => quote!(::flax::core::params::field_list::<#inner>(tree, #key, path)?),
             Some(_) => quote! {
                 match ::flax::core::params::child(tree, #key) {

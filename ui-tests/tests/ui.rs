@@ -14,3 +14,4 @@ fn shape_errors() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/shape/*.rs");
 }
+

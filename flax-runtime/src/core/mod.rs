@@ -3,9 +3,11 @@
 //! # The module lifecycle (Flax's guide, in Rust)
 //!
 //! **Definition.** A module is a struct marked `#[module]` (its fields are the attributes) with
-//! an `impl` block marked `#[module]` holding its methods. Submodules are either held in fields
-//! marked `#[submodule]` — Flax's `setup` style, named after the field — or constructed inline in
-//! the one `#[compact]` method, auto-named per type in construction order.
+//! an `impl` block marked `#[module]` holding its methods. Submodules are held in fields
+//! marked `#[submodule]` (given to the constructor, named after the field), declared in the
+//! module's `setup` from its attributes (fields marked `#[setup]`, Flax's `setup` style: see
+//! [`setup`]), or constructed inline in the one `#[compact]` method, auto-named per type in
+//! construction order.
 //!
 //! ```
 //! use flax::prelude::*;
@@ -83,7 +85,10 @@
 //!
 //! **Top level and interactive use.** [`Module::bind`](module::Module::bind) gives a bound
 //! module to call methods on outside `init`/`apply`; `unbind` returns the module and its
-//! variables.
+//! variables, and `unbind_submodule`/`unbind_setup_submodule` a child with its own (Flax's
+//! `bind(variables).backbone.unbind()`). Inside a method, `cx.variables()` is the running
+//! module's own variables (Flax's `self.variables`), `cx.path()` its path (`self.path`), and
+//! `cx.get_variable`/`cx.put_variable` read and write one variable.
 //!
 //! **Errors.** Every fallible operation returns [`flax::Result`](crate::Result); see
 //! [`errors`] for which of Flax's errors are compile errors, which cannot happen, and which
@@ -117,6 +122,7 @@ pub mod private;
 pub mod repr;
 pub mod rng;
 pub mod scope;
+pub mod setup;
 pub(crate) mod shim;
 pub(crate) mod tensor_checks;
 mod threefry;

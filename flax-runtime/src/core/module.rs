@@ -1,10 +1,11 @@
 //! The `Module` trait, implemented by `#[module]`, and `bind` for interactive use.
 
 use crate::core::apply::{root_scope, run, ApplyOptions, Root};
-use crate::core::errors::Result;
+use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::Variables;
 use crate::core::naming::ModuleHandle;
 use crate::core::scope::Scope;
+use crate::core::setup::{setup, DefinesSetup};
 use std::borrow::Cow;
 use std::fmt;
 use tch::Device;
@@ -92,14 +93,61 @@ impl<M: Module> Bound<M> {
 
     /// The bound variables, including updates to mutable collections made so far.
     pub fn variables(&self) -> Variables {
-        self.scope.variables()
+        self.scope.all_variables()
     }
 
     /// Splits into the unbound module and its variables (Flax's `unbind`).
     pub fn unbind(self) -> (M, Variables) {
-        let variables = self.scope.variables();
+        let variables = self.scope.all_variables();
         (self.module, variables)
     }
+}
+
+impl<M: Module> Bound<M> {
+    /// A submodule held in a `#[submodule]` field, unbound with its variables (Flax's
+    /// `bound.child.unbind()`, the transfer-learning guide's
+    /// `bind(variables).backbone.unbind()`): the module and every collection's subtree under
+    /// its name. `pick` selects the field: `bound.unbind_submodule(|m| &m.backbone)`.
+    ///
+    /// A module constructed in another module's compact method and handed to the field keeps
+    /// that module as its parent (its variables are not under this module): an error.
+    pub fn unbind_submodule<C: Module>(&self, pick: impl FnOnce(&M) -> &C) -> Result<(C, Variables)> {
+        child_of(pick(&self.module), &self.scope.all_variables())
+    }
+}
+
+impl<M: DefinesSetup + Module> Bound<M> {
+    /// A submodule declared in `setup`, unbound with its variables (Flax's
+    /// `bind(variables).vision_model.unbind()` for an attribute assigned in `setup`). Runs the
+    /// bound module's `setup` if no method has yet: `bound.unbind_setup_submodule(|s| &s.encoder)`.
+    pub fn unbind_setup_submodule<C: Module>(
+        &mut self,
+        pick: impl FnOnce(&M::Setup) -> &C,
+    ) -> Result<(C, Variables)> {
+        let built = setup(&mut self.scope, &self.module)?;
+        child_of(pick(&built), &self.scope.all_variables())
+    }
+}
+
+/// `child` and every collection's subtree under its name in `variables` (of its parent).
+fn child_of<C: Module>(child: &C, variables: &Variables) -> Result<(C, Variables)> {
+    let handle = child.module_handle();
+    let name = match (handle.has_parent(), handle.name()) {
+        (false, Some(name)) => name,
+        _ => {
+            return Err(Error::Value(format!(
+                "{} is not a submodule held by this module (unnamed, or constructed in another module's compact method)",
+                C::TYPE_NAME
+            )))
+        }
+    };
+    let mut own = Variables::new();
+    for (collection, value) in variables.iter() {
+        if let Some(sub) = value.as_dict().and_then(|d| d.get(name)) {
+            own.insert(collection.to_owned(), sub.clone());
+        }
+    }
+    Ok((child.clone(), own))
 }
 
 impl<M: Module> fmt::Debug for Bound<M> {

@@ -16,6 +16,9 @@ use tch::{Device, Tensor};
 pub use crate::core::declared_shape as shape;
 pub use crate::core::naming::ModuleHandle;
 pub use crate::core::repr::module_repr;
+pub use crate::core::setup::{
+    assert_defines_setup, setup, DefinesSetup, HasSetup, SetupField, ViaPlainField, ViaSubmoduleField,
+};
 
 /// Wraps a reference for the probes.
 pub struct Probe<'a, T: ?Sized>(pub &'a T);
@@ -67,6 +70,24 @@ impl<M: Module> SubmoduleField for Option<M> {
     fn name_field(&mut self, field: &'static str) {
         if let Some(m) = self {
             adopt_if_parentless(m, || field.into());
+        }
+    }
+}
+
+/// A map of modules is named `{field}_{key}`, as Flax names a dict of submodules.
+impl<K: std::fmt::Display, M: Module> SubmoduleField for std::collections::BTreeMap<K, M> {
+    fn name_field(&mut self, field: &'static str) {
+        for (key, m) in self.iter_mut() {
+            adopt_if_parentless(m, || format!("{field}_{key}").into());
+        }
+    }
+}
+
+/// As for `BTreeMap`.
+impl<K: std::fmt::Display, M: Module, S> SubmoduleField for std::collections::HashMap<K, M, S> {
+    fn name_field(&mut self, field: &'static str) {
+        for (key, m) in self.iter_mut() {
+            adopt_if_parentless(m, || format!("{field}_{key}").into());
         }
     }
 }

@@ -24,13 +24,16 @@ use crate::core::initializer::Initializer;
 use crate::core::naming::Name;
 use crate::core::rng::{fold_in_static, PRNGKey, RngSuffix};
 use crate::core::variable::Variable;
+use std::any::Any;
 use std::borrow::Cow;
+use std::rc::Rc;
 use tch::{Device, Kind, Tensor};
 
 mod axes;
 mod call;
 mod lift;
 mod rng_counters;
+mod setup;
 
 pub(crate) use axes::MappedAxis;
 pub(crate) use rng_counters::RngCounters;
@@ -61,6 +64,9 @@ struct Frame<'v> {
     /// children already entered, so that calling a submodule again continues its streams
     /// (and its children's) instead of repeating keys, as Flax keeps `rng_counters` per path.
     counters: RngCounters,
+    /// What the module's `setup` built in this frame (Flax runs `setup` once per bound
+    /// module, lazily): see `scope/setup.rs`.
+    setup: Option<Rc<dyn Any>>,
 }
 
 /// One module method call, as recorded for `tabulate` when [`Scope::record_calls`] is on.
@@ -155,6 +161,7 @@ impl<'v> Scope<'v> {
             reserved_from: 0,
             params,
             counters: RngCounters::new(streams),
+            setup: None,
         };
         let mut frames = Vec::with_capacity(4);
         frames.push(root);
@@ -193,11 +200,29 @@ impl<'v> Scope<'v> {
     }
 
     /// The variables this scope reads: the inputs overlaid with the mutable working copy.
-    pub(crate) fn variables(&self) -> FrozenDict {
+    pub(crate) fn all_variables(&self) -> FrozenDict {
         match &self.input {
             None => self.state.clone(),
             Some(input) => input.copy(self.state.iter().map(|(k, v)| (k.to_owned(), v.clone()))),
         }
+    }
+
+    /// The running module's own variables, `{collection: {name: value}}` (Flax's
+    /// `self.variables`): every collection's subtree at the module's path, as they are now
+    /// (with what this run has written to mutable collections). Collections without an entry
+    /// for the module are left out. Tensors are shared, not copied.
+    pub fn variables(&self) -> FrozenDict {
+        let mut own = FrozenDict::new();
+        for (collection, value) in self.all_variables().iter() {
+            let mut dict = value.as_dict();
+            for frame in &self.frames[1..] {
+                dict = dict.and_then(|d| d.get_dict(frame.name.as_deref().unwrap_or("")));
+            }
+            if let Some(dict) = dict {
+                own.insert(collection.to_owned(), Value::Dict(dict.clone()));
+            }
+        }
+        own
     }
 
     fn top(&self) -> &Frame<'v> {

@@ -174,6 +174,7 @@ impl<'v> Scope<'v> {
             reserved_from: self.reserved.len(),
             params,
             counters,
+            setup: None,
         });
         Ok(())
     }

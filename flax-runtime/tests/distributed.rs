@@ -233,7 +233,7 @@ fn spawn_and_disrupt(
     }
     let mut children = spawn(test, 2);
     let stdout = children[1].stdout.take().expect("rank 1's stdout is piped");
-    let ready = BufReader::new(stdout).lines().map_while(|line| line.ok()).any(|line| line == "ready");
+    let ready = BufReader::new(stdout).lines().map_while(|line| line.ok()).any(|line| line.ends_with("ready")); // after libtest's `test … ` prefix
     assert!(ready, "rank 1 never got ready");
     disrupt(&mut children[1]);
     let mut rank1 = children.pop().expect("two workers");

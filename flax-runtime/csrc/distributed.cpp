@@ -102,7 +102,7 @@ int flax_dist_reduce_scatter_sum(void *group, at::Tensor *input, at::Tensor **ou
                                  size_t error_len) {
   return flax_shim::guarded(error, error_len, [&] {
     auto &pg = *group_of(group)->group;
-    at::Tensor flat = dense_copy(*input);
+    at::Tensor flat = dense_copy(*input).reshape({-1});
     at::Tensor output = at::empty({flat.numel() / pg.getSize()}, flat.options());
     c10d::ReduceScatterOptions options;
     options.reduceOp = c10d::ReduceOp::SUM;

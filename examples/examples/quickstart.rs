@@ -4,6 +4,14 @@
 //!
 //! `cargo run --release -p flax-examples --example quickstart -- --help`
 //!
+//! Data parallel on several processes: `--nproc 2` starts two local workers (or launch it with
+//! `torchrun --nproc-per-node 2 --no-python target/release/examples/quickstart`). Every rank
+//! reads the same global batches of `--batch-size` examples and trains on its slice; the
+//! quickstart's `train_step` gains one line, `let grads = group.pmean(&grads)?`; the metrics
+//! are summed over the ranks before they are computed, the test set is split over the ranks
+//! and its metrics gathered alike; rank 0 alone prints, plots and writes the checkpoints,
+//! which every rank restores with `--resume` (also after a change of `--nproc`).
+//!
 //! Differences from the spec, each for a reason: the data is Fashion-MNIST from Debian's
 //! `dataset-fashion-mnist` by default (MNIST or any MNIST-format directory with `--data`),
 //! read without TensorFlow; the training order is a new `jax.random.permutation` each epoch
@@ -13,6 +21,7 @@
 
 use clap::Parser;
 use flax::data::{Batches, ImageClassification, Remainder};
+use flax::distributed::{spawn_local, ProcessGroup};
 use flax::nn::Padding;
 use flax::optax::{self, Sgd};
 use flax::prelude::*;
@@ -101,13 +110,50 @@ struct Args {
     /// A fast run for the test suite: 2,048 training and 512 test examples, one epoch by default.
     #[arg(long)]
     quick: bool,
+    /// Train data parallel on this many local processes (each `--batch-size / nproc` examples
+    /// of every batch).
+    #[arg(long)]
+    nproc: Option<i64>,
 }
 
 fn main() -> ExitCode {
-    exit_on_error(run(Args::parse()))
+    let args = Args::parse();
+    match args.nproc {
+        Some(nproc) => exit_on_error(spawn_workers(nproc)),
+        None => exit_on_error(run(args)),
+    }
+}
+
+/// `--nproc N`: this program again on N local workers, without `--nproc`.
+fn spawn_workers(nproc: i64) -> Result<()> {
+    let mut args = std::env::args_os().skip(1).collect::<Vec<_>>();
+    if let Some(i) = args.iter().position(|a| a == "--nproc") {
+        args.drain(i..(i + 2).min(args.len()));
+    }
+    args.retain(|a| !a.to_string_lossy().starts_with("--nproc="));
+    let failed: Vec<usize> = spawn_local(nproc, args)?
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.success())
+        .map(|(rank, _)| rank)
+        .collect();
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(flax::Error::Value(format!("workers {failed:?} failed"))),
+    }
 }
 
 fn run(args: Args) -> Result<()> {
+    // torchrun's group, or this process alone.
+    let group = ProcessGroup::initialize()?;
+    let primary = group.rank() == 0;
+    if args.batch_size % group.world_size() != 0 {
+        return Err(flax::Error::Value(format!(
+            "--batch-size {} is not a multiple of the {} processes",
+            args.batch_size,
+            group.world_size()
+        )));
+    }
     let device = device(args.cuda);
     let (train_ds, test_ds) = mnist_datasets(&args.data, args.quick, device)?;
     let num_epochs = args.num_epochs.unwrap_or(if args.quick { 1 } else { DEFAULT_EPOCHS });
@@ -125,31 +171,43 @@ fn run(args: Args) -> Result<()> {
 
     let cnn = CNN::new();
     let template = Tensor::ones([1, 28, 28, 1], (Kind::Float, device));
-    println!("{}", cnn.tabulate(PRNGKey::new(args.seed), &template)?);
-    let mut state = create_train_state(&cnn, PRNGKey::new(args.seed), &template, &args)?;
+    if primary {
+        println!("{}", cnn.tabulate(PRNGKey::new(args.seed), &template)?);
+    }
+    // Every rank starts from rank 0's parameters.
+    let mut state = group.replicate(&create_train_state(&cnn, PRNGKey::new(args.seed), &template, &args)?)?;
     let mut history = History::default();
     if args.resume && latest_checkpoint(&ckpt_dir, "checkpoint_")?.is_some() {
         state = restore_checkpoint(&ckpt_dir, state, &RestoreCheckpointOptions::default())?;
         {
             history = History::load(&history_path)?;
             history.truncate((state.step / steps_per_epoch) as usize);
-            println!("resumed at step {} (epoch {})", state.step, history.epochs());
+            if primary {
+                println!("resumed at step {} (epoch {})", state.step, history.epochs());
+            }
         }
     }
 
     let start = Instant::now();
     for epoch in history.epochs() as i64 + 1..=num_epochs {
-        state = train_epoch(state, &train_ds, epoch, &args)?;
-        let train = compute(&state.extra.metrics)?;
+        state = train_epoch(&group, state, &train_ds, epoch, &args)?;
+        let train = compute(&group.psum(&state.extra.metrics)?)?;
         state = TrainState { extra: Extra { metrics: Metrics::empty() }, ..state };
-        let test = evaluate(&state, &test_ds, args.batch_size)?;
+        let test = evaluate(&group, &state, &test_ds, args.batch_size)?;
         history.push(train, test);
-        println!("train epoch: {epoch}, loss: {}, accuracy: {}", train.0, train.1 * 100.0);
-        println!("test epoch: {epoch}, loss: {}, accuracy: {}", test.0, test.1 * 100.0);
-        // A run that does not resume replaces the checkpoints of an earlier one (overwrite).
-        let options = SaveCheckpointOptions::default().keep(3).overwrite(!args.resume);
-        save_checkpoint(&ckpt_dir, &state, state.step, &options)?;
-        history.save(&history_path)?;
+        if primary {
+            println!("train epoch: {epoch}, loss: {}, accuracy: {}", train.0, train.1 * 100.0);
+            println!("test epoch: {epoch}, loss: {}, accuracy: {}", test.0, test.1 * 100.0);
+            // A run that does not resume replaces the checkpoints of an earlier one (overwrite).
+            let options = SaveCheckpointOptions::default().keep(3).overwrite(!args.resume);
+            save_checkpoint(&ckpt_dir, &state, state.step, &options)?;
+            history.save(&history_path)?;
+        }
+        // The other ranks wait for the checkpoint, so that a later --resume finds it whole.
+        group.barrier()?;
+    }
+    if !primary {
+        return Ok(());
     }
     println!("trained in {:.1} s; checkpoints in {}", start.elapsed().as_secs_f64(), ckpt_dir.display());
     let plot = workdir.join("metrics.png");
@@ -173,14 +231,24 @@ fn variables(params: &FrozenDict) -> Variables {
     FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
 }
 
-/// One epoch of the spec's loop: `train_step` then `compute_metrics` on every batch.
-fn train_epoch(mut state: State, train_ds: &ImageClassification, epoch: i64, args: &Args) -> Result<State> {
+/// One epoch of the spec's loop: `train_step` then `compute_metrics` on every batch (this
+/// rank's slice of it).
+fn train_epoch(
+    group: &ProcessGroup,
+    mut state: State,
+    train_ds: &ImageClassification,
+    epoch: i64,
+    args: &Args,
+) -> Result<State> {
     let key = PRNGKey::new(args.seed).fold_in(epoch as u32);
     let batches = Batches::new(train_ds, args.batch_size)?.shuffle(key)?;
     let bar = progress_bar(batches.len() as u64, format!("epoch {epoch}"));
+    if group.rank() != 0 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     for batch in batches {
-        let batch = batch?.data;
-        state = train_step(state, &batch)?;
+        let batch = group.shard(&batch?.data)?;
+        state = train_step(group, state, &batch)?;
         state = compute_metrics(state, &batch, None)?;
         bar.inc(1);
     }
@@ -188,12 +256,14 @@ fn train_epoch(mut state: State, train_ds: &ImageClassification, epoch: i64, arg
     Ok(state)
 }
 
-/// `train_step`: the gradient of the mean cross-entropy, applied by the optimizer.
-fn train_step(state: State, batch: &ImageClassification) -> Result<State> {
+/// `train_step`: the gradient of the mean cross-entropy, averaged over the ranks, applied by
+/// the optimizer.
+fn train_step(group: &ProcessGroup, state: State, batch: &ImageClassification) -> Result<State> {
     let grads = flax::grad(&state.params, |params| {
         let logits = state.apply_fn.apply(&variables(params), &batch.image)?;
         Ok(optax::losses::softmax_cross_entropy_with_integer_labels(&logits, &batch.label)?.mean(Kind::Float))
     })?;
+    let grads = group.pmean(&grads)?; // the one line data parallelism adds (`lax.pmean`)
     state.apply_gradients(grads)
 }
 
@@ -210,15 +280,22 @@ fn compute_metrics(state: State, batch: &ImageClassification, mask: Option<&Tens
     Ok(TrainState { extra: Extra { metrics }, ..state })
 }
 
-/// The metrics on the whole test set with the current parameters, as `(loss, accuracy)`.
-fn evaluate(state: &State, test_ds: &ImageClassification, batch_size: i64) -> Result<(f64, f64)> {
+/// The metrics on the whole test set with the current parameters, as `(loss, accuracy)`:
+/// each rank evaluates its slice of every (padded, masked) batch, and the metrics are summed
+/// over the ranks.
+fn evaluate(
+    group: &ProcessGroup,
+    state: &State,
+    test_ds: &ImageClassification,
+    batch_size: i64,
+) -> Result<(f64, f64)> {
     let test_state = tree::shallow_clone(state)?;
     let mut test_state = TrainState { extra: Extra { metrics: Metrics::empty() }, ..test_state };
     for batch in Batches::new(test_ds, batch_size)?.remainder(Remainder::Pad) {
-        let batch = batch?;
+        let batch = group.shard_batch(&batch?)?;
         test_state = compute_metrics(test_state, &batch.data, batch.mask.as_ref())?;
     }
-    compute(&test_state.extra.metrics)
+    compute(&group.psum(&test_state.extra.metrics)?)
 }
 
 /// `metrics.compute()` as `(loss, accuracy)`.

@@ -12,8 +12,9 @@
 
 #include "shim.h"
 
+#include "distributed.h"
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
@@ -21,12 +22,7 @@
 
 namespace {
 
-struct FlaxProcessGroup {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
-};
-
-FlaxProcessGroup *group_of(void *group) { return static_cast<FlaxProcessGroup *>(group); }
+using flax_dist::group_of;
 
 // Gloo sends a tensor's storage as it lies: a dense, contiguous copy is reduced in place and
 // returned, so the caller's tensor (which may be a view) is never written.
@@ -54,20 +50,21 @@ int flax_dist_gloo_new(const char *host, int port, int rank, int world_size, int
     auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
     auto gloo = c10d::ProcessGroupGloo::Options::create_default(timeout);
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, gloo);
-    *out = new FlaxProcessGroup{store, group};
+    *out = new flax_dist::FlaxProcessGroup{store, group};
   });
 }
 
 void flax_dist_free(void *group) { delete group_of(group); }
 
-// The elementwise sum of `input` over all ranks, as a new tensor on every rank.
-int flax_dist_all_reduce_sum(void *group, at::Tensor *input, at::Tensor **out, char *error, size_t error_len) {
+// Sums `buffer` over all ranks in place: a dense buffer the caller owns (the Rust side copies
+// a tensor it must not write, and flattens a tree's leaves into one such buffer per dtype).
+int flax_dist_all_reduce_sum_(void *group, at::Tensor *buffer, char *error, size_t error_len) {
   return flax_shim::guarded(error, error_len, [&] {
-    std::vector<at::Tensor> tensors{dense_copy(*input)};
+    TORCH_CHECK(buffer->is_contiguous(), "all_reduce_sum_: the buffer must be contiguous");
+    std::vector<at::Tensor> tensors{*buffer};
     c10d::AllreduceOptions options;
     options.reduceOp = c10d::ReduceOp::SUM;
     group_of(group)->group->allreduce(tensors, options)->wait();
-    *out = flax_shim::handle(tensors[0]);
   });
 }
 
@@ -81,6 +78,36 @@ int flax_dist_broadcast(void *group, at::Tensor *input, int root, at::Tensor **o
     options.rootRank = root;
     group_of(group)->group->broadcast(tensors, options)->wait();
     *out = flax_shim::handle(tensors[0]);
+  });
+}
+
+// Every rank's `input` stacked along a new leading axis of size world_size (JAX's
+// `lax.all_gather`), as a new tensor on every rank.
+int flax_dist_all_gather(void *group, at::Tensor *input, at::Tensor **out, char *error, size_t error_len) {
+  return flax_shim::guarded(error, error_len, [&] {
+    auto &pg = *group_of(group)->group;
+    std::vector<at::Tensor> inputs{dense_copy(*input)};
+    std::vector<std::vector<at::Tensor>> outputs(1);
+    for (int r = 0; r < pg.getSize(); ++r) {
+      outputs[0].push_back(at::empty_like(inputs[0]));
+    }
+    pg.allgather(outputs, inputs)->wait();
+    *out = flax_shim::handle(at::stack(outputs[0]));
+  });
+}
+
+// The sum over ranks of the flat `input` (world_size equal chunks), of which this rank gets its
+// own chunk (c10d's reduce-scatter on one flat buffer).
+int flax_dist_reduce_scatter_sum(void *group, at::Tensor *input, at::Tensor **out, char *error,
+                                 size_t error_len) {
+  return flax_shim::guarded(error, error_len, [&] {
+    auto &pg = *group_of(group)->group;
+    at::Tensor flat = dense_copy(*input).reshape({-1});
+    at::Tensor output = at::empty({flat.numel() / pg.getSize()}, flat.options());
+    c10d::ReduceScatterOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    pg._reduce_scatter_base(output, flat, options)->wait();
+    *out = flax_shim::handle(output);
   });
 }
 

@@ -1,4 +1,4 @@
-//! Training across processes on PyTorch's own distributed engine, c10d: the foundation only.
+//! Training across processes on PyTorch's own distributed engine, c10d.
 //!
 //! A [`ProcessGroup`] joins `world_size` processes through c10d's `TCPStore` rendezvous and
 //! runs collectives over Gloo (`ProcessGroupGloo`, CPU tensors), all inside the libtorch the
@@ -6,24 +6,46 @@
 //! environment torchrun sets (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) or
 //! explicitly, with a timeout after which a missing or dead peer is an error, not a hang.
 //!
+//! The collectives take any [`Tree`](crate::Tree) and carry JAX's and Flax's names, with the
+//! process group as the named axis of `pmap`: [`psum`](ProcessGroup::psum),
+//! [`pmean`](ProcessGroup::pmean), [`all_gather`](ProcessGroup::all_gather),
+//! [`psum_scatter`](ProcessGroup::psum_scatter), [`broadcast`](ProcessGroup::broadcast),
+//! [`replicate`](ProcessGroup::replicate), [`unreplicate`](ProcessGroup::unreplicate),
+//! [`barrier`](ProcessGroup::barrier); the data helpers [`shard`](ProcessGroup::shard),
+//! [`pad_shard`](ProcessGroup::pad_shard) and
+//! [`pad_shard_unpad`](ProcessGroup::pad_shard_unpad) give each rank its slice of a global
+//! batch. Data-parallel training is the one-process loop plus one line:
+//!
 //! ```no_run
 //! use flax::distributed::ProcessGroup;
-//! use flax::tch::Tensor;
+//! use flax::tch::{Device, Kind, Tensor};
 //!
 //! # fn main() -> flax::Result<()> {
 //! let group = ProcessGroup::from_env()?; // under `torchrun --nproc-per-node 2 --no-python …`
-//! let total = group.all_reduce_sum(&Tensor::from_slice(&[1.0f32, 2.0]))?; // Flax's psum
-//! let initial = group.broadcast(&Tensor::zeros([3], flax::tch::kind::FLOAT_CPU), 0)?;
-//! group.barrier()?;
+//! let params = group.replicate(&vec![Tensor::randn([4, 2], (Kind::Float, Device::Cpu))])?;
+//! let batch = Tensor::randn([64, 4], (Kind::Float, Device::Cpu)); // the same global batch on every rank
+//! let local = group.shard(&batch)?; // this rank's 64 / world_size examples
+//! let grads = flax::grad(&params, |p| Ok(local.matmul(&p[0]).square().mean(Kind::Float)))?;
+//! let grads = group.pmean(&grads)?; // the one added line: the global batch's gradient
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Not yet here (issue 13): NCCL, collectives over whole trees (`pmean`, `replicate`,
-//! all-gather, reduce-scatter), data-parallel training, sharding.
+//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build), sharded parameters
+//! (`with_partitioning`, FSDP).
 
+mod collectives;
+mod flat;
+mod launch;
 mod options;
+mod overlap;
 mod process_group;
+mod shard;
+mod stats;
+mod structure;
 
+pub use launch::spawn_local;
 pub use options::ProcessGroupOptions;
+pub use overlap::DEFAULT_BUCKET_CAP_BYTES;
 pub use process_group::ProcessGroup;
+pub use stats::CommStats;

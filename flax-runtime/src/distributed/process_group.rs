@@ -1,10 +1,13 @@
 //! A c10d process group over Gloo, reached through the C++ shim (`csrc/distributed.cpp`).
 
 use super::options::ProcessGroupOptions;
+use super::stats::CommStats;
 use crate::core::errors::{Error, Result};
 use crate::core::shim::{self, Handle};
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 use tch::Tensor;
 
 extern "C" {
@@ -21,7 +24,20 @@ extern "C" {
         error_len: usize,
     ) -> c_int;
     fn flax_dist_free(group: *mut c_void);
-    fn flax_dist_all_reduce_sum(
+    fn flax_dist_all_reduce_sum_(
+        group: *mut c_void,
+        buffer: Handle,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+    fn flax_dist_all_gather(
+        group: *mut c_void,
+        input: Handle,
+        out: *mut Handle,
+        error: *mut c_char,
+        error_len: usize,
+    ) -> c_int;
+    fn flax_dist_reduce_scatter_sum(
         group: *mut c_void,
         input: Handle,
         out: *mut Handle,
@@ -49,6 +65,7 @@ pub struct ProcessGroup {
     raw: NonNull<c_void>,
     rank: i64,
     world_size: i64,
+    stats: Cell<CommStats>,
 }
 
 // SAFETY: the C++ process group may be used and freed from any thread (c10d's own Python
@@ -59,6 +76,16 @@ impl ProcessGroup {
     /// Joins the group torchrun's environment describes ([`ProcessGroupOptions::from_env`]).
     pub fn from_env() -> Result<Self> {
         Self::new(&ProcessGroupOptions::from_env()?)
+    }
+
+    /// JAX's `jax.distributed.initialize()`: joins the group torchrun's environment describes
+    /// when `WORLD_SIZE` is set, and otherwise makes a group of this process alone (rank 0 of
+    /// 1, its store on a free loopback port), so that one program runs launched or not.
+    pub fn initialize() -> Result<Self> {
+        match std::env::var_os("WORLD_SIZE") {
+            Some(_) => Self::from_env(),
+            None => Self::new(&ProcessGroupOptions::new("127.0.0.1", 0, 0, 1)),
+        }
     }
 
     /// Joins a group: blocks until all `world_size` ranks have met at the store, or fails
@@ -93,7 +120,7 @@ impl ProcessGroup {
         })?;
         let raw = NonNull::new(raw)
             .ok_or_else(|| Error::Value("process group: the shim returned none".to_owned()))?;
-        Ok(Self { raw, rank: options.rank, world_size: options.world_size })
+        Ok(Self { raw, rank: options.rank, world_size: options.world_size, stats: Cell::default() })
     }
 
     /// This process's rank.
@@ -106,25 +133,46 @@ impl ProcessGroup {
         self.world_size
     }
 
-    /// The elementwise sum of `t` over all ranks (Flax's `lax.psum` over the process axis), as
-    /// a new tensor; `t` is left as it is.
-    pub fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor> {
-        // SAFETY: `t` is borrowed for the call; the shim allocates the result for us.
-        shim::call_tensor(|out, error, len| unsafe {
-            flax_dist_all_reduce_sum(self.raw.as_ptr(), shim::handle(t), out, error, len)
+    /// Sums a contiguous buffer over all ranks in place.
+    pub(super) fn all_reduce_sum_(&self, buffer: &Tensor) -> Result<()> {
+        self.timed(buffer, || {
+            // SAFETY: `buffer` is borrowed for the call; the shim checks that it is contiguous.
+            shim::call(|error, len| unsafe {
+                flax_dist_all_reduce_sum_(self.raw.as_ptr(), shim::handle(buffer), error, len)
+            })
         })
     }
 
-    /// Rank `root`'s `t`, as a new tensor on every rank (each rank passes a tensor of the same
-    /// shape and dtype, whose values only `root`'s matter).
-    pub fn broadcast(&self, t: &Tensor, root: i64) -> Result<Tensor> {
-        if !(0..self.world_size).contains(&root) {
-            return Err(Error::Value(format!("broadcast: root {root} is not in 0..{}", self.world_size)));
-        }
-        let root = c_int::try_from(root).expect("root is below the world size, an int");
-        // SAFETY: `t` is borrowed for the call; the shim allocates the result for us.
-        shim::call_tensor(|out, error, len| unsafe {
-            flax_dist_broadcast(self.raw.as_ptr(), shim::handle(t), root, out, error, len)
+    /// Every rank's `t` stacked along a new leading axis of size `world_size`, in rank order;
+    /// each rank passes a tensor of the same shape and dtype.
+    pub(super) fn all_gather_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        self.timed(t, || {
+            // SAFETY: `t` is borrowed for the call; the shim allocates the result for us.
+            shim::call_tensor(|out, error, len| unsafe {
+                flax_dist_all_gather(self.raw.as_ptr(), shim::handle(t), out, error, len)
+            })
+        })
+    }
+
+    /// The sum over ranks of a flat buffer of `world_size` equal chunks, of which this rank
+    /// gets its own chunk.
+    pub(super) fn reduce_scatter_sum(&self, flat: &Tensor) -> Result<Tensor> {
+        self.timed(flat, || {
+            // SAFETY: `flat` is borrowed for the call; the shim allocates the result for us.
+            shim::call_tensor(|out, error, len| unsafe {
+                flax_dist_reduce_scatter_sum(self.raw.as_ptr(), shim::handle(flat), out, error, len)
+            })
+        })
+    }
+
+    /// Rank `root`'s `t`, as a new dense tensor on every rank (each rank passes a tensor of
+    /// the same shape and dtype, whose values only `root`'s matter).
+    pub(super) fn broadcast_tensor(&self, t: &Tensor, root: c_int) -> Result<Tensor> {
+        self.timed(t, || {
+            // SAFETY: `t` is borrowed for the call; the shim allocates the result for us.
+            shim::call_tensor(|out, error, len| unsafe {
+                flax_dist_broadcast(self.raw.as_ptr(), shim::handle(t), root, out, error, len)
+            })
         })
     }
 
@@ -132,6 +180,36 @@ impl ProcessGroup {
     pub fn barrier(&self) -> Result<()> {
         // SAFETY: the group is alive for the call.
         shim::call(|error, len| unsafe { flax_dist_barrier(self.raw.as_ptr(), error, len) })
+    }
+}
+
+impl ProcessGroup {
+    /// The bytes and waiting time of this rank's collectives so far.
+    pub fn comm_stats(&self) -> CommStats {
+        self.stats.get()
+    }
+
+    /// Adds one collective's payload and waiting time to the totals.
+    pub(super) fn record(&self, bytes: u64, wait: Duration) {
+        let mut stats = self.stats.get();
+        stats.collectives += 1;
+        stats.bytes += bytes;
+        stats.wait += wait;
+        self.stats.set(stats);
+    }
+
+    /// Runs a blocking collective on `payload`, recording it.
+    fn timed<R>(&self, payload: &Tensor, collective: impl FnOnce() -> Result<R>) -> Result<R> {
+        let start = Instant::now();
+        let result = collective();
+        let bytes = payload.numel() as u64 * payload.kind().elt_size_in_bytes() as u64;
+        self.record(bytes, start.elapsed());
+        result
+    }
+
+    /// The shim's pointer to the group, for the other files of this module.
+    pub(super) fn raw(&self) -> *mut c_void {
+        self.raw.as_ptr()
     }
 }
 

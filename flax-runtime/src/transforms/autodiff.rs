@@ -93,7 +93,7 @@ pub fn grad_with_aux<T: Tree, A: Tree>(
 
 /// A leaf for the loss function: the parameter's storage, cut from any graph it belongs to,
 /// tracked by autograd for this call only.
-fn differentiable_leaf(path: &KeyPath<'_>, param: &Tensor) -> Result<Tensor> {
+pub(crate) fn differentiable_leaf(path: &KeyPath<'_>, param: &Tensor) -> Result<Tensor> {
     if !param.f_is_floating_point()? {
         return Err(Error::Value(format!(
             "grad requires real-valued inputs (a floating-point dtype), but the leaf at {path} is {:?}",
@@ -104,7 +104,7 @@ fn differentiable_leaf(path: &KeyPath<'_>, param: &Tensor) -> Result<Tensor> {
 }
 
 /// Checks that the loss is what JAX can differentiate: a floating-point scalar.
-fn check_loss(value: &Tensor) -> Result<()> {
+pub(crate) fn check_loss(value: &Tensor) -> Result<()> {
     if !value.f_is_floating_point()? {
         return Err(Error::Value(format!(
             "grad requires real-valued outputs (a floating-point dtype), but got {:?}",

@@ -116,7 +116,7 @@ impl ResNetBlock {
 
 /// A convolution without bias, `SAME` padding.
 fn conv(features: i64, size: i64, strides: i64) -> nn::Conv {
-    nn::Conv::new(features, vec![size, size]).strides(strides.into()).use_bias(false)
+    nn::Conv::new(features, vec![size, size]).strides(strides).use_bias(false)
 }
 
 /// The ImageNet example's BatchNorm.

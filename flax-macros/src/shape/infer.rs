@@ -460,6 +460,9 @@ impl<'a> Checker<'a> {
                     _ => Val::Other,
                 }
             }
+            syn::Expr::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "sequential") => {
+                self.construction(expr)
+            }
             syn::Expr::Block(b) if b.label.is_none() => self.block(&b.block, false),
             syn::Expr::Unsafe(u) => self.block(&u.block, false),
             syn::Expr::MethodCall(m) => self.method_call(m),

@@ -1131,9 +1131,11 @@ fn reduction_axes(expr: &syn::Expr) -> Option<Option<Vec<i64>>> {
     }
 }
 
-/// A reduction over axes (the tch names): its axes and `keepdim` (each `None` when not
-/// literal), or `None` when `name` is not one.
-fn reduction(call: &syn::ExprMethodCall, name: &str) -> Option<(Option<Option<Vec<i64>>>, Option<bool>)> {
+/// A reduction's axes (`reduction_axes`) and `keepdim`, each `None` when not literal.
+type Reduction = (Option<Option<Vec<i64>>>, Option<bool>);
+
+/// A reduction over axes (the tch names), or `None` when `name` is not one.
+fn reduction(call: &syn::ExprMethodCall, name: &str) -> Option<Reduction> {
     let keepdim_at = match name {
         "mean_dim" | "sum_dim_intlist" | "nansum" | "amax" | "amin" | "logsumexp" | "argmax" | "argmin" => 1,
         "std_dim" | "var_dim" => 2,

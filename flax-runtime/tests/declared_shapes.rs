@@ -4,7 +4,8 @@
 //! dimension).
 
 use flax::prelude::*;
-use flax::Error;
+use flax::tch::IndexOp;
+use flax::{sequential, Error};
 
 fn ones(shape: &[i64]) -> Tensor {
     Tensor::ones(shape, (Kind::Float, Device::Cpu))
@@ -219,6 +220,171 @@ fn the_zoo_runs_with_its_declared_shapes() {
     let (x, eps) = (ones(&[4, 784]), ones(&[4, 20]));
     let v = vae.init(key, &x, &eps).unwrap();
     assert_eq!(vae.apply(&v, &x, &eps).unwrap().size(), [4, 784]);
+}
+
+/// A declared backbone whose output the parent goes on with: the parent's residual add and
+/// head are checked against the backbone's declared `[B, 64]` (by rustc, from its contract).
+#[module]
+pub struct Backbone;
+
+#[module]
+impl Backbone {
+    #[compact]
+    #[shape(x: [B, 28, 28, 1] -> [B, 64])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let x = nn::Conv::new(8, vec![3, 3]).strides(2.into()).call(cx, x)?.relu();
+        nn::Dense::new(64).call(cx, &x.flatten(1, -1))
+    }
+}
+
+#[module]
+pub struct WithBackbone;
+
+#[module]
+impl WithBackbone {
+    #[compact]
+    #[shape(x: [B, 28, 28, 1] -> [B, 10])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let h = Backbone::new().call(cx, x)?;
+        let y = nn::Dense::new(64).call(cx, &h)?.relu();
+        let h = (h + y).unsqueeze(1).mean_dim(&[1i64][..], false, None);
+        let h = Tensor::cat(&[&h, &h], -1);
+        nn::Dense::new(10).call(cx, &h)
+    }
+}
+
+/// Multi-head attention written out: `DenseGeneral` projections to heads, `permute`,
+/// `matmul` against the `transpose`d keys, softmax, and the heads merged back.
+#[module]
+pub struct ManualAttention {
+    pub heads: i64,
+    pub head_dim: i64,
+}
+
+#[module]
+impl ManualAttention {
+    #[compact]
+    #[shape(x: [B, T, 64] -> [B, T, 64])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let project = || nn::DenseGeneral::new(vec![self.heads, self.head_dim].into());
+        let q = project().call(cx, x)?.permute([0, 2, 1, 3]);
+        let k = project().call(cx, x)?.permute([0, 2, 1, 3]);
+        let v = project().call(cx, x)?.permute([0, 2, 1, 3]);
+        let weights = q.matmul(&k.transpose(-2, -1)).softmax(-1, Kind::Float);
+        let y = weights.matmul(&v).permute([0, 2, 1, 3]);
+        let y = nn::DenseGeneral::new(64.into()).axis(vec![-2, -1].into()).call(cx, &y)?;
+        Ok(x + y)
+    }
+}
+
+/// The spec's `nn.RNN(nn.LSTMCell(), cell_size=64)` as an encoder: its final `h`.
+#[module]
+pub struct LstmEncoder {
+    pub hidden: i64,
+}
+
+#[module]
+impl LstmEncoder {
+    #[compact]
+    #[shape(x: [B, T, 32] -> [B, self.hidden])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let rnn = nn::RNN::new(nn::LSTMCell::new(), self.hidden.into());
+        let ((_, h), outputs) = rnn.call(cx, x, None, None)?;
+        let last = outputs.select(1, -1);
+        Ok(h + last)
+    }
+}
+
+/// A seq2seq decoder step: an LSTM cell on the previous token, logits over the vocabulary.
+#[module]
+pub struct DecoderStep {
+    pub hidden: i64,
+    pub vocab: i64,
+}
+
+#[module]
+impl DecoderStep {
+    #[compact]
+    #[shape(token: [B, self.vocab], c: [B, self.hidden], h: [B, self.hidden] -> [B, self.vocab])]
+    pub fn call(&self, cx: &mut Scope, token: &Tensor, c: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let carry = (c.shallow_clone(), h.shallow_clone());
+        let ((_, h), y) = nn::LSTMCell::new().call(cx, &carry, token)?;
+        let logits = nn::Dense::new(self.vocab).call(cx, &(y + h))?;
+        Ok(logits.log_softmax(-1, Kind::Float))
+    }
+}
+
+/// A GRU over a sequence, then `Sequential` and `ConvLocal` heads, slicing and reductions.
+#[module]
+pub struct Grab;
+
+#[module]
+impl Grab {
+    #[compact]
+    #[shape(x: [B, 10, 16] -> [B, 4])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let b = x.size()[0];
+        let carry =
+            nn::GRUCell::initialize_carry(PRNGKey::new(0), &[b], 8, &nn::initializers::zeros(), Device::Cpu)?;
+        let (h, y) = nn::GRUCell::new().call(cx, &carry, &x.select(1, 0))?;
+        let seq = nn::RNN::new(nn::GRUCell::new(), 8.into()).call(cx, &x.narrow(1, 1, 9), Some(&h), None)?.1;
+        let seq = seq.slice(1, 0, None, 3).i((.., 1..3)) + y.unsqueeze(1);
+        let image = seq.reshape([-1, 2, 4, 2]);
+        let image = nn::ConvLocal::new(2, vec![2, 2]).padding(nn::Padding::Valid).call(cx, &image)?;
+        let pooled = image.amax(&[1i64, 2][..], false).sum_dim_intlist(&[-1i64][..], true, None);
+        let mlp = sequential![nn::Dense::new(16), nn::relu, nn::Dense::new(4)];
+        Ok(mlp.call(cx, &pooled)? + seq.mean_dim(&[1i64, 2][..], false, None).unsqueeze(-1))
+    }
+}
+
+/// A tied-embedding language model head: `Embed` then `Embed::attend`.
+#[module]
+pub struct TiedLm;
+
+#[module]
+impl TiedLm {
+    #[compact]
+    #[shape(ids: [B, T] -> [B, T, 100])]
+    pub fn call(&self, cx: &mut Scope, ids: &Tensor) -> Result<Tensor> {
+        let embed = nn::Embed::new(100, 32);
+        let x = embed.call(cx, ids)?;
+        let x = nn::LayerNorm::new().call(cx, &x)?;
+        embed.attend(cx, &x)
+    }
+}
+
+#[test]
+fn the_second_zoo_runs_with_its_declared_shapes() {
+    let key = PRNGKey::new(0);
+    let x = ones(&[3, 28, 28, 1]);
+    let m = WithBackbone::new();
+    let v = m.init(key, &x).unwrap();
+    assert_eq!(m.apply(&v, &x).unwrap().size(), [3, 10]);
+
+    let m = ManualAttention::new(4, 16);
+    let x = ones(&[2, 5, 64]);
+    let v = m.init(key, &x).unwrap();
+    assert_eq!(m.apply(&v, &x).unwrap().size(), [2, 5, 64]);
+
+    let m = LstmEncoder::new(24);
+    let x = ones(&[2, 7, 32]);
+    let v = m.init(key, &x).unwrap();
+    assert_eq!(m.apply(&v, &x).unwrap().size(), [2, 24]);
+
+    let m = DecoderStep::new(12, 20);
+    let (token, c) = (ones(&[3, 20]), ones(&[3, 12]));
+    let v = m.init(key, &token, &c, &c).unwrap();
+    assert_eq!(m.apply(&v, &token, &c, &c).unwrap().size(), [3, 20]);
+
+    let m = Grab::new();
+    let x = ones(&[2, 10, 16]);
+    let v = m.init(key, &x).unwrap();
+    assert_eq!(m.apply(&v, &x).unwrap().size(), [2, 4]);
+
+    let m = TiedLm::new();
+    let ids = Tensor::zeros([2, 6], (Kind::Int64, Device::Cpu));
+    let v = m.init(key, &ids).unwrap();
+    assert_eq!(m.apply(&v, &ids).unwrap().size(), [2, 6, 100]);
 }
 
 fn declared_shape_error<T: std::fmt::Debug>(result: Result<T>) -> (String, String, Option<usize>, String) {

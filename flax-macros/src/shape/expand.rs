@@ -1,10 +1,8 @@
 //! What a declaration adds to the expansion: the contract constant other modules' checks
-//! read, the run-time guard in the method's wrapper, and the `const` checks of calls of user
-//! modules in a declared body.
+//! read and the run-time guard in the method's wrapper (the `const` items of a declared
+//! body's calls of user modules are `deferred`'s).
 
 use super::decl::{DeclDim, DeclShape, Declaration};
-use super::dim::show;
-use super::infer::UserCall;
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 
@@ -49,7 +47,14 @@ pub fn contracts(methods: &[&DeclaredMethod<'_>]) -> Option<syn::ImplItem> {
             let dims = dims(&input.shape, false);
             quote!(::flax::__private::shape::Input { name: #name, position: #position, dims: &#dims })
         });
-        quote!(::flax::__private::shape::Contract { method: #method, text: #text, inputs: &[#(#inputs),*] })
+        let output = match &m.declaration.output {
+            Some(out) => {
+                let dims = dims(out, false);
+                quote!(::core::option::Option::Some(&#dims))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote!(::flax::__private::shape::Contract { method: #method, text: #text, inputs: &[#(#inputs),*], output: #output })
     });
     Some(syn::parse_quote! {
         #[doc(hidden)]
@@ -85,48 +90,4 @@ pub fn guard(
         _ => quote!(),
     };
     (before, after)
-}
-
-/// A `const` item, spanned on the call, that rustc evaluates: the call's argument shapes
-/// against the callee's contract (nothing when it declares none).
-pub fn user_call_check(call: &UserCall) -> TokenStream {
-    let path = &call.path;
-    let method = call.method.to_string();
-    let given = call.args.iter().map(|a| match a {
-        Some(dims) => {
-            let dims = dims.iter().map(|d| match d.as_lit() {
-                Some(n) => quote!(::flax::__private::shape::Dim::Size(#n)),
-                None => quote!(::flax::__private::shape::Dim::Any),
-            });
-            quote!(::core::option::Option::Some(&[#(#dims),*]))
-        }
-        None => quote!(::core::option::Option::None),
-    });
-    let passed: Vec<String> = call
-        .args
-        .iter()
-        .zip(&call.texts)
-        .filter_map(|(a, text)| {
-            a.as_ref().map(|dims| format!("`{text}` of shape {}", show(&Some(dims.to_vec()))))
-        })
-        .collect();
-    let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
-    let prefix = format!(
-        "shape mismatch: this call passes {} to `{callee}`, which declares #[shape(",
-        passed.join(", ")
-    );
-    let span = call.span;
-    quote_spanned! {span=>
-        const _: () = {
-            #[allow(unused_imports)]
-            use ::flax::__private::shape::Undeclared as _;
-            const __FLAX_CONTRACTS: &[::flax::__private::shape::Contract] = #path::__FLAX_SHAPE;
-            const __FLAX_DECLARED: &str = ::flax::__private::shape::declaration(__FLAX_CONTRACTS, #method);
-            const __FLAX_N: usize = #prefix.len() + __FLAX_DECLARED.len() + 2;
-            const __FLAX_MESSAGE: [u8; __FLAX_N] = ::flax::__private::shape::join(&[#prefix, __FLAX_DECLARED, ")]"]);
-            if !::flax::__private::shape::accepts(__FLAX_CONTRACTS, #method, &[#(#given),*]) {
-                ::core::panic!("{}", ::flax::__private::shape::text(&__FLAX_MESSAGE));
-            }
-        };
-    }
 }

@@ -8,11 +8,14 @@
 //! method ending in `_`, a `&mut` borrow). Anything not in the vocabulary gives an unknown
 //! shape, from which nothing is concluded.
 
+use super::deferred::{self, Deferred};
 use super::dim::{show, Dim, Shape};
-use super::layers::{self, Layer};
+use super::layers::{self, Cell, Layer};
+use super::layout::{self, Index};
 use super::ops::{self, Target};
 use crate::body::{constructor_path, innermost, is_ident};
-use proc_macro2::Span;
+use proc_macro2::TokenStream;
+use quote::quote;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 
@@ -20,6 +23,11 @@ use syn::visit::Visit;
 #[derive(Clone)]
 pub enum Val {
     Tensor(Shape),
+    /// A tensor whose shape only rustc knows (from a user module's contract): the constant
+    /// `deferred::value_name(id)`.
+    Deferred(usize),
+    /// A tuple (a recurrent carry `(c, h)`, a cell's `(carry, y)`).
+    Tuple(Vec<Val>),
     /// An integer: a literal, a size read from a tensor, arithmetic of them.
     Int(Dim),
     /// `self.field` (and arithmetic with it): a size when used as one, else unknown.
@@ -32,26 +40,18 @@ pub enum Val {
     Other,
 }
 
-/// A call of a user module: checked against its `#[shape]` contract by rustc.
-pub struct UserCall {
-    pub path: syn::Path,
-    pub method: syn::Ident,
-    /// The shapes of the arguments after the scope (`None`: not a tensor of known rank).
-    pub args: Vec<Option<Vec<Dim>>>,
-    /// The argument expressions, as written.
-    pub texts: Vec<String>,
-    pub span: Span,
-}
-
 pub struct Checker<'a> {
     scope: &'a syn::Ident,
     /// The type parameters in scope (of the impl and the method).
     generics: Vec<String>,
     env: Vec<(String, Val)>,
     pub errors: Vec<syn::Error>,
-    pub user_calls: Vec<UserCall>,
-    /// The declared output and the method's name, for the output check.
-    output: Option<(Shape, String)>,
+    /// What rustc checks: calls of user modules and what the body does with their outputs.
+    pub deferred: Deferred,
+    /// The declared output, the method's name and the declaration's text, for the output check.
+    output: Option<(Shape, String, String)>,
+    /// The fields the declaration names: integers (the guard converts them to `i64`).
+    int_fields: Vec<String>,
 }
 
 /// An argument as the user wrote it, near enough for a message (`&x`, `x.relu()`).
@@ -229,14 +229,32 @@ const SAME_SHAPE_METHODS: [&str; 44] = [
 const BROADCAST_METHODS: [&str; 8] = ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "atan2"];
 
 impl<'a> Checker<'a> {
-    pub fn new(scope: &'a syn::Ident, generics: Vec<String>, method: String, output: Option<Shape>) -> Self {
+    pub fn new(
+        scope: &'a syn::Ident,
+        generics: Vec<String>,
+        method: String,
+        declaration: &super::Declaration,
+    ) -> Self {
+        let output = declaration.output.as_ref().map(|o| (o.shape(), method, declaration.text()));
+        let int_fields = declaration
+            .inputs
+            .iter()
+            .map(|i| &i.shape)
+            .chain(&declaration.output)
+            .flat_map(|s| &s.dims)
+            .filter_map(|d| match d {
+                super::decl::DeclDim::Field(f) => Some(format!("self.{f}")),
+                _ => None,
+            })
+            .collect();
         Checker {
             scope,
             generics,
             env: Vec::new(),
             errors: Vec::new(),
-            user_calls: Vec::new(),
-            output: output.map(|o| (o, method)),
+            deferred: Deferred::default(),
+            output,
+            int_fields,
         }
     }
 
@@ -299,7 +317,14 @@ impl<'a> Checker<'a> {
     }
 
     fn check_output(&mut self, expr: &syn::Expr, value: &Val) {
-        let Some((declared, method)) = &self.output else { return };
+        let Some((declared, method, text)) = &self.output else { return };
+        if let (Val::Deferred(_), Some(dims)) = (value, declared) {
+            let got = const_value(value).expect("a tensor");
+            let dims = dims.iter().map(deferred::dim);
+            let check = quote!(::flax::__private::shape::check_output(#method, #text, &[#(#dims),*], #got));
+            self.deferred.check(expr.span(), check);
+            return;
+        }
         let Val::Tensor(inferred) = value else { return };
         let (Some(want), Some(got)) = (declared, inferred) else { return };
         let mismatch = want.len() != got.len() || want.iter().zip(got).any(|(w, g)| w.differs(g));
@@ -336,6 +361,12 @@ impl<'a> Checker<'a> {
                     self.bind_pattern(p, Val::Int(d));
                 }
             }
+            (syn::Pat::Tuple(t), Val::Tuple(vals)) if t.elems.len() == vals.len() => {
+                for (p, v) in t.elems.iter().zip(vals) {
+                    self.bind_pattern(p, v);
+                }
+            }
+            (syn::Pat::Reference(r), value) => self.bind_pattern(&r.pat, value),
             (pat, _) => {
                 for name in pattern_names(pat) {
                     self.bind(name, Val::Other);
@@ -365,8 +396,19 @@ impl<'a> Checker<'a> {
             },
             syn::Expr::Field(f) => match (&*f.base, &f.member) {
                 (syn::Expr::Path(p), syn::Member::Named(name)) if p.path.is_ident("self") => {
-                    Val::Field(Dim::atom(format!("self.{name}")))
+                    let field = format!("self.{name}");
+                    if self.int_fields.contains(&field) {
+                        Val::Int(Dim::atom(field))
+                    } else {
+                        Val::Field(Dim::atom(field))
+                    }
                 }
+                (base, syn::Member::Unnamed(i)) => match self.eval(base) {
+                    Val::Tuple(mut vals) if (i.index as usize) < vals.len() => {
+                        vals.swap_remove(i.index as usize)
+                    }
+                    _ => Val::Other,
+                },
                 _ => {
                     self.eval(&f.base);
                     Val::Other
@@ -418,6 +460,9 @@ impl<'a> Checker<'a> {
                     _ => Val::Other,
                 }
             }
+            syn::Expr::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "sequential") => {
+                self.construction(expr)
+            }
             syn::Expr::Block(b) if b.label.is_none() => self.block(&b.block, false),
             syn::Expr::Unsafe(u) => self.block(&u.block, false),
             syn::Expr::MethodCall(m) => self.method_call(m),
@@ -429,12 +474,7 @@ impl<'a> Checker<'a> {
                 }
                 Val::Other
             }
-            syn::Expr::Tuple(t) => {
-                for e in &t.elems {
-                    self.eval(e);
-                }
-                Val::Other
-            }
+            syn::Expr::Tuple(t) => Val::Tuple(t.elems.iter().map(|e| self.eval(e)).collect()),
             syn::Expr::Array(a) => {
                 for e in &a.elems {
                     self.eval(e);
@@ -479,16 +519,11 @@ impl<'a> Checker<'a> {
             return Val::Other;
         }
         let result = match (&left, &right) {
-            (Val::Tensor(x), Val::Tensor(y)) => match ops::broadcast(x, y) {
-                Ok(shape) => Val::Tensor(shape),
-                Err(message) => {
-                    self.error(b, message);
-                    Val::Tensor(None)
-                }
-            },
-            (Val::Tensor(x), Val::Int(_) | Val::Scalar) | (Val::Int(_) | Val::Scalar, Val::Tensor(x)) => {
-                Val::Tensor(x.clone())
+            (Val::Tensor(_) | Val::Deferred(_), Val::Tensor(_) | Val::Deferred(_)) => {
+                self.broadcast(b, &left, &right)
             }
+            (t @ (Val::Tensor(_) | Val::Deferred(_)), Val::Int(_) | Val::Scalar)
+            | (Val::Int(_) | Val::Scalar, t @ (Val::Tensor(_) | Val::Deferred(_))) => t.clone(),
             (Val::Int(x) | Val::Field(x), Val::Int(y) | Val::Field(y)) => {
                 let d = match b.op {
                     Mul(_) | MulAssign(_) => x.mul(y),
@@ -534,23 +569,25 @@ impl<'a> Checker<'a> {
             self.forget(assigned_names(&syn::Expr::MethodCall(call.clone())));
             return Val::Other;
         }
+        let name = method.strip_prefix("f_").unwrap_or(&method);
+        if let Val::Deferred(_) = receiver {
+            return self.deferred_method(call, name, receiver, &args);
+        }
         let Val::Tensor(shape) = receiver else {
             return match (receiver, method.as_str()) {
                 (v @ (Val::Int(_) | Val::Field(_)), "into" | "clone") => v,
                 _ => Val::Other,
             };
         };
-        let name = method.strip_prefix("f_").unwrap_or(&method);
+        if let Some(rule) = self.layout_method(call, name, &shape, &args) {
+            return self.ruled(call, rule);
+        }
         match name {
             n if SAME_SHAPE_METHODS.contains(&n) => Val::Tensor(shape),
             n if BROADCAST_METHODS.contains(&n) => match args.first() {
-                Some(Val::Tensor(other)) => match ops::broadcast(&shape, other) {
-                    Ok(s) => Val::Tensor(s),
-                    Err(message) => {
-                        self.error(call, message);
-                        Val::Tensor(None)
-                    }
-                },
+                Some(other @ (Val::Tensor(_) | Val::Deferred(_))) => {
+                    self.broadcast(call, &Val::Tensor(shape), other)
+                }
                 _ => Val::Other,
             },
             "size" | "size1" | "size2" | "size3" | "size4" | "size5" | "size6" => {
@@ -610,14 +647,35 @@ impl<'a> Checker<'a> {
             },
         };
         let args: Vec<Val> = call.args.iter().skip(1).map(|a| self.eval(a)).collect();
-        let shape_of = |i: usize| match args.get(i) {
-            Some(Val::Tensor(s)) => s.clone(),
+        let texts: Vec<String> = call.args.iter().skip(1).map(source_text).collect();
+        self.apply_layer(call, &layer, &call.method.to_string(), args, &texts)
+    }
+
+    /// The value of `layer.method(cx, args…)` (`call` spans the errors).
+    fn apply_layer(
+        &mut self,
+        call: &syn::ExprMethodCall,
+        layer: &Layer,
+        method: &str,
+        mut args: Vec<Val>,
+        texts: &[String],
+    ) -> Val {
+        if let Layer::User(path) = layer {
+            return self.user_call(call, path, method, &args, texts);
+        }
+        let first = if args.is_empty() { Val::Other } else { args.remove(0) };
+        if let Val::Deferred(_) = first {
+            return self.deferred_layer(call, layer, method, first);
+        }
+        let x = match &first {
+            Val::Tensor(s) => s.clone(),
             _ => None,
         };
-        let x = shape_of(0);
-        let method = call.method.to_string();
-        let rule = match (&layer, method.as_str()) {
+        let rule = match (layer, method) {
             (Layer::Dense { features }, "call") => layers::dense(features, &x),
+            (Layer::DenseGeneral { features, axis, batch_dims }, "call") => {
+                layers::dense_general(features, axis, batch_dims, &x)
+            }
             (Layer::Conv { features, kernel, geometry, transpose }, "call") => {
                 layers::conv(features, kernel, geometry, *transpose, &x)
             }
@@ -627,25 +685,254 @@ impl<'a> Checker<'a> {
             }
             (Layer::SameShape, "call") => Ok(x),
             (Layer::Attention { out_features }, "call") => Ok(layers::attention(out_features, &x)),
-            (Layer::User(path), _) => {
-                self.user_calls.push(UserCall {
-                    path: path.clone(),
-                    method: call.method.clone(),
-                    args: (0..args.len()).map(shape_of).collect(),
-                    texts: call.args.iter().skip(1).map(source_text).collect(),
-                    span: call.span(),
-                });
-                return Val::Other;
+            (Layer::Cell(cell), "call") => return self.cell_call(call, *cell, &first, args.first()),
+            (Layer::Rnn { cell, size, time_major }, "call") => {
+                return match layers::rnn(size, *time_major, &x) {
+                    Ok((carry, outputs)) => {
+                        let carry = match cell {
+                            Some(Cell::Lstm) => {
+                                Val::Tuple(vec![Val::Tensor(carry.clone()), Val::Tensor(carry)])
+                            }
+                            Some(Cell::Gru) => Val::Tensor(carry),
+                            None => Val::Other,
+                        };
+                        let outputs = if cell.is_some() { outputs } else { None };
+                        Val::Tuple(vec![carry, Val::Tensor(outputs)])
+                    }
+                    Err(message) => {
+                        self.error(call, message);
+                        Val::Other
+                    }
+                };
+            }
+            (Layer::Sequential(parts), "call") => {
+                let mut value = first;
+                for part in parts {
+                    value = match value {
+                        v @ (Val::Tensor(_) | Val::Deferred(_)) => {
+                            self.apply_layer(call, part, "call", vec![v], texts)
+                        }
+                        _ => return Val::Tensor(None),
+                    };
+                }
+                return value;
             }
             _ => return Val::Other,
         };
+        self.ruled(call, rule)
+    }
+
+    /// A call of a user module: rustc checks the arguments against its contract, and its
+    /// declared output is the value.
+    fn user_call(
+        &mut self,
+        call: &syn::ExprMethodCall,
+        path: &syn::Path,
+        method: &str,
+        args: &[Val],
+        texts: &[String],
+    ) -> Val {
+        let given: Vec<TokenStream> =
+            args.iter().map(|a| const_value(a).unwrap_or_else(|| deferred::known(&None))).collect();
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| match a {
+                Val::Tensor(s @ Some(_)) => show(s),
+                _ => String::new(),
+            })
+            .collect();
+        let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
+        let contracts = quote!(#path::__FLAX_SHAPE);
+        self.deferred.check(
+            call.span(),
+            quote!(::flax::__private::shape::check_call(#contracts, #method, #callee, &[#(#texts),*], &[#(#shown),*], &[#(#given),*])),
+        );
+        let id = self
+            .deferred
+            .value(quote!(::flax::__private::shape::output(#contracts, #method, &[#(#given),*])));
+        Val::Deferred(id)
+    }
+
+    /// A layer applied to a tensor whose shape only rustc knows.
+    fn deferred_layer(&mut self, call: &syn::ExprMethodCall, layer: &Layer, method: &str, x: Val) -> Val {
+        let value = const_value(&x).expect("a tensor");
+        let last = match (layer, method) {
+            (Layer::SameShape, "call") | (Layer::Attention { out_features: None }, "call") => return x,
+            (Layer::Dense { features }, "call")
+            | (Layer::Attention { out_features: Some(features) }, "call") => features.clone(),
+            (Layer::Sequential(parts), "call") => {
+                let mut value = x;
+                for part in parts {
+                    value = self.apply_layer(call, part, "call", vec![value], &[]);
+                }
+                return value;
+            }
+            _ => return Val::Tensor(None),
+        };
+        let last = deferred::dim(&last);
+        Val::Deferred(self.deferred.value(quote!(::flax::__private::shape::with_last(#value, #last))))
+    }
+
+    /// One step of an LSTM (`((c, h), h)`) or GRU (`(h, h)`) cell.
+    fn cell_call(&mut self, call: &syn::ExprMethodCall, cell: Cell, carry: &Val, x: Option<&Val>) -> Val {
+        let h = match (cell, carry) {
+            (Cell::Lstm, Val::Tuple(parts)) if parts.len() == 2 => &parts[1],
+            (Cell::Gru, h) => h,
+            _ => &Val::Other,
+        };
+        let shape = match (h, x) {
+            (Val::Tensor(h), Some(Val::Tensor(x))) => match layers::cell_step(h, x) {
+                Ok(s) => s,
+                Err(message) => {
+                    self.error(call, message);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let h = Val::Tensor(shape);
+        let carry = match cell {
+            Cell::Lstm => Val::Tuple(vec![h.clone(), h.clone()]),
+            Cell::Gru => h.clone(),
+        };
+        Val::Tuple(vec![carry, h])
+    }
+
+    /// A rule's result, its error reported at `node`.
+    fn ruled(&mut self, node: &dyn quote::ToTokens, rule: layers::Rule) -> Val {
         match rule {
             Ok(shape) => Val::Tensor(shape),
             Err(message) => {
-                self.error(call, message);
+                self.errors.push(syn::Error::new_spanned(node, message));
                 Val::Tensor(None)
             }
         }
+    }
+
+    /// Broadcasting two tensors (`+`, `add`, …): by the macro when it knows both shapes, else
+    /// by rustc.
+    fn broadcast(&mut self, node: &dyn quote::ToTokens, a: &Val, b: &Val) -> Val {
+        match (a, b) {
+            (Val::Tensor(x), Val::Tensor(y)) => self.ruled(node, ops::broadcast(x, y)),
+            _ => {
+                let (x, y) = (const_value(a).expect("a tensor"), const_value(b).expect("a tensor"));
+                let span = syn::spanned::Spanned::span(&quote::ToTokens::to_token_stream(node));
+                self.deferred.check(span, quote!(::flax::__private::shape::check_broadcast(#x, #y)));
+                Val::Deferred(self.deferred.value(quote!(::flax::__private::shape::broadcast(#x, #y))))
+            }
+        }
+    }
+
+    /// A tensor method on a tensor whose shape only rustc knows.
+    fn deferred_method(
+        &mut self,
+        call: &syn::ExprMethodCall,
+        name: &str,
+        receiver: Val,
+        args: &[Val],
+    ) -> Val {
+        let x = const_value(&receiver).expect("a tensor");
+        let lit = |i: usize| lit_arg(args, i);
+        let rule = match name {
+            n if SAME_SHAPE_METHODS.contains(&n) => return receiver,
+            n if BROADCAST_METHODS.contains(&n) => {
+                return match args.first() {
+                    Some(other @ (Val::Tensor(_) | Val::Deferred(_))) => {
+                        self.broadcast(call, &receiver, other)
+                    }
+                    _ => Val::Other,
+                };
+            }
+            "flatten" => match (lit(0), lit(1)) {
+                (Some(s), Some(e)) => quote!(::flax::__private::shape::flatten(#x, #s, #e)),
+                _ => return Val::Tensor(None),
+            },
+            "permute" => match call.args.first().and_then(layers::int_list) {
+                Some(axes) => quote!(::flax::__private::shape::permute(#x, &[#(#axes),*])),
+                None => return Val::Tensor(None),
+            },
+            "transpose" | "swapaxes" | "swapdims" => match (lit(0), lit(1)) {
+                (Some(a), Some(b)) => quote!(::flax::__private::shape::transpose(#x, #a, #b)),
+                _ => return Val::Tensor(None),
+            },
+            n => match reduction(call, n) {
+                Some((Some(Some(axes)), Some(keepdim))) => {
+                    quote!(::flax::__private::shape::reduce(#x, &[#(#axes),*], #keepdim))
+                }
+                _ => return Val::Tensor(None),
+            },
+        };
+        Val::Deferred(self.deferred.value(rule))
+    }
+
+    /// The rules of `layout` for a tensor method on a known shape, if `name` is one of them.
+    fn layout_method(
+        &mut self,
+        call: &syn::ExprMethodCall,
+        name: &str,
+        shape: &Shape,
+        args: &[Val],
+    ) -> Option<layers::Rule> {
+        let lit = |i: usize| lit_arg(args, i);
+        let unknown = Ok(None);
+        Some(match name {
+            "permute" => match call.args.first().and_then(layers::int_list) {
+                Some(axes) => layout::permute(shape, &axes),
+                None => unknown,
+            },
+            "transpose" | "swapaxes" | "swapdims" => match (lit(0), lit(1)) {
+                (Some(a), Some(b)) => layout::transpose(shape, a, b),
+                _ => unknown,
+            },
+            "t" | "tr" => match shape {
+                Some(dims) if dims.len() == 2 => layout::transpose(shape, 0, 1),
+                Some(dims) if dims.len() < 2 => Ok(shape.clone()),
+                _ => unknown,
+            },
+            "matmul" | "mm" | "bmm" => match args.first() {
+                Some(Val::Tensor(other)) => layout::matmul(shape, other),
+                _ => unknown,
+            },
+            "narrow" => match (lit(0), &args.get(2)) {
+                (Some(axis), Some(Val::Int(length))) => layout::narrow(shape, axis, lit(1), length),
+                _ => unknown,
+            },
+            "slice" => {
+                match (lit(0), optional_literal(call.args.get(1)), optional_literal(call.args.get(2)), lit(3))
+                {
+                    (Some(axis), Some(start), Some(end), Some(step)) => {
+                        layout::slice(shape, axis, start, end, step)
+                    }
+                    _ => unknown,
+                }
+            }
+            "select" => match lit(0) {
+                Some(axis) => layout::select(shape, axis, lit(1)),
+                None => unknown,
+            },
+            "i" => match call.args.first() {
+                Some(syn::Expr::Tuple(t)) => {
+                    layout::index(shape, &t.elems.iter().map(index_item).collect::<Vec<_>>())
+                }
+                Some(item) => layout::index(shape, &[index_item(item)]),
+                None => unknown,
+            },
+            "unsqueeze" => match lit(0) {
+                Some(axis) => layout::unsqueeze(shape, axis),
+                None => unknown,
+            },
+            "squeeze_dim" => match lit(0) {
+                Some(axis) => layout::squeeze_dim(shape, axis),
+                None => unknown,
+            },
+            // Reductions to a scalar: `sum(kind)`, `max()`.
+            "mean" | "sum" | "prod" if call.args.len() == 1 => Ok(shape.as_ref().map(|_| Vec::new())),
+            "max" | "min" | "norm" if call.args.is_empty() => Ok(shape.as_ref().map(|_| Vec::new())),
+            n => match reduction(call, n)? {
+                (Some(axes), Some(keepdim)) => layout::reduce(n, shape, axes.as_deref(), keepdim),
+                _ => unknown,
+            },
+        })
     }
 
     fn call(&mut self, call: &syn::ExprCall) -> Val {
@@ -689,33 +976,63 @@ impl<'a> Checker<'a> {
                 }
             };
         }
-        let tensor_path =
-            path.segments.len() >= 2 && path.segments[path.segments.len() - 2].ident == "Tensor";
-        if tensor_path && ["cat", "concat", "concatenate"].contains(&last.as_str()) {
-            return self.concatenate(call);
+        let owner = path.segments.len().checked_sub(2).map(|i| path.segments[i].ident.to_string());
+        let tensor_path = owner.as_deref() == Some("Tensor");
+        if tensor_path && ["cat", "concat", "concatenate", "stack"].contains(&last.as_str()) {
+            return self.concatenate(call, last == "stack");
+        }
+        let cell = owner.as_deref().and_then(Cell::named).filter(|_| {
+            let n = path.segments.len();
+            last == "initialize_carry" && (n == 2 || path.segments[n - 3].ident == "nn")
+        });
+        if let Some(cell) = cell {
+            return self.initial_carry(call, cell);
         }
         Val::Other
     }
 
-    /// `Tensor::cat(&[&a, &b], axis)`.
-    fn concatenate(&mut self, call: &syn::ExprCall) -> Val {
+    /// `LSTMCell::initialize_carry(rng, &[batch…], size, init, device)`: `(c, h)` (`h` for a
+    /// `GRUCell`) of shape `[batch…, size]`.
+    fn initial_carry(&mut self, call: &syn::ExprCall, cell: Cell) -> Val {
+        let batch = call.args.get(1).and_then(layers::list_elements);
+        let shape = match (batch, call.args.get(2)) {
+            (Some(batch), Some(size)) => {
+                let mut dims: Vec<Dim> = batch.iter().map(|b| self.dim_of(b)).collect();
+                dims.push(self.dim_of(size));
+                Some(dims)
+            }
+            _ => None,
+        };
+        match cell {
+            Cell::Lstm => Val::Tuple(vec![Val::Tensor(shape.clone()), Val::Tensor(shape)]),
+            Cell::Gru => Val::Tensor(shape),
+        }
+    }
+
+    /// `Tensor::cat(&[&a, &b], axis)` (`Tensor::stack` when `stack`).
+    fn concatenate(&mut self, call: &syn::ExprCall, stack: bool) -> Val {
         let parts = call.args.first().and_then(layers::list_elements);
         let axis = call.args.get(1).and_then(layers::int_literal);
         let (Some(parts), Some(axis)) = (parts, axis) else { return Val::Tensor(None) };
-        let shapes: Vec<Shape> = parts
-            .iter()
-            .map(|p| match self.eval(p) {
+        let vals: Vec<Val> = parts.iter().map(|p| self.eval(p)).collect();
+        if vals.iter().any(|v| matches!(v, Val::Deferred(_))) && !stack {
+            let parts: Vec<TokenStream> =
+                vals.iter().map(|v| const_value(v).unwrap_or_else(|| deferred::known(&None))).collect();
+            let check = quote!(::flax::__private::shape::check_concatenate(&[#(#parts),*], #axis));
+            self.deferred.check(call.span(), check);
+            return Val::Deferred(
+                self.deferred.value(quote!(::flax::__private::shape::concatenate(&[#(#parts),*], #axis))),
+            );
+        }
+        let shapes: Vec<Shape> = vals
+            .into_iter()
+            .map(|v| match v {
                 Val::Tensor(s) => s,
                 _ => None,
             })
             .collect();
-        match ops::concatenate(&shapes, axis) {
-            Ok(s) => Val::Tensor(s),
-            Err(message) => {
-                self.error(call, message);
-                Val::Tensor(None)
-            }
-        }
+        let rule = if stack { layout::stack(&shapes, axis) } else { ops::concatenate(&shapes, axis) };
+        self.ruled(call, rule)
     }
 
     /// A construction bound for later (`let conv = nn::Conv::new(…);`). Its arguments run,
@@ -723,9 +1040,110 @@ impl<'a> Checker<'a> {
     fn construction(&mut self, expr: &syn::Expr) -> Val {
         self.forget(assigned_names(expr));
         let generics = std::mem::take(&mut self.generics);
-        let mut dim = |e: &syn::Expr| self.dim_of(e);
-        let layer = layers::construction(expr, &generics, &mut dim).unwrap_or(Layer::Unknown);
+        let mut size = |e: &syn::Expr| match self.eval(e) {
+            Val::Int(d) => (d, true),
+            Val::Field(d) => (d, false),
+            _ => (Dim::Unknown, false),
+        };
+        let layer = layers::construction(expr, &generics, &mut size).unwrap_or(Layer::Unknown);
         self.generics = generics;
         Val::Layer(layer)
     }
+}
+
+/// The compile-time value of a tensor (`None`: not a tensor).
+fn const_value(v: &Val) -> Option<TokenStream> {
+    match v {
+        Val::Tensor(s) => Some(deferred::known(s)),
+        Val::Deferred(id) => {
+            let name = deferred::value_name(*id);
+            Some(quote!(#name))
+        }
+        _ => None,
+    }
+}
+
+/// Argument `i` when it is an integer literal (after evaluation: `-1`, `2 - 1`).
+fn lit_arg(args: &[Val], i: usize) -> Option<i64> {
+    match args.get(i) {
+        Some(Val::Int(d)) => d.as_lit(),
+        _ => None,
+    }
+}
+
+/// `Some(n)`/`n` → `Some(Some(n))`, `None` → `Some(None)`, anything else `None`.
+fn optional_literal(expr: Option<&syn::Expr>) -> Option<Option<i64>> {
+    let expr = expr?;
+    if matches!(expr, syn::Expr::Path(p) if p.path.is_ident("None")) {
+        return Some(None);
+    }
+    match expr {
+        syn::Expr::Call(c) if matches!(&*c.func, syn::Expr::Path(p) if p.path.is_ident("Some")) => {
+            c.args.first().and_then(layers::int_literal).map(Some)
+        }
+        other => layers::int_literal(other).map(Some),
+    }
+}
+
+/// One item of `x.i((…))`.
+fn index_item(expr: &syn::Expr) -> Index {
+    match expr {
+        syn::Expr::Range(r) if matches!(r.limits, syn::RangeLimits::HalfOpen(_)) => {
+            let bound = |b: &Option<Box<syn::Expr>>| match b {
+                None => Some(None),
+                Some(e) => layers::int_literal(e).map(Some),
+            };
+            match (bound(&r.start), bound(&r.end)) {
+                (Some(start), Some(end)) => Index::Range { start, end },
+                _ => Index::Unknown,
+            }
+        }
+        other => match layers::int_literal(other) {
+            Some(n) => Index::At(Some(n)),
+            None => Index::Unknown,
+        },
+    }
+}
+
+/// The axes of a reduction argument: `Some(None)` for all of them (`None`, `[]`), `None`
+/// when not literal. Accepts `1`, `[1]`, `&[1]`, `vec![1]`, `[1].as_slice()`, `&[1][..]`,
+/// `Some(…)`.
+fn reduction_axes(expr: &syn::Expr) -> Option<Option<Vec<i64>>> {
+    match expr {
+        syn::Expr::Path(p) if p.path.is_ident("None") => Some(None),
+        syn::Expr::Call(c) if matches!(&*c.func, syn::Expr::Path(p) if p.path.is_ident("Some")) => {
+            reduction_axes(c.args.first()?)
+        }
+        syn::Expr::MethodCall(m) if m.method == "as_slice" || m.method == "to_vec" => {
+            reduction_axes(&m.receiver)
+        }
+        syn::Expr::Index(i) if matches!(&*i.index, syn::Expr::Range(r) if r.start.is_none() && r.end.is_none()) => {
+            reduction_axes(&i.expr)
+        }
+        syn::Expr::Reference(r) => reduction_axes(&r.expr),
+        other => match layers::int_literal(other) {
+            Some(n) => Some(Some(vec![n])),
+            None => {
+                let axes = layers::int_list(other)?;
+                Some(if axes.is_empty() { None } else { Some(axes) })
+            }
+        },
+    }
+}
+
+/// A reduction's axes (`reduction_axes`) and `keepdim`, each `None` when not literal.
+type Reduction = (Option<Option<Vec<i64>>>, Option<bool>);
+
+/// A reduction over axes (the tch names), or `None` when `name` is not one.
+fn reduction(call: &syn::ExprMethodCall, name: &str) -> Option<Reduction> {
+    let keepdim_at = match name {
+        "mean_dim" | "sum_dim_intlist" | "nansum" | "amax" | "amin" | "logsumexp" | "argmax" | "argmin" => 1,
+        "std_dim" | "var_dim" => 2,
+        _ => return None,
+    };
+    let keepdim = match call.args.get(keepdim_at) {
+        Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Bool(b), .. })) => Some(b.value),
+        _ => None,
+    };
+    Some((call.args.first().and_then(reduction_axes), keepdim))
 }

@@ -4,7 +4,7 @@
 //! Only paths through `nn` (`nn::Dense`, `flax::nn::Dense`) are the library's: a type of the
 //! user's that happens to be called `Dense` is not mistaken for it.
 
-use super::dim::{show, Dim, Shape};
+use super::dim::{axis_index, show, Dim, Shape};
 use super::ops::{transposed_positions, window_positions, Pad, TooLarge, Window};
 use crate::body::{builder_calls, constructor_path, innermost};
 
@@ -23,11 +23,42 @@ pub enum Layer {
     /// `MultiHeadDotProductAttention`/`SelfAttention`: the query's shape, its last dimension
     /// `out_features` (`None`: the query's own).
     Attention { out_features: Option<Dim> },
+    /// `DenseGeneral`: `None` where the syntax does not show the value.
+    DenseGeneral { features: Option<Vec<Dim>>, axis: Option<Vec<i64>>, batch_dims: Option<Vec<i64>> },
+    /// `LSTMCell`/`OptimizedLSTMCell`/`GRUCell`.
+    Cell(Cell),
+    /// `RNN` of a cell (`None`: a cell the checker does not know) with an int `cell_size`.
+    Rnn { cell: Option<Cell>, size: Dim, time_major: Option<bool> },
+    /// `Sequential`/`sequential![…]` of these layers, in order.
+    Sequential(Vec<Layer>),
     /// A module of the user's: its `#[shape]` contract, if any, is checked by rustc.
     User(syn::Path),
     /// Anything else.
     Unknown,
 }
+
+/// The recurrent cells the checker follows: their carry is `(c, h)` (LSTM) or `h` (GRU),
+/// each `[…batch, hidden]`.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Cell {
+    Lstm,
+    Gru,
+}
+
+impl Cell {
+    /// The cell a library type names.
+    pub fn named(name: &str) -> Option<Cell> {
+        match name {
+            "LSTMCell" | "OptimizedLSTMCell" => Some(Cell::Lstm),
+            "GRUCell" => Some(Cell::Gru),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a size argument: its dimension (unknown when not an integer the checker follows) and
+/// whether it is certainly an integer (not, say, a `Vec` turned `into()` a `Dims`).
+pub type SizeOf<'a> = &'a mut dyn FnMut(&syn::Expr) -> (Dim, bool);
 
 /// A convolution's strides, dilations and padding, each given per spatial dimension or as
 /// one int for all.
@@ -59,7 +90,7 @@ impl PerDim {
 const SAME_SHAPE: [&str; 6] = ["LayerNorm", "RMSNorm", "BatchNorm", "GroupNorm", "InstanceNorm", "Dropout"];
 
 /// Whether `path` names a type of the library's `nn` module.
-fn library_type(path: &syn::Path) -> Option<String> {
+pub fn library_type(path: &syn::Path) -> Option<String> {
     let n = path.segments.len();
     (n >= 2 && path.segments[n - 2].ident == "nn").then(|| path.segments[n - 1].ident.to_string())
 }
@@ -70,11 +101,16 @@ fn library_type(path: &syn::Path) -> Option<String> {
 /// A user module is a plain type path, named as types are (capitalised), that is not one of
 /// `generics` (the enclosing impl's and method's type parameters, which the `const` check
 /// of its contract could not name).
-pub fn construction(
-    expr: &syn::Expr,
-    generics: &[String],
-    dim: &mut dyn FnMut(&syn::Expr) -> Dim,
-) -> Option<Layer> {
+pub fn construction(expr: &syn::Expr, generics: &[String], size: SizeOf<'_>) -> Option<Layer> {
+    if let syn::Expr::Macro(m) = innermost(expr) {
+        if m.mac.path.segments.last().is_some_and(|s| s.ident == "sequential") {
+            let parts = m
+                .mac
+                .parse_body_with(syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated)
+                .ok()?;
+            return Some(sequential(parts.iter(), generics, size));
+        }
+    }
     let syn::Expr::Call(call) = innermost(expr) else { return None };
     let path = constructor_path(call)?;
     let Some(name) = library_type(&path) else {
@@ -88,22 +124,74 @@ pub fn construction(
     let args: Vec<&syn::Expr> = call.args.iter().collect();
     let builders = builder_calls(expr);
     Some(match name.as_str() {
-        "Dense" => Layer::Dense { features: args.first().map_or(Dim::Unknown, |a| dim(a)) },
-        "Conv" | "ConvTranspose" => Layer::Conv {
-            features: args.first().map_or(Dim::Unknown, |a| dim(a)),
+        "Dense" => Layer::Dense { features: args.first().map_or(Dim::Unknown, |a| size(a).0) },
+        "DenseGeneral" => {
+            let mut axis = Some(vec![-1]);
+            let mut batch_dims = Some(Vec::new());
+            for b in &builders {
+                match (b.method.to_string().as_str(), b.args.first()) {
+                    ("axis", Some(a)) => axis = dims_arg(a, &mut *size).and_then(literals),
+                    ("batch_dims", Some(a)) => batch_dims = int_list(a),
+                    _ => {}
+                }
+            }
+            Layer::DenseGeneral {
+                features: args.first().and_then(|a| dims_arg(a, &mut *size)),
+                axis,
+                batch_dims,
+            }
+        }
+        n if Cell::named(n).is_some() => Layer::Cell(Cell::named(n).expect("checked")),
+        "RNN" => {
+            let cell = match args.first().map(|a| construction(a, generics, &mut *size)) {
+                Some(Some(Layer::Cell(cell))) => Some(cell),
+                _ => None,
+            };
+            let size = match args.get(1).and_then(|a| dims_arg(a, &mut *size)) {
+                Some(dims) if dims.len() == 1 && is_int_dims(args[1]) => dims[0].clone(),
+                _ => Dim::Unknown,
+            };
+            let mut time_major = Some(false);
+            for b in builders.iter().filter(|b| b.method == "time_major") {
+                time_major = match b.args.first() {
+                    Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Bool(v), .. })) => Some(v.value),
+                    _ => None,
+                };
+            }
+            Layer::Rnn { cell, size, time_major }
+        }
+        "Sequential" => match args.first().and_then(|a| list_elements(a)) {
+            Some(parts) => {
+                let unwrapped: Vec<syn::Expr> = parts
+                    .iter()
+                    .map(|p| match p {
+                        syn::Expr::Call(c)
+                            if c.args.len() == 1 && call_name(c).as_deref() == Some("layer") =>
+                        {
+                            c.args[0].clone()
+                        }
+                        other => other.clone(),
+                    })
+                    .collect();
+                sequential(unwrapped.iter(), generics, size)
+            }
+            None => Layer::Unknown,
+        },
+        "Conv" | "ConvTranspose" | "ConvLocal" => Layer::Conv {
+            features: args.first().map_or(Dim::Unknown, |a| size(a).0),
             kernel: args.get(1).and_then(|a| int_list(a)),
             geometry: geometry(&builders),
             transpose: name == "ConvTranspose",
         },
         "Embed" => Layer::Embed {
-            num_embeddings: args.first().map_or(Dim::Unknown, |a| dim(a)),
-            features: args.get(1).map_or(Dim::Unknown, |a| dim(a)),
+            num_embeddings: args.first().map_or(Dim::Unknown, |a| size(a).0),
+            features: args.get(1).map_or(Dim::Unknown, |a| size(a).0),
         },
         "MultiHeadDotProductAttention" | "SelfAttention" => {
             let mut out_features = None;
             for b in builders.iter().filter(|b| b.method == "out_features") {
                 out_features = Some(match b.args.first().and_then(some_arg) {
-                    Some(inner) => dim(inner),
+                    Some(inner) => size(inner).0,
                     None if b.args.first().is_some_and(is_none) => continue,
                     None => Dim::Unknown,
                 });
@@ -113,6 +201,72 @@ pub fn construction(
         n if SAME_SHAPE.contains(&n) => Layer::SameShape,
         _ => Layer::Unknown,
     })
+}
+
+/// The last name of a call's function path (`layer` of `nn::layer(…)`).
+fn call_name(call: &syn::ExprCall) -> Option<String> {
+    match &*call.func {
+        syn::Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+}
+
+/// The layers of a `Sequential`: constructions, and `nn::` activation functions by path.
+fn sequential<'e>(
+    parts: impl Iterator<Item = &'e syn::Expr>,
+    generics: &[String],
+    size: SizeOf<'_>,
+) -> Layer {
+    let layers = parts
+        .map(|p| match p {
+            syn::Expr::Path(f) if same_shape_function(&f.path) => Layer::SameShape,
+            other => construction(other, generics, &mut *size).unwrap_or(Layer::Unknown),
+        })
+        .collect();
+    Layer::Sequential(layers)
+}
+
+/// A `Dims` argument (`features`, `axis`, `cell_size`): `n.into()`, `Dims::Int(n)`,
+/// `Dims::Seq(vec![…])`, `vec![…].into()`, `[…].into()`, a literal. `None` unless each size
+/// is certainly an integer.
+fn dims_arg(expr: &syn::Expr, size: SizeOf<'_>) -> Option<Vec<Dim>> {
+    match expr {
+        syn::Expr::MethodCall(m) if m.method == "into" && m.args.is_empty() => {
+            dims_arg(&m.receiver, &mut *size)
+        }
+        syn::Expr::Call(c) => {
+            let variant = call_name(c)?;
+            let arg = c.args.first()?;
+            match variant.as_str() {
+                "Int" | "Seq" | "from" => dims_arg(arg, &mut *size),
+                _ => None,
+            }
+        }
+        _ => match list_elements(expr) {
+            Some(elements) => elements.iter().map(|e| certain(size(e))).collect(),
+            None => certain(size(expr)).map(|d| vec![d]),
+        },
+    }
+}
+
+/// Whether a `Dims` argument is one int (not a sequence of one).
+fn is_int_dims(expr: &syn::Expr) -> bool {
+    match expr {
+        syn::Expr::MethodCall(m) if m.method == "into" => is_int_dims(&m.receiver),
+        syn::Expr::Call(c) => {
+            call_name(c).as_deref() == Some("Int") || c.args.first().is_some_and(is_int_dims)
+        }
+        other => list_elements(other).is_none(),
+    }
+}
+
+fn certain((dim, int): (Dim, bool)) -> Option<Dim> {
+    int.then_some(dim)
+}
+
+/// The literal values of sizes.
+fn literals(dims: Vec<Dim>) -> Option<Vec<i64>> {
+    dims.iter().map(Dim::as_lit).collect()
 }
 
 /// `Some(x)` → `x`.
@@ -416,4 +570,67 @@ pub fn same_shape_function(path: &syn::Path) -> bool {
         "sparse_sigmoid",
     ];
     library_type(path).is_some_and(|n| NAMES.contains(&n.as_str()))
+}
+
+/// `DenseGeneral`: the batch dims, then the input dims not contracted, then `features`.
+pub fn dense_general(
+    features: &Option<Vec<Dim>>,
+    axis: &Option<Vec<i64>>,
+    batch_dims: &Option<Vec<i64>>,
+    x: &Shape,
+) -> Rule {
+    let (Some(dims), Some(axis), Some(batch)) = (x, axis, batch_dims) else { return Ok(None) };
+    let rank = dims.len();
+    let normalise = |axes: &[i64]| -> Result<Vec<usize>, String> {
+        axes.iter()
+            .map(|&a| {
+                axis_index(a, rank).ok_or_else(|| {
+                    format!(
+                        "nn::DenseGeneral: axis {a} is out of range for inputs of shape {} (rank {rank})",
+                        show(x)
+                    )
+                })
+            })
+            .collect()
+    };
+    let (contracted, mut batch) = (normalise(axis)?, normalise(batch)?);
+    batch.sort_unstable();
+    // Malformed batch or overlapping axes are the runtime's attribute errors: not followed.
+    let leading = batch.iter().enumerate().all(|(i, &b)| b == i);
+    if !leading || contracted.iter().any(|a| batch.contains(a)) {
+        return Ok(None);
+    }
+    let Some(features) = features else { return Ok(None) };
+    let mut out: Vec<Dim> = batch.iter().map(|&b| dims[b].clone()).collect();
+    out.extend((0..rank).filter(|d| !contracted.contains(d) && !batch.contains(d)).map(|d| dims[d].clone()));
+    out.extend(features.iter().cloned());
+    Ok(Some(out))
+}
+
+/// One step of an LSTM or GRU cell: the new `h` (and `c`), the carry's hidden size applied
+/// to the input's last axis and broadcast with the carry.
+pub fn cell_step(carry: &Shape, x: &Shape) -> Rule {
+    let (Some(h), Some(dims)) = (carry, x) else { return Ok(None) };
+    let (Some(hidden), false) = (h.last(), dims.is_empty()) else { return Ok(None) };
+    let mut projected = dims.clone();
+    *projected.last_mut().expect("not empty") = hidden.clone();
+    super::ops::broadcast(&Some(projected.clone()), carry).map_err(|e| {
+        format!("a recurrent cell's input {} and carry {} do not fit: {e}", show(x), show(carry))
+    })
+}
+
+/// `RNN` with an int `cell_size` of `size` over `x`: `(carry h, outputs)`; `x` is `[*batch, T,
+/// F]` (`[T, *batch, F]` when time-major).
+pub fn rnn(size: &Dim, time_major: Option<bool>, x: &Shape) -> Result<(Shape, Shape), String> {
+    let Some(dims) = x else { return Ok((None, None)) };
+    if dims.len() < 2 {
+        return Err(format!("nn::RNN needs inputs with a time axis and 1 feature axis, got {}", show(x)));
+    }
+    let Some(time_major) = time_major else { return Ok((None, None)) };
+    let mut outputs = dims.clone();
+    *outputs.last_mut().expect("rank at least 2") = size.clone();
+    let batch = if time_major { &dims[1..dims.len() - 1] } else { &dims[..dims.len() - 2] };
+    let mut carry = batch.to_vec();
+    carry.push(size.clone());
+    Ok((Some(carry), Some(outputs)))
 }

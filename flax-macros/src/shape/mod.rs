@@ -7,18 +7,20 @@
 //! gets no extra code.
 
 pub mod decl;
+mod deferred;
 mod dim;
 pub mod expand;
 mod infer;
 mod layers;
+mod layout;
 mod ops;
 
 pub use decl::Declaration;
 use expand::DeclaredMethod;
 use proc_macro2::TokenStream;
 
-/// What checking a declared method gives: errors, and the `const` checks of the user
-/// modules its body calls (statements for the start of its body).
+/// What checking a declared method gives: errors, and the `const` items by which rustc
+/// follows the user modules its body calls (statements for the start of its body).
 pub struct Checked {
     pub errors: Vec<syn::Error>,
     pub call_checks: Vec<TokenStream>,
@@ -92,14 +94,12 @@ pub fn check(
     scope: &syn::Ident,
     generics: Vec<String>,
 ) -> Checked {
-    let output = declared.declaration.output.as_ref().map(decl::DeclShape::shape);
-    let mut checker = infer::Checker::new(scope, generics, declared.method.clone(), output);
+    let mut checker = infer::Checker::new(scope, generics, declared.method.clone(), declared.declaration);
     for input in &declared.declaration.inputs {
         checker.bind(input.name.to_string(), infer::Val::Tensor(input.shape.shape()));
     }
     checker.block(body, true);
-    let call_checks = checker.user_calls.iter().map(expand::user_call_check).collect();
-    Checked { errors: checker.errors, call_checks }
+    Checked { errors: checker.errors, call_checks: checker.deferred.items }
 }
 
 #[cfg(test)]

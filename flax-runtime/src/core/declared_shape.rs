@@ -6,6 +6,13 @@
 //! declaration, possibly from another crate, and the actual tensors — is checked here. Only
 //! declared methods run any of this, so undeclared modules pay nothing.
 
+mod propagated;
+
+pub use propagated::{
+    accepts, broadcast, check_broadcast, check_call, check_concatenate, check_output, concatenate, flatten,
+    output, permute, reduce, transpose, with_last, Known, Message, MAX_RANK,
+};
+
 use crate::core::errors::{Error, Result};
 use crate::core::scope::Scope;
 use tch::Tensor;
@@ -46,6 +53,8 @@ pub struct Contract {
     pub text: &'static str,
     /// The declared inputs.
     pub inputs: &'static [Input],
+    /// The declared output, if any.
+    pub output: Option<&'static [Dim]>,
 }
 
 /// The contracts of a type that declares none: every type has this through the blanket impl,
@@ -115,71 +124,18 @@ impl Bindings {
         }
         true
     }
-}
 
-/// Whether a call of `method` with arguments of shapes `given` (after the scope; `None` where
-/// the caller's checker does not know the shape, [`Dim::Any`] for a dimension it does not
-/// know) can satisfy the declaration among `contracts`. Evaluated by rustc for each call of a
-/// declared module in a declared parent.
-pub const fn accepts(contracts: &[Contract], method: &str, given: &[Option<&[Dim]>]) -> bool {
-    let Some(contract) = find(contracts, method) else { return true };
-    let mut bindings = Bindings::new();
-    let mut i = 0;
-    while i < contract.inputs.len() {
-        let input = &contract.inputs[i];
-        i += 1;
-        if input.position >= given.len() {
-            continue;
-        }
-        let Some(dims) = given[input.position] else { continue };
-        if dims.len() != input.dims.len() {
-            return false;
-        }
-        let mut d = 0;
-        while d < dims.len() {
-            let (declared, actual) = (input.dims[d], dims[d]);
-            d += 1;
-            let Dim::Size(size) = actual else { continue };
-            match declared {
-                Dim::Size(want) | Dim::Value(_, want) if want != size => return false,
-                Dim::Sym(name) if !bindings.unify(name, size) => return false,
-                _ => {}
-            }
-        }
-    }
-    true
-}
-
-/// The declaration text of `method` among `contracts` (empty when undeclared).
-pub const fn declaration(contracts: &[Contract], method: &str) -> &'static str {
-    match find(contracts, method) {
-        Some(c) => c.text,
-        None => "",
-    }
-}
-
-/// The bytes of `parts` one after the other, as a message (`N` = their total length).
-pub const fn join<const N: usize>(parts: &[&str]) -> [u8; N] {
-    let mut out = [0u8; N];
-    let (mut p, mut at) = (0, 0);
-    while p < parts.len() {
-        let bytes = parts[p].as_bytes();
+    /// The size bound to `name`, if any.
+    const fn get(&self, name: &str) -> Option<i64> {
         let mut i = 0;
-        while i < bytes.len() && at < N {
-            out[at] = bytes[i];
-            at += 1;
+        while i < self.len {
+            if str_eq(self.names[i], name) {
+                return Some(self.sizes[i]);
+            }
             i += 1;
         }
-        p += 1;
+        None
     }
-    out
-}
-
-/// The text of bytes made by [`join`] (of exactly `N` bytes of whole strings).
-pub const fn text(bytes: &[u8]) -> &str {
-    // SAFETY: `join` of whole `&str`s filling its `N` bytes exactly is valid UTF-8 (const `str::from_utf8` is newer
-    // than the crate's minimum Rust version).
-    unsafe { core::str::from_utf8_unchecked(bytes) }
 }
 
 /// The value of an integer field used as a declared dimension (one beyond `i64` matches no
@@ -284,21 +240,19 @@ mod tests {
             Input { name: "x", position: 0, dims: &[Dim::Sym("B"), Dim::Size(784)] },
             Input { name: "y", position: 1, dims: &[Dim::Sym("B")] },
         ],
+        output: Some(&[Dim::Sym("B"), Dim::Size(10)]),
     }];
 
     #[test]
     fn contracts_at_compile_time() {
-        const OK: bool = accepts(CONTRACT, "call", &[Some(&[Dim::Any, Dim::Size(784)]), None]);
-        const WIDTH: bool = accepts(CONTRACT, "call", &[Some(&[Dim::Any, Dim::Size(785)]), None]);
-        const RANK: bool = accepts(CONTRACT, "call", &[Some(&[Dim::Size(784)]), None]);
-        const BATCH: bool =
-            accepts(CONTRACT, "call", &[Some(&[Dim::Size(2), Dim::Size(784)]), Some(&[Dim::Size(3)])]);
-        const OTHER_METHOD: bool = accepts(CONTRACT, "encode", &[Some(&[Dim::Size(1)])]);
+        use Dim::{Any, Size};
+        const OK: bool = accepts(CONTRACT, "call", &[Known::of(&[Dim::Any, Dim::Size(784)]), Known::UNKNOWN]);
+        let width = accepts(CONTRACT, "call", &[Known::of(&[Any, Size(785)]), Known::UNKNOWN]);
+        let rank = accepts(CONTRACT, "call", &[Known::of(&[Size(784)]), Known::UNKNOWN]);
+        let batch = accepts(CONTRACT, "call", &[Known::of(&[Size(2), Size(784)]), Known::of(&[Size(3)])]);
+        let other_method = accepts(CONTRACT, "encode", &[Known::of(&[Size(1)])]);
         // [accepted, wrong width, wrong rank, B bound to 2 then 3, a method without a contract]
-        assert_eq!([OK, WIDTH, RANK, BATCH, OTHER_METHOD], [true, false, false, false, true]);
-        const N: usize = 4 + CONTRACT[0].text.len();
-        const MESSAGE: [u8; N] = join(&["at: ", declaration(CONTRACT, "call")]);
-        assert_eq!(text(&MESSAGE), "at: x: [B, 784], y: [B] -> [B, 10]");
+        assert_eq!([OK, width, rank, batch, other_method], [true, false, false, false, true]);
         assert_eq!(<Tensor as Undeclared>::__FLAX_SHAPE.len(), 0);
     }
 }

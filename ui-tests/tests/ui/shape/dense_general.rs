@@ -1,0 +1,18 @@
+// A residual add after a DenseGeneral whose merged features are 32, not 64.
+use flax::prelude::*;
+
+#[module]
+pub struct Model;
+
+#[module]
+impl Model {
+    #[compact]
+    #[shape(x: [B, T, 64] -> [B, T, 64])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let heads = nn::DenseGeneral::new(vec![4, 16].into()).call(cx, x)?;
+        let y = nn::DenseGeneral::new(32.into()).axis(vec![-2, -1].into()).call(cx, &heads)?;
+        Ok(x + y)
+    }
+}
+
+fn main() {}

@@ -232,7 +232,7 @@ impl Backbone {
     #[compact]
     #[shape(x: [B, 28, 28, 1] -> [B, 64])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let x = nn::Conv::new(8, vec![3, 3]).strides(2.into()).call(cx, x)?.relu();
+        let x = nn::Conv::new(8, vec![3, 3]).strides(2).call(cx, x)?.relu();
         nn::Dense::new(64).call(cx, &x.flatten(1, -1))
     }
 }
@@ -266,13 +266,13 @@ impl ManualAttention {
     #[compact]
     #[shape(x: [B, T, 64] -> [B, T, 64])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let project = || nn::DenseGeneral::new(vec![self.heads, self.head_dim].into());
+        let project = || nn::DenseGeneral::new(vec![self.heads, self.head_dim]);
         let q = project().call(cx, x)?.permute([0, 2, 1, 3]);
         let k = project().call(cx, x)?.permute([0, 2, 1, 3]);
         let v = project().call(cx, x)?.permute([0, 2, 1, 3]);
         let weights = q.matmul(&k.transpose(-2, -1)).softmax(-1, Kind::Float);
         let y = weights.matmul(&v).permute([0, 2, 1, 3]);
-        let y = nn::DenseGeneral::new(64.into()).axis(vec![-2, -1].into()).call(cx, &y)?;
+        let y = nn::DenseGeneral::new(64).axis(vec![-2, -1]).call(cx, &y)?;
         Ok(x + y)
     }
 }
@@ -288,7 +288,7 @@ impl LstmEncoder {
     #[compact]
     #[shape(x: [B, T, 32] -> [B, self.hidden])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let rnn = nn::RNN::new(nn::LSTMCell::new(), self.hidden.into());
+        let rnn = nn::RNN::new(nn::LSTMCell::new(), self.hidden);
         let ((_, h), outputs) = rnn.call(cx, x, None, None)?;
         let last = outputs.select(1, -1);
         Ok(h + last)
@@ -327,7 +327,7 @@ impl Grab {
         let carry =
             nn::GRUCell::initialize_carry(PRNGKey::new(0), &[b], 8, &nn::initializers::zeros(), Device::Cpu)?;
         let (h, y) = nn::GRUCell::new().call(cx, &carry, &x.select(1, 0))?;
-        let seq = nn::RNN::new(nn::GRUCell::new(), 8.into()).call(cx, &x.narrow(1, 1, 9), Some(&h), None)?.1;
+        let seq = nn::RNN::new(nn::GRUCell::new(), 8).call(cx, &x.narrow(1, 1, 9), Some(&h), None)?.1;
         let seq = seq.slice(1, 0, None, 3).i((.., 1..3)) + y.unsqueeze(1);
         let image = seq.reshape([-1, 2, 4, 2]);
         let image = nn::ConvLocal::new(2, vec![2, 2]).padding(nn::Padding::Valid).call(cx, &image)?;

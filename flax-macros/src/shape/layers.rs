@@ -341,7 +341,7 @@ fn per_dim(expr: &syn::Expr) -> Option<PerDim> {
     }
 }
 
-/// `Padding::Same`, `nn::Padding::Valid`, `Padding::Int(1)`, `1.into()`; else unknown.
+/// `Padding::Same`, `nn::Padding::Valid`, `Padding::Int(1)`, `1`, `1.into()`; else unknown.
 fn padding(expr: &syn::Expr) -> Pad {
     match expr {
         syn::Expr::Path(p) => match p.path.segments.last().map(|s| s.ident.to_string()).as_deref() {
@@ -358,7 +358,7 @@ fn padding(expr: &syn::Expr) -> Pad {
         syn::Expr::MethodCall(m) if m.method == "into" => {
             int_literal(&m.receiver).map_or(Pad::Unknown, Pad::Int)
         }
-        _ => Pad::Unknown,
+        other => int_literal(other).map_or(Pad::Unknown, Pad::Int),
     }
 }
 

@@ -9,8 +9,8 @@ impl Model {
     #[compact]
     #[shape(x: [B, T, 64] -> [B, T, 64])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let heads = nn::DenseGeneral::new(vec![4, 16].into()).call(cx, x)?;
-        let y = nn::DenseGeneral::new(32.into()).axis(vec![-2, -1].into()).call(cx, &heads)?;
+        let heads = nn::DenseGeneral::new(vec![4, 16]).call(cx, x)?;
+        let y = nn::DenseGeneral::new(32).axis(vec![-2, -1]).call(cx, &heads)?;
         Ok(x + y)
     }
 }

@@ -9,7 +9,7 @@ impl Model {
     #[compact]
     #[shape(x: [B, T, 16] -> [B, T, 16])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let (_, ys) = nn::RNN::new(nn::LSTMCell::new(), 64.into()).call(cx, x, None, None)?;
+        let (_, ys) = nn::RNN::new(nn::LSTMCell::new(), 64).call(cx, x, None, None)?;
         Ok(ys + x)
     }
 }

@@ -100,8 +100,8 @@ impl TransformerLM {
                 self.block_size
             )));
         }
-        let embed = nn::Embed::new(self.vocab_size, self.emb_dim)
-            .embedding_init(nn::initializers::normal(1.0));
+        let embed =
+            nn::Embed::new(self.vocab_size, self.emb_dim).embedding_init(nn::initializers::normal(1.0));
         let x = embed.call(cx, tokens)?;
         let pos_embedding =
             cx.param("pos_embedding", nn::initializers::normal(0.02), &[1, self.block_size, self.emb_dim])?;

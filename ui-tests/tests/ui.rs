@@ -14,4 +14,3 @@ fn shape_errors() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/shape/*.rs");
 }
-

@@ -418,7 +418,7 @@ impl Traversal for TraverseEach {
                     dict.iter().map(|(k, v)| Ok((k.to_owned(), f(v)?))).collect::<Result<Vec<_>>>()?;
                 Ok(Value::Dict(entries.into_iter().collect()))
             }
-            Value::List(items) => Ok(Value::List(items.iter().map(|v| f(v)).collect::<Result<_>>()?)),
+            Value::List(items) => Ok(Value::List(items.iter().map(&mut *f).collect::<Result<_>>()?)),
             other => Err(not_a_container(other)),
         }
     }

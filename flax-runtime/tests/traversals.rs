@@ -25,7 +25,7 @@ fn slice(start: Option<i64>, stop: Option<i64>, step: Option<i64>) -> ItemKey {
 
 /// The record's `foo` is above 1 (the Python case's `lambda r: r["foo"] > 1`).
 fn foo_above_one(v: &Value) -> bool {
-    v.as_dict().and_then(|d| d.get("foo")).is_some_and(|foo| int(foo) > 1)
+    v.as_dict().and_then(|d| d.get("foo")).is_some_and(|v| int(v) > 1)
 }
 
 #[test]

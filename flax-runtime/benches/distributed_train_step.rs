@@ -11,33 +11,17 @@
 //!
 //! `cargo bench -p flax-runtime --bench distributed_train_step [-- --rounds 5 --iters 20]`
 
+// The tests' quickstart: its CNN and loss (the metrics and train step go unused here).
+#[allow(dead_code)]
+#[path = "../tests/quickstart/mod.rs"]
+mod quickstart;
+
 use flax::distributed::{spawn_local, ProcessGroup};
-use flax::nn::{self, Padding};
-use flax::optax::losses::softmax_cross_entropy_with_integer_labels;
 use flax::optax::{self, Sgd};
 use flax::prelude::*;
 use flax::training::TrainState;
-use flax::Value;
+use quickstart::{loss_and_logits, CNN};
 use std::time::Instant;
-
-/// The quickstart's CNN.
-#[allow(clippy::upper_case_acronyms)]
-#[module]
-struct CNN;
-
-#[module]
-impl CNN {
-    #[compact]
-    fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
-        let x = nn::Conv::new(64, vec![3, 3]).call(cx, &x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
-        let x = x.flatten(1, -1);
-        let x = nn::Dense::new(256).call(cx, &x)?.relu();
-        nn::Dense::new(10).call(cx, &x)
-    }
-}
 
 type State = TrainState<CNN, FrozenDict, Sgd>;
 
@@ -63,9 +47,7 @@ impl Mode {
 }
 
 fn loss(state: &State, params: &FrozenDict, image: &Tensor, label: &Tensor) -> Result<Tensor> {
-    let variables = FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))]);
-    let logits = state.apply_fn.apply(&variables, image)?;
-    Ok(softmax_cross_entropy_with_integer_labels(&logits, label)?.mean(Kind::Float))
+    Ok(loss_and_logits(&state.apply_fn, params, image, label)?.0)
 }
 
 fn step(group: &ProcessGroup, mode: Mode, state: State, image: &Tensor, label: &Tensor) -> Result<State> {

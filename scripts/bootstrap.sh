@@ -75,7 +75,8 @@ ensure_fashion_mnist() {
 # The lm example trains on the fortune files of Debian's fortunes package (2.6 MB of English).
 ensure_fortunes() {
   local data=/usr/share/games/fortunes
-  [ -f "$data/fortunes" ] && return
+  # `art` is the full package's (`fortunes` alone comes with fortunes-min, a smaller corpus).
+  [ -f "$data/art" ] && return
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing Debian's fortunes (the lm example's corpus)"
     (apt-get install -y -qq fortunes >/dev/null 2>&1 ||

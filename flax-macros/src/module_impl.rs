@@ -90,10 +90,8 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
             }
         }
     }
-    if errors.any() {
-        return errors.with(quote!(#item));
-    }
-    // Shape errors leave the expansion whole: one error per mistake, not one per use.
+    // Errors leave the expansion whole (the methods rewritten, `init`/`apply` and the setup
+    // generated): one error per mistake, not one per use of what the mistake would remove.
     let mut declared = Vec::new();
     for m in &methods {
         declared.push(m.shape.as_ref().and_then(|d| {
@@ -140,9 +138,6 @@ impl Errors {
             Some(all) => all.combine(e),
             None => self.0 = Some(e),
         }
-    }
-    fn any(&self) -> bool {
-        self.0.is_some()
     }
     /// The errors followed by `tokens`, so downstream code still sees the items (one error
     /// per mistake, not one per use).

@@ -14,3 +14,11 @@ fn shape_errors() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/shape/*.rs");
 }
+
+/// The errors of `setup`-style modules (`#[setup]` fields and `fn setup`), one case per kind;
+/// Flax raises most of them at run time.
+#[test]
+fn setup_errors() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/setup/*.rs");
+}

@@ -4,8 +4,8 @@
 //! to a hidden `__flax_impl_<name>` and the public method calls it through
 //! `Scope::call_method`, which enters the module's scope when a parent calls it. The compact
 //! method (or else a method named `call`) gets `init`, `init_with_output`, `init_with`,
-//! `tabulate`, `tabulate_with`, `apply` and `apply_with` with its own argument types after the
-//! scope. A `call` taking tensors also gets `flax::nn::CallArgs` (see `call_args`), unless the
+//! `tabulate`, `tabulate_with`, `module_paths`, `lazy_init`, `apply` and `apply_with` with its
+//! own argument types after the scope. A `call` taking tensors also gets `flax::nn::CallArgs` (see `call_args`), unless the
 //! block is `#[module(custom_call_args)]`.
 
 use crate::checks;
@@ -363,7 +363,10 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMetho
         #[allow(unused_imports)]
         use ::flax::__private::{ViaDescribeDebug as _, ViaDescribeTypeName as _, ViaDescribeValue as _, ViaIntermediate as _, ViaOpaque as _, ViaCheckTensors as _, ViaNoTensors as _};
         #(#checks)*
-        let __flax_inputs = ::flax::Scope::is_recording_calls(#scope).then(|| ::std::vec![#(#described),*]);
+        let __flax_described = ::flax::Scope::is_recording_calls(#scope).then(|| ::flax::__private::Described {
+            module: ::std::format!("{:?}", self),
+            inputs: ::std::vec![#(#described),*],
+        });
         ::flax::Scope::call_method(
             #scope,
             ::flax::Module::module_handle(self),
@@ -372,14 +375,14 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMetho
             #compact,
             #body,
             |__flax_out| (&::flax::__private::Probe(__flax_out)).__flax_intermediate(),
-            __flax_inputs,
+            __flax_described,
         )
     });
     f
 }
 
-/// `init`, `init_with_output`, `init_with`, `tabulate`, `tabulate_with`, `apply`, `apply_with`
-/// for the entry method.
+/// `init`, `init_with_output`, `init_with`, `tabulate`, `tabulate_with`, `module_paths`,
+/// `lazy_init`, `apply`, `apply_with` for the entry method.
 fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
     let method = &m.method.sig.ident;
     let output = &m.output;
@@ -455,6 +458,21 @@ fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
                     options.device = #first_device;
                 }
                 ::flax::summary::tabulate(self, ::core::convert::Into::into(rngs), &options, |__flax_m, __flax_cx| __flax_m.#method(#(#pass),*))
+            }
+
+            /// Every module a run of `init` reaches, by path, in the order they are first
+            /// called (Flax's `module_paths`).
+            #vis fn module_paths(&self, rngs: impl ::core::convert::Into<::flax::Rngs>, #(#params),*) -> ::flax::Result<::flax::__private::IndexMap<::std::string::String, ::flax::ModuleInfo>> {
+                #[allow(unused_imports)]
+                use ::flax::__private::{ViaDevice as _, ViaNoDevice as _};
+                ::flax::core::module_paths::module_paths(self, ::core::convert::Into::into(rngs), #first_device, |__flax_m, __flax_cx| __flax_m.#method(#(#pass),*))
+            }
+
+            /// `init` from inputs of which only the shapes and dtypes are known (Flax's
+            /// `lazy_init`): pass `flax::ShapeDtypeStruct::placeholder()` tensors for them.
+            /// A variable computed from a placeholder's values is an `Error::LazyInit`.
+            #vis fn lazy_init(&self, rngs: impl ::core::convert::Into<::flax::Rngs>, #(#params),*) -> ::flax::Result<::flax::Variables> {
+                ::flax::core::lazy_init::lazy_init(|| self.init(rngs, #(#outer),*))
             }
 
             /// Runs the module with `variables` (Flax's `apply` with nothing mutable).

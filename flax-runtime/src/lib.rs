@@ -25,7 +25,9 @@ pub use crate::core::apply::{ApplyOptions, CallInfo, CaptureIntermediates, Rngs}
 pub use crate::core::errors::{Error, NameKind, Result};
 pub use crate::core::filter::CollectionFilter;
 pub use crate::core::frozen_dict::{FrozenDict, Scalar, Value, Variables};
+pub use crate::core::lazy_init::ShapeDtypeStruct;
 pub use crate::core::module::{Bound, Module};
+pub use crate::core::module_paths::ModuleInfo;
 pub use crate::core::params::ParamsView;
 pub use crate::core::rng::PRNGKey;
 pub use crate::core::scope::Scope;

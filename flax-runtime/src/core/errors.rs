@@ -176,6 +176,11 @@ pub enum Error {
     #[error("{scope}: {message}")]
     DeclaredShape { scope: String, argument: String, axis: Option<usize>, message: String },
 
+    /// Flax's `LazyInitError`: `lazy_init` computed the variable at `path` from the values of
+    /// an input given only by its shape and dtype.
+    #[error("Lazy init encountered a value that could not be computed with the given inputs: \"{path}\" depends on the values of an input, not only on its shape and dtype; pass a real tensor for it")]
+    LazyInit { path: String },
+
     /// A module or function called with arguments it does not take, as a layer of a
     /// `Sequential` passes them on (Flax raises Python's `TypeError`); `scope` is the path of
     /// the module that called it.

@@ -114,7 +114,9 @@ pub mod filter;
 pub mod forward_ad;
 pub mod frozen_dict;
 pub mod initializer;
+pub mod lazy_init;
 pub mod module;
+pub mod module_paths;
 pub mod naming;
 pub mod params;
 #[doc(hidden)]

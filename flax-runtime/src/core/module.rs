@@ -33,6 +33,20 @@ pub trait Module: Clone + fmt::Debug {
         self.module_handle().name()
     }
 
+    /// A new module with the same attributes (Flax's `Module.copy`), to change some with the
+    /// setters or Rust's struct update syntax: `nn::Dense { features: 4, ..dense.copy() }`
+    /// for Flax's `dense.copy(features=4)`. Unlike `clone`, which is the same module (called
+    /// twice, it shares its name and params, as reusing a Flax module instance does), the copy
+    /// is another module: constructed in a compact method it is auto-named there
+    /// (`Dense_1`, or `.name("…")`), elsewhere it is named where it is first called. Submodules
+    /// held in fields stay shared, as in Flax.
+    fn copy(&self) -> Self {
+        let mut module = self.clone();
+        let type_name = self.module_handle().type_name();
+        *module.module_handle_mut() = ModuleHandle::new(type_name);
+        module
+    }
+
     /// Initializes variables by running `f` on this module (Flax's `init` with `method=`):
     /// every collection but `intermediates` is mutable unless `options` says otherwise.
     /// Returns `f`'s output and the variables.

@@ -43,6 +43,8 @@ pub struct ModuleHandle {
     /// module constructed outside any compact method, or adopted by a field: it runs in the
     /// scope of whichever module calls it.
     pub(crate) parent: Option<u64>,
+    /// The class name auto-names are made from (a lifted module's is `ScanBlock`).
+    type_name: &'static str,
 }
 
 struct NamingFrame {
@@ -136,7 +138,12 @@ impl ModuleHandle {
             ModuleName::Auto { frame, .. } => Some(frame),
             _ => None,
         };
-        ModuleHandle { token: next_id(), name, parent }
+        ModuleHandle { token: next_id(), name, parent, type_name }
+    }
+
+    /// The class name the module's auto-names are made from.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
     }
 
     /// Gives the module an explicit name (the `name=` of Flax); it keeps its parent.

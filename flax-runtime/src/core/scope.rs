@@ -78,10 +78,21 @@ pub struct CallRecord {
     pub module_type: &'static str,
     /// The method, as Flax names it (`__call__` for `call`).
     pub method: &'static str,
+    /// The module as Flax prints it (`Dense(features=3, …)`).
+    pub module: String,
     /// The arguments after the scope: tensors as tensors, other values summarised.
     pub inputs: Vec<Value>,
     /// The output, when it is something `capture_intermediates` could store.
     pub output: Option<Value>,
+}
+
+/// What generated code describes of a module call while calls are being recorded.
+#[doc(hidden)]
+pub struct Described {
+    /// The module's repr.
+    pub module: String,
+    /// The arguments after the scope.
+    pub inputs: Vec<Value>,
 }
 
 /// Options that fix how one `init`/`apply` run behaves; built by [`crate::core::apply`].

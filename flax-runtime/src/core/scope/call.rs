@@ -6,7 +6,7 @@ use crate::core::apply::CallInfo;
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::Value;
 use crate::core::naming::{take_index, ModuleHandle, ModuleName, Name, NamingGuard};
-use crate::core::scope::{append_to_tuple, CallRecord, Frame, Reservation, Scope};
+use crate::core::scope::{append_to_tuple, CallRecord, Described, Frame, Reservation, Scope};
 use std::borrow::Cow;
 
 /// The frames above a module's parent, set aside while the module runs (see
@@ -26,8 +26,8 @@ impl<'v> Scope<'v> {
     /// still running is that method's module's child wherever it is called from (Flax's
     /// `parent`): a `Dense` built in a parent's compact method and run by a `Sequential` is
     /// the parent's `Dense_0`. The output is captured into `intermediates` when
-    /// `capture_intermediates` selects this call. `inputs` describes the arguments and runs
-    /// only while calls are being recorded.
+    /// `capture_intermediates` selects this call. `described` (the module and its arguments)
+    /// is given only while calls are being recorded.
     #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
     pub fn call_method<R>(
@@ -38,12 +38,12 @@ impl<'v> Scope<'v> {
         compact: bool,
         body: impl FnOnce(&mut Scope<'v>) -> Result<R>,
         intermediate: impl Fn(&R) -> Option<Value>,
-        inputs: Option<Vec<Value>>,
+        described: Option<Described>,
     ) -> Result<R> {
         let inline = self.top().owner == handle.token;
         let detached = if inline { None } else { self.detach_above_parent(handle) };
         let result =
-            self.run_method(handle, module_type, method, compact, inline, body, intermediate, inputs);
+            self.run_method(handle, module_type, method, compact, inline, body, intermediate, described);
         if let Some(detached) = detached {
             self.frames.extend(detached.frames);
             self.reserved.extend(detached.reserved);
@@ -79,7 +79,7 @@ impl<'v> Scope<'v> {
         inline: bool,
         body: impl FnOnce(&mut Scope<'v>) -> Result<R>,
         intermediate: impl Fn(&R) -> Option<Value>,
-        inputs: Option<Vec<Value>>,
+        described: Option<Described>,
     ) -> Result<R> {
         if !inline {
             let name = self.child_name(handle, module_type)?;
@@ -90,7 +90,7 @@ impl<'v> Scope<'v> {
             let from = self.top().reserved_from;
             self.reserved.truncate(from);
         }
-        let record = inputs.map(|inputs| self.start_record(module_type, method, inputs));
+        let record = described.map(|described| self.start_record(module_type, method, described));
         let result = {
             let naming = (compact || !inline).then(|| NamingGuard::push(compact));
             let owner = naming.as_ref().filter(|_| compact).map(NamingGuard::id);
@@ -120,11 +120,12 @@ impl<'v> Scope<'v> {
     }
 
     /// Appends a call record (before the body runs, so records are in call order).
-    fn start_record(&mut self, module_type: &'static str, method: &'static str, inputs: Vec<Value>) -> usize {
+    fn start_record(&mut self, module_type: &'static str, method: &'static str, described: Described) -> usize {
         let path = self.path().into_iter().map(str::to_owned).collect();
         let method = if method == "call" { "__call__" } else { method };
         let calls = self.calls.get_or_insert_with(Vec::new);
-        calls.push(CallRecord { path, module_type, method, inputs, output: None });
+        let Described { module, inputs } = described;
+        calls.push(CallRecord { path, module_type, method, module, inputs, output: None });
         calls.len() - 1
     }
 

@@ -21,6 +21,11 @@ test-examples:
 	  echo "== example $$ex --quick"; \
 	  $(CARGO) run --quiet -p flax-examples --example $$ex -- --quick; \
 	done
+	@echo "== example quickstart --quick --nproc 2, then --resume on one process"
+	@set -e; dir=$$(mktemp -d); \
+	  $(CARGO) run --quiet -p flax-examples --example quickstart -- --quick --nproc 2 --workdir $$dir; \
+	  $(CARGO) run --quiet -p flax-examples --example quickstart -- --quick --resume --num-epochs 2 --workdir $$dir | tee $$dir/resumed.log; \
+	  grep -q "resumed at step" $$dir/resumed.log; rm -rf $$dir
 
 lint:
 	$(CARGO) fmt --all --check

@@ -230,7 +230,9 @@ fn get_batch(
             block_size + 1
         )));
     }
-    let offsets = flax::random::randint(key, &[batch_size], 0, high, (Kind::Int64, Device::Cpu))?;
+    // JAX's default integer is int32 (without `jax_enable_x64`): its bits, not int64's.
+    let offsets =
+        flax::random::randint(key, &[batch_size], 0, high, (Kind::Int, Device::Cpu))?.to_kind(Kind::Int64);
     let index =
         offsets.unsqueeze(1) + Tensor::arange(block_size + 1, (Kind::Int64, Device::Cpu)).unsqueeze(0);
     let windows = data.f_index_select(0, &index.flatten(0, -1))?.reshape([batch_size, block_size + 1]);

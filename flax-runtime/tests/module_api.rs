@@ -120,8 +120,10 @@ fn module_paths_lists_every_module_in_flax_order() {
         Some(Value::Scalar(flax::Scalar::Str(s))) => s.clone(),
         other => panic!("golden paths[{i}].{field}: {other:?}"),
     };
-    let flax_paths: Vec<(String, String)> = (0..expected.len()).map(|i| (text(i, "path"), text(i, "type"))).collect();
-    let ours: Vec<(String, String)> = paths.iter().map(|(p, m)| (p.clone(), m.type_name.to_owned())).collect();
+    let flax_paths: Vec<(String, String)> =
+        (0..expected.len()).map(|i| (text(i, "path"), text(i, "type"))).collect();
+    let ours: Vec<(String, String)> =
+        paths.iter().map(|(p, m)| (p.clone(), m.type_name.to_owned())).collect();
     assert_eq!(ours, flax_paths);
     assert!(paths["Mlp_0/head"].repr.contains("features = 4"), "{}", paths["Mlp_0/head"]);
 }

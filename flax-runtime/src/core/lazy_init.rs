@@ -56,9 +56,7 @@ fn first_nan<'a>(dict: &'a FrozenDict, path: &mut Vec<&'a str>) -> Option<String
         path.push(key);
         let found = match value {
             Value::Dict(d) => first_nan(d, path),
-            Value::Tensor(t) if holds_nan(t) => {
-                Some(path.join("/"))
-            }
+            Value::Tensor(t) if holds_nan(t) => Some(path.join("/")),
             _ => None,
         };
         path.pop();

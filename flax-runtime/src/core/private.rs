@@ -17,10 +17,10 @@ pub use crate::core::declared_shape as shape;
 pub use crate::core::naming::ModuleHandle;
 pub use crate::core::repr::module_repr;
 pub use crate::core::scope::Described;
-pub use indexmap::IndexMap;
 pub use crate::core::setup::{
     assert_defines_setup, setup, DefinesSetup, HasSetup, SetupField, ViaPlainField, ViaSubmoduleField,
 };
+pub use indexmap::IndexMap;
 
 /// Wraps a reference for the probes.
 pub struct Probe<'a, T: ?Sized>(pub &'a T);

@@ -120,7 +120,12 @@ impl<'v> Scope<'v> {
     }
 
     /// Appends a call record (before the body runs, so records are in call order).
-    fn start_record(&mut self, module_type: &'static str, method: &'static str, described: Described) -> usize {
+    fn start_record(
+        &mut self,
+        module_type: &'static str,
+        method: &'static str,
+        described: Described,
+    ) -> usize {
         let path = self.path().into_iter().map(str::to_owned).collect();
         let method = if method == "call" { "__call__" } else { method };
         let calls = self.calls.get_or_insert_with(Vec::new);

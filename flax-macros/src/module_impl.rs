@@ -281,7 +281,7 @@ fn generate(
             .and_then(|m| scope_ident(&m.method, m.scope_index).map(|scope| (&m.method.block, scope)));
         crate::params::generate(ident, compact.as_ref().map(|(b, s)| (*b, s)))
     });
-    let setup = setup.map(|s| crate::setup::generate_impl(&item.self_ty, s));
+    let setup = setup.map(|s| crate::setup::generate_impl(&item.self_ty, &item.generics, s));
     quote!(#item #params #call_args #setup)
 }
 

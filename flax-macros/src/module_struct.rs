@@ -67,12 +67,6 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
             "a #[setup] field is set by the module's `setup`: it takes no default and is named as a submodule already",
         ));
     }
-    if !setup_fields.is_empty() && !item.generics.params.is_empty() {
-        push(syn::Error::new_spanned(
-            &item.generics,
-            "#[setup] fields on a generic module are not supported",
-        ));
-    }
     if let syn::Fields::Named(named) = &mut item.fields {
         let kept =
             named.named.iter().filter(|f| !setup_fields.iter().any(|s| f.ident.as_ref() == Some(&s.ident)));
@@ -185,8 +179,8 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel], setup_fields: &[Field
         .collect();
     let field_params =
         item.generics.params.is_empty().then(|| crate::params::generate_fields(ident, &submodules));
-    let setup = (!setup_fields.is_empty() && item.generics.params.is_empty())
-        .then(|| crate::setup::generate_struct(ident, vis, setup_fields));
+    let setup = (!setup_fields.is_empty())
+        .then(|| crate::setup::generate_struct(ident, vis, &item.generics, setup_fields));
     quote! {
         #strukt
 

@@ -320,3 +320,66 @@ fn setup_modules_match_flax() {
     a_setup_submodule_unbinds_with_its_variables_as_in_flax(&g);
     g.assert_all_seen();
 }
+
+/// A layer applied to one tensor: the bound of the generic setup module below.
+pub trait TensorLayer: Module + 'static {
+    fn forward(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor>;
+}
+
+impl TensorLayer for nn::Dense {
+    fn forward(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        self.call(cx, x)
+    }
+}
+
+/// A generic `setup` module: `times` copies of a layer, one after the other. Its setup
+/// struct is generic in the layer type; the const parameter, which no `#[setup]` field uses,
+/// stays on the module only.
+#[module]
+pub struct Repeat<L: TensorLayer, const SKIP: bool> {
+    pub template: L,
+    pub times: usize,
+    #[setup]
+    layers: Vec<L>,
+}
+
+#[module]
+impl<L: TensorLayer, const SKIP: bool> Repeat<L, SKIP> {
+    fn setup(&self) -> RepeatSetup<L> {
+        RepeatSetup { layers: (0..self.times).map(|_| self.template.copy()).collect() }
+    }
+
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let mut y = x.shallow_clone();
+        for layer in self.layers.iter() {
+            let out = layer.forward(cx, &y)?;
+            y = if SKIP { out + y } else { out };
+        }
+        Ok(y)
+    }
+}
+
+#[test]
+fn a_generic_setup_module_names_and_runs_its_fields_as_a_plain_one() {
+    // `Repeat<Dense>` of three `Dense(3)` equals the spec's ExplicitMLP of (3, 3, 3) without
+    // its ReLUs: the same names (`layers_0`, …) and, from the same key, the same params.
+    let x = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+    let repeat = Repeat::<nn::Dense, false>::new(nn::Dense::new(3), 3);
+    let v = repeat.init(key(), &x).unwrap();
+    let plain = ExplicitMlp::new(vec![3, 3, 3]).init(key(), &x).unwrap();
+    assert_same_tree("generic setup: params", &v, &plain);
+    let mut y = x.shallow_clone();
+    for i in 0..3 {
+        let p = |name: &str| v.tensor(&["params", &format!("layers_{i}"), name]).unwrap().shallow_clone();
+        y = y.matmul(&p("kernel")) + p("bias");
+    }
+    assert_close("generic setup: output", &repeat.apply(&v, &x).unwrap(), &y);
+    let skip = Repeat::<nn::Dense, true>::new(nn::Dense::new(3), 1);
+    let v = skip.init(key(), &x).unwrap();
+    let p = |name: &str| v.tensor(&["params", "layers_0", name]).unwrap().shallow_clone();
+    assert_close(
+        "generic setup: skip",
+        &skip.apply(&v, &x).unwrap(),
+        &(x.matmul(&p("kernel")) + p("bias") + &x),
+    );
+}

@@ -97,7 +97,9 @@
 //!
 //! Label each parameter by its path and give the frozen label
 //! [`set_to_zero`](crate::optax::set_to_zero) in [`multi_transform`](crate::optax::multi_transform)
-//! (the transfer-learning guide's recipe): its updates are zero, so it never moves.
+//! (the transfer-learning guide's recipe): its updates are zero, so it never moves. Each label's
+//! state has Optax's layout: Adam's moments mirror the parameters, with `{}` (Optax's
+//! `MaskedNode`) at the frozen leaves.
 //!
 //! ```
 //! # use flax::prelude::*;
@@ -108,6 +110,7 @@
 //! #   nn::Dense::new(2).name("head").call(cx, &x) } }
 //! use flax::optax::{self, GradientTransformation};
 //! use flax::tree::Key;
+//! use flax::Value;
 //!
 //! # fn main() -> flax::Result<()> {
 //! let tx = optax::multi_transform(
@@ -117,9 +120,14 @@
 //! let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
 //! let params = Net::new().init(PRNGKey::new(0), &x, false)?.get_dict("params").cloned().unwrap();
 //! let grads = flax::tree::tree_map(&params, |g| Ok(g.ones_like()))?;
-//! let (updates, _opt_state) = tx.update(grads, tx.init(&params)?, Some(&params))?;
+//! let (updates, opt_state) = tx.update(grads, tx.init(&params)?, Some(&params))?;
 //! let frozen = updates.tensor(&["backbone", "kernel"]).unwrap();
 //! assert_eq!(frozen.abs().sum(Kind::Float).double_value(&[]), 0.0);
+//! // Adam's state of the "trainable" label: `(ScaleByAdamState, learning rate's state)`.
+//! let trainable = &opt_state.inner_states["trainable"].inner_state;
+//! let (adam, ()) = trainable.downcast_ref::<(optax::ScaleByAdamState<Value>, ())>().unwrap();
+//! assert_eq!(adam.mu.tensor(&["head", "kernel"]).unwrap().size(), [4, 2]);
+//! assert!(adam.mu.tensor(&["backbone", "kernel"]).is_none()); // a MaskedNode: `{}`
 //! # Ok(())
 //! # }
 //! ```

@@ -127,9 +127,9 @@ def transforms():
     ("clip", optax.clip(0.7), True),
     ("set_to_zero", optax.set_to_zero(), True),
     ("chain", optax.chain(optax.clip_by_global_norm(5.0), optax.scale_by_adam(), optax.scale(-0.05)), True),
-    ("masked", optax.masked(optax.sgd(0.1, momentum=0.9), mask), False),
+    ("masked", optax.masked(optax.sgd(0.1, momentum=0.9), mask), True),
     ("multi_transform", optax.multi_transform({"adam": optax.adam(0.05), "frozen": optax.set_to_zero()},
-                                              label_of), False),
+                                              label_of), True),
   ]
 
 

@@ -139,6 +139,20 @@ impl Value {
         }
     }
 
+    /// The value at a path of keys through nested dictionaries (the value itself for an empty
+    /// path), e.g. `["params", "Dense_0", "kernel"]` in a state dict.
+    pub fn get_path<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        match path.split_first() {
+            None => Some(self),
+            Some((first, rest)) => self.as_dict()?.get(first.as_ref())?.get_path(rest),
+        }
+    }
+
+    /// The tensor at a path of keys, if there is one.
+    pub fn tensor<S: AsRef<str>>(&self, path: &[S]) -> Option<&Tensor> {
+        self.get_path(path).and_then(Value::as_tensor)
+    }
+
     /// A one-line summary for error messages: `Array(shape=(3, 5), dtype=float32)`, `a dict`,
     /// `a list of 2`, or the scalar itself (never the values of an array).
     pub fn describe(&self) -> String {

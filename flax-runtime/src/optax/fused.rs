@@ -324,6 +324,36 @@ mod tests {
         y.square().sum(Kind::Float)
     }
 
+    /// `multi_transform` and `masked` step their Adam leaves with one fused call, in Optax's
+    /// layout (the inner trees are the parameters' state dicts with `{}` at the other leaves).
+    #[test]
+    fn partitioned_optimizers_fuse_each_partition() {
+        let x = randn(&[4, 6], 1);
+        let m = nn::Dense::new(3);
+        let params = m.init(key(), &x).unwrap().get_dict("params").unwrap().clone();
+        let is_kernel = |path: &crate::tree::KeyPath<'_>| path.to_strings() == ["kernel"];
+        let multi = optax::multi_transform(
+            [("trainable", optax::adam(1e-2).boxed()), ("frozen", optax::set_to_zero().boxed())],
+            move |path, _| if is_kernel(path) { "trainable" } else { "frozen" },
+        );
+        let masked = optax::masked(optax::adam(1e-2), move |path, _| is_kernel(path));
+        fn step<T: GradientTransformation<FrozenDict>>(name: &str, tx: T, params: &FrozenDict) {
+            let copy = |p: &FrozenDict| crate::tree::tree_map(p, |t| Ok(t.copy())).unwrap();
+            let (params, before) = (copy(params), copy(params));
+            let grads = crate::tree::tree_map(&params, |t| Ok(t.ones_like())).unwrap();
+            let calls = FUSED_CALLS.with(Cell::get);
+            let state = tx.init(&params).unwrap();
+            let (params, _) = tx.update_and_apply(grads, state, params).unwrap();
+            assert_eq!(FUSED_CALLS.with(Cell::get), calls + 1, "{name}");
+            assert!(
+                !params.tensor(&["kernel"]).unwrap().equal(before.tensor(&["kernel"]).unwrap()),
+                "{name}"
+            );
+        }
+        step("multi_transform", multi, &params);
+        step("masked", masked, &params);
+    }
+
     #[test]
     fn the_fused_optimizers_run_on_every_layer_family_s_default_params() {
         let x = randn(&[4, 6, 6, 3], 1);

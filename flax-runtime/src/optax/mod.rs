@@ -58,9 +58,11 @@
 //! - a learning rate or weight decay is an `f64` or a [`Schedule`], and its kind is part of
 //!   the optimizer's type ([`ScalarOrSchedule`]): the state is exactly Optax's for each;
 //! - masks and labels ([`masked`], [`multi_transform`], weight-decay masks) are functions of
-//!   a leaf's key path and value; masked transformations see the selected leaves as a
-//!   `Vec<Tensor>`, and [`multi_transform`] takes its transformations boxed
-//!   ([`GradientTransformation::boxed`]), since each Rust transformation has its own type.
+//!   a leaf's key path and value; masked transformations see the tree's state dict (a
+//!   [`Value`](crate::Value)) with `{}`, Flax's form of Optax's `MaskedNode`, in place of the
+//!   unselected leaves, so their states have Optax's layout; [`multi_transform`] takes its
+//!   transformations boxed ([`GradientTransformation::boxed`]), since each Rust
+//!   transformation has its own type.
 
 mod alias;
 mod boxed;

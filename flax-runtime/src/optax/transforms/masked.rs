@@ -1,8 +1,10 @@
 //! `optax.masked`: a transformation applied to part of the tree.
 
 use crate::core::errors::Result;
+use crate::core::frozen_dict::Value;
 use crate::optax::transformation::GradientTransformation;
 use crate::optax::transforms::leaf_groups::LeafGroups;
+use crate::optax::update::apply_updates;
 use crate::tree::{KeyPath, Tree};
 use std::fmt;
 use std::sync::Arc;
@@ -37,18 +39,43 @@ impl fmt::Debug for Mask {
 /// The state of a masked transformation (`optax.MaskedState`).
 #[derive(Tree, Debug)]
 pub struct MaskedState<S> {
-    /// The inner transformation's state, for the selected leaves only.
+    /// The inner transformation's state, made for the parameters with the unselected leaves
+    /// masked: Adam's `mu` of a masked Adam mirrors the parameters, `{}` at unselected leaves.
     pub inner_state: S,
 }
 
 /// A transformation applied to the selected leaves only; the others' updates pass through
 /// unchanged (`optax.masked`).
 ///
-/// The inner transformation sees the selected leaves as a `Vec<Tensor>` in traversal order,
-/// where Optax gives it the whole tree with `MaskedNode()` in place of the others; the inner
-/// state is therefore keyed `"0"`, `"1"`, … in the state dict where Optax's mirrors the
-/// parameters with `{}` for masked leaves. The mask is evaluated on the updates at every step,
-/// as Optax evaluates a mask function.
+/// As in Optax, the inner transformation sees the whole tree with the unselected leaves
+/// masked: it works on the tree's state dict (a [`Value`], with Flax's keys) in which each
+/// unselected leaf is an empty dict, what Flax writes for Optax's `MaskedNode()`. Leaf-wise
+/// transformations skip the empty dicts, so the inner state (Adam's `mu`, `nu`, …) has the
+/// parameters' structure and keys, reachable by path (`mu.tensor(&["params", "head",
+/// "kernel"])`), and its state dict is Optax's: it saves to and restores from Flax's bytes.
+/// The mask is evaluated on the updates at every step, as Optax evaluates a mask function.
+///
+/// ```
+/// use flax::optax::{self, GradientTransformation};
+/// use flax::tch::Tensor;
+/// use flax::tree::{Key, Tree};
+///
+/// #[derive(Tree)]
+/// struct Params {
+///     kernel: Tensor,
+///     bias: Tensor,
+/// }
+///
+/// # fn main() -> flax::Result<()> {
+/// let tx = optax::masked(optax::adam(0.1), |path, _| path.keys() == [Key::Name("kernel")]);
+/// let params = Params { kernel: Tensor::from_slice(&[1.0f32]), bias: Tensor::from_slice(&[1.0f32]) };
+/// let state = tx.init(&params)?;
+/// let (adam, _) = &state.inner_state;
+/// assert_eq!(adam.mu.tensor(&["kernel"]).unwrap().size(), [1]);
+/// assert!(adam.mu.get_path(&["bias"]).unwrap().as_dict().unwrap().is_empty()); // a MaskedNode
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Masked<T> {
     inner: T,
@@ -65,24 +92,40 @@ pub fn masked<T>(
 
 impl<T> Masked<T> {
     fn groups<P: Tree>(&self, tree: &P) -> Result<LeafGroups> {
-        LeafGroups::new(tree, 1, |path, leaf| Ok(self.mask.selects(path, leaf).then_some(0)))
+        LeafGroups::new(tree, |path, leaf| Ok(SELECTED.filter(|_| self.mask.selects(path, leaf))))
     }
 }
 
-impl<P: Tree, T: GradientTransformation<Vec<Tensor>>> GradientTransformation<P> for Masked<T> {
+/// The group of the selected leaves; the others are in none.
+const SELECTED: Option<usize> = Some(0);
+
+impl<P: Tree, T: GradientTransformation<Value>> GradientTransformation<P> for Masked<T> {
     type State = MaskedState<T::State>;
 
     fn init(&self, params: &P) -> Result<Self::State> {
-        let selected = self.groups(params)?.select(params)?.pop().unwrap_or_default();
+        let selected = self.groups(params)?.view(params, SELECTED)?;
         Ok(MaskedState { inner_state: self.inner.init(&selected)? })
     }
 
     fn update(&self, mut updates: P, state: Self::State, params: Option<&P>) -> Result<(P, Self::State)> {
         let groups = self.groups(&updates)?;
-        let selected = groups.take(&mut updates)?.pop().unwrap_or_default();
-        let params = params.map(|p| groups.select(p)).transpose()?.and_then(|mut p| p.pop());
+        let selected = groups.view(&updates, SELECTED)?;
+        let params = params.map(|p| groups.view(p, SELECTED)).transpose()?;
         let (selected, inner_state) = self.inner.update(selected, state.inner_state, params.as_ref())?;
-        groups.put_back(&mut updates, vec![selected])?;
+        groups.put_back(&mut updates, SELECTED, &selected)?;
         Ok((updates, MaskedState { inner_state }))
+    }
+
+    /// The inner transformation's `update_and_apply` on the selected leaves (one fused kernel
+    /// where it has one), and the unselected leaves' updates added as they are.
+    fn update_and_apply(&self, grads: P, state: Self::State, mut params: P) -> Result<(P, Self::State)> {
+        let groups = self.groups(&grads)?;
+        let [selected, selected_params] = [groups.view(&grads, SELECTED)?, groups.view(&params, SELECTED)?];
+        let (selected_params, inner_state) =
+            self.inner.update_and_apply(selected, state.inner_state, selected_params)?;
+        groups.put_back(&mut params, SELECTED, &selected_params)?;
+        let rest = apply_updates(groups.view(&params, None)?, &groups.view(&grads, None)?)?;
+        groups.put_back(&mut params, None, &rest)?;
+        Ok((params, MaskedState { inner_state }))
     }
 }

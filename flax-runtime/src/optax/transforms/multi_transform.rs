@@ -2,6 +2,7 @@
 //! each labelled part of the tree.
 
 use crate::core::errors::{Error, Result};
+use crate::core::frozen_dict::Value;
 use crate::optax::boxed::BoxedTransformation;
 use crate::optax::dyn_state::DynState;
 use crate::optax::transformation::GradientTransformation;
@@ -19,8 +20,10 @@ type LabelIndex = dyn Fn(&KeyPath<'_>, &Tensor) -> Result<usize> + Send + Sync;
 /// `PartitionState` of Optax 0.2.8).
 #[derive(Tree, Debug)]
 pub struct MultiTransformState {
-    /// Each label's transformation state, for that label's leaves (see [`masked`] for how
-    /// they are laid out).
+    /// Each label's transformation state, made for the parameters with the other labels'
+    /// leaves masked, as [`masked`] lays it out: `inner_states["trainable"].inner_state` of
+    /// an Adam holds `mu` and `nu` with the parameters' keys and `{}` at the other labels'
+    /// leaves, as Optax's do.
     ///
     /// [`masked`]: crate::optax::masked
     pub inner_states: IndexMap<String, MaskedState<DynState>>,
@@ -30,12 +33,13 @@ pub struct MultiTransformState {
 /// freeze part of a model (label it with [`set_to_zero`](crate::optax::set_to_zero)) or to
 /// give parts of it different optimizers or learning rates.
 ///
-/// Each transformation sees only its label's leaves, as with [`masked`](crate::optax::masked).
+/// Each transformation sees the tree with the other labels' leaves masked, as with
+/// [`masked`](crate::optax::masked): its state mirrors the parameters, with Optax's layout.
 /// The labels come from a function of each leaf's key path and value (Flax's
 /// `traverse_util.path_aware_map` in the spec's example), evaluated on the updates at every
 /// step as Optax evaluates a label function.
 pub struct MultiTransform {
-    transforms: Vec<(String, BoxedTransformation<Vec<Tensor>>)>,
+    transforms: Vec<(String, BoxedTransformation<Value>)>,
     label_index: Box<LabelIndex>,
 }
 
@@ -67,7 +71,7 @@ pub struct MultiTransform {
 /// # }
 /// ```
 pub fn multi_transform<K, L>(
-    transforms: impl IntoIterator<Item = (K, BoxedTransformation<Vec<Tensor>>)>,
+    transforms: impl IntoIterator<Item = (K, BoxedTransformation<Value>)>,
     labels: impl Fn(&KeyPath<'_>, &Tensor) -> L + Send + Sync + 'static,
 ) -> MultiTransform
 where
@@ -91,7 +95,40 @@ where
 
 impl MultiTransform {
     fn groups<P: Tree>(&self, tree: &P) -> Result<LeafGroups> {
-        LeafGroups::new(tree, self.transforms.len(), |path, leaf| (self.label_index)(path, leaf).map(Some))
+        LeafGroups::new(tree, |path, leaf| (self.label_index)(path, leaf).map(Some))
+    }
+
+    /// The next state of each label: `step(group, transformation, state)`, after checking that
+    /// `state` has this transformation's labels, in order.
+    fn each_label(
+        &self,
+        state: MultiTransformState,
+        mut step: impl FnMut(usize, &BoxedTransformation<Value>, DynState) -> Result<DynState>,
+    ) -> Result<IndexMap<String, MaskedState<DynState>>> {
+        if state.inner_states.len() != self.transforms.len() {
+            return Err(Error::TreeStructureMismatch {
+                path: "inner_states".to_owned(),
+                message: format!(
+                    "{} states for {} transformations",
+                    state.inner_states.len(),
+                    self.transforms.len()
+                ),
+            });
+        }
+        let mut inner_states = IndexMap::with_capacity(self.transforms.len());
+        for (group, ((label, tx), (state_label, state))) in
+            self.transforms.iter().zip(state.inner_states).enumerate()
+        {
+            if *label != state_label {
+                return Err(Error::TreeStructureMismatch {
+                    path: format!("inner_states/{state_label}"),
+                    message: format!("the state's label is not the transformation's, {label:?}"),
+                });
+            }
+            let inner_state = step(group, tx, state.inner_state)?;
+            inner_states.insert(state_label, MaskedState { inner_state });
+        }
+        Ok(inner_states)
     }
 }
 
@@ -105,12 +142,15 @@ impl<P: Tree> GradientTransformation<P> for MultiTransform {
     type State = MultiTransformState;
 
     fn init(&self, params: &P) -> Result<MultiTransformState> {
-        let selected = self.groups(params)?.select(params)?;
+        let groups = self.groups(params)?;
         let inner_states = self
             .transforms
             .iter()
-            .zip(&selected)
-            .map(|((label, tx), params)| Ok((label.clone(), MaskedState { inner_state: tx.init(params)? })))
+            .enumerate()
+            .map(|(group, (label, tx))| {
+                let inner_state = tx.init(&groups.view(params, Some(group))?)?;
+                Ok((label.clone(), MaskedState { inner_state }))
+            })
             .collect::<Result<_>>()?;
         Ok(MultiTransformState { inner_states })
     }
@@ -121,36 +161,34 @@ impl<P: Tree> GradientTransformation<P> for MultiTransform {
         state: MultiTransformState,
         params: Option<&P>,
     ) -> Result<(P, MultiTransformState)> {
-        if state.inner_states.len() != self.transforms.len() {
-            return Err(Error::TreeStructureMismatch {
-                path: "inner_states".to_owned(),
-                message: format!(
-                    "{} states for {} transformations",
-                    state.inner_states.len(),
-                    self.transforms.len()
-                ),
-            });
-        }
         let groups = self.groups(&updates)?;
-        let taken = groups.take(&mut updates)?;
-        let mut params = params.map(|p| groups.select(p)).transpose()?.map(Vec::into_iter);
-        let mut inner_states = IndexMap::with_capacity(self.transforms.len());
-        let mut results = Vec::with_capacity(self.transforms.len());
-        for (((label, tx), group), (state_label, state)) in
-            self.transforms.iter().zip(taken).zip(state.inner_states)
-        {
-            if *label != state_label {
-                return Err(Error::TreeStructureMismatch {
-                    path: format!("inner_states/{state_label}"),
-                    message: format!("the state's label is not the transformation's, {label:?}"),
-                });
-            }
-            let group_params = params.as_mut().and_then(Iterator::next);
-            let (group, inner_state) = tx.update(group, state.inner_state, group_params.as_ref())?;
-            results.push(group);
-            inner_states.insert(state_label, MaskedState { inner_state });
-        }
-        groups.put_back(&mut updates, results)?;
+        let inner_states = self.each_label(state, |group, tx, inner_state| {
+            let group_updates = groups.view(&updates, Some(group))?;
+            let group_params = params.map(|p| groups.view(p, Some(group))).transpose()?;
+            let (group_updates, inner_state) =
+                tx.update(group_updates, inner_state, group_params.as_ref())?;
+            groups.put_back(&mut updates, Some(group), &group_updates)?;
+            Ok(inner_state)
+        })?;
         Ok((updates, MultiTransformState { inner_states }))
+    }
+
+    /// Each label's `update_and_apply` on its leaves, so that a label whose optimizer has a
+    /// fused kernel (Adam, SGD) steps its leaves with one kernel call.
+    fn update_and_apply(
+        &self,
+        grads: P,
+        state: MultiTransformState,
+        mut params: P,
+    ) -> Result<(P, MultiTransformState)> {
+        let groups = self.groups(&grads)?;
+        let inner_states = self.each_label(state, |group, tx, inner_state| {
+            let [group_grads, group_params] =
+                [groups.view(&grads, Some(group))?, groups.view(&params, Some(group))?];
+            let (group_params, inner_state) = tx.update_and_apply(group_grads, inner_state, group_params)?;
+            groups.put_back(&mut params, Some(group), &group_params)?;
+            Ok(inner_state)
+        })?;
+        Ok((params, MultiTransformState { inner_states }))
     }
 }

@@ -28,12 +28,16 @@ pub mod stochastic;
 
 pub use activation::{
     celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu, log_sigmoid,
-    log_softmax, logsumexp, logsumexp_with_sign, one_hot, relu, relu6, selu, sigmoid, silu, soft_sign,
-    softmax, softplus, standardize, swish, tanh, PReLU,
+    log_softmax, log_softmax_with, logsumexp, logsumexp_with, logsumexp_with_sign, one_hot, one_hot_with,
+    relu, relu6, selu, sigmoid, silu, soft_sign, softmax, softmax_with, softplus, standardize,
+    standardize_with, swish, tanh, LogsumexpOptions, OneHotOptions, PReLU, SoftmaxOptions,
+    StandardizeOptions,
 };
 pub use attention::{
-    combine_masks, dot_product_attention, dot_product_attention_weights, make_attention_mask,
-    make_causal_mask, AttentionDropout, MultiHeadDotProductAttention, SelfAttention,
+    combine_masks, dot_product_attention, dot_product_attention_weights, dot_product_attention_weights_with,
+    dot_product_attention_with, make_attention_mask, make_attention_mask_with, make_causal_mask,
+    make_causal_mask_with, AttentionDropout, AttentionMaskOptions, AttentionOptions,
+    MultiHeadDotProductAttention, PairwiseFn, SelfAttention,
 };
 pub use combinators::{layer, Args, CallArgs, FromArg, IntoLayer, Layer, LayerOutput, Sequential};
 pub use conv::{Conv, ConvLocal};
@@ -45,7 +49,9 @@ pub use linear::{Dense, DenseGeneral};
 pub use module_utils::merge_param;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use padding::Padding;
-pub use pooling::{avg_pool, max_pool, min_pool, pool};
+pub use pooling::{
+    avg_pool, avg_pool_with, max_pool, max_pool_with, min_pool, min_pool_with, pool, PoolOptions,
+};
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use rnn::{
     flip_sequences, fused_run_count, Bidirectional, FusedCell, RNNCellBase, SplitRngs, VariableAxes, RNN,

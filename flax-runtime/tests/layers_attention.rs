@@ -66,10 +66,27 @@ fn functions_and_masks_match_flax() {
     g.assert_all_seen();
 }
 
+/// The golden script's custom `attention_fn`: Flax's attention with the logits doubled.
+fn doubled_logits_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    options: nn::AttentionOptions,
+) -> Result<Tensor> {
+    nn::dot_product_attention_with(&q.f_mul_scalar(2.0)?, k, v, options)
+}
+
 fn modules_match_flax(g: &Golden) {
     let c = g.case("mhdpa");
     let (q, kv, mask) = (c.input("q"), c.input("kv"), c.input("mask"));
     let m = MultiHeadDotProductAttention::new(2);
+    c.check(|| m.init(key(), &q, &kv, Some(&mask), None), |v| m.apply(v, &q, &kv, Some(&mask), None));
+    let c = g.case("mhdpa_custom_attention_fn");
+    let (q, kv, mask) = (c.input("q"), c.input("kv"), c.input("mask"));
+    let m = MultiHeadDotProductAttention::new(2).attention_fn(doubled_logits_attention);
+    c.check(|| m.init(key(), &q, &kv, Some(&mask), None), |v| m.apply(v, &q, &kv, Some(&mask), None));
+    let c = g.case("mhdpa_precision");
+    let m = MultiHeadDotProductAttention::new(2).precision(nn::Precision::Highest);
     c.check(|| m.init(key(), &q, &kv, Some(&mask), None), |v| m.apply(v, &q, &kv, Some(&mask), None));
     let c = g.case("mhdpa_features");
     let m = MultiHeadDotProductAttention::new(4).qkv_features(Some(8)).out_features(Some(3)).use_bias(false);

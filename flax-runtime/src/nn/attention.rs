@@ -3,8 +3,9 @@
 //! `SelfAttention` modules with their autoregressive `cache`.
 //!
 //! The spec's Flax 0.6.10 API: the modules take `(inputs_q, inputs_kv, mask, deterministic)`.
-//! Left out: `precision` and the `dot_general`s (no libtorch equivalent), a custom
-//! `attention_fn` (these modules always use [`dot_product_attention`]).
+//! Their `attention_fn` (an [`AttentionFn`], [`dot_product_attention_with`] by default) can be
+//! replaced by any function of its signature; `precision` is libtorch's float32 precision of
+//! CUDA products ([`Precision`]). The `dot_general` attributes have no libtorch equivalent.
 
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
@@ -16,6 +17,7 @@ use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init};
 use crate::nn::linear::DenseGeneral;
 use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
+use crate::nn::precision::{with_precision, Precision};
 use crate::random::bernoulli;
 use std::sync::Arc;
 use tch::{Kind, Tensor};
@@ -78,6 +80,8 @@ pub struct AttentionOptions {
     pub dropout: Option<AttentionDropout>,
     /// The dtype of the computation (default: promoted from the inputs).
     pub dtype: Option<Kind>,
+    /// The float32 precision of the products on CUDA (default: libtorch's setting).
+    pub precision: Option<Precision>,
 }
 
 impl AttentionOptions {
@@ -109,6 +113,74 @@ impl AttentionOptions {
         self.dtype = dtype.into();
         self
     }
+
+    /// Runs the products at `precision` (on CUDA; nothing changes on CPU).
+    pub fn precision(mut self, precision: impl Into<Option<Precision>>) -> Self {
+        self.precision = precision.into();
+        self
+    }
+}
+
+/// The signature of [`dot_product_attention_with`]: `(query, key, value, options)` to
+/// `[batch…, q_len, heads, v_depth]`.
+pub type AttentionFnBody =
+    dyn Fn(&Tensor, &Tensor, &Tensor, AttentionOptions) -> Result<Tensor> + Send + Sync;
+
+/// The attention function of [`MultiHeadDotProductAttention`] and [`SelfAttention`] (Flax's
+/// `attention_fn`): [`dot_product_attention_with`] by default, or any function of its
+/// signature (`.attention_fn(my_attention)`). The modules pass it the projected query, key and
+/// value with their mask, dropout, `dtype` and `precision` in the [`AttentionOptions`].
+#[derive(Clone)]
+pub struct AttentionFn {
+    body: Arc<AttentionFnBody>,
+    /// Whether this is Flax's default, for the module's repr.
+    is_default: bool,
+}
+
+impl AttentionFn {
+    /// A custom attention function.
+    pub fn new(
+        f: impl Fn(&Tensor, &Tensor, &Tensor, AttentionOptions) -> Result<Tensor> + Send + Sync + 'static,
+    ) -> Self {
+        AttentionFn { body: Arc::new(f), is_default: false }
+    }
+
+    /// Applies the function.
+    pub fn call(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        options: AttentionOptions,
+    ) -> Result<Tensor> {
+        (self.body)(query, key, value, options)
+    }
+}
+
+impl Default for AttentionFn {
+    fn default() -> Self {
+        AttentionFn { body: Arc::new(dot_product_attention_with), is_default: true }
+    }
+}
+
+impl<F: Fn(&Tensor, &Tensor, &Tensor, AttentionOptions) -> Result<Tensor> + Send + Sync + 'static> From<F>
+    for AttentionFn
+{
+    fn from(f: F) -> Self {
+        AttentionFn::new(f)
+    }
+}
+
+impl FlaxRepr for AttentionFn {
+    fn flax_repr(&self) -> String {
+        if self.is_default { "dot_product_attention" } else { "attention_fn" }.to_owned()
+    }
+}
+
+impl std::fmt::Debug for AttentionFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.flax_repr())
+    }
 }
 
 /// The attention weights `softmax(q·kᵀ / √depth)` of `query` `[batch…, q_len, heads, depth]`
@@ -126,7 +198,7 @@ pub fn dot_product_attention_weights_with(
     key: &Tensor,
     options: AttentionOptions,
 ) -> Result<Tensor> {
-    let AttentionOptions { bias, mask, dropout, dtype } = options;
+    let AttentionOptions { bias, mask, dropout, dtype, precision } = options;
     let (bias, mask, dropout) = (bias.as_ref(), mask.as_ref(), dropout.as_ref());
     check_qkv(query, key, None)?;
     // The mask meets scalar comparisons, which tch 0.26 turns into panics when they fail.
@@ -140,7 +212,9 @@ pub fn dot_product_attention_weights_with(
     let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
     let depth = *query.size().last().unwrap_or(&1);
     let query = query.f_div_scalar((depth as f64).sqrt())?;
-    let mut weights = Tensor::f_einsum("...qhd,...khd->...hqk", &[&query, &key], None::<&[i64]>)?;
+    let mut weights = with_precision(precision, || {
+        Ok(Tensor::f_einsum("...qhd,...khd->...hqk", &[&query, &key], None::<&[i64]>)?)
+    })?;
     if let Some(bias) = bias {
         weights = weights.f_add(bias)?;
     }
@@ -190,14 +264,17 @@ pub fn dot_product_attention_with(
     let kind = result_dtype(&[query, key, value], options.dtype)?;
     let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
     let plain = options.bias.is_none() && options.mask.is_none();
+    let precision = options.precision;
+    let value = cast(value.shallow_clone(), kind)?;
     if plain && options.dropout.is_none_or(|d| d.rate <= 0.0) {
-        if let Some(fused) = fused_attention(&query, &key, &cast(value.shallow_clone(), kind)?)? {
+        if let Some(fused) = with_precision(precision, || fused_attention(&query, &key, &value))? {
             return Ok(fused);
         }
     }
     let weights = dot_product_attention_weights_with(&query, &key, options.dtype(kind))?;
-    let value = cast(value.shallow_clone(), kind)?;
-    Ok(Tensor::f_einsum("...hqk,...khd->...qhd", &[&weights, &value], None::<&[i64]>)?)
+    with_precision(precision, || {
+        Ok(Tensor::f_einsum("...hqk,...khd->...qhd", &[&weights, &value], None::<&[i64]>)?)
+    })
 }
 
 /// Plain attention (no bias, mask or dropout) on libtorch's fused
@@ -369,9 +446,11 @@ struct Attention<'a> {
     broadcast_dropout: bool,
     dropout_rate: f64,
     deterministic: Option<bool>,
+    precision: Option<Precision>,
     kernel_init: &'a Init,
     bias_init: &'a Init,
     use_bias: bool,
+    attention_fn: &'a AttentionFn,
     decode: bool,
 }
 
@@ -387,9 +466,11 @@ macro_rules! attention_of {
             broadcast_dropout: $m.broadcast_dropout,
             dropout_rate: $m.dropout_rate,
             deterministic: $m.deterministic,
+            precision: $m.precision,
             kernel_init: &$m.kernel_init,
             bias_init: &$m.bias_init,
             use_bias: $m.use_bias,
+            attention_fn: &$m.attention_fn,
             decode: $m.decode,
         }
     };
@@ -429,6 +510,11 @@ pub struct MultiHeadDotProductAttention {
     /// Whether to skip dropout (needed, once, only when `dropout_rate > 0`).
     #[module(default = None)]
     pub deterministic: Option<bool>,
+    /// The float32 precision of the projections and attention products on CUDA (Flax's
+    /// `precision`; default `None`: libtorch's setting). Changes nothing on CPU; see
+    /// [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the projection kernels (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -438,6 +524,9 @@ pub struct MultiHeadDotProductAttention {
     /// Whether the projections have biases.
     #[module(default = true)]
     pub use_bias: bool,
+    /// The attention itself (default: [`dot_product_attention_with`]).
+    #[module(default = AttentionFn::default())]
+    pub attention_fn: AttentionFn,
     /// Whether to use the autoregressive cache.
     #[module(default = false)]
     pub decode: bool,
@@ -494,10 +583,9 @@ impl Attention<'_> {
             (key, value, mask) = self.use_cache(cx, &query, key, value, mask)?;
         }
         let dropout = self.dropout(cx, deterministic)?;
-        let mut options = AttentionOptions::new().dtype(self.dtype);
-        options.mask = mask;
-        options.dropout = dropout;
-        let x = dot_product_attention_with(&query, &key, &value, options)?;
+        let options =
+            AttentionOptions { mask, dropout, dtype: self.dtype, precision: self.precision, bias: None };
+        let x = self.attention_fn.call(&query, &key, &value, options)?;
         DenseGeneral::new(features)
             .axis([-2, -1])
             .kernel_init(self.kernel_init.clone())
@@ -505,6 +593,7 @@ impl Attention<'_> {
             .use_bias(self.use_bias)
             .dtype(self.dtype)
             .param_dtype(self.param_dtype)
+            .precision(self.precision)
             .name("out")
             .call(cx, &x)
     }
@@ -517,6 +606,7 @@ impl Attention<'_> {
             .use_bias(self.use_bias)
             .dtype(self.dtype)
             .param_dtype(self.param_dtype)
+            .precision(self.precision)
             .name(name)
     }
 
@@ -622,6 +712,11 @@ pub struct SelfAttention {
     /// Whether to skip dropout (needed, once, only when `dropout_rate > 0`).
     #[module(default = None)]
     pub deterministic: Option<bool>,
+    /// The float32 precision of the projections and attention products on CUDA (Flax's
+    /// `precision`; default `None`: libtorch's setting). Changes nothing on CPU; see
+    /// [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the projection kernels (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -631,6 +726,9 @@ pub struct SelfAttention {
     /// Whether the projections have biases.
     #[module(default = true)]
     pub use_bias: bool,
+    /// The attention itself (default: [`dot_product_attention_with`]).
+    #[module(default = AttentionFn::default())]
+    pub attention_fn: AttentionFn,
     /// Whether to use the autoregressive cache.
     #[module(default = false)]
     pub decode: bool,

@@ -22,6 +22,7 @@ mod module_utils;
 pub mod normalization;
 pub mod padding;
 pub mod pooling;
+pub mod precision;
 pub mod recurrent;
 pub mod rnn;
 pub mod stochastic;
@@ -36,8 +37,8 @@ pub use activation::{
 pub use attention::{
     combine_masks, dot_product_attention, dot_product_attention_weights, dot_product_attention_weights_with,
     dot_product_attention_with, make_attention_mask, make_attention_mask_with, make_causal_mask,
-    make_causal_mask_with, AttentionDropout, AttentionMaskOptions, AttentionOptions,
-    MultiHeadDotProductAttention, PairwiseFn, SelfAttention,
+    make_causal_mask_with, AttentionDropout, AttentionFn, AttentionFnBody, AttentionMaskOptions,
+    AttentionOptions, MultiHeadDotProductAttention, PairwiseFn, SelfAttention,
 };
 pub use combinators::{layer, Args, CallArgs, FromArg, IntoLayer, Layer, LayerOutput, Sequential};
 pub use conv::{Conv, ConvLocal};
@@ -52,6 +53,7 @@ pub use padding::Padding;
 pub use pooling::{
     avg_pool, avg_pool_with, max_pool, max_pool_with, min_pool, min_pool_with, pool, PoolOptions,
 };
+pub use precision::Precision;
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use rnn::{
     flip_sequences, fused_run_count, Bidirectional, FusedCell, RNNCellBase, SplitRngs, VariableAxes, RNN,

@@ -192,7 +192,8 @@ pub fn dot_product_attention_weights(query: &Tensor, key: &Tensor) -> Result<Ten
 
 /// [`dot_product_attention_weights`] with `options`: `bias` is added to the logits; where
 /// `mask` is false (or 0) the logits are the dtype's lowest value; with `dropout`, weights
-/// are dropped and rescaled. Computed in the promoted dtype of `query` and `key`, or `dtype`.
+/// are dropped and rescaled. Computed in the promoted dtype of `query` and `key`, or `dtype`;
+/// the product at `precision`.
 pub fn dot_product_attention_weights_with(
     query: &Tensor,
     key: &Tensor,
@@ -253,7 +254,7 @@ pub fn dot_product_attention(query: &Tensor, key: &Tensor, value: &Tensor) -> Re
 }
 
 /// [`dot_product_attention`] with `options` (bias, mask, dropout and dtype, as
-/// [`dot_product_attention_weights_with`] takes them).
+/// [`dot_product_attention_weights_with`] takes them; both products at `precision`).
 pub fn dot_product_attention_with(
     query: &Tensor,
     key: &Tensor,

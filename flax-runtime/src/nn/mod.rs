@@ -2,6 +2,13 @@
 //!
 //! Layers are re-exported here under their Flax names (`nn::Conv`, `nn::Dense`, …), as
 //! `flax.linen` exports them.
+//!
+//! Functions with keyword arguments in Flax come in two forms, as `apply` and `apply_with` do:
+//! the short one with Flax's defaults (`nn::one_hot(&labels, 10)?`, `nn::avg_pool(&x, [2,
+//! 2])?`, `nn::make_causal_mask(&x)?`), and a `_with` one taking an options struct whose
+//! `Default` is Flax's defaults and whose builder setters are Flax's keywords
+//! (`nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?`,
+//! `nn::logsumexp_with(&x, nn::LogsumexpOptions::new().axis(-1))?`).
 
 pub mod activation;
 pub mod attention;

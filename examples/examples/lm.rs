@@ -108,7 +108,7 @@ impl TransformerLM {
         let (positions, mask) = if self.decode {
             (self.decode_positions(cx, &pos_embedding, length)?, None)
         } else {
-            (pos_embedding.narrow(1, 0, length), Some(nn::make_causal_mask(tokens, 0, Kind::Float)?))
+            (pos_embedding.narrow(1, 0, length), Some(nn::make_causal_mask(tokens)?))
         };
         let x = x + positions;
         let blocks = nn::scan(Block::new(self.num_heads).decode(self.decode))

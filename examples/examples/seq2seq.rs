@@ -66,7 +66,7 @@ impl DecoderLSTMCell {
         let logits = nn::Dense::new(self.vocab_size).call(cx, &y)?;
         // Greedy: the most likely token, one-hot, is the next step's input.
         let predicted_token = logits.argmax(-1, false);
-        let prediction = nn::one_hot(&predicted_token, self.vocab_size, Kind::Float, -1)?;
+        let prediction = nn::one_hot(&predicted_token, self.vocab_size)?;
         Ok(((lstm_state, prediction), logits))
     }
 }
@@ -188,7 +188,7 @@ impl CharacterTable {
     fn encode_onehot(&self, texts: &[String], max_len: i64, device: Device) -> Result<Tensor> {
         let ids: Vec<i64> = texts.iter().flat_map(|t| self.encode(t, max_len)).collect();
         let ids = Tensor::from_slice(&ids).reshape([texts.len() as i64, max_len]).to_device(device);
-        nn::one_hot(&ids, self.vocab_size(), Kind::Float, -1)
+        nn::one_hot(&ids, self.vocab_size())
     }
 
     /// The strings of a batch of one-hot (or logit) sequences.
@@ -245,7 +245,7 @@ fn get_sequence_lengths(sequence_batch: &Tensor, eos_id: i64) -> Tensor {
 /// The mean over the batch and positions of the cross-entropy, positions past each label's
 /// EOS counting as zero.
 fn cross_entropy_loss(logits: &Tensor, labels: &Tensor, lengths: &Tensor) -> Result<Tensor> {
-    let xe = (nn::log_softmax(logits, -1, None)? * labels).sum_dim_intlist(-1, false, Kind::Float);
+    let xe = (nn::log_softmax(logits)? * labels).sum_dim_intlist(-1, false, Kind::Float);
     Ok(-mask_sequences(&xe, lengths).mean(Kind::Float))
 }
 

@@ -154,7 +154,7 @@
 //! let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
 //! let params = Net::new().init(PRNGKey::new(0), &x, false)?.get_dict("params").cloned().unwrap();
 //! // A new, zero-initialised head of 5 outputs instead of 2.
-//! let mut flat = flatten_dict(&params, false, None);
+//! let mut flat = flatten_dict(&params);
 //! let zeros = |shape: &[i64]| FlatValue::Leaf(Value::Tensor(Tensor::zeros(shape, (Kind::Float, Device::Cpu))));
 //! flat.insert(vec!["head".into(), "kernel".into()], zeros(&[4, 5]));
 //! flat.insert(vec!["head".into(), "bias".into()], zeros(&[5]));

@@ -2,8 +2,9 @@
 //! path-aware maps, and `ModelParamTraversal`.
 //!
 //! Python's flat keys are tuples of strings, or `sep`-joined strings when `sep` is given; here
-//! these are two functions each: [`flatten_dict`] / [`unflatten_dict`] with `Vec<String>`
-//! keys and [`flatten_dict_sep`] / [`unflatten_dict_sep`] with `String` keys. Flat maps keep
+//! these are separate functions: [`flatten_dict`] / [`unflatten_dict`] with `Vec<String>`
+//! keys and [`flatten_dict_sep`] / [`unflatten_dict_sep`] with `String` keys. Flax's other
+//! keyword arguments are [`FlattenOptions`], taken by the `_with` forms. Flat maps keep
 //! the nested dictionaries' insertion order, as Python's dicts do. Flax's `empty_node`
 //! sentinel is [`FlatValue::EmptyNode`].
 //!
@@ -55,33 +56,72 @@ impl FlatValue {
 /// instead of being flattened further.
 pub type IsLeaf<'a> = &'a dyn Fn(&[String], &FrozenDict) -> bool;
 
-/// Flattens a nested dictionary to a map from key tuples to leaves (Flax's
-/// `flatten_dict(xs, keep_empty_nodes, is_leaf)`).
-///
-/// Empty dictionaries are dropped unless `keep_empty_nodes`, which keeps them as
-/// [`FlatValue::EmptyNode`] (a wholly empty `xs` still flattens to an empty map).
-pub fn flatten_dict(
-    xs: &FrozenDict,
-    keep_empty_nodes: bool,
-    is_leaf: Option<IsLeaf<'_>>,
-) -> IndexMap<Vec<String>, FlatValue> {
+/// The keyword arguments of [`flatten_dict_with`] and [`flatten_dict_sep_with`], Flax's
+/// defaults by [`Default`].
+#[derive(Clone, Copy, Default)]
+pub struct FlattenOptions<'a> {
+    /// Keeps empty dictionaries as [`FlatValue::EmptyNode`] (Flax's default `false`).
+    pub keep_empty_nodes: bool,
+    /// Keeps the dictionaries it accepts whole, as leaves (Flax's `is_leaf`; default none).
+    pub is_leaf: Option<IsLeaf<'a>>,
+}
+
+impl std::fmt::Debug for FlattenOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlattenOptions")
+            .field("keep_empty_nodes", &self.keep_empty_nodes)
+            .field("is_leaf", &self.is_leaf.map(|_| ".."))
+            .finish()
+    }
+}
+
+impl<'a> FlattenOptions<'a> {
+    /// Flax's defaults: empty dictionaries dropped, every dictionary flattened.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps empty dictionaries as [`FlatValue::EmptyNode`] when `keep_empty_nodes`.
+    pub fn keep_empty_nodes(mut self, keep_empty_nodes: bool) -> Self {
+        self.keep_empty_nodes = keep_empty_nodes;
+        self
+    }
+
+    /// Keeps the dictionaries `is_leaf` accepts whole.
+    pub fn is_leaf(mut self, is_leaf: IsLeaf<'a>) -> Self {
+        self.is_leaf = Some(is_leaf);
+        self
+    }
+}
+
+/// Flattens a nested dictionary to a map from key tuples to leaves, dropping empty
+/// dictionaries (Flax's `flatten_dict(xs)`).
+pub fn flatten_dict(xs: &FrozenDict) -> IndexMap<Vec<String>, FlatValue> {
+    flatten_dict_with(xs, FlattenOptions::new())
+}
+
+/// [`flatten_dict`] with Flax's keyword arguments: empty dictionaries are dropped unless
+/// `keep_empty_nodes`, which keeps them as [`FlatValue::EmptyNode`] (a wholly empty `xs`
+/// still flattens to an empty map); dictionaries `is_leaf` accepts stay whole.
+pub fn flatten_dict_with(xs: &FrozenDict, options: FlattenOptions<'_>) -> IndexMap<Vec<String>, FlatValue> {
     let mut flat = IndexMap::new();
     let mut prefix = Vec::new();
-    flatten_into(xs, &mut prefix, keep_empty_nodes, is_leaf, &mut flat);
+    flatten_into(xs, &mut prefix, options.keep_empty_nodes, options.is_leaf, &mut flat);
     flat
 }
 
-/// [`flatten_dict`] with keys joined by `sep` (Flax's `flatten_dict(…, sep=sep)`).
-pub fn flatten_dict_sep(
+/// [`flatten_dict`] with keys joined by `sep` (Flax's `flatten_dict(xs, sep=sep)`).
+pub fn flatten_dict_sep(xs: &FrozenDict, sep: &str) -> IndexMap<String, FlatValue> {
+    flatten_dict_sep_with(xs, sep, FlattenOptions::new())
+}
+
+/// [`flatten_dict_with`] with keys joined by `sep`.
+pub fn flatten_dict_sep_with(
     xs: &FrozenDict,
-    keep_empty_nodes: bool,
-    is_leaf: Option<IsLeaf<'_>>,
     sep: &str,
+    options: FlattenOptions<'_>,
 ) -> IndexMap<String, FlatValue> {
-    flatten_dict(xs, keep_empty_nodes, is_leaf)
-        .into_iter()
-        .map(|(path, value)| (path.join(sep), value))
-        .collect()
+    flatten_dict_with(xs, options).into_iter().map(|(path, value)| (path.join(sep), value)).collect()
 }
 
 fn flatten_into(
@@ -160,7 +200,7 @@ pub fn path_aware_map(
     mut f: impl FnMut(&[String], &Value) -> Result<Value>,
     nested_dict: &FrozenDict,
 ) -> Result<FrozenDict> {
-    let flat = flatten_dict(nested_dict, true, None);
+    let flat = flatten_dict_with(nested_dict, FlattenOptions::new().keep_empty_nodes(true));
     let mapped = flat
         .into_iter()
         .map(|(path, value)| {
@@ -189,7 +229,7 @@ impl<F: Fn(&str, &Value) -> bool> ModelParamTraversal<F> {
 
     /// The selected parameters, in sorted path order (as Flax iterates them).
     pub fn iterate(&self, params: &FrozenDict) -> impl Iterator<Item = Value> + '_ {
-        sorted_flat(flatten_dict(params, false, None)).into_iter().filter_map(move |(path, value)| {
+        sorted_flat(flatten_dict(params)).into_iter().filter_map(move |(path, value)| {
             let leaf = value.into_value();
             (self.filter_fn)(&param_name(&path), &leaf).then_some(leaf)
         })
@@ -202,7 +242,7 @@ impl<F: Fn(&str, &Value) -> bool> ModelParamTraversal<F> {
         mut f: impl FnMut(&Value) -> Result<Value>,
         params: &FrozenDict,
     ) -> Result<FrozenDict> {
-        let flat = sorted_flat(flatten_dict(params, true, None));
+        let flat = sorted_flat(flatten_dict_with(params, FlattenOptions::new().keep_empty_nodes(true)));
         let updated = flat
             .into_iter()
             .map(|(path, value)| match value {

@@ -260,18 +260,25 @@ fn function_cases(c: &mut Vec<(String, Case)>) {
         c,
         "dot_product_attention, mask [2,1,4,4] for length 5",
         Box::new(move || {
-            nn::dot_product_attention(&q(), &q(), &q(), None, Some(&f(&[2, 1, 4, 4])), None, None)
+            nn::dot_product_attention_with(
+                &q(),
+                &q(),
+                &q(),
+                nn::AttentionOptions::new().mask(&f(&[2, 1, 4, 4])),
+            )
         }),
     );
     push(
         c,
         "dot_product_attention, bias of the wrong shape",
-        Box::new(move || nn::dot_product_attention(&q(), &q(), &q(), Some(&f(&[3, 7])), None, None, None)),
+        Box::new(move || {
+            nn::dot_product_attention_with(&q(), &q(), &q(), nn::AttentionOptions::new().bias(&f(&[3, 7])))
+        }),
     );
     push(
         c,
         "dot_product_attention, undefined query",
-        Box::new(move || nn::dot_product_attention(&Tensor::new(), &q(), &q(), None, None, None, None)),
+        Box::new(move || nn::dot_product_attention(&Tensor::new(), &q(), &q())),
     );
     push(
         c,
@@ -289,7 +296,8 @@ fn function_cases(c: &mut Vec<(String, Case)>) {
         "MultiHeadDotProductAttention, causal mask of another length",
         Box::new(move || {
             let x = f(&[2, 5, 4]);
-            let mask = nn::make_causal_mask(&f(&[2, 4]), 0, Kind::Bool)?;
+            let mask =
+                nn::make_causal_mask_with(&f(&[2, 4]), nn::AttentionMaskOptions::new().kind(Kind::Bool))?;
             nn::MultiHeadDotProductAttention::new(2)
                 .init_with_output(key(), &x, &x, Some(&mask), Some(true))
                 .map(|(y, _)| y)
@@ -298,27 +306,27 @@ fn function_cases(c: &mut Vec<(String, Case)>) {
     push(
         c,
         "logsumexp, b of the wrong shape",
-        Box::new(|| nn::logsumexp(&f(&[2, 3]), None, Some(&f(&[4])), false)),
+        Box::new(|| nn::logsumexp_with(&f(&[2, 3]), nn::LogsumexpOptions::new().b(&f(&[4])))),
     );
-    push(c, "logsumexp, undefined", Box::new(|| nn::logsumexp(&Tensor::new(), None, None, false)));
-    push(c, "one_hot, axis -3 on rank 1", Box::new(|| nn::one_hot(&long(&[3]), 4, Kind::Float, -3)));
-    push(c, "one_hot, undefined", Box::new(|| nn::one_hot(&Tensor::new(), 4, Kind::Float, -1)));
-    push(c, "softmax, undefined", Box::new(|| nn::softmax(&Tensor::new(), -1, None)));
+    push(c, "logsumexp, undefined", Box::new(|| nn::logsumexp(&Tensor::new())));
     push(
         c,
-        "avg_pool, undefined",
-        Box::new(|| nn::avg_pool(&Tensor::new(), &[2, 2], None, &Padding::Valid, true)),
+        "one_hot, axis -3 on rank 1",
+        Box::new(|| nn::one_hot_with(&long(&[3]), 4, nn::OneHotOptions::new().axis(-3))),
     );
-    push(c, "max_pool, rank 1", Box::new(|| nn::max_pool(&f(&[4]), &[2, 2], None, &Padding::Valid)));
+    push(c, "one_hot, undefined", Box::new(|| nn::one_hot(&Tensor::new(), 4)));
+    push(c, "softmax, undefined", Box::new(|| nn::softmax(&Tensor::new())));
+    push(c, "avg_pool, undefined", Box::new(|| nn::avg_pool(&Tensor::new(), [2, 2])));
+    push(c, "max_pool, rank 1", Box::new(|| nn::max_pool(&f(&[4]), [2, 2])));
     push(
         c,
         "avg_pool, window larger than the input (VALID)",
-        Box::new(|| nn::avg_pool(&f(&[2, 3, 3, 4]), &[5, 5], None, &Padding::Valid, true)),
+        Box::new(|| nn::avg_pool(&f(&[2, 3, 3, 4]), [5, 5])),
     );
     push(
         c,
         "max_pool, window larger than the input (VALID)",
-        Box::new(|| nn::max_pool(&f(&[2, 3, 3, 4]), &[5, 5], None, &Padding::Valid)),
+        Box::new(|| nn::max_pool(&f(&[2, 3, 3, 4]), [5, 5])),
     );
     push(
         c,
@@ -409,9 +417,9 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
         ("hard_sigmoid", nn::hard_sigmoid),
         ("log_sigmoid", nn::log_sigmoid),
         ("gelu", |x| nn::gelu(x, true)),
-        ("standardize", |x| nn::standardize(x, -1, None, None, 1e-6, None)),
-        ("logsumexp with b", |x| nn::logsumexp(&f(&[2, 3]), None, Some(x), false)),
-        ("softmax where", |x| nn::softmax(&f(&[2, 3]), -1, Some(x))),
+        ("standardize", |x| nn::standardize_with(x, nn::StandardizeOptions::new().epsilon(1e-6))),
+        ("logsumexp with b", |x| nn::logsumexp_with(&f(&[2, 3]), nn::LogsumexpOptions::new().b(x))),
+        ("softmax where", |x| nn::softmax_with(&f(&[2, 3]), nn::SoftmaxOptions::new().where_(x))),
     ];
     for (name, act) in acts {
         for kind in [Kind::Bool, Kind::ComplexFloat, Kind::Int64, Kind::Half] {
@@ -426,12 +434,8 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
         }
         push(c, &format!("{name}, undefined"), err(Box::new(move || act(&Tensor::new()))));
     }
-    push(c, "one_hot, negative num_classes", err(Box::new(|| nn::one_hot(&long(&[3]), -2, Kind::Float, -1))));
-    push(
-        c,
-        "one_hot, complex ids",
-        Box::new(|| nn::one_hot(&f(&[3]).to_kind(Kind::ComplexFloat), 4, Kind::Float, -1)),
-    );
+    push(c, "one_hot, negative num_classes", err(Box::new(|| nn::one_hot(&long(&[3]), -2))));
+    push(c, "one_hot, complex ids", Box::new(|| nn::one_hot(&f(&[3]).to_kind(Kind::ComplexFloat), 4)));
     // Attention masks and biases of dtypes and definedness the comparisons refuse.
     let q = || f(&[2, 5, 2, 3]);
     for (what, mask) in
@@ -443,12 +447,16 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
         push(
             c,
             &format!("dot_product_attention, {what} mask"),
-            maybe(Box::new(move || nn::dot_product_attention(&q(), &q(), &q(), None, Some(&m1), None, None))),
+            maybe(Box::new(move || {
+                nn::dot_product_attention_with(&q(), &q(), &q(), nn::AttentionOptions::new().mask(&m1))
+            })),
         );
         push(
             c,
             &format!("dot_product_attention, {what} bias"),
-            maybe(Box::new(move || nn::dot_product_attention(&q(), &q(), &q(), Some(&m2), None, None, None))),
+            maybe(Box::new(move || {
+                nn::dot_product_attention_with(&q(), &q(), &q(), nn::AttentionOptions::new().bias(&m2))
+            })),
         );
         let m3 = mask.shallow_clone();
         push(
@@ -463,7 +471,9 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
     push(
         c,
         "make_causal_mask, undefined",
-        err(Box::new(|| nn::make_causal_mask(&Tensor::new(), 0, Kind::Bool))),
+        err(Box::new(|| {
+            nn::make_causal_mask_with(&Tensor::new(), nn::AttentionMaskOptions::new().kind(Kind::Bool))
+        })),
     );
     // Sequence lengths of other dtypes.
     for (what, lengths) in [

@@ -42,7 +42,7 @@ fn debug_prints_flax_repr() {
     let text = format!("{:?}", nn::Dense::new(3));
     assert_eq!(
         text,
-        "Dense(\n    # attributes\n    features = 3\n    use_bias = True\n    dtype = None\n    param_dtype = float32\n    kernel_init = init\n    bias_init = zeros\n)"
+        "Dense(\n    # attributes\n    features = 3\n    use_bias = True\n    dtype = None\n    param_dtype = float32\n    precision = None\n    kernel_init = init\n    bias_init = zeros\n)"
     );
 }
 

@@ -241,3 +241,32 @@ fn shuffled_batches_on_cuda_are_the_cpu_batches() {
         assert_follows("batch", &c.data, &g.data, 0.0, 0.0);
     }
 }
+
+/// `precision` on a GPU with TensorFloat-32 (compute capability 8.0 or later): `Highest`
+/// keeps a float32 product close to the float64 one, `High` and `Default` run it in TF32 (a
+/// 10-bit mantissa: errors about a thousand times larger), and the setting is restored after.
+#[test]
+#[ignore = "needs a CUDA device with TF32: cargo test -p flax-runtime --test cuda -- --ignored"]
+fn precision_selects_tf32_or_full_float32_on_cuda() {
+    use flax::nn::precision::cuda_fp32_precision;
+    use flax::nn::Precision;
+    let device = cuda();
+    let x = flax::random::normal(PRNGKey::new(0), &[256, 1024], (Kind::Float, Device::Cpu))
+        .unwrap()
+        .to_device(device);
+    let dense = nn::Dense::new(512);
+    let variables = dense.init(PRNGKey::new(1), &x).unwrap();
+    let exact = dense.clone().dtype(Kind::Double).apply(&variables, &x).unwrap();
+    let before = cuda_fp32_precision().unwrap();
+    let error = |precision: Precision| {
+        let y = dense.clone().precision(precision).apply(&variables, &x).unwrap();
+        let e = (y.to_kind(Kind::Double) - &exact).abs().max().double_value(&[]);
+        e / exact.abs().max().double_value(&[])
+    };
+    let (highest, high, default) =
+        (error(Precision::Highest), error(Precision::High), error(Precision::Default));
+    assert!(highest < 1e-5, "HIGHEST: relative error {highest}");
+    assert!(high > 1e-5 && high > 10.0 * highest, "HIGH: relative error {high} (HIGHEST {highest})");
+    assert!(default > 1e-5, "DEFAULT: relative error {default}");
+    assert_eq!(cuda_fp32_precision().unwrap(), before);
+}

@@ -21,16 +21,14 @@ impl Cnn {
     #[shape(x: [B, 28, 28, 1] -> [B, 10])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
+        let x = nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?;
         let x = nn::Conv::new(64, vec![3, 3]).call(cx, &x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
+        let x = nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?;
         let x = x.flatten(1, -1);
         let x = nn::Dense::new(256).call(cx, &x)?.relu();
         nn::Dense::new(10).call(cx, &x)
     }
 }
-
-use flax::nn::Padding;
 
 /// The basic-usage MLP, its width a field.
 #[module]
@@ -156,7 +154,7 @@ impl Down {
     #[shape(x: [B, 16, 16, 32] -> [B, 8, 8, 64])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let x = nn::Conv::new(64, vec![3, 3]).call(cx, x)?.relu();
-        nn::max_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid)
+        nn::max_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))
     }
 }
 

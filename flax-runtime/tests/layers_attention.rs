@@ -17,46 +17,46 @@ fn functions_and_masks_match_flax() {
     let g = Golden::load("attention");
     let c = g.case("weights");
     let (q, k) = (c.input("q"), c.input("k"));
-    assert_close(
-        "weights",
-        &nn::dot_product_attention_weights(&q, &k, None, None, None, None).unwrap(),
-        &c.output(),
-    );
+    assert_close("weights", &nn::dot_product_attention_weights(&q, &k).unwrap(), &c.output());
     let c = g.case("weights_bias_mask");
     let (bias, mask) = (c.input("bias"), c.input("mask"));
-    let w = nn::dot_product_attention_weights(&q, &k, Some(&bias), Some(&mask), None, None).unwrap();
+    let w =
+        nn::dot_product_attention_weights_with(&q, &k, nn::AttentionOptions::new().bias(&bias).mask(&mask))
+            .unwrap();
     assert_close("weights_bias_mask", &w, &c.output());
     let c = g.case("attention_mask");
     let v = c.input("v");
-    let y = nn::dot_product_attention(&q, &k, &v, None, Some(&mask), None, None).unwrap();
+    let y = nn::dot_product_attention_with(&q, &k, &v, nn::AttentionOptions::new().mask(&mask)).unwrap();
     assert_close("attention_mask", &y, &c.output());
     let c = g.case("attention_dropout");
-    let y = nn::dot_product_attention(&q, &k, &v, None, None, Some(&dropout(0.5, true)), None).unwrap();
+    let y =
+        nn::dot_product_attention_with(&q, &k, &v, nn::AttentionOptions::new().dropout(dropout(0.5, true)))
+            .unwrap();
     assert_close("attention_dropout", &y, &c.output());
     let c = g.case("attention_dropout_unbroadcast");
-    let y = nn::dot_product_attention(&q, &k, &v, None, None, Some(&dropout(0.3, false)), None).unwrap();
+    let y =
+        nn::dot_product_attention_with(&q, &k, &v, nn::AttentionOptions::new().dropout(dropout(0.3, false)))
+            .unwrap();
     assert_close("attention_dropout_unbroadcast", &y, &c.output());
 
     let c = g.case("padding_mask");
     let tokens = c.input("tokens");
     let (valid, f32) = (tokens.gt(0), Kind::Float);
-    let mask = nn::make_attention_mask(&valid, &valid, |a, b| Ok(a * b), 0, f32).unwrap();
+    let mask = nn::make_attention_mask(&valid, &valid).unwrap();
     assert_close("padding_mask", &mask, &c.output());
     let c = g.case("greater_equal_mask");
-    let mask = nn::make_attention_mask(
+    let mask = nn::make_attention_mask_with(
         &tokens,
         &tokens.narrow(1, 0, 3),
-        |a, b| Ok(a.greater_equal_tensor(b)),
-        1,
-        f32,
+        nn::AttentionMaskOptions::new().pairwise_fn(|a, b| Ok(a.greater_equal_tensor(b))).extra_batch_dims(1),
     )
     .unwrap();
     assert_close("greater_equal_mask", &mask, &c.output());
     let c = g.case("causal_mask");
-    let causal = nn::make_causal_mask(&tokens, 0, f32).unwrap();
+    let causal = nn::make_causal_mask(&tokens).unwrap();
     assert_close("causal_mask", &causal, &c.output());
     let c = g.case("combined_mask");
-    let padding = nn::make_attention_mask(&valid, &valid, |a, b| Ok(a * b), 0, f32).unwrap();
+    let padding = nn::make_attention_mask(&valid, &valid).unwrap();
     let combined = nn::combine_masks(&[Some(&padding), None, Some(&causal)], f32).unwrap().unwrap();
     assert_close("combined_mask", &combined, &c.output());
     assert!(nn::combine_masks(&[None, None], f32).unwrap().is_none());
@@ -66,10 +66,27 @@ fn functions_and_masks_match_flax() {
     g.assert_all_seen();
 }
 
+/// The golden script's custom `attention_fn`: Flax's attention with the logits doubled.
+fn doubled_logits_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    options: nn::AttentionOptions,
+) -> Result<Tensor> {
+    nn::dot_product_attention_with(&q.f_mul_scalar(2.0)?, k, v, options)
+}
+
 fn modules_match_flax(g: &Golden) {
     let c = g.case("mhdpa");
     let (q, kv, mask) = (c.input("q"), c.input("kv"), c.input("mask"));
     let m = MultiHeadDotProductAttention::new(2);
+    c.check(|| m.init(key(), &q, &kv, Some(&mask), None), |v| m.apply(v, &q, &kv, Some(&mask), None));
+    let c = g.case("mhdpa_custom_attention_fn");
+    let (q, kv, mask) = (c.input("q"), c.input("kv"), c.input("mask"));
+    let m = MultiHeadDotProductAttention::new(2).attention_fn(doubled_logits_attention);
+    c.check(|| m.init(key(), &q, &kv, Some(&mask), None), |v| m.apply(v, &q, &kv, Some(&mask), None));
+    let c = g.case("mhdpa_precision");
+    let m = MultiHeadDotProductAttention::new(2).precision(nn::Precision::Highest);
     c.check(|| m.init(key(), &q, &kv, Some(&mask), None), |v| m.apply(v, &q, &kv, Some(&mask), None));
     let c = g.case("mhdpa_features");
     let m = MultiHeadDotProductAttention::new(4).qkv_features(Some(8)).out_features(Some(3)).use_bias(false);
@@ -110,7 +127,7 @@ fn decoding_matches_flax(g: &Golden) {
     assert_close("final cached_key", cache.tensor(&["cached_key"]).unwrap(), &expected);
     assert_eq!(cache.tensor(&["cache_index"]).unwrap().int64_value(&[]), 4);
     // Without the cache, a causal mask gives the same outputs at once.
-    let causal = nn::make_causal_mask(&x.select(-1, 0), 0, Kind::Float).unwrap();
+    let causal = nn::make_causal_mask(&x.select(-1, 0)).unwrap();
     let full = MultiHeadDotProductAttention::new(2).qkv_features(Some(6));
     let y = full.apply(&c.variables().pop("cache").unwrap().0, &x, &x, Some(&causal), None).unwrap();
     assert_close("causal output", &y, &c.tensor(&["causal_output"]));
@@ -142,7 +159,7 @@ fn bad_configurations_are_typed_errors() {
     assert!(SelfAttention::new(2).init(key(), &x, None, None).is_ok());
     let q = Tensor::ones([2, 3, 2, 4], (Kind::Float, Device::Cpu));
     let k = Tensor::ones([2, 3, 2, 5], (Kind::Float, Device::Cpu));
-    let err = nn::dot_product_attention_weights(&q, &k, None, None, None, None).unwrap_err();
+    let err = nn::dot_product_attention_weights(&q, &k).unwrap_err();
     assert!(err.to_string().contains("got query (2, 3, 2, 4), key (2, 3, 2, 5)"), "{err}");
     let a = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
     let b = Tensor::ones([2, 3, 4], (Kind::Float, Device::Cpu));
@@ -161,8 +178,8 @@ fn fused_attention_matches_flax_s_formula_with_gradients() {
     let k = Tensor::randn([2, 3, 7, 4, 8], opts).set_requires_grad(true);
     let v = Tensor::randn([2, 3, 7, 4, 6], opts).set_requires_grad(true);
     let all = Tensor::ones([1, 1, 4, 5, 7], opts);
-    let fused = nn::dot_product_attention(&q, &k, &v, None, None, None, None).unwrap();
-    let formula = nn::dot_product_attention(&q, &k, &v, None, Some(&all), None, None).unwrap();
+    let fused = nn::dot_product_attention(&q, &k, &v).unwrap();
+    let formula = nn::dot_product_attention_with(&q, &k, &v, nn::AttentionOptions::new().mask(&all)).unwrap();
     assert_close("fused output", &fused, &formula);
     let seed = Tensor::randn(fused.size(), opts);
     let grads =

@@ -31,21 +31,27 @@ fn check_pooling(c: &Case<'_>, f: Pooling) {
 fn pooling_gives_flax_zero_size_results() {
     let g = Golden::load("empty_windows");
     let cases: [(&str, Pooling); 15] = [
-        ("max_valid", |x| nn::max_pool(x, &[3, 3], None, &Padding::Valid)),
-        ("max_valid_strided", |x| nn::max_pool(x, &[3, 3], Some(&[2, 2]), &Padding::Valid)),
-        ("min_valid", |x| nn::min_pool(x, &[3, 3], None, &Padding::Valid)),
-        ("avg_valid", |x| nn::avg_pool(x, &[3, 3], None, &Padding::Valid, true)),
-        ("avg_valid_exclude_pad", |x| nn::avg_pool(x, &[3, 3], None, &Padding::Valid, false)),
-        ("max_one_dim_empty", |x| nn::max_pool(x, &[3, 3], None, &Padding::Valid)),
-        ("avg_3d_one_dim_empty", |x| nn::avg_pool(x, &[3, 1, 1], None, &Padding::Valid, true)),
-        ("max_1d", |x| nn::max_pool(x, &[3], None, &Padding::Valid)),
-        ("max_4d", |x| nn::max_pool(x, &[3, 2, 2, 2], None, &Padding::Valid)),
-        ("max_negative_pad", |x| nn::max_pool(x, &[2, 2], None, &[(-1, 0), (0, 0)].into())),
-        ("avg_over_cropped", |x| nn::avg_pool(x, &[1, 1], None, &[(-2, -1), (0, 0)].into(), true)),
-        ("max_multi_batch", |x| nn::max_pool(x, &[3, 3], None, &Padding::Valid)),
-        ("max_int", |x| nn::max_pool(x, &[3, 3], None, &Padding::Valid)),
-        ("avg_int", |x| nn::avg_pool(x, &[3, 3], None, &Padding::Valid, true)),
-        ("pool_add", |x| nn::pool(x, 0.0, |a, b| Ok(a + b), &[3, 3], Some(&[1, 1]), &Padding::Valid)),
+        ("max_valid", |x| nn::max_pool(x, [3, 3])),
+        ("max_valid_strided", |x| nn::max_pool_with(x, [3, 3], nn::PoolOptions::new().strides([2, 2]))),
+        ("min_valid", |x| nn::min_pool(x, [3, 3])),
+        ("avg_valid", |x| nn::avg_pool(x, [3, 3])),
+        ("avg_valid_exclude_pad", |x| {
+            nn::avg_pool_with(x, [3, 3], nn::PoolOptions::new().count_include_pad(false))
+        }),
+        ("max_one_dim_empty", |x| nn::max_pool(x, [3, 3])),
+        ("avg_3d_one_dim_empty", |x| nn::avg_pool(x, [3, 1, 1])),
+        ("max_1d", |x| nn::max_pool(x, [3])),
+        ("max_4d", |x| nn::max_pool(x, [3, 2, 2, 2])),
+        ("max_negative_pad", |x| {
+            nn::max_pool_with(x, [2, 2], nn::PoolOptions::new().padding(vec![(-1, 0), (0, 0)]))
+        }),
+        ("avg_over_cropped", |x| {
+            nn::avg_pool_with(x, [1, 1], nn::PoolOptions::new().padding(vec![(-2, -1), (0, 0)]))
+        }),
+        ("max_multi_batch", |x| nn::max_pool(x, [3, 3])),
+        ("max_int", |x| nn::max_pool(x, [3, 3])),
+        ("avg_int", |x| nn::avg_pool(x, [3, 3])),
+        ("pool_add", |x| nn::pool(x, 0.0, |a, b| Ok(a + b), [3, 3], nn::PoolOptions::new().strides([1, 1]))),
     ];
     for (name, f) in cases {
         check_pooling(&g.case(name), f);
@@ -135,10 +141,7 @@ fn what_flax_refuses_is_a_typed_error() {
 fn empty_pooling_keeps_half_precision() {
     for kind in [Kind::Half, Kind::BFloat16, Kind::Double] {
         let x = Tensor::zeros([2, 2, 2, 4], (kind, Device::Cpu));
-        for y in [
-            nn::max_pool(&x, &[3, 3], None, &Padding::Valid).unwrap(),
-            nn::avg_pool(&x, &[3, 3], None, &Padding::Valid, true).unwrap(),
-        ] {
+        for y in [nn::max_pool(&x, [3, 3]).unwrap(), nn::avg_pool(&x, [3, 3]).unwrap()] {
             assert_eq!((y.size(), y.kind()), (vec![2, 0, 0, 4], kind));
         }
     }

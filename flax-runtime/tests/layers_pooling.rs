@@ -14,26 +14,58 @@ type Pooling = fn(&Tensor) -> flax::Result<Tensor>;
 fn pooling_matches_flax() {
     let g = Golden::load("pooling");
     let cases: [(&str, Pooling); 18] = [
-        ("max_2x2_valid", |x| nn::max_pool(x, &[2, 2], Some(&[2, 2]), &Padding::Valid)),
-        ("max_3x3_same_stride2", |x| nn::max_pool(x, &[3, 3], Some(&[2, 2]), &Padding::Same)),
-        ("max_pairs", |x| nn::max_pool(x, &[3, 2], Some(&[2, 1]), &[(1, 2), (0, 1)].into())),
-        ("max_1d_same", |x| nn::max_pool(x, &[3], Some(&[2]), &Padding::Same)),
-        ("max_3d", |x| nn::max_pool(x, &[2, 2, 2], Some(&[2, 1, 2]), &Padding::Valid)),
-        ("max_4d", |x| nn::max_pool(x, &[2, 2, 2, 2], None, &Padding::Same)),
-        ("max_unbatched", |x| nn::max_pool(x, &[2, 2], None, &Padding::Valid)),
-        ("max_multi_batch", |x| nn::max_pool(x, &[2, 2], None, &Padding::Same)),
-        ("avg_2x2", |x| nn::avg_pool(x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)),
-        ("avg_same", |x| nn::avg_pool(x, &[3, 3], None, &Padding::Same, true)),
-        ("avg_same_exclude_pad", |x| nn::avg_pool(x, &[3, 3], None, &Padding::Same, false)),
-        ("avg_wide_pairs_exclude_pad", |x| {
-            nn::avg_pool(x, &[3, 2], Some(&[2, 2]), &[(2, 2), (0, 3)].into(), false)
+        ("max_2x2_valid", |x| nn::max_pool_with(x, [2, 2], nn::PoolOptions::new().strides([2, 2]))),
+        ("max_3x3_same_stride2", |x| {
+            nn::max_pool_with(x, [3, 3], nn::PoolOptions::new().strides([2, 2]).padding(Padding::Same))
         }),
-        ("avg_1d_same_stride2", |x| nn::avg_pool(x, &[4], Some(&[2]), &Padding::Same, true)),
-        ("avg_3d", |x| nn::avg_pool(x, &[2, 3, 2], None, &Padding::Same, true)),
-        ("avg_multi_batch_exclude_pad", |x| nn::avg_pool(x, &[2], None, &Padding::Same, false)),
-        ("min_same_stride2", |x| nn::min_pool(x, &[3, 3], Some(&[2, 2]), &Padding::Same)),
-        ("pool_mul", |x| nn::pool(x, 1.0, |a, b| Ok(a * b), &[2, 2], Some(&[1, 2]), &Padding::Same)),
-        ("pool_add_pairs", |x| nn::pool(x, 0.0, |a, b| Ok(a + b), &[2], None, &[(1, 0)].into())),
+        ("max_pairs", |x| {
+            nn::max_pool_with(x, [3, 2], nn::PoolOptions::new().strides([2, 1]).padding(vec![(1, 2), (0, 1)]))
+        }),
+        ("max_1d_same", |x| {
+            nn::max_pool_with(x, [3], nn::PoolOptions::new().strides([2]).padding(Padding::Same))
+        }),
+        ("max_3d", |x| nn::max_pool_with(x, [2, 2, 2], nn::PoolOptions::new().strides([2, 1, 2]))),
+        ("max_4d", |x| nn::max_pool_with(x, [2, 2, 2, 2], nn::PoolOptions::new().padding(Padding::Same))),
+        ("max_unbatched", |x| nn::max_pool(x, [2, 2])),
+        ("max_multi_batch", |x| nn::max_pool_with(x, [2, 2], nn::PoolOptions::new().padding(Padding::Same))),
+        ("avg_2x2", |x| nn::avg_pool_with(x, [2, 2], nn::PoolOptions::new().strides([2, 2]))),
+        ("avg_same", |x| nn::avg_pool_with(x, [3, 3], nn::PoolOptions::new().padding(Padding::Same))),
+        ("avg_same_exclude_pad", |x| {
+            nn::avg_pool_with(
+                x,
+                [3, 3],
+                nn::PoolOptions::new().padding(Padding::Same).count_include_pad(false),
+            )
+        }),
+        ("avg_wide_pairs_exclude_pad", |x| {
+            nn::avg_pool_with(
+                x,
+                [3, 2],
+                nn::PoolOptions::new().strides([2, 2]).padding(vec![(2, 2), (0, 3)]).count_include_pad(false),
+            )
+        }),
+        ("avg_1d_same_stride2", |x| {
+            nn::avg_pool_with(x, [4], nn::PoolOptions::new().strides([2]).padding(Padding::Same))
+        }),
+        ("avg_3d", |x| nn::avg_pool_with(x, [2, 3, 2], nn::PoolOptions::new().padding(Padding::Same))),
+        ("avg_multi_batch_exclude_pad", |x| {
+            nn::avg_pool_with(x, [2], nn::PoolOptions::new().padding(Padding::Same).count_include_pad(false))
+        }),
+        ("min_same_stride2", |x| {
+            nn::min_pool_with(x, [3, 3], nn::PoolOptions::new().strides([2, 2]).padding(Padding::Same))
+        }),
+        ("pool_mul", |x| {
+            nn::pool(
+                x,
+                1.0,
+                |a, b| Ok(a * b),
+                [2, 2],
+                nn::PoolOptions::new().strides([1, 2]).padding(Padding::Same),
+            )
+        }),
+        ("pool_add_pairs", |x| {
+            nn::pool(x, 0.0, |a, b| Ok(a + b), [2], nn::PoolOptions::new().padding(vec![(1, 0)]))
+        }),
     ];
     for (name, f) in cases {
         let c = g.case(name);
@@ -48,11 +80,13 @@ fn pooling_matches_flax() {
 #[test]
 fn max_pool_ignores_padding_and_avg_pool_counts_it_by_default() {
     let x = -Tensor::ones([1, 2, 2, 1], (Kind::Float, Device::Cpu));
-    let max = nn::max_pool(&x, &[2, 2], None, &Padding::Same).unwrap();
+    let max = nn::max_pool_with(&x, [2, 2], nn::PoolOptions::new().padding(Padding::Same)).unwrap();
     assert_eq!(max.sum(Kind::Float).double_value(&[]), -4.0);
-    let avg = nn::avg_pool(&x, &[2, 2], None, &Padding::Same, true).unwrap();
+    let avg = nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().padding(Padding::Same)).unwrap();
     assert_eq!(avg.double_value(&[0, 1, 1, 0]), -0.25);
-    let avg = nn::avg_pool(&x, &[2, 2], None, &Padding::Same, false).unwrap();
+    let avg =
+        nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().padding(Padding::Same).count_include_pad(false))
+            .unwrap();
     assert_eq!(avg.double_value(&[0, 1, 1, 0]), -1.0);
 }
 
@@ -63,15 +97,17 @@ fn bad_windows_and_paddings_are_errors() {
         Err(Error::Value(message)) => message,
         other => panic!("expected a ValueError, got {other:?}"),
     };
-    assert!(err(nn::max_pool(&x, &[2, 2], Some(&[2]), &Padding::Valid))
+    assert!(err(nn::max_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2])))
         .contains("len((2, 2)) must equal len((2,))"));
-    assert!(err(nn::max_pool(&x, &[2, 2], None, &Padding::Circular)).contains("got 'CIRCULAR'"));
-    assert!(err(nn::max_pool(&x, &[2, 2], None, &Padding::Int(1))).contains("got 1"));
-    assert!(err(nn::avg_pool(&x, &[2, 2], None, &[(1, 1)].into(), true))
-        .contains("must specify pads for same number"));
-    assert!(err(nn::max_pool(&x, &[2, 2, 2, 2], None, &Padding::Valid)).contains("got (2, 5, 5, 3)"));
-    let multi = Tensor::zeros([2, 2, 5, 5, 3], (Kind::Float, Device::Cpu));
+    assert!(err(nn::max_pool_with(&x, [2, 2], nn::PoolOptions::new().padding(Padding::Circular)))
+        .contains("got 'CIRCULAR'"));
     assert!(
-        err(nn::max_pool(&multi, &[2, 2], None, &[(1, 1), (1, 1)].into())).contains("one batch dimension")
+        err(nn::max_pool_with(&x, [2, 2], nn::PoolOptions::new().padding(Padding::Int(1)))).contains("got 1")
     );
+    assert!(err(nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().padding(vec![(1, 1)])))
+        .contains("must specify pads for same number"));
+    assert!(err(nn::max_pool(&x, [2, 2, 2, 2])).contains("got (2, 5, 5, 3)"));
+    let multi = Tensor::zeros([2, 2, 5, 5, 3], (Kind::Float, Device::Cpu));
+    assert!(err(nn::max_pool_with(&multi, [2, 2], nn::PoolOptions::new().padding(vec![(1, 1), (1, 1)])))
+        .contains("one batch dimension"));
 }

@@ -5,8 +5,8 @@
 mod golden_json;
 
 use flax::traverse_util::{
-    flatten_dict, flatten_dict_sep, path_aware_map, unflatten_dict, unflatten_dict_sep, FlatValue,
-    ModelParamTraversal,
+    flatten_dict, flatten_dict_sep, flatten_dict_sep_with, flatten_dict_with, path_aware_map, unflatten_dict,
+    unflatten_dict_sep, FlatValue, FlattenOptions, ModelParamTraversal,
 };
 use flax::{Error, FrozenDict, Scalar, Value};
 use golden_json::{dict, encode, encode_dict, load, tag, value};
@@ -64,16 +64,24 @@ fn int(value: &Value) -> i64 {
     }
 }
 
+/// Flax's `keep_empty_nodes=True`.
+fn keep_empty() -> FlattenOptions<'static> {
+    FlattenOptions::new().keep_empty_nodes(true)
+}
+
 #[test]
 fn flatten_dict_matches_flax() {
     let v = vectors();
     let xs = dict(&v["xs"]);
-    assert_eq!(encode_flat_tuples(&flatten_dict(&xs, false, None)), v["flatten"]);
-    assert_eq!(encode_flat_tuples(&flatten_dict(&xs, true, None)), v["flatten_keep_empty"]);
-    assert_eq!(encode_flat_strings(&flatten_dict_sep(&xs, false, None, "/")), v["flatten_sep"]);
-    assert_eq!(encode_flat_strings(&flatten_dict_sep(&xs, true, None, ".")), v["flatten_keep_empty_sep"]);
+    assert_eq!(encode_flat_tuples(&flatten_dict(&xs)), v["flatten"]);
+    assert_eq!(encode_flat_tuples(&flatten_dict_with(&xs, keep_empty())), v["flatten_keep_empty"]);
+    assert_eq!(encode_flat_strings(&flatten_dict_sep(&xs, "/")), v["flatten_sep"]);
     assert_eq!(
-        encode_flat_tuples(&flatten_dict(&FrozenDict::new(), true, None)),
+        encode_flat_strings(&flatten_dict_sep_with(&xs, ".", keep_empty())),
+        v["flatten_keep_empty_sep"]
+    );
+    assert_eq!(
+        encode_flat_tuples(&flatten_dict_with(&FrozenDict::new(), keep_empty())),
         v["flatten_empty_keep_empty"]
     );
 }
@@ -83,10 +91,16 @@ fn flatten_dict_is_leaf_and_sep_match_flax() {
     let v = vectors();
     let deep = dict(&v["deep"]);
     let depth1 = |path: &[String], _: &FrozenDict| path.len() == 1;
-    assert_eq!(encode_flat_tuples(&flatten_dict(&deep, false, Some(&depth1))), v["flatten_is_leaf_depth1"]);
+    assert_eq!(
+        encode_flat_tuples(&flatten_dict_with(&deep, FlattenOptions::new().is_leaf(&depth1))),
+        v["flatten_is_leaf_depth1"]
+    );
     let root = |path: &[String], _: &FrozenDict| path.is_empty();
-    assert_eq!(encode_flat_tuples(&flatten_dict(&deep, false, Some(&root))), v["flatten_is_leaf_root"]);
-    assert_eq!(encode_flat_strings(&flatten_dict_sep(&deep, false, None, "/")), v["flatten_deep_sep"]);
+    assert_eq!(
+        encode_flat_tuples(&flatten_dict_with(&deep, FlattenOptions::new().is_leaf(&root))),
+        v["flatten_is_leaf_root"]
+    );
+    assert_eq!(encode_flat_strings(&flatten_dict_sep(&deep, "/")), v["flatten_deep_sep"]);
 }
 
 #[test]

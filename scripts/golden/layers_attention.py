@@ -2,7 +2,8 @@
 `dot_product_attention` (bias, masks, dropout broadcast or not), `make_attention_mask`,
 `make_causal_mask`, `combine_masks`, `MultiHeadDotProductAttention` (cross-attention with a
 padding mask, several batch dims, qkv/out features, dropout, decoding with the cache one
-position at a time) and `SelfAttention` with a causal mask.
+position at a time), a custom `attention_fn` (the logits doubled) and `precision=HIGHEST`,
+and `SelfAttention` with a causal mask.
 
 Run with `.golden-venv/bin/python scripts/golden/layers_attention.py`; writes
 `flax-runtime/tests/data/layers/attention.msgpack` (format: `layers_common.py`; function
@@ -38,6 +39,18 @@ def module_case(module, inputs, rngs=None, **kwargs):
   variables = module.init(jax.random.PRNGKey(SEED), first[1], **kwargs)
   out = module.apply(variables, first[1], rngs=rngs, **kwargs)
   return {"inputs": inputs, "variables": to_numpy(variables), "output": to_numpy(out)}
+
+
+def doubled_logits_attention(
+  query, key, value, mask=None, dropout_rng=None, dropout_rate=0.0, broadcast_dropout=True,
+  deterministic=False, dtype=None, precision=None,
+):
+  """Flax's attention with the logits doubled (the query scaled by 2). The arguments are named
+  because Flax passes an `attention_fn` only the keywords its signature names."""
+  return nn.dot_product_attention(
+    query * 2.0, key, value, mask=mask, dropout_rng=dropout_rng, dropout_rate=dropout_rate,
+    broadcast_dropout=broadcast_dropout, deterministic=deterministic, dtype=dtype, precision=precision,
+  )
 
 
 def decode_case():
@@ -96,6 +109,14 @@ def main():
   c["mhdpa_features"] = module_case(
     nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=8, out_features=3, use_bias=False),
     {"q": xq, "kv": xkv},
+  )
+  c["mhdpa_custom_attention_fn"] = module_case(
+    nn.MultiHeadDotProductAttention(num_heads=2, attention_fn=doubled_logits_attention),
+    {"q": xq, "kv": xkv, "mask": pad},
+  )
+  c["mhdpa_precision"] = module_case(
+    nn.MultiHeadDotProductAttention(num_heads=2, precision=jax.lax.Precision.HIGHEST),
+    {"q": xq, "kv": xkv, "mask": pad},
   )
   x4 = normal((4, 3, 2, 5), 8)
   c["mhdpa_batch_dims"] = module_case(nn.MultiHeadDotProductAttention(num_heads=8, qkv_features=16), {"q": x4, "kv": x4})

@@ -956,18 +956,16 @@ impl<'a> Checker<'a> {
         if layers::same_shape_function(&path) {
             return tensor(0).map_or(Val::Other, Val::Tensor);
         }
-        if let Some(what) = layers::pooling(&path) {
+        if let Some((what, with)) = layers::pooling(&path) {
             let Some(x) = tensor(0) else { return Val::Other };
             let window = call.args.get(1).and_then(layers::int_list);
-            let strides = match call.args.get(2) {
-                Some(syn::Expr::Path(p)) if p.path.is_ident("None") => Some(None),
-                Some(syn::Expr::Call(c)) if matches!(&*c.func, syn::Expr::Path(p) if p.path.is_ident("Some")) => {
-                    c.args.first().and_then(layers::int_list).map(Some)
-                }
-                _ => None,
+            let options = match with {
+                true => call.args.get(2).and_then(layers::pool_options),
+                false => Some((None, ops::Pad::Valid)),
             };
-            let padding = call.args.get(3).map_or(ops::Pad::Unknown, layers::pool_padding);
-            let (Some(window), Some(strides)) = (window, strides) else { return Val::Tensor(None) };
+            let (Some(window), Some((strides, padding))) = (window, options) else {
+                return Val::Tensor(None);
+            };
             return match layers::pool(&what, &x, &window, strides, padding) {
                 Ok(s) => Val::Tensor(s),
                 Err(message) => {

@@ -530,15 +530,39 @@ pub fn pool(what: &str, x: &Shape, window: &[i64], strides: Option<Vec<i64>>, pa
     windowed(what, x, window, &g, None, window_positions)
 }
 
-/// The pooling function a call path names, if any.
-pub fn pooling(path: &syn::Path) -> Option<String> {
+/// The pooling function a call path names, if any, and whether it is the `_with` form that
+/// takes a `PoolOptions`.
+pub fn pooling(path: &syn::Path) -> Option<(String, bool)> {
     let name = library_type(path)?;
-    ["avg_pool", "max_pool", "min_pool"].contains(&name.as_str()).then(|| format!("nn::{name}"))
+    let (base, with) = name.strip_suffix("_with").map_or((name.as_str(), false), |base| (base, true));
+    ["avg_pool", "max_pool", "min_pool"].contains(&base).then(|| (format!("nn::{base}"), with))
 }
 
-/// Padding of a pooling call (`&Padding::Valid`).
-pub fn pool_padding(expr: &syn::Expr) -> Pad {
-    padding(expr)
+/// The strides and padding a `PoolOptions` chain sets (`PoolOptions::new().strides([2, 2])
+/// .padding(Padding::Same)`; unset: Flax's `None` and `VALID`), or `None` when the expression
+/// is not such a chain of literals.
+pub fn pool_options(expr: &syn::Expr) -> Option<(Option<Vec<i64>>, Pad)> {
+    match expr {
+        syn::Expr::Paren(p) => pool_options(&p.expr),
+        syn::Expr::MethodCall(m) => {
+            let (strides, pad) = pool_options(&m.receiver)?;
+            match (m.method.to_string().as_str(), m.args.first()) {
+                ("strides", Some(arg)) => Some((Some(int_list(arg)?), pad)),
+                ("padding", Some(arg)) => Some((strides, padding(arg))),
+                ("count_include_pad", Some(_)) => Some((strides, pad)),
+                _ => None,
+            }
+        }
+        syn::Expr::Call(c) if c.args.is_empty() => {
+            let syn::Expr::Path(p) = &*c.func else { return None };
+            let n = p.path.segments.len();
+            let is_new = n >= 2
+                && p.path.segments[n - 2].ident == "PoolOptions"
+                && ["new", "default"].contains(&p.path.segments[n - 1].ident.to_string().as_str());
+            is_new.then_some((None, Pad::Valid))
+        }
+        _ => None,
+    }
 }
 
 /// Whether a call path is one of the library's shape-preserving functions (activations).

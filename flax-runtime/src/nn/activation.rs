@@ -2,7 +2,9 @@
 //! `PReLU` module.
 //!
 //! Every function takes a tensor and returns `Result`, since libtorch rejects some dtypes.
-//! Flax's keyword arguments are positional here, with Flax's defaults named in each doc.
+//! The functions with keyword arguments in Flax come in two forms: `softmax(&x)` with Flax's
+//! defaults, and `softmax_with(&x, SoftmaxOptions::new().axis(1))` with an options struct
+//! (`Default`, one builder setter per keyword) — the crate's `apply`/`apply_with` idiom.
 //! Differences from the spec's JAX: `softmax`/`log_softmax` take no `initial` (later JAX
 //! dropped it; masked entries use `-inf`, and a row masked entirely gives zeros).
 
@@ -169,11 +171,52 @@ fn inexact(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// `exp(x_i) / Σ_j exp(x_j)` over `axis` (an int or several; Flax's default `-1`). With
-/// `where_`, only the entries where it is true take part, and the others are 0.
-pub fn softmax(x: &Tensor, axis: impl Into<Dims>, where_: Option<&Tensor>) -> Result<Tensor> {
+/// The keyword arguments of [`softmax_with`] and [`log_softmax_with`], Flax's defaults by
+/// [`Default`].
+#[derive(Debug)]
+pub struct SoftmaxOptions {
+    /// The axis, or axes, normalized over (Flax's default `-1`).
+    pub axis: Dims,
+    /// When given, only the entries where it is true take part (Flax's `where`).
+    pub where_: Option<Tensor>,
+}
+
+impl Default for SoftmaxOptions {
+    fn default() -> Self {
+        SoftmaxOptions { axis: Dims::Int(-1), where_: None }
+    }
+}
+
+impl SoftmaxOptions {
+    /// Flax's defaults: the last axis, every entry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Normalizes over `axis`: an int or several.
+    pub fn axis(mut self, axis: impl Into<Dims>) -> Self {
+        self.axis = axis.into();
+        self
+    }
+
+    /// Lets only the entries where `where_` is true take part.
+    pub fn where_(mut self, where_: &Tensor) -> Self {
+        self.where_ = Some(where_.shallow_clone());
+        self
+    }
+}
+
+/// `exp(x_i) / Σ_j exp(x_j)` over the last axis (Flax's `softmax(x)`).
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    softmax_with(x, SoftmaxOptions::new())
+}
+
+/// `exp(x_i) / Σ_j exp(x_j)` over `options.axis`. With `where_`, only the entries where it is
+/// true take part, and the others are 0.
+pub fn softmax_with(x: &Tensor, options: SoftmaxOptions) -> Result<Tensor> {
+    let where_ = options.where_.as_ref();
     let x = inexact(x)?;
-    let dims = normalize_axes(&x, Some(&axis.into()))?;
+    let dims = normalize_axes(&x, Some(&options.axis))?;
     match (where_, dims.as_slice()) {
         (None, &[dim]) => Ok(x.f_softmax(dim, x.kind())?),
         _ => {
@@ -193,11 +236,17 @@ pub fn softmax(x: &Tensor, axis: impl Into<Dims>, where_: Option<&Tensor>) -> Re
     }
 }
 
-/// `x_i - log Σ_j exp(x_j)` over `axis` (Flax's default `-1`). With `where_`, only the
-/// entries where it is true take part, and the others are `-inf`.
-pub fn log_softmax(x: &Tensor, axis: impl Into<Dims>, where_: Option<&Tensor>) -> Result<Tensor> {
+/// `x_i - log Σ_j exp(x_j)` over the last axis (Flax's `log_softmax(x)`).
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    log_softmax_with(x, SoftmaxOptions::new())
+}
+
+/// `x_i - log Σ_j exp(x_j)` over `options.axis`. With `where_`, only the entries where it is
+/// true take part, and the others are `-inf`.
+pub fn log_softmax_with(x: &Tensor, options: SoftmaxOptions) -> Result<Tensor> {
+    let where_ = options.where_.as_ref();
     let x = inexact(x)?;
-    let dims = normalize_axes(&x, Some(&axis.into()))?;
+    let dims = normalize_axes(&x, Some(&options.axis))?;
     match (where_, dims.as_slice()) {
         (None, &[dim]) => Ok(x.f_log_softmax(dim, x.kind())?),
         _ => {
@@ -228,23 +277,63 @@ fn masked(x: &Tensor, where_: Option<&Tensor>, fill: f64) -> Result<(Tensor, Opt
     }
 }
 
-/// `log Σ exp(a)` over `axis` (`None`: all axes, Flax's default), scaled by `b` when given
-/// (`log Σ b·exp(a)`; a negative sum gives NaN), keeping the reduced axes with `keepdims`.
-pub fn logsumexp(a: &Tensor, axis: Option<Dims>, b: Option<&Tensor>, keepdims: bool) -> Result<Tensor> {
-    let (out, sign) = logsumexp_with_sign(a, axis, b, keepdims)?;
-    if b.is_none() {
+/// The keyword arguments of [`logsumexp_with`] and [`logsumexp_with_sign`], Flax's defaults
+/// by [`Default`].
+#[derive(Debug, Default)]
+pub struct LogsumexpOptions {
+    /// The axis, or axes, reduced over (Flax's default `None`: all of them).
+    pub axis: Option<Dims>,
+    /// Scales of the exponentials (Flax's `b`): `log Σ b·exp(a)`.
+    pub b: Option<Tensor>,
+    /// Whether the reduced axes stay, with size 1.
+    pub keepdims: bool,
+}
+
+impl LogsumexpOptions {
+    /// Flax's defaults: every axis, no scales, reduced axes dropped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reduces over `axis`: an int or several.
+    pub fn axis(mut self, axis: impl Into<Dims>) -> Self {
+        self.axis = Some(axis.into());
+        self
+    }
+
+    /// Scales the exponentials by `b`.
+    pub fn b(mut self, b: &Tensor) -> Self {
+        self.b = Some(b.shallow_clone());
+        self
+    }
+
+    /// Keeps the reduced axes (size 1) when `keepdims`.
+    pub fn keepdims(mut self, keepdims: bool) -> Self {
+        self.keepdims = keepdims;
+        self
+    }
+}
+
+/// `log Σ exp(a)` over all axes (Flax's `logsumexp(a)`).
+pub fn logsumexp(a: &Tensor) -> Result<Tensor> {
+    logsumexp_with(a, LogsumexpOptions::new())
+}
+
+/// `log Σ exp(a)` over `options.axis`, scaled by `b` when given (`log Σ b·exp(a)`; a negative
+/// sum gives NaN), keeping the reduced axes with `keepdims`.
+pub fn logsumexp_with(a: &Tensor, options: LogsumexpOptions) -> Result<Tensor> {
+    let scaled = options.b.is_some();
+    let (out, sign) = logsumexp_with_sign(a, options)?;
+    if !scaled {
         return Ok(out);
     }
     masked_fill(&out, &sign.f_lt(0.0)?, f64::NAN)
 }
 
-/// [`logsumexp`] with `return_sign`: `(log |Σ b·exp(a)|, sign of the sum)`.
-pub fn logsumexp_with_sign(
-    a: &Tensor,
-    axis: Option<Dims>,
-    b: Option<&Tensor>,
-    keepdims: bool,
-) -> Result<(Tensor, Tensor)> {
+/// [`logsumexp_with`] with Flax's `return_sign=True`: `(log |Σ b·exp(a)|, sign of the sum)`.
+pub fn logsumexp_with_sign(a: &Tensor, options: LogsumexpOptions) -> Result<(Tensor, Tensor)> {
+    let LogsumexpOptions { axis, b, keepdims } = options;
+    let b = b.as_ref();
     let a = inexact(a)?;
     let dims = normalize_axes(&a, axis.as_ref())?;
     let a = match b {
@@ -273,19 +362,77 @@ pub fn logsumexp_with_sign(
     Ok((out, sign))
 }
 
-/// `(x - mean) · rsqrt(variance + epsilon)` over `axis` (Flax's defaults: `-1`, `epsilon =
-/// 1e-5`), with the mean and the variance `E[x²] - E[x]²` (clipped at 0) of `x` unless given,
-/// over the entries where `where_` is true when given.
-pub fn standardize(
-    x: &Tensor,
-    axis: impl Into<Dims>,
-    mean: Option<&Tensor>,
-    variance: Option<&Tensor>,
-    epsilon: f64,
-    where_: Option<&Tensor>,
-) -> Result<Tensor> {
+/// The keyword arguments of [`standardize_with`], Flax's defaults by [`Default`].
+#[derive(Debug)]
+pub struct StandardizeOptions {
+    /// The axis, or axes, standardized over (Flax's default `-1`).
+    pub axis: Dims,
+    /// The mean to subtract (default: the mean of `x`).
+    pub mean: Option<Tensor>,
+    /// The variance to divide by (default: the variance of `x`).
+    pub variance: Option<Tensor>,
+    /// Added to the variance (Flax's default `1e-5`).
+    pub epsilon: f64,
+    /// When given, the mean and variance are over the entries where it is true.
+    pub where_: Option<Tensor>,
+}
+
+impl Default for StandardizeOptions {
+    fn default() -> Self {
+        StandardizeOptions { axis: Dims::Int(-1), mean: None, variance: None, epsilon: 1e-5, where_: None }
+    }
+}
+
+impl StandardizeOptions {
+    /// Flax's defaults: the last axis, the statistics of `x`, `epsilon = 1e-5`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Standardizes over `axis`: an int or several.
+    pub fn axis(mut self, axis: impl Into<Dims>) -> Self {
+        self.axis = axis.into();
+        self
+    }
+
+    /// Subtracts `mean` instead of the mean of `x`.
+    pub fn mean(mut self, mean: &Tensor) -> Self {
+        self.mean = Some(mean.shallow_clone());
+        self
+    }
+
+    /// Divides by `variance` instead of the variance of `x`.
+    pub fn variance(mut self, variance: &Tensor) -> Self {
+        self.variance = Some(variance.shallow_clone());
+        self
+    }
+
+    /// Adds `epsilon` to the variance.
+    pub fn epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+
+    /// Computes the statistics over the entries where `where_` is true.
+    pub fn where_(mut self, where_: &Tensor) -> Self {
+        self.where_ = Some(where_.shallow_clone());
+        self
+    }
+}
+
+/// `(x - mean) · rsqrt(variance + 1e-5)` over the last axis (Flax's `standardize(x)`).
+pub fn standardize(x: &Tensor) -> Result<Tensor> {
+    standardize_with(x, StandardizeOptions::new())
+}
+
+/// `(x - mean) · rsqrt(variance + epsilon)` over `options.axis`, with the mean and the
+/// variance `E[x²] - E[x]²` (clipped at 0) of `x` unless given, over the entries where
+/// `where_` is true when given.
+pub fn standardize_with(x: &Tensor, options: StandardizeOptions) -> Result<Tensor> {
+    let StandardizeOptions { axis, mean, variance, epsilon, where_ } = options;
+    let (mean, variance, where_) = (mean.as_ref(), variance.as_ref(), where_.as_ref());
     let x = inexact(x)?;
-    let dims = normalize_axes(&x, Some(&axis.into()))?;
+    let dims = normalize_axes(&x, Some(&axis))?;
     let masked_mean = |t: &Tensor| -> Result<Tensor> {
         match where_ {
             None => Ok(t.f_mean_dim(&dims, true, t.kind())?),
@@ -307,10 +454,49 @@ pub fn standardize(
     Ok(x.f_sub(&mean)?.f_mul(&variance.f_add_scalar(epsilon)?.f_rsqrt()?)?)
 }
 
-/// One-hot vectors of `num_classes` entries for the ids `x`, in `kind` (Flax's default
-/// float32), the classes along `axis` of the output (Flax's default `-1`). Ids outside
-/// `[0, num_classes)` give all-zero vectors.
-pub fn one_hot(x: &Tensor, num_classes: i64, kind: Kind, axis: i64) -> Result<Tensor> {
+/// The keyword arguments of [`one_hot_with`], Flax's defaults by [`Default`].
+#[derive(Clone, Copy, Debug)]
+pub struct OneHotOptions {
+    /// The dtype of the output (Flax's default `jnp.float_`: float32).
+    pub kind: Kind,
+    /// The axis of the output the classes are along (Flax's default `-1`).
+    pub axis: i64,
+}
+
+impl Default for OneHotOptions {
+    fn default() -> Self {
+        OneHotOptions { kind: Kind::Float, axis: -1 }
+    }
+}
+
+impl OneHotOptions {
+    /// Flax's defaults: float32, classes along the last axis.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the dtype of the output (Flax's `dtype`).
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Puts the classes along `axis` of the output.
+    pub fn axis(mut self, axis: i64) -> Self {
+        self.axis = axis;
+        self
+    }
+}
+
+/// Float32 one-hot vectors of `num_classes` entries for the ids `x`, along a new last axis
+/// (Flax's `one_hot(x, num_classes)`). Ids outside `[0, num_classes)` give all-zero vectors.
+pub fn one_hot(x: &Tensor, num_classes: i64) -> Result<Tensor> {
+    one_hot_with(x, num_classes, OneHotOptions::new())
+}
+
+/// [`one_hot`] in `options.kind`, the classes along `options.axis` of the output.
+pub fn one_hot_with(x: &Tensor, num_classes: i64, options: OneHotOptions) -> Result<Tensor> {
+    let OneHotOptions { kind, axis } = options;
     check_defined(x, "the class ids")?;
     if num_classes < 0 {
         return Err(Error::Value(format!("num_classes must be non-negative, got {num_classes}")));

@@ -3,8 +3,9 @@
 //! `SelfAttention` modules with their autoregressive `cache`.
 //!
 //! The spec's Flax 0.6.10 API: the modules take `(inputs_q, inputs_kv, mask, deterministic)`.
-//! Left out: `precision` and the `dot_general`s (no libtorch equivalent), a custom
-//! `attention_fn` (these modules always use [`dot_product_attention`]).
+//! Their `attention_fn` (an [`AttentionFn`], [`dot_product_attention_with`] by default) can be
+//! replaced by any function of its signature; `precision` is libtorch's float32 precision of
+//! CUDA products ([`Precision`]). The `dot_general` attributes have no libtorch equivalent.
 
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
@@ -16,7 +17,9 @@ use crate::nn::dtypes::{cast, result_dtype};
 use crate::nn::initializers::{self, Init};
 use crate::nn::linear::DenseGeneral;
 use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
+use crate::nn::precision::{with_precision, Precision};
 use crate::random::bernoulli;
+use std::sync::Arc;
 use tch::{Kind, Tensor};
 
 /// The dropout of attention weights (the `dropout_rng`, `dropout_rate` and
@@ -63,19 +66,141 @@ fn check_qkv(query: &Tensor, key: &Tensor, value: Option<&Tensor>) -> Result<()>
     )))
 }
 
-/// The attention weights `softmax(q·kᵀ / √depth + bias)` of `query` `[batch…, q_len, heads,
-/// depth]` and `key` `[batch…, kv_len, heads, depth]`: shape `[batch…, heads, q_len,
-/// kv_len]` (Flax's `dot_product_attention_weights`). Where `mask` is false (or 0) the
-/// logits are the dtype's lowest value; with `dropout`, weights are dropped and rescaled.
-/// Computed in the promoted dtype of `query` and `key`, or `dtype`.
-pub fn dot_product_attention_weights(
+/// The keyword arguments of [`dot_product_attention_with`] and
+/// [`dot_product_attention_weights_with`] (and of a module's `attention_fn`), Flax's defaults
+/// by [`Default`].
+#[derive(Debug, Default)]
+pub struct AttentionOptions {
+    /// Added to the attention logits, broadcast to `[batch…, heads, q_len, kv_len]`.
+    pub bias: Option<Tensor>,
+    /// False (or 0) where attention is not allowed, broadcast like `bias`.
+    pub mask: Option<Tensor>,
+    /// Dropout of the weights (Flax's `dropout_rng`, `dropout_rate`, `broadcast_dropout`;
+    /// `None` is `deterministic=True`).
+    pub dropout: Option<AttentionDropout>,
+    /// The dtype of the computation (default: promoted from the inputs).
+    pub dtype: Option<Kind>,
+    /// The float32 precision of the products on CUDA (default: libtorch's setting).
+    pub precision: Option<Precision>,
+}
+
+impl AttentionOptions {
+    /// Flax's defaults: no bias, mask or dropout; the inputs' promoted dtype.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `bias` to the attention logits.
+    pub fn bias(mut self, bias: &Tensor) -> Self {
+        self.bias = Some(bias.shallow_clone());
+        self
+    }
+
+    /// Masks the logits where `mask` is false (or 0).
+    pub fn mask(mut self, mask: &Tensor) -> Self {
+        self.mask = Some(mask.shallow_clone());
+        self
+    }
+
+    /// Drops attention weights as `dropout` says.
+    pub fn dropout(mut self, dropout: AttentionDropout) -> Self {
+        self.dropout = Some(dropout);
+        self
+    }
+
+    /// Computes in `dtype`: a [`Kind`], or `None` for the inputs' promoted dtype.
+    pub fn dtype(mut self, dtype: impl Into<Option<Kind>>) -> Self {
+        self.dtype = dtype.into();
+        self
+    }
+
+    /// Runs the products at `precision` (on CUDA; nothing changes on CPU).
+    pub fn precision(mut self, precision: impl Into<Option<Precision>>) -> Self {
+        self.precision = precision.into();
+        self
+    }
+}
+
+/// The signature of [`dot_product_attention_with`]: `(query, key, value, options)` to
+/// `[batch…, q_len, heads, v_depth]`.
+pub type AttentionFnBody =
+    dyn Fn(&Tensor, &Tensor, &Tensor, AttentionOptions) -> Result<Tensor> + Send + Sync;
+
+/// The attention function of [`MultiHeadDotProductAttention`] and [`SelfAttention`] (Flax's
+/// `attention_fn`): [`dot_product_attention_with`] by default, or any function of its
+/// signature (`.attention_fn(my_attention)`). The modules pass it the projected query, key and
+/// value with their mask, dropout, `dtype` and `precision` in the [`AttentionOptions`].
+#[derive(Clone)]
+pub struct AttentionFn {
+    body: Arc<AttentionFnBody>,
+    /// Whether this is Flax's default, for the module's repr.
+    is_default: bool,
+}
+
+impl AttentionFn {
+    /// A custom attention function.
+    pub fn new(
+        f: impl Fn(&Tensor, &Tensor, &Tensor, AttentionOptions) -> Result<Tensor> + Send + Sync + 'static,
+    ) -> Self {
+        AttentionFn { body: Arc::new(f), is_default: false }
+    }
+
+    /// Applies the function.
+    pub fn call(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        options: AttentionOptions,
+    ) -> Result<Tensor> {
+        (self.body)(query, key, value, options)
+    }
+}
+
+impl Default for AttentionFn {
+    fn default() -> Self {
+        AttentionFn { body: Arc::new(dot_product_attention_with), is_default: true }
+    }
+}
+
+impl<F: Fn(&Tensor, &Tensor, &Tensor, AttentionOptions) -> Result<Tensor> + Send + Sync + 'static> From<F>
+    for AttentionFn
+{
+    fn from(f: F) -> Self {
+        AttentionFn::new(f)
+    }
+}
+
+impl FlaxRepr for AttentionFn {
+    fn flax_repr(&self) -> String {
+        if self.is_default { "dot_product_attention" } else { "attention_fn" }.to_owned()
+    }
+}
+
+impl std::fmt::Debug for AttentionFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.flax_repr())
+    }
+}
+
+/// The attention weights `softmax(q·kᵀ / √depth)` of `query` `[batch…, q_len, heads, depth]`
+/// and `key` `[batch…, kv_len, heads, depth]`: shape `[batch…, heads, q_len, kv_len]`
+/// (Flax's `dot_product_attention_weights(query, key)`).
+pub fn dot_product_attention_weights(query: &Tensor, key: &Tensor) -> Result<Tensor> {
+    dot_product_attention_weights_with(query, key, AttentionOptions::new())
+}
+
+/// [`dot_product_attention_weights`] with `options`: `bias` is added to the logits; where
+/// `mask` is false (or 0) the logits are the dtype's lowest value; with `dropout`, weights
+/// are dropped and rescaled. Computed in the promoted dtype of `query` and `key`, or `dtype`;
+/// the product at `precision`.
+pub fn dot_product_attention_weights_with(
     query: &Tensor,
     key: &Tensor,
-    bias: Option<&Tensor>,
-    mask: Option<&Tensor>,
-    dropout: Option<&AttentionDropout>,
-    dtype: Option<Kind>,
+    options: AttentionOptions,
 ) -> Result<Tensor> {
+    let AttentionOptions { bias, mask, dropout, dtype, precision } = options;
+    let (bias, mask, dropout) = (bias.as_ref(), mask.as_ref(), dropout.as_ref());
     check_qkv(query, key, None)?;
     // The mask meets scalar comparisons, which tch 0.26 turns into panics when they fail.
     if let Some(bias) = bias {
@@ -88,7 +213,9 @@ pub fn dot_product_attention_weights(
     let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
     let depth = *query.size().last().unwrap_or(&1);
     let query = query.f_div_scalar((depth as f64).sqrt())?;
-    let mut weights = Tensor::f_einsum("...qhd,...khd->...hqk", &[&query, &key], None::<&[i64]>)?;
+    let mut weights = with_precision(precision, || {
+        Ok(Tensor::f_einsum("...qhd,...khd->...hqk", &[&query, &key], None::<&[i64]>)?)
+    })?;
     if let Some(bias) = bias {
         weights = weights.f_add(bias)?;
     }
@@ -121,27 +248,34 @@ pub fn dot_product_attention_weights(
 
 /// Attention of `query` over `key` and `value` (`[batch…, length, heads, depth]` each):
 /// the weights of [`dot_product_attention_weights`] applied to `value`, shape `[batch…,
-/// q_len, heads, v_depth]` (Flax's `dot_product_attention`).
-pub fn dot_product_attention(
+/// q_len, heads, v_depth]` (Flax's `dot_product_attention(query, key, value)`).
+pub fn dot_product_attention(query: &Tensor, key: &Tensor, value: &Tensor) -> Result<Tensor> {
+    dot_product_attention_with(query, key, value, AttentionOptions::new())
+}
+
+/// [`dot_product_attention`] with `options` (bias, mask, dropout and dtype, as
+/// [`dot_product_attention_weights_with`] takes them; both products at `precision`).
+pub fn dot_product_attention_with(
     query: &Tensor,
     key: &Tensor,
     value: &Tensor,
-    bias: Option<&Tensor>,
-    mask: Option<&Tensor>,
-    dropout: Option<&AttentionDropout>,
-    dtype: Option<Kind>,
+    options: AttentionOptions,
 ) -> Result<Tensor> {
     check_qkv(query, key, Some(value))?;
-    let kind = result_dtype(&[query, key, value], dtype)?;
+    let kind = result_dtype(&[query, key, value], options.dtype)?;
     let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
-    if bias.is_none() && mask.is_none() && dropout.is_none_or(|d| d.rate <= 0.0) {
-        if let Some(fused) = fused_attention(&query, &key, &cast(value.shallow_clone(), kind)?)? {
+    let plain = options.bias.is_none() && options.mask.is_none();
+    let precision = options.precision;
+    let value = cast(value.shallow_clone(), kind)?;
+    if plain && options.dropout.is_none_or(|d| d.rate <= 0.0) {
+        if let Some(fused) = with_precision(precision, || fused_attention(&query, &key, &value))? {
             return Ok(fused);
         }
     }
-    let weights = dot_product_attention_weights(&query, &key, bias, mask, dropout, Some(kind))?;
-    let value = cast(value.shallow_clone(), kind)?;
-    Ok(Tensor::f_einsum("...hqk,...khd->...qhd", &[&weights, &value], None::<&[i64]>)?)
+    let weights = dot_product_attention_weights_with(&query, &key, options.dtype(kind))?;
+    with_precision(precision, || {
+        Ok(Tensor::f_einsum("...hqk,...khd->...qhd", &[&weights, &value], None::<&[i64]>)?)
+    })
 }
 
 /// Plain attention (no bias, mask or dropout) on libtorch's fused
@@ -181,35 +315,107 @@ fn fused_attention(query: &Tensor, key: &Tensor, value: &Tensor) -> Result<Optio
     Ok(Some(y.f_transpose(1, 2)?.f_reshape(shape)?))
 }
 
-/// A mask `[batch…, 1, q_len, kv_len]` from `[batch…, q_len]` and `[batch…, kv_len]` inputs:
-/// `pairwise_fn(query_input[…, :, None], key_input[…, None, :])` (Flax's default is
-/// multiplication: `make_attention_mask(&tokens.gt(0), &tokens.gt(0), |a, b| Ok(a * b), 0,
-/// Kind::Float)` masks padding), with `extra_batch_dims` leading singleton axes, in `kind`.
-pub fn make_attention_mask(
-    query_input: &Tensor,
-    key_input: &Tensor,
-    pairwise_fn: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
-    extra_batch_dims: usize,
-    kind: Kind,
-) -> Result<Tensor> {
-    let mut mask =
-        pairwise_fn(&query_input.f_unsqueeze(-1)?, &key_input.f_unsqueeze(-2)?)?.f_unsqueeze(-3)?;
-    for _ in 0..extra_batch_dims {
-        mask = mask.f_unsqueeze(0)?;
-    }
-    Ok(mask.f_to_kind(kind)?)
+/// The pairwise function of [`make_attention_mask_with`]: called with the query input
+/// `[batch…, q_len, 1]` and the key input `[batch…, 1, kv_len]`.
+pub type PairwiseFn = Arc<dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync>;
+
+/// The keyword arguments of [`make_attention_mask_with`], Flax's defaults by [`Default`].
+#[derive(Clone)]
+pub struct AttentionMaskOptions {
+    /// Combines query and key inputs (Flax's default `jnp.multiply`).
+    pub pairwise_fn: PairwiseFn,
+    /// The number of leading singleton axes added (Flax's default 0).
+    pub extra_batch_dims: usize,
+    /// The dtype of the mask (Flax's default float32).
+    pub kind: Kind,
 }
 
-/// The causal mask `[batch…, 1, len, len]` of a `[batch…, len]` input: position `i` attends to
-/// positions `j <= i` (Flax's `make_causal_mask`).
-pub fn make_causal_mask(x: &Tensor, extra_batch_dims: usize, kind: Kind) -> Result<Tensor> {
+impl Default for AttentionMaskOptions {
+    fn default() -> Self {
+        AttentionMaskOptions {
+            pairwise_fn: Arc::new(|a, b| Ok(a.f_mul(b)?)),
+            extra_batch_dims: 0,
+            kind: Kind::Float,
+        }
+    }
+}
+
+impl std::fmt::Debug for AttentionMaskOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttentionMaskOptions")
+            .field("extra_batch_dims", &self.extra_batch_dims)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttentionMaskOptions {
+    /// Flax's defaults: multiplication, no extra batch dims, float32.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Combines query and key inputs with `pairwise_fn` (for example `|a, b| Ok(a.f_ge_tensor(b)?)`).
+    pub fn pairwise_fn(
+        mut self,
+        pairwise_fn: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    ) -> Self {
+        self.pairwise_fn = Arc::new(pairwise_fn);
+        self
+    }
+
+    /// Adds `extra_batch_dims` leading singleton axes.
+    pub fn extra_batch_dims(mut self, extra_batch_dims: usize) -> Self {
+        self.extra_batch_dims = extra_batch_dims;
+        self
+    }
+
+    /// Makes the mask in `kind` (Flax's `dtype`).
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
+}
+
+/// A float32 mask `[batch…, 1, q_len, kv_len]` from `[batch…, q_len]` and `[batch…, kv_len]`
+/// inputs: `query_input[…, :, None] · key_input[…, None, :]` (Flax's
+/// `make_attention_mask(query_input, key_input)`; `make_attention_mask(&tokens.gt(0),
+/// &tokens.gt(0))` masks padding).
+pub fn make_attention_mask(query_input: &Tensor, key_input: &Tensor) -> Result<Tensor> {
+    make_attention_mask_with(query_input, key_input, AttentionMaskOptions::new())
+}
+
+/// [`make_attention_mask`] combining the inputs with `options.pairwise_fn`, with
+/// `extra_batch_dims` leading singleton axes, in `options.kind`.
+pub fn make_attention_mask_with(
+    query_input: &Tensor,
+    key_input: &Tensor,
+    options: AttentionMaskOptions,
+) -> Result<Tensor> {
+    let pairwise = (options.pairwise_fn)(&query_input.f_unsqueeze(-1)?, &key_input.f_unsqueeze(-2)?)?;
+    let mut mask = pairwise.f_unsqueeze(-3)?;
+    for _ in 0..options.extra_batch_dims {
+        mask = mask.f_unsqueeze(0)?;
+    }
+    Ok(mask.f_to_kind(options.kind)?)
+}
+
+/// The float32 causal mask `[batch…, 1, len, len]` of a `[batch…, len]` input: position `i`
+/// attends to positions `j <= i` (Flax's `make_causal_mask(x)`).
+pub fn make_causal_mask(x: &Tensor) -> Result<Tensor> {
+    make_causal_mask_with(x, AttentionMaskOptions::new())
+}
+
+/// [`make_causal_mask`] with `options`' `extra_batch_dims` and `kind` (Flax's keyword
+/// arguments); its `pairwise_fn` is replaced by the causal comparison, as in Flax.
+pub fn make_causal_mask_with(x: &Tensor, options: AttentionMaskOptions) -> Result<Tensor> {
     check_defined(x, "make_causal_mask's input")?;
     let len = *x
         .size()
         .last()
         .ok_or_else(|| Error::Value("make_causal_mask needs a [batch..., len] input".into()))?;
     let idxs = Tensor::f_arange(len, (Kind::Int, x.device()))?.f_expand(x.size(), false)?;
-    make_attention_mask(&idxs, &idxs, |a, b| Ok(a.f_ge_tensor(b)?), extra_batch_dims, kind)
+    make_attention_mask_with(&idxs, &idxs, options.pairwise_fn(|a, b| Ok(a.f_ge_tensor(b)?)))
 }
 
 /// The logical and of the given masks (all of one rank), in `kind`; `None` when none is given
@@ -241,9 +447,11 @@ struct Attention<'a> {
     broadcast_dropout: bool,
     dropout_rate: f64,
     deterministic: Option<bool>,
+    precision: Option<Precision>,
     kernel_init: &'a Init,
     bias_init: &'a Init,
     use_bias: bool,
+    attention_fn: &'a AttentionFn,
     decode: bool,
 }
 
@@ -259,9 +467,11 @@ macro_rules! attention_of {
             broadcast_dropout: $m.broadcast_dropout,
             dropout_rate: $m.dropout_rate,
             deterministic: $m.deterministic,
+            precision: $m.precision,
             kernel_init: &$m.kernel_init,
             bias_init: &$m.bias_init,
             use_bias: $m.use_bias,
+            attention_fn: &$m.attention_fn,
             decode: $m.decode,
         }
     };
@@ -301,6 +511,11 @@ pub struct MultiHeadDotProductAttention {
     /// Whether to skip dropout (needed, once, only when `dropout_rate > 0`).
     #[module(default = None)]
     pub deterministic: Option<bool>,
+    /// The float32 precision of the projections and attention products on CUDA (Flax's
+    /// `precision`; default `None`: libtorch's setting). Changes nothing on CPU; see
+    /// [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the projection kernels (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -310,6 +525,9 @@ pub struct MultiHeadDotProductAttention {
     /// Whether the projections have biases.
     #[module(default = true)]
     pub use_bias: bool,
+    /// The attention itself (default: [`dot_product_attention_with`]).
+    #[module(default = AttentionFn::default())]
+    pub attention_fn: AttentionFn,
     /// Whether to use the autoregressive cache.
     #[module(default = false)]
     pub decode: bool,
@@ -366,8 +584,9 @@ impl Attention<'_> {
             (key, value, mask) = self.use_cache(cx, &query, key, value, mask)?;
         }
         let dropout = self.dropout(cx, deterministic)?;
-        let x =
-            dot_product_attention(&query, &key, &value, None, mask.as_ref(), dropout.as_ref(), self.dtype)?;
+        let options =
+            AttentionOptions { mask, dropout, dtype: self.dtype, precision: self.precision, bias: None };
+        let x = self.attention_fn.call(&query, &key, &value, options)?;
         DenseGeneral::new(features)
             .axis([-2, -1])
             .kernel_init(self.kernel_init.clone())
@@ -375,6 +594,7 @@ impl Attention<'_> {
             .use_bias(self.use_bias)
             .dtype(self.dtype)
             .param_dtype(self.param_dtype)
+            .precision(self.precision)
             .name("out")
             .call(cx, &x)
     }
@@ -387,6 +607,7 @@ impl Attention<'_> {
             .use_bias(self.use_bias)
             .dtype(self.dtype)
             .param_dtype(self.param_dtype)
+            .precision(self.precision)
             .name(name)
     }
 
@@ -492,6 +713,11 @@ pub struct SelfAttention {
     /// Whether to skip dropout (needed, once, only when `dropout_rate > 0`).
     #[module(default = None)]
     pub deterministic: Option<bool>,
+    /// The float32 precision of the projections and attention products on CUDA (Flax's
+    /// `precision`; default `None`: libtorch's setting). Changes nothing on CPU; see
+    /// [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the projection kernels (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -501,6 +727,9 @@ pub struct SelfAttention {
     /// Whether the projections have biases.
     #[module(default = true)]
     pub use_bias: bool,
+    /// The attention itself (default: [`dot_product_attention_with`]).
+    #[module(default = AttentionFn::default())]
+    pub attention_fn: AttentionFn,
     /// Whether to use the autoregressive cache.
     #[module(default = false)]
     pub decode: bool,

@@ -3,7 +3,8 @@
 //!
 //! Differences from the spec's Flax 0.6.10: none in behaviour. `kernel_size` is a `Vec` (the
 //! spec's `Conv` rejects a bare int with a `TypeError`, 0.12.8 reads it as `(k,)`: write
-//! `vec![k]`); `precision` has no libtorch equivalent and is left out.
+//! `vec![k]`); `precision` is libtorch's float32 precision of CUDA convolutions
+//! ([`Precision`]).
 //!
 //! A kernel that fits nowhere in some dimension (`VALID` and larger than the input) gives a
 //! zero-size output, as in Flax; `ConvLocal`'s kernel then has a zero-size output grid, over
@@ -21,6 +22,7 @@ use crate::nn::initializers::{self, Init};
 use crate::nn::lax_conv::{conv_general_dilated, conv_general_dilated_local, ConvGeometry};
 use crate::nn::module_utils::{attribute_error, shape_error, FoldedBatch};
 use crate::nn::padding::{pad_wrap, same_pads, Padding};
+use crate::nn::precision::{with_precision, Precision};
 use tch::{Kind, Tensor};
 
 /// Folds the batch dimensions of `inputs` for a convolution with `spatial` dims, or
@@ -81,6 +83,7 @@ struct ConvAttrs<'a> {
     mask: Option<&'a Mask>,
     dtype: Option<Kind>,
     param_dtype: Kind,
+    precision: Option<Precision>,
     kernel_init: &'a Init,
     bias_init: &'a Init,
 }
@@ -110,15 +113,16 @@ impl ConvAttrs<'_> {
         };
         let (x, kernel) = (cast(x, kind)?, cast(kernel, kind)?);
         let bias = bias.map(|b| cast(b, kind)).transpose()?;
-        let y = if self.shared_weights {
-            conv_general_dilated(&x, &kernel, &geometry, bias.as_ref())?
-        } else {
+        let y = with_precision(self.precision, || {
+            if self.shared_weights {
+                return conv_general_dilated(&x, &kernel, &geometry, bias.as_ref());
+            }
             let y = conv_general_dilated_local(&x, &kernel, self.kernel_size, &geometry)?;
             match &bias {
-                Some(b) => y.f_add(b)?,
-                None => y,
+                Some(b) => Ok(y.f_add(b)?),
+                None => Ok(y),
             }
-        };
+        })?;
         folded.unfold(y)
     }
 
@@ -245,6 +249,10 @@ pub struct Conv {
     /// The dtype the params are stored in.
     #[module(default = Kind::Float)]
     pub param_dtype: Kind,
+    /// The float32 precision of the layer's products on CUDA (Flax's `precision`; default
+    /// `None`: libtorch's setting). Changes nothing on CPU, as in JAX; see [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the kernel (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -272,6 +280,7 @@ impl Conv {
             mask: self.mask.as_ref(),
             dtype: self.dtype,
             param_dtype: self.param_dtype,
+            precision: self.precision,
             kernel_init: &self.kernel_init,
             bias_init: &self.bias_init,
         }
@@ -316,6 +325,10 @@ pub struct ConvLocal {
     /// The dtype the params are stored in.
     #[module(default = Kind::Float)]
     pub param_dtype: Kind,
+    /// The float32 precision of the layer's products on CUDA (Flax's `precision`; default
+    /// `None`: libtorch's setting). Changes nothing on CPU, as in JAX; see [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the kernel (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -343,6 +356,7 @@ impl ConvLocal {
             mask: self.mask.as_ref(),
             dtype: self.dtype,
             param_dtype: self.param_dtype,
+            precision: self.precision,
             kernel_init: &self.kernel_init,
             bias_init: &self.bias_init,
         }

@@ -2,7 +2,8 @@
 //! convolution that upsamples by its strides.
 //!
 //! Differences from the spec's Flax 0.6.10: `strides` and `kernel_dilation` default to
-//! `Dims::Int(1)`, which is what Flax's `None` means; `precision` is left out.
+//! `Dims::Int(1)`, which is what Flax's `None` means; `precision` is libtorch's float32
+//! precision of CUDA convolutions ([`Precision`]).
 
 use crate::core::errors::Result;
 use crate::core::repr::FlaxRepr;
@@ -16,6 +17,7 @@ use crate::nn::initializers::{self, Init};
 use crate::nn::lax_conv::{conv_general_dilated, conv_transpose_padding, ConvGeometry};
 use crate::nn::module_utils::attribute_error;
 use crate::nn::padding::Padding;
+use crate::nn::precision::{with_precision, Precision};
 use tch::{Kind, Tensor};
 
 /// A transposed convolution over channels-last inputs `(*batch, spatial…, features)` (Flax's
@@ -53,6 +55,10 @@ pub struct ConvTranspose {
     /// The dtype the params are stored in.
     #[module(default = Kind::Float)]
     pub param_dtype: Kind,
+    /// The float32 precision of the layer's products on CUDA (Flax's `precision`; default
+    /// `None`: libtorch's setting). Changes nothing on CPU, as in JAX; see [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the kernel (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -105,7 +111,8 @@ impl ConvTranspose {
             groups: 1,
         };
         let circular = self.padding == Padding::Circular;
-        let y = conv_general_dilated(&x, &rhs, &geometry, bias.as_ref().filter(|_| !circular))?;
+        let fused_bias = bias.as_ref().filter(|_| !circular);
+        let y = with_precision(self.precision, || conv_general_dilated(&x, &rhs, &geometry, fused_bias))?;
         let y = if circular {
             let y = self.wrap_around(y, &x.size()[1..=n], &strides)?;
             match &bias {

@@ -9,6 +9,7 @@ use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, promote_types, result_dtype};
 use crate::nn::initializers::{self, Init, Initializer};
 use crate::nn::module_utils::{attribute_error, shape_error};
+use crate::nn::precision::{with_precision, Precision};
 use tch::{Device, Kind, Tensor};
 
 /// A linear transformation applied over the last dimension of the input (Flax's `nn.Dense`):
@@ -27,6 +28,10 @@ pub struct Dense {
     /// The dtype the params are stored in.
     #[module(default = Kind::Float)]
     pub param_dtype: Kind,
+    /// The float32 precision of the layer's products on CUDA (Flax's `precision`; default
+    /// `None`: libtorch's setting). Changes nothing on CPU, as in JAX; see [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
     /// Initializer of the kernel (default: `lecun_normal`).
     #[module(default = initializers::lecun_normal().into())]
     pub kernel_init: Init,
@@ -59,7 +64,7 @@ impl Dense {
         if self.dtype.is_none() {
             // Fast path: inputs and params of one dtype need no promotion, and libtorch
             // refuses mixed dtypes, so only a failure pays for asking the dtypes.
-            if let Ok(y) = linear(inputs, &kernel, bias.as_ref()) {
+            if let Ok(y) = with_precision(self.precision, || linear(inputs, &kernel, bias.as_ref())) {
                 return Ok(y);
             }
         }
@@ -74,7 +79,7 @@ impl Dense {
         };
         let kernel = if kernel_kind == kind { kernel } else { kernel.f_to_kind(kind)? };
         let bias = bias.map(|b| cast(b, kind)).transpose()?;
-        linear(x, &kernel, bias.as_ref())
+        with_precision(self.precision, || linear(x, &kernel, bias.as_ref()))
     }
 }
 
@@ -138,6 +143,10 @@ pub struct DenseGeneral {
     /// Initializer of the bias (default: `zeros`).
     #[module(default = initializers::zeros().into())]
     pub bias_init: Init,
+    /// The float32 precision of the layer's products on CUDA (Flax's `precision`; default
+    /// `None`: libtorch's setting). Changes nothing on CPU, as in JAX; see [`Precision`].
+    #[module(default = None)]
+    pub precision: Option<Precision>,
 }
 
 #[module]
@@ -183,11 +192,12 @@ impl DenseGeneral {
                 Some(b) => Some(cast(b, kind)?.f_reshape([n_features])?),
                 None => None,
             };
-            return Ok(linear(&x, &k, b.as_ref())?.f_reshape(out_shape)?);
+            let y = with_precision(self.precision, || linear(&x, &k, b.as_ref()))?;
+            return Ok(y.f_reshape(out_shape)?);
         }
         let x = x.f_reshape([n_batch, n_free, n_contracted])?;
         let k = cast(kernel, kind)?.f_reshape([n_batch, n_contracted, n_features])?;
-        let y = x.f_matmul(&k)?.f_reshape(out_shape)?;
+        let y = with_precision(self.precision, || Ok(x.f_matmul(&k)?))?.f_reshape(out_shape)?;
         match bias {
             // The bias broadcasts over the free dims: batch dims, then ones, then features.
             Some(b) => {

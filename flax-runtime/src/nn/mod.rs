@@ -2,6 +2,13 @@
 //!
 //! Layers are re-exported here under their Flax names (`nn::Conv`, `nn::Dense`, …), as
 //! `flax.linen` exports them.
+//!
+//! Functions with keyword arguments in Flax come in two forms, as `apply` and `apply_with` do:
+//! the short one with Flax's defaults (`nn::one_hot(&labels, 10)?`, `nn::avg_pool(&x, [2,
+//! 2])?`, `nn::make_causal_mask(&x)?`), and a `_with` one taking an options struct whose
+//! `Default` is Flax's defaults and whose builder setters are Flax's keywords
+//! (`nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?`,
+//! `nn::logsumexp_with(&x, nn::LogsumexpOptions::new().axis(-1))?`).
 
 pub mod activation;
 pub mod attention;
@@ -22,18 +29,23 @@ mod module_utils;
 pub mod normalization;
 pub mod padding;
 pub mod pooling;
+pub mod precision;
 pub mod recurrent;
 pub mod rnn;
 pub mod stochastic;
 
 pub use activation::{
     celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu, log_sigmoid,
-    log_softmax, logsumexp, logsumexp_with_sign, one_hot, relu, relu6, selu, sigmoid, silu, soft_sign,
-    softmax, softplus, standardize, swish, tanh, PReLU,
+    log_softmax, log_softmax_with, logsumexp, logsumexp_with, logsumexp_with_sign, one_hot, one_hot_with,
+    relu, relu6, selu, sigmoid, silu, soft_sign, softmax, softmax_with, softplus, standardize,
+    standardize_with, swish, tanh, LogsumexpOptions, OneHotOptions, PReLU, SoftmaxOptions,
+    StandardizeOptions,
 };
 pub use attention::{
-    combine_masks, dot_product_attention, dot_product_attention_weights, make_attention_mask,
-    make_causal_mask, AttentionDropout, MultiHeadDotProductAttention, SelfAttention,
+    combine_masks, dot_product_attention, dot_product_attention_weights, dot_product_attention_weights_with,
+    dot_product_attention_with, make_attention_mask, make_attention_mask_with, make_causal_mask,
+    make_causal_mask_with, AttentionDropout, AttentionFn, AttentionFnBody, AttentionMaskOptions,
+    AttentionOptions, MultiHeadDotProductAttention, PairwiseFn, SelfAttention,
 };
 pub use combinators::{layer, Args, CallArgs, FromArg, IntoLayer, Layer, LayerOutput, Sequential};
 pub use conv::{Conv, ConvLocal};
@@ -45,7 +57,10 @@ pub use linear::{Dense, DenseGeneral};
 pub use module_utils::merge_param;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
 pub use padding::Padding;
-pub use pooling::{avg_pool, max_pool, min_pool, pool};
+pub use pooling::{
+    avg_pool, avg_pool_with, max_pool, max_pool_with, min_pool, min_pool_with, pool, PoolOptions,
+};
+pub use precision::Precision;
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use rnn::{
     flip_sequences, fused_run_count, Bidirectional, FusedCell, RNNCellBase, SplitRngs, VariableAxes, RNN,

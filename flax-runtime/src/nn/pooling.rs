@@ -8,6 +8,11 @@
 //! A window that fits nowhere in some dimension (`VALID` and larger than the input, or pads
 //! that crop the input below it) gives XLA's zero-size result, as Flax does (`empty_windows`).
 //! These are functions, not modules, so their errors carry no module path.
+//!
+//! `max_pool(&x, [2, 2])` uses Flax's defaults (`strides=None`: 1 along every window
+//! dimension, `padding="VALID"`; `avg_pool` also `count_include_pad=True`);
+//! `max_pool_with(&x, [2, 2], PoolOptions::new().strides([2, 2]))` sets Flax's keyword
+//! arguments through [`PoolOptions`].
 
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
@@ -35,12 +40,8 @@ impl Window {
 }
 
 /// Flax's `pool` checks: batch dims folded, strides defaulted, padding resolved.
-fn windows(
-    inputs: &Tensor,
-    window_shape: &[i64],
-    strides: Option<&[i64]>,
-    padding: &Padding,
-) -> Result<(FoldedBatch, Window)> {
+fn windows(inputs: &Tensor, window_shape: &[i64], options: &PoolOptions) -> Result<(FoldedBatch, Window)> {
+    let (strides, padding) = (options.strides.as_deref(), &options.padding);
     let n = window_shape.len();
     if n == 0 || window_shape.iter().any(|&w| w < 1) {
         return Err(Error::Value(format!(
@@ -94,56 +95,113 @@ fn windows(
     Ok((folded, Window { shape: window_shape.to_vec(), strides, pads }))
 }
 
+/// The keyword arguments of the pooling functions, Flax's defaults by [`Default`].
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    /// The step between windows, one per window dimension (Flax's default `None`: all 1).
+    pub strides: Option<Vec<i64>>,
+    /// The padding of the spatial dimensions (Flax's default `"VALID"`).
+    pub padding: Padding,
+    /// Whether `avg_pool` counts padded positions (as zeros) in a window's size (Flax's
+    /// default `true`); the other poolings have no use for it.
+    pub count_include_pad: bool,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { strides: None, padding: Padding::Valid, count_include_pad: true }
+    }
+}
+
+impl PoolOptions {
+    /// Flax's defaults: strides of 1, `VALID` padding, padding counted by `avg_pool`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Steps `strides` between windows (one per window dimension: `[2, 2]`).
+    pub fn strides(mut self, strides: impl AsRef<[i64]>) -> Self {
+        self.strides = Some(strides.as_ref().to_vec());
+        self
+    }
+
+    /// Pads the spatial dimensions: `Padding::Same`, `Padding::Valid` or `(low, high)` pairs.
+    pub fn padding(mut self, padding: impl Into<Padding>) -> Self {
+        self.padding = padding.into();
+        self
+    }
+
+    /// Whether `avg_pool` divides by the whole window size, padding included.
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
+        self
+    }
+}
+
 /// Pools `inputs` with any reduction (Flax's `pool`, XLA's `ReduceWindow`): padded positions
 /// hold `init`, and `reduce_fn` combines two tensors of window values elementwise. Its order
-/// of application is unspecified, as in XLA: it should be associative and commutative.
+/// of application is unspecified, as in XLA: it should be associative and commutative. Flax's
+/// `strides` and `padding` have no defaults here; `options` gives them (or the pooling ones).
 pub fn pool(
     inputs: &Tensor,
     init: f64,
     reduce_fn: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
-    window_shape: &[i64],
-    strides: Option<&[i64]>,
-    padding: &Padding,
+    window_shape: impl AsRef<[i64]>,
+    options: PoolOptions,
 ) -> Result<Tensor> {
-    let (folded, window) = windows(inputs, window_shape, strides, padding)?;
+    let (folded, window) = windows(inputs, window_shape.as_ref(), &options)?;
     folded.unfold(reduce_window(&folded.x, init, &reduce_fn, &window)?)
 }
 
+/// The maximum over each window, with strides 1 and no padding (Flax's `max_pool(inputs,
+/// window_shape)`).
+pub fn max_pool(inputs: &Tensor, window_shape: impl AsRef<[i64]>) -> Result<Tensor> {
+    max_pool_with(inputs, window_shape, PoolOptions::new())
+}
+
 /// The maximum over each window (Flax's `max_pool`); padding never wins (it is `-inf`).
-/// Flax's defaults: `strides = None` (all 1), `padding = Padding::Valid`.
-pub fn max_pool(
+pub fn max_pool_with(
     inputs: &Tensor,
-    window_shape: &[i64],
-    strides: Option<&[i64]>,
-    padding: &Padding,
+    window_shape: impl AsRef<[i64]>,
+    options: PoolOptions,
 ) -> Result<Tensor> {
-    let (folded, window) = windows(inputs, window_shape, strides, padding)?;
+    let (folded, window) = windows(inputs, window_shape.as_ref(), &options)?;
     folded.unfold(window_max(&folded.x, &window)?)
 }
 
+/// The minimum over each window, with strides 1 and no padding (Flax's `min_pool(inputs,
+/// window_shape)`).
+pub fn min_pool(inputs: &Tensor, window_shape: impl AsRef<[i64]>) -> Result<Tensor> {
+    min_pool_with(inputs, window_shape, PoolOptions::new())
+}
+
 /// The minimum over each window (Flax's `min_pool`); padding is `+inf`.
-pub fn min_pool(
+pub fn min_pool_with(
     inputs: &Tensor,
-    window_shape: &[i64],
-    strides: Option<&[i64]>,
-    padding: &Padding,
+    window_shape: impl AsRef<[i64]>,
+    options: PoolOptions,
 ) -> Result<Tensor> {
-    let (folded, window) = windows(inputs, window_shape, strides, padding)?;
+    let (folded, window) = windows(inputs, window_shape.as_ref(), &options)?;
     folded.unfold(window_max(&folded.x.f_neg()?, &window)?.f_neg()?)
+}
+
+/// The mean over each window, with strides 1 and no padding (Flax's `avg_pool(inputs,
+/// window_shape)`).
+pub fn avg_pool(inputs: &Tensor, window_shape: impl AsRef<[i64]>) -> Result<Tensor> {
+    avg_pool_with(inputs, window_shape, PoolOptions::new())
 }
 
 /// The mean over each window (Flax's `avg_pool`): the window sum divided by the window size
 /// with `count_include_pad` (padding counts as zeros, Flax's default), else by the number of
 /// input elements the window covers.
-pub fn avg_pool(
+pub fn avg_pool_with(
     inputs: &Tensor,
-    window_shape: &[i64],
-    strides: Option<&[i64]>,
-    padding: &Padding,
-    count_include_pad: bool,
+    window_shape: impl AsRef<[i64]>,
+    options: PoolOptions,
 ) -> Result<Tensor> {
-    let (folded, window) = windows(inputs, window_shape, strides, padding)?;
-    let y = if count_include_pad {
+    let window_shape = window_shape.as_ref();
+    let (folded, window) = windows(inputs, window_shape, &options)?;
+    let y = if options.count_include_pad {
         // Every window lies within the padded input, so libtorch's own average divides by
         // the window size, as Flax does.
         match native_pool(&folded.x, Reduction::Mean, &window)? {

@@ -2,7 +2,7 @@
 //! in an extended `TrainState`, `train_step` and `compute_metrics`. The example
 //! `examples/examples/quickstart.rs` spells the same out for readers; the tests share this one.
 
-use flax::nn::{self, Padding};
+use flax::nn;
 use flax::optax::losses::softmax_cross_entropy_with_integer_labels;
 use flax::optax::Sgd;
 use flax::prelude::*;
@@ -21,9 +21,9 @@ impl CNN {
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
+        let x = nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?;
         let x = nn::Conv::new(64, vec![3, 3]).call(cx, &x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
+        let x = nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?;
         let x = x.flatten(1, -1);
         let x = nn::Dense::new(256).call(cx, &x)?.relu();
         nn::Dense::new(10).call(cx, &x)

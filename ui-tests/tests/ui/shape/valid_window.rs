@@ -1,5 +1,4 @@
 // A VALID pooling window larger than its input.
-use flax::nn::Padding;
 use flax::prelude::*;
 
 #[module]
@@ -11,7 +10,7 @@ impl Net {
     #[shape(x: [B, 28, 28, 1])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let x = nn::Conv::new(8, vec![3, 3]).strides(4).call(cx, x)?;
-        nn::max_pool(&x, &[8, 8], None, &Padding::Valid)
+        nn::max_pool(&x, [8, 8])
     }
 }
 

@@ -22,7 +22,6 @@
 
 use clap::Parser;
 use flax::data::{Batches, ImageClassification, Remainder};
-use flax::nn::Padding;
 use flax::optax::{self, GradientTransformation, MultiTransform, ScaleByAdamState};
 use flax::prelude::*;
 use flax::tch;
@@ -46,10 +45,10 @@ impl CNNFeatures {
     #[compact]
     #[shape(x: [B, 28, 28, 1] -> [B, 256])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let x = nn::Conv::new(32, vec![3, 3]).call(cx, x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
-        let x = nn::Conv::new(64, vec![3, 3]).call(cx, &x)?.relu();
-        let x = nn::avg_pool(&x, &[2, 2], Some(&[2, 2]), &Padding::Valid, true)?;
+        let x = nn::Conv::new(32, [3, 3]).call(cx, x)?.relu();
+        let x = nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?;
+        let x = nn::Conv::new(64, [3, 3]).call(cx, &x)?.relu();
+        let x = nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?;
         let x = x.flatten(1, -1); // flatten
         Ok(nn::Dense::new(256).call(cx, &x)?.relu())
     }

@@ -19,6 +19,8 @@ mod body;
 mod call_args;
 mod checks;
 mod collection;
+#[cfg(test)]
+mod expand_snapshots;
 mod module_impl;
 mod module_struct;
 mod params;

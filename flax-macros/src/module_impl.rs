@@ -12,7 +12,6 @@ use crate::checks;
 use crate::shape::{self, expand::DeclaredMethod, Declaration};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
-use syn::spanned::Spanned;
 
 /// A method that takes a scope, split into the pieces the expansion needs.
 struct ScopeMethod {
@@ -47,11 +46,14 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
         ));
         return errors.with(quote!(#item));
     }
-    let setup = crate::setup::take(&mut item).unwrap_or_else(|e| {
+    let (setup, setup_error) = crate::setup::take(&mut item);
+    if let Some(e) = setup_error {
         errors.push(e);
-        None
-    });
+    }
     let mut methods = Vec::new();
+    // The first compact method whose signature was rejected: callers' `init`/`apply` are still
+    // generated from it (see `fallback`).
+    let mut rejected_compact = None;
     let mut compact_seen = false;
     for impl_item in item.items.iter_mut() {
         let syn::ImplItem::Fn(f) = impl_item else { continue };
@@ -75,7 +77,12 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
                 "#[shape] declares the tensors of a module method: one taking `cx: &mut Scope`",
             )),
             Ok(None) => {}
-            Err(e) => errors.push(e),
+            Err(e) => {
+                errors.push(e);
+                if compact && rejected_compact.is_none() {
+                    rejected_compact = Some(fallback_method(f));
+                }
+            }
         }
     }
     for m in &methods {
@@ -118,7 +125,10 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
         checked.errors.into_iter().for_each(|e| errors.push(e));
         call_checks.push(checked.call_checks);
     }
-    let generated = generate(&item, &methods, &declared, &call_checks, custom_call_args, setup.as_ref());
+    let mut generated = generate(&item, &methods, &declared, &call_checks, custom_call_args, setup.as_ref());
+    if let Some(m) = rejected_compact.filter(|_| !methods.iter().any(|m| m.compact)) {
+        generated.extend(fallback(&item, &m));
+    }
     errors.with(generated)
 }
 
@@ -198,8 +208,8 @@ fn classify(f: &syn::ImplItemFn, compact: bool) -> syn::Result<Option<ScopeMetho
         ));
     }
     let output = result_ok_type(&f.sig.output).ok_or_else(|| {
-        syn::Error::new(
-            f.sig.output.span(),
+        syn::Error::new_spanned(
+            &f.sig.output,
             "a module method returns `flax::Result<T>` (errors of params and submodules propagate with `?`)",
         )
     })?;
@@ -379,6 +389,35 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMetho
         )
     });
     f
+}
+
+/// A compact method whose signature was rejected, taken as it is for its entry points: its
+/// arguments (no scope left out where it has none) and its `Result`'s `T`, or its return type.
+fn fallback_method(f: &syn::ImplItemFn) -> ScopeMethod {
+    let scope_index = typed_args(f).iter().position(|a| is_scope_type(&a.ty)).unwrap_or(usize::MAX);
+    let output = result_ok_type(&f.sig.output).unwrap_or_else(|| match &f.sig.output {
+        syn::ReturnType::Type(_, ty) => (**ty).clone(),
+        syn::ReturnType::Default => syn::parse_quote!(()),
+    });
+    ScopeMethod { method: f.clone(), compact: true, scope_index, output, shape: None }
+}
+
+/// thiserror's fallback: after an error in the compact method's signature, `init`, `apply`
+/// and the other entry points are still generated, with bodies that never run (the crate does
+/// not compile), so that their callers give no second error.
+fn fallback(item: &syn::ItemImpl, m: &ScopeMethod) -> TokenStream {
+    let items = init_apply(m).into_iter().map(|mut item| {
+        if let syn::ImplItem::Fn(f) = &mut item {
+            f.attrs.push(syn::parse_quote!(#[allow(unused_variables)]));
+            f.block = syn::parse_quote!({
+                ::core::unreachable!("#[module] reported a compile error for this module's compact method")
+            });
+        }
+        item
+    });
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    quote!(impl #impl_generics #self_ty #where_clause { #(#items)* })
 }
 
 /// `init`, `init_with_output`, `init_with`, `tabulate`, `tabulate_with`, `module_paths`,

@@ -40,13 +40,13 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
     if !attr.is_empty() {
         push(syn::Error::new_spanned(&attr, "#[module] on a struct takes no arguments"));
     }
-    let fields = match parse_fields(&mut item) {
-        Ok(fields) => fields,
-        Err(e) => {
-            push(e);
-            Vec::new()
-        }
-    };
+    if matches!(item.fields, syn::Fields::Unnamed(_)) {
+        // Nothing can be generated without attribute names: the struct is left as written.
+        push(syn::Error::new_spanned(&item.fields, "a #[module] struct has named fields (its attributes)"));
+        let errors = errors.map(|e| e.to_compile_error());
+        return quote! { #errors #item };
+    }
+    let fields = parse_fields(&mut item, &mut push);
     for f in &fields {
         if RESERVED.contains(&f.ident.to_string().as_str()) {
             push(syn::Error::new(
@@ -77,50 +77,34 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
     quote! { #errors #generated }
 }
 
-fn parse_fields(item: &mut syn::ItemStruct) -> syn::Result<Vec<FieldModel>> {
+/// The named fields with their options (a unit struct has none). A field whose options do
+/// not parse is reported through `push` and kept with the default options, so that the
+/// generated constructor still has it (one error per mistake).
+fn parse_fields(item: &mut syn::ItemStruct, push: &mut impl FnMut(syn::Error)) -> Vec<FieldModel> {
     let syn::Fields::Named(named) = &mut item.fields else {
-        if matches!(item.fields, syn::Fields::Unit) {
-            item.fields = syn::Fields::Named(syn::parse_quote!({}));
-            return Ok(Vec::new());
-        }
-        return Err(syn::Error::new_spanned(
-            &item.fields,
-            "a #[module] struct has named fields (its attributes)",
-        ));
+        item.fields = syn::Fields::Named(syn::parse_quote!({}));
+        return Vec::new();
     };
     let mut out = Vec::new();
-    let mut errors: Option<syn::Error> = None;
     for field in named.named.iter_mut() {
-        match FieldOpts::from_field(field) {
-            Ok(opts) => {
-                let bare = |name: &str| field.attrs.iter().any(|a| a.path().is_ident(name));
-                let (bare_submodule, bare_setup) = (bare("submodule"), bare("setup"));
-                field
-                    .attrs
-                    .retain(|a| !["module", "submodule", "setup"].iter().any(|n| a.path().is_ident(n)));
-                out.push(FieldModel {
-                    ident: field.ident.clone().expect("named fields have identifiers"),
-                    ty: field.ty.clone(),
-                    vis: field.vis.clone(),
-                    default: opts.default,
-                    submodule: opts.submodule || bare_submodule,
-                    exact: opts.exact,
-                    setup: opts.setup || bare_setup,
-                });
-            }
-            Err(e) => {
-                let e = syn::Error::from(e);
-                match &mut errors {
-                    Some(all) => all.combine(e),
-                    None => errors = Some(e),
-                }
-            }
-        }
+        let opts = FieldOpts::from_field(field).unwrap_or_else(|e| {
+            push(e.into());
+            FieldOpts::default()
+        });
+        let bare = |name: &str| field.attrs.iter().any(|a| a.path().is_ident(name));
+        let (bare_submodule, bare_setup) = (bare("submodule"), bare("setup"));
+        field.attrs.retain(|a| !["module", "submodule", "setup"].iter().any(|n| a.path().is_ident(n)));
+        out.push(FieldModel {
+            ident: field.ident.clone().expect("named fields have identifiers"),
+            ty: field.ty.clone(),
+            vis: field.vis.clone(),
+            default: opts.default,
+            submodule: opts.submodule || bare_submodule,
+            exact: opts.exact,
+            setup: opts.setup || bare_setup,
+        });
     }
-    match errors {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    out
 }
 
 fn generate(item: &syn::ItemStruct, fields: &[FieldModel], setup_fields: &[FieldModel]) -> TokenStream {

@@ -151,18 +151,22 @@ fn idents(tokens: TokenStream) -> Vec<String> {
 
 /// The impl block's `fn setup`, taken out of it.
 pub struct SetupMethod {
-    method: syn::ImplItemFn,
+    /// `None` when its signature was rejected: `DefinesSetup` is then generated with a body
+    /// that never runs (thiserror's fallback), so that the module's methods still read the
+    /// setup fields and the mistake gives one error.
+    method: Option<syn::ImplItemFn>,
     /// Whether it takes the scope (`fn setup(&self, cx: &mut Scope) -> Result<…>`), as it must
     /// to declare params; otherwise it is `fn setup(&self) -> …Setup`.
     takes_scope: bool,
 }
 
-/// Removes `fn setup` from `item`, checking its signature.
-pub fn take(item: &mut syn::ItemImpl) -> syn::Result<Option<SetupMethod>> {
+/// Removes `fn setup` from `item`, checking its signature: the method, and the error of a
+/// rejected signature (the method is then the fallback).
+pub fn take(item: &mut syn::ItemImpl) -> (Option<SetupMethod>, Option<syn::Error>) {
     let Some(index) =
         item.items.iter().position(|i| matches!(i, syn::ImplItem::Fn(f) if f.sig.ident == "setup"))
     else {
-        return Ok(None);
+        return (None, None);
     };
     let syn::ImplItem::Fn(method) = item.items.remove(index) else { unreachable!("matched a fn above") };
     let inputs: Vec<&syn::FnArg> = method.sig.inputs.iter().collect();
@@ -173,19 +177,28 @@ pub fn take(item: &mut syn::ItemImpl) -> syn::Result<Option<SetupMethod>> {
         Some(_) => false,
     };
     if !by_ref_self || (inputs.len() > 1 && !takes_scope) {
-        return Err(syn::Error::new(
+        let error = syn::Error::new(
             method.sig.ident.span(),
             "a module's `setup` is `fn setup(&self) -> {Module}Setup`, or \
              `fn setup(&self, cx: &mut Scope) -> Result<{Module}Setup>` to declare params",
-        ));
+        );
+        return (Some(SetupMethod { method: None, takes_scope }), Some(error));
     }
-    Ok(Some(SetupMethod { method, takes_scope }))
+    (Some(SetupMethod { method: Some(method), takes_scope }), None)
 }
 
 /// `DefinesSetup` for the module, running the user's `setup` as a hidden method.
 pub fn generate_impl(self_ty: &syn::Type, generics: &syn::Generics, setup: &SetupMethod) -> TokenStream {
     let (impl_generics, _, where_clause) = generics.split_for_impl();
-    let mut method = setup.method.clone();
+    let Some(mut method) = setup.method.clone() else {
+        return quote! {
+            impl #impl_generics ::flax::__private::DefinesSetup for #self_ty #where_clause {
+                fn run_setup(&self, _cx: &mut ::flax::Scope<'_>) -> ::flax::Result<<Self as ::flax::__private::HasSetup>::Setup> {
+                    ::core::unreachable!("#[module] reported a compile error for this module's `setup`")
+                }
+            }
+        };
+    };
     method.sig.ident = format_ident!("__flax_setup");
     method.vis = syn::Visibility::Inherited;
     method.attrs.push(syn::parse_quote!(#[doc(hidden)]));

@@ -8,7 +8,6 @@
 use super::dim::{Dim, Shape};
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
-use syn::spanned::Spanned;
 
 /// One dimension as written.
 #[derive(Clone)]
@@ -162,7 +161,7 @@ pub fn take(f: &mut syn::ImplItemFn) -> syn::Result<Option<Declaration>> {
     let mut declarations = found.iter().map(|a| (a, a.parse_args::<Declaration>()));
     let Some((_, first)) = declarations.next() else { return Ok(None) };
     if let Some((second, _)) = declarations.next() {
-        return Err(syn::Error::new(second.span(), "a method has at most one #[shape(…)] declaration"));
+        return Err(syn::Error::new_spanned(second, "a method has at most one #[shape(…)] declaration"));
     }
     first.map(Some)
 }

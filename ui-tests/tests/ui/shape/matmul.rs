@@ -8,7 +8,7 @@ pub struct Model;
 impl Model {
     #[compact]
     #[shape(q: [B, 16, 64], k: [B, 16, 64])]
-    pub fn call(&self, cx: &mut Scope, q: &Tensor, k: &Tensor) -> Result<Tensor> {
+    pub fn call(&self, _cx: &mut Scope, q: &Tensor, k: &Tensor) -> Result<Tensor> {
         let scores = q.matmul(k);
         Ok(scores.softmax(-1, Kind::Float))
     }

@@ -8,7 +8,7 @@ pub struct Model;
 impl Model {
     #[compact]
     #[shape(x: [B, 28, 28, 3])]
-    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+    pub fn call(&self, _cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let nchw = x.permute([0, 3, 1]);
         Ok(nchw.relu())
     }

@@ -8,7 +8,7 @@ pub struct Model;
 impl Model {
     #[compact]
     #[shape(x: [B, 4], y: [B, 5])]
-    pub fn call(&self, cx: &mut Scope, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    pub fn call(&self, _cx: &mut Scope, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         Ok(Tensor::stack(&[x, y], 1))
     }
 }

@@ -1,0 +1,16 @@
+// The declaration reads `inputs -> output`; `=>` is not its arrow.
+use flax::prelude::*;
+
+#[module]
+pub struct Model;
+
+#[module]
+impl Model {
+    #[compact]
+    #[shape(x: [B, 784] => [B, 10])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        nn::Dense::new(10).call(cx, x)
+    }
+}
+
+fn main() {}

@@ -90,6 +90,7 @@ fn layers_with_a_precision_give_their_default_outputs_on_cpu() {
 
 #[test]
 fn attention_passes_its_precision_and_options_to_its_attention_fn() {
+    let _turn = exclusive();
     let x = normal(&[2, 4, 6], 4);
     let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();

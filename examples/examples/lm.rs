@@ -67,7 +67,7 @@ impl Block {
         let x = x + y;
         let y = nn::LayerNorm::new().call(cx, &x)?;
         let y = nn::Dense::new(4 * features).call(cx, &y)?;
-        let y = nn::gelu(&y, true)?;
+        let y = nn::gelu(&y)?;
         let y = nn::Dense::new(features).call(cx, &y)?;
         Ok(x + y)
     }

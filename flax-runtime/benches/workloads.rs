@@ -64,7 +64,7 @@ impl EncoderBlock {
         let x = x + h;
         let h = nn::LayerNorm::new().call(cx, &x)?;
         let h = nn::Dense::new(self.mlp_dim).call(cx, &h)?;
-        let h = nn::gelu(&h, true)?;
+        let h = nn::gelu(&h)?;
         let h = nn::Dense::new(features).call(cx, &h)?;
         Ok(x + h)
     }

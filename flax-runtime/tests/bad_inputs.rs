@@ -409,14 +409,14 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
         ("softplus", nn::softplus),
         ("soft_sign", nn::soft_sign),
         ("selu", nn::selu),
-        ("elu", |x| nn::elu(x, 1.0)),
-        ("celu", |x| nn::celu(x, 1.0)),
-        ("leaky_relu", |x| nn::leaky_relu(x, 0.01)),
+        ("elu", |x| nn::elu(x)),
+        ("celu", |x| nn::celu(x)),
+        ("leaky_relu", |x| nn::leaky_relu(x)),
         ("relu6", nn::relu6),
         ("hard_tanh", nn::hard_tanh),
         ("hard_sigmoid", nn::hard_sigmoid),
         ("log_sigmoid", nn::log_sigmoid),
-        ("gelu", |x| nn::gelu(x, true)),
+        ("gelu", |x| nn::gelu(x)),
         ("standardize", |x| nn::standardize_with(x, nn::StandardizeOptions::new().epsilon(1e-6))),
         ("logsumexp with b", |x| nn::logsumexp_with(&f(&[2, 3]), nn::LogsumexpOptions::new().b(x))),
         ("softmax where", |x| nn::softmax_with(&f(&[2, 3]), nn::SoftmaxOptions::new().where_(x))),
@@ -463,8 +463,7 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
             c,
             &format!("combine_masks, {what}"),
             maybe(Box::new(move || {
-                Ok(nn::combine_masks(&[Some(&m3), Some(&f(&[2, 2, 5, 5]))], Kind::Float)?
-                    .unwrap_or_else(Tensor::new))
+                Ok(nn::combine_masks(&[Some(&m3), Some(&f(&[2, 2, 5, 5]))])?.unwrap_or_else(Tensor::new))
             })),
         );
     }

@@ -57,9 +57,9 @@ fn functions_and_masks_match_flax() {
     assert_close("causal_mask", &causal, &c.output());
     let c = g.case("combined_mask");
     let padding = nn::make_attention_mask(&valid, &valid).unwrap();
-    let combined = nn::combine_masks(&[Some(&padding), None, Some(&causal)], f32).unwrap().unwrap();
+    let combined = nn::combine_masks_with(&[Some(&padding), None, Some(&causal)], f32).unwrap().unwrap();
     assert_close("combined_mask", &combined, &c.output());
-    assert!(nn::combine_masks(&[None, None], f32).unwrap().is_none());
+    assert!(nn::combine_masks_with(&[None, None], f32).unwrap().is_none());
 
     modules_match_flax(&g);
     decoding_matches_flax(&g);
@@ -163,7 +163,7 @@ fn bad_configurations_are_typed_errors() {
     assert!(err.to_string().contains("got query (2, 3, 2, 4), key (2, 3, 2, 5)"), "{err}");
     let a = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
     let b = Tensor::ones([2, 3, 4], (Kind::Float, Device::Cpu));
-    assert!(nn::combine_masks(&[Some(&a), Some(&b)], Kind::Float).is_err());
+    assert!(nn::combine_masks(&[Some(&a), Some(&b)]).is_err());
 }
 
 /// Plain attention (no mask, bias or dropout) runs on libtorch's fused

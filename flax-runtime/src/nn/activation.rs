@@ -91,39 +91,64 @@ pub fn soft_sign(x: &Tensor) -> Result<Tensor> {
 
 /// `λ · (x if x > 0 else α·e^x - α)` with JAX's constants.
 pub fn selu(x: &Tensor) -> Result<Tensor> {
-    Ok(elu(x, SELU_ALPHA)?.f_mul_scalar(SELU_SCALE)?)
+    Ok(elu_with(x, SELU_ALPHA)?.f_mul_scalar(SELU_SCALE)?)
 }
 
-/// `x if x > 0 else α·(e^x - 1)` (Flax's default `alpha = 1.0`).
-pub fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+/// `x if x > 0 else e^x - 1` (Flax's `elu` with its default `alpha = 1.0`).
+pub fn elu(x: &Tensor) -> Result<Tensor> {
+    elu_with(x, 1.0)
+}
+
+/// `x if x > 0 else α·(e^x - 1)`: Flax's `elu(x, alpha)`.
+pub fn elu_with(x: &Tensor, alpha: f64) -> Result<Tensor> {
     check_real(x, "elu's input")?;
     let negative = x.f_clamp_max(0.0)?.f_expm1()?.f_mul_scalar(alpha)?;
     Ok(x.f_where_self(&x.f_gt(0.0)?, &negative)?)
 }
 
-/// `max(x, 0) + α·expm1(min(x, 0) / α)` (Flax's default `alpha = 1.0`).
-pub fn celu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+/// `max(x, 0) + expm1(min(x, 0))` (Flax's `celu` with its default `alpha = 1.0`).
+pub fn celu(x: &Tensor) -> Result<Tensor> {
+    celu_with(x, 1.0)
+}
+
+/// `max(x, 0) + α·expm1(min(x, 0) / α)`: Flax's `celu(x, alpha)`.
+pub fn celu_with(x: &Tensor, alpha: f64) -> Result<Tensor> {
     check_real(x, "celu's input")?;
     let negative = x.f_clamp_max(0.0)?.f_div_scalar(alpha)?.f_expm1()?.f_mul_scalar(alpha)?;
     Ok(x.f_clamp_min(0.0)?.f_add(&negative)?)
 }
 
-/// `x if x >= 0 else negative_slope · x` (Flax's default `negative_slope = 0.01`).
-pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
+/// `x if x >= 0 else 0.01 · x` (Flax's `leaky_relu` with its default `negative_slope`).
+pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
+    leaky_relu_with(x, 0.01)
+}
+
+/// `x if x >= 0 else negative_slope · x`: Flax's `leaky_relu(x, negative_slope)`.
+pub fn leaky_relu_with(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
     check_real(x, "leaky_relu's input")?;
     Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul_scalar(negative_slope)?)?)
 }
 
-/// The Gaussian error linear unit: with `approximate` (Flax's default `true`, unlike
-/// PyTorch) the tanh form `x/2 · (1 + tanh(√(2/π)(x + 0.044715x³)))`, else `x/2 · (1 +
-/// erf(x/√2))`.
-pub fn gelu(x: &Tensor, approximate: bool) -> Result<Tensor> {
+/// The Gaussian error linear unit in Flax's default form, the tanh approximation
+/// `x/2 · (1 + tanh(√(2/π)(x + 0.044715x³)))` (PyTorch's default is the exact one).
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    gelu_with(x, true)
+}
+
+/// Flax's `gelu(x, approximate)`: the tanh form above, or with `approximate = false` the exact
+/// `x/2 · (1 + erf(x/√2))`.
+pub fn gelu_with(x: &Tensor, approximate: bool) -> Result<Tensor> {
     Ok(x.f_gelu(if approximate { "tanh" } else { "none" })?)
 }
 
-/// The gated linear unit: `x1 · sigmoid(x2)` for the two halves of `x` along `axis`
-/// (Flax's default `-1`), whose size must be even.
-pub fn glu(x: &Tensor, axis: i64) -> Result<Tensor> {
+/// The gated linear unit along the last axis (Flax's default `axis = -1`): see [`glu_with`].
+pub fn glu(x: &Tensor) -> Result<Tensor> {
+    glu_with(x, -1)
+}
+
+/// The gated linear unit: `x1 · sigmoid(x2)` for the two halves of `x` along `axis`, whose size
+/// must be even (Flax's `glu(x, axis)`).
+pub fn glu_with(x: &Tensor, axis: i64) -> Result<Tensor> {
     let dim = normalize_axis(x, axis)?;
     if x.size()[dim as usize] % 2 != 0 {
         return Err(Error::Value(format!(

@@ -418,9 +418,14 @@ pub fn make_causal_mask_with(x: &Tensor, options: AttentionMaskOptions) -> Resul
     make_attention_mask_with(&idxs, &idxs, options.pairwise_fn(|a, b| Ok(a.f_ge_tensor(b)?)))
 }
 
-/// The logical and of the given masks (all of one rank), in `kind`; `None` when none is given
-/// (Flax's `combine_masks`).
-pub fn combine_masks(masks: &[Option<&Tensor>], kind: Kind) -> Result<Option<Tensor>> {
+/// The logical and of the given masks (all of one rank), as `float32` (Flax's default
+/// dtype); `None` when none is given (Flax's `combine_masks`).
+pub fn combine_masks(masks: &[Option<&Tensor>]) -> Result<Option<Tensor>> {
+    combine_masks_with(masks, Kind::Float)
+}
+
+/// [`combine_masks`] in `kind` (Flax's `combine_masks(*masks, dtype=…)`).
+pub fn combine_masks_with(masks: &[Option<&Tensor>], kind: Kind) -> Result<Option<Tensor>> {
     let given: Vec<&Tensor> = masks.iter().flatten().copied().collect();
     for mask in &given {
         check_defined(mask, "a mask")?;
@@ -681,7 +686,7 @@ impl Attention<'_> {
         let visible = Tensor::f_arange(max_length, (Kind::Int64, key.device()))?
             .f_le(cur)?
             .f_expand(visible_shape, false)?;
-        let mask = combine_masks(&[mask.as_ref(), Some(&visible)], Kind::Float)?;
+        let mask = combine_masks(&[mask.as_ref(), Some(&visible)])?;
         Ok((key, value, mask))
     }
 }

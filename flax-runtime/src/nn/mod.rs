@@ -8,7 +8,10 @@
 //! 2])?`, `nn::make_causal_mask(&x)?`), and a `_with` one taking an options struct whose
 //! `Default` is Flax's defaults and whose builder setters are Flax's keywords
 //! (`nn::avg_pool_with(&x, [2, 2], nn::PoolOptions::new().strides([2, 2]))?`,
-//! `nn::logsumexp_with(&x, nn::LogsumexpOptions::new().axis(-1))?`).
+//! `nn::logsumexp_with(&x, nn::LogsumexpOptions::new().axis(-1))?`). A function with one
+//! keyword takes its value in the `_with` form (`nn::gelu(&x)?` is Flax's `nn.gelu(x)`,
+//! `nn::gelu_with(&x, false)?` its `approximate=False`; `leaky_relu_with`, `elu_with`,
+//! `celu_with`, `glu_with`, `combine_masks_with` likewise).
 
 pub mod activation;
 pub mod attention;
@@ -35,17 +38,18 @@ pub mod rnn;
 pub mod stochastic;
 
 pub use activation::{
-    celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, leaky_relu, log_sigmoid,
-    log_softmax, log_softmax_with, logsumexp, logsumexp_with, logsumexp_with_sign, one_hot, one_hot_with,
-    relu, relu6, selu, sigmoid, silu, soft_sign, softmax, softmax_with, softplus, standardize,
-    standardize_with, swish, tanh, LogsumexpOptions, OneHotOptions, PReLU, SoftmaxOptions,
-    StandardizeOptions,
+    celu, celu_with, elu, elu_with, gelu, gelu_with, glu, glu_with, hard_sigmoid, hard_silu, hard_swish,
+    hard_tanh, leaky_relu, leaky_relu_with, log_sigmoid, log_softmax, log_softmax_with, logsumexp,
+    logsumexp_with, logsumexp_with_sign, one_hot, one_hot_with, relu, relu6, selu, sigmoid, silu, soft_sign,
+    softmax, softmax_with, softplus, standardize, standardize_with, swish, tanh, LogsumexpOptions,
+    OneHotOptions, PReLU, SoftmaxOptions, StandardizeOptions,
 };
 pub use attention::{
-    combine_masks, dot_product_attention, dot_product_attention_weights, dot_product_attention_weights_with,
-    dot_product_attention_with, make_attention_mask, make_attention_mask_with, make_causal_mask,
-    make_causal_mask_with, AttentionDropout, AttentionFn, AttentionFnBody, AttentionMaskOptions,
-    AttentionOptions, MultiHeadDotProductAttention, PairwiseFn, SelfAttention,
+    combine_masks, combine_masks_with, dot_product_attention, dot_product_attention_weights,
+    dot_product_attention_weights_with, dot_product_attention_with, make_attention_mask,
+    make_attention_mask_with, make_causal_mask, make_causal_mask_with, AttentionDropout, AttentionFn,
+    AttentionFnBody, AttentionMaskOptions, AttentionOptions, MultiHeadDotProductAttention, PairwiseFn,
+    SelfAttention,
 };
 pub use combinators::{layer, Args, CallArgs, FromArg, IntoLayer, Layer, LayerOutput, Sequential};
 pub use conv::{Conv, ConvLocal};

@@ -26,6 +26,7 @@ mod module_struct;
 mod params;
 mod setup;
 mod shape;
+mod tokens;
 mod tree;
 
 use proc_macro::TokenStream;

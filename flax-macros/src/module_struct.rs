@@ -278,18 +278,7 @@ fn converts(f: &FieldModel, generics: &syn::Generics) -> bool {
     if f.exact || f.submodule || !matches!(ty, syn::Type::Path(_)) {
         return false;
     }
-    let mut idents = Vec::new();
-    collect_idents(quote!(#ty), &mut idents);
+    let idents = crate::tokens::idents(quote!(#ty));
     let bare_primitive = idents.len() == 1 && PRIMITIVES.contains(&idents[0].as_str());
     !bare_primitive && !idents.iter().any(|i| POINTERS.contains(&i.as_str()) || generic_names.contains(i))
-}
-
-fn collect_idents(tokens: TokenStream, out: &mut Vec<String>) {
-    for token in tokens {
-        match token {
-            proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
-            proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), out),
-            _ => {}
-        }
-    }
 }

@@ -99,7 +99,8 @@ pub fn generate_struct(
 /// The generic parameters of `generics` that the types of `fields` mention, with their bounds
 /// and the where-predicates that only concern them.
 fn used_generics(generics: &syn::Generics, fields: &[FieldModel]) -> syn::Generics {
-    let mentioned: Vec<String> = fields.iter().flat_map(|f| idents(f.ty.to_token_stream())).collect();
+    let mentioned: Vec<String> =
+        fields.iter().flat_map(|f| crate::tokens::idents(f.ty.to_token_stream())).collect();
     let used = |name: &str| mentioned.iter().any(|m| m == name);
     let name_of = |p: &syn::GenericParam| match p {
         syn::GenericParam::Type(t) => t.ident.to_string(),
@@ -115,7 +116,7 @@ fn used_generics(generics: &syn::Generics, fields: &[FieldModel]) -> syn::Generi
         w.predicates = w
             .predicates
             .iter()
-            .filter(|p| !idents(p.to_token_stream()).iter().any(|i| unused.contains(i)))
+            .filter(|p| !crate::tokens::idents(p.to_token_stream()).iter().any(|i| unused.contains(i)))
             .cloned()
             .collect();
         w
@@ -126,27 +127,6 @@ fn used_generics(generics: &syn::Generics, fields: &[FieldModel]) -> syn::Generi
         gt_token: Some(Default::default()),
         where_clause,
     }
-}
-
-/// Every identifier and lifetime in `tokens`, as text (`'a` with its quote).
-fn idents(tokens: TokenStream) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut lifetime = false;
-    for tree in tokens {
-        match tree {
-            TokenTree::Punct(p) if p.as_char() == '\'' => lifetime = true,
-            TokenTree::Ident(id) => {
-                out.push(if lifetime { format!("'{id}") } else { id.to_string() });
-                lifetime = false;
-            }
-            TokenTree::Group(g) => {
-                out.extend(idents(g.stream()));
-                lifetime = false;
-            }
-            TokenTree::Punct(_) | TokenTree::Literal(_) => lifetime = false,
-        }
-    }
-    out
 }
 
 /// The impl block's `fn setup`, taken out of it.

@@ -146,18 +146,7 @@ fn macro_names(mac: &syn::Macro) -> Vec<String> {
     if mac.path.segments.last().is_some_and(|s| PURE.contains(&s.ident.to_string().as_str())) {
         return Vec::new();
     }
-    fn idents(tokens: proc_macro2::TokenStream, out: &mut Vec<String>) {
-        for token in tokens {
-            match token {
-                proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
-                proc_macro2::TokenTree::Group(g) => idents(g.stream(), out),
-                _ => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    idents(mac.tokens.clone(), &mut out);
-    out
+    crate::tokens::idents(mac.tokens.clone())
 }
 
 fn is_compound_assign(op: &syn::BinOp) -> bool {

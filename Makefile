@@ -26,6 +26,13 @@ test-examples:
 	  $(CARGO) run --quiet -p flax-examples --example quickstart -- --quick --nproc 2 --workdir $$dir; \
 	  $(CARGO) run --quiet -p flax-examples --example quickstart -- --quick --resume --num-epochs 2 --workdir $$dir | tee $$dir/resumed.log; \
 	  grep -q "resumed at step" $$dir/resumed.log; rm -rf $$dir
+	@echo "== example ensemble --quick --nproc 2: the one-process run's log; then --resume on one process"
+	@set -e; dir=$$(mktemp -d); \
+	  $(CARGO) run --quiet -p flax-examples --example ensemble -- --quick --workdir $$dir/one | grep '^epoch' > $$dir/one.log; \
+	  $(CARGO) run --quiet -p flax-examples --example ensemble -- --quick --nproc 2 --workdir $$dir/two | grep '^epoch' > $$dir/two.log; \
+	  diff $$dir/one.log $$dir/two.log; \
+	  $(CARGO) run --quiet -p flax-examples --example ensemble -- --quick --resume --num-epochs 2 --workdir $$dir/two | tee $$dir/resumed.log; \
+	  grep -q "resumed at step" $$dir/resumed.log; rm -rf $$dir
 
 lint:
 	$(CARGO) fmt --all --check

@@ -25,9 +25,19 @@
 //! probabilities; the test set is evaluated in batches (the guide's whole-set `apply_model`
 //! would hold every member's activations for 10,000 images at once); a state file per epoch
 //! lets `--resume` continue a run, as in the quickstart example.
+//!
+//! `--nproc N` is the guide's own layout, members on separate workers (the guide's devices):
+//! N local processes (or `torchrun --nproc-per-node N --no-python …`), each training
+//! `num_members / N` of the members with the same vmapped code. Every rank initialises the
+//! whole ensemble from the one key and keeps its own members' rows, so the members are those
+//! of a one-process run; the ensemble's probabilities are the members' mean through a sum
+//! all-reduce at every batch (the guide's `jax.lax.pmean(jax.nn.softmax(logits))`), the
+//! members' metrics are gathered for the log, and rank 0 writes the whole ensemble's state,
+//! which `--resume` restores under any `--nproc`.
 
 use clap::Parser;
 use flax::data::{Batches, ImageClassification, Remainder};
+use flax::distributed::ProcessGroup;
 use flax::optax::{self, Sgd};
 use flax::prelude::*;
 use flax::tch;
@@ -36,7 +46,9 @@ use flax::training::checkpoints::{
 };
 use flax::training::TrainState;
 use flax::Value;
-use flax_examples::{device, exit_on_error, mnist_datasets, plot_history, progress_bar, work_dir, History};
+use flax_examples::{
+    device, exit_on_error, mnist_datasets, plot_history, progress_bar, spawn_workers, work_dir, History,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -123,19 +135,32 @@ struct Args {
     /// A fast run for the test suite: 512 training and 256 test examples, one epoch by default.
     #[arg(long)]
     quick: bool,
+    /// Train the members on this many local processes, `--num-members / nproc` each (the
+    /// guide's one member per device with `--nproc` equal to `--num-members`).
+    #[arg(long)]
+    nproc: Option<i64>,
 }
 
 fn main() -> ExitCode {
-    exit_on_error(run(Args::parse()))
+    let args = Args::parse();
+    match args.nproc {
+        Some(nproc) => exit_on_error(spawn_workers(nproc)),
+        None => exit_on_error(run(args)),
+    }
 }
 
 fn run(args: Args) -> Result<()> {
-    if args.num_members < 1 {
+    // torchrun's group, or this process alone.
+    let group = ProcessGroup::initialize()?;
+    let primary = group.rank() == 0;
+    if args.num_members < 1 || args.num_members % group.world_size() != 0 {
         return Err(flax::Error::Value(format!(
-            "--num-members must be at least 1, got {}",
+            "--num-members must be a positive multiple of the {} processes, got {}",
+            group.world_size(),
             args.num_members
         )));
     }
+    let local_members = args.num_members / group.world_size();
     let device = device(args.cuda);
     let (mut train_ds, mut test_ds) = mnist_datasets(&args.data, args.quick, device)?;
     if args.quick {
@@ -157,27 +182,43 @@ fn run(args: Args) -> Result<()> {
 
     let rng = PRNGKey::new(args.seed);
     let (init_rng, shuffle_rng) = rng.split2();
-    let mut state = create_train_state(init_rng, args.num_members, &args, device)?;
+    // The whole ensemble on every rank (the same key everywhere), then this rank's members.
+    let mut ensemble = create_train_state(init_rng, args.num_members, &args, device)?;
     let mut history = History::default();
     if args.resume && latest_checkpoint(&ckpt_dir, "checkpoint_")?.is_some() {
         // Strict: a state saved with another --num-members is a shape error, not a silent reshape.
-        state = restore_checkpoint(&ckpt_dir, state, &RestoreCheckpointOptions::default())?;
+        ensemble = restore_checkpoint(&ckpt_dir, ensemble, &RestoreCheckpointOptions::default())?;
         history = History::load(&history_path)?;
-        history.truncate((state.step / steps_per_epoch) as usize);
-        println!("resumed at step {} (epoch {})", state.step, history.epochs());
+        history.truncate((ensemble.step / steps_per_epoch) as usize);
+        if primary {
+            println!("resumed at step {} (epoch {})", ensemble.step, history.epochs());
+        }
     }
-    println!(
-        "{} CNNs, {} parameters each, trained at once with nn.vmap",
-        args.num_members,
-        member_parameter_count(&state.params)
-    );
+    let mut state = members(&ensemble, group.rank() * local_members, local_members)?;
+    if primary {
+        println!(
+            "{} CNNs, {} parameters each, trained at once with nn.vmap{}",
+            args.num_members,
+            member_parameter_count(&state.params),
+            match group.world_size() {
+                1 => String::new(),
+                n => format!(", {local_members} on each of {n} processes"),
+            }
+        );
+    }
 
     let start = Instant::now();
     for epoch in history.epochs() as i64 + 1..=num_epochs {
         let input_rng = shuffle_rng.fold_in(epoch as u32);
-        let (next, train) = train_epoch(state, &train_ds, args.batch_size, input_rng, epoch)?;
+        let (next, train) = train_epoch(&group, state, &train_ds, args.batch_size, input_rng, epoch)?;
         state = next;
-        let test = evaluate(&state, &test_ds)?;
+        let test = evaluate(&group, &state, &test_ds)?;
+        let whole = gather_members(&group, &state)?;
+        if !primary {
+            // The others wait for rank 0's checkpoint, so that a later --resume finds it whole.
+            group.barrier()?;
+            continue;
+        }
         for member in 0..args.num_members as usize {
             println!(
                 "epoch:{epoch:3}, member {member}: train_loss: {:.4}, train_accuracy: {:.2}, test_loss: {:.4}, test_accuracy: {:.2}",
@@ -200,8 +241,12 @@ fn run(args: Args) -> Result<()> {
         );
         // A run that does not resume replaces the checkpoints of an earlier one (overwrite).
         let options = SaveCheckpointOptions::default().keep(2).overwrite(!args.resume);
-        save_checkpoint(&ckpt_dir, &state, state.step, &options)?;
+        save_checkpoint(&ckpt_dir, &whole, whole.step, &options)?;
         history.save(&history_path)?;
+        group.barrier()?;
+    }
+    if !primary {
+        return Ok(());
     }
     println!("trained in {:.1} s; checkpoints in {}", start.elapsed().as_secs_f64(), ckpt_dir.display());
     let plot = workdir.join("ensemble_metrics.png");
@@ -219,6 +264,37 @@ fn create_train_state(rng: PRNGKey, num_members: i64, args: &Args, device: Devic
     let params = params.get_dict("params").cloned().unwrap_or_default();
     let tx = optax::sgd(args.learning_rate).momentum(args.momentum);
     TrainState::create(ensemble, params, tx)
+}
+
+/// The state of `count` members from `first` on: their rows of every parameter and of the
+/// optimizer's state (both stacked on the member axis).
+fn members(ensemble: &State, first: i64, count: i64) -> Result<State> {
+    let rows = |t: &Tensor| Ok(t.f_narrow(0, first, count)?);
+    Ok(TrainState {
+        step: ensemble.step,
+        step_dtype: ensemble.step_dtype,
+        apply_fn: Ensemble::new(count),
+        params: flax::tree::tree_map(&ensemble.params, rows)?,
+        tx: ensemble.tx.clone(),
+        opt_state: flax::tree::tree_map(&ensemble.opt_state, rows)?,
+        extra: (),
+    })
+}
+
+/// The whole ensemble's state from every rank's members (rank order is member order): what a
+/// one-process run holds, so its checkpoint restores under any `--nproc`.
+fn gather_members(group: &ProcessGroup, state: &State) -> Result<State> {
+    let stack = |t: &Tensor| Ok(t.f_flatten(0, 1)?);
+    let params = flax::tree::tree_map(&group.all_gather(&state.params)?, stack)?;
+    Ok(TrainState {
+        step: state.step,
+        step_dtype: state.step_dtype,
+        apply_fn: Ensemble::new(state.apply_fn.num_members * group.world_size()),
+        params,
+        tx: state.tx.clone(),
+        opt_state: flax::tree::tree_map(&group.all_gather(&state.opt_state)?, stack)?,
+        extra: (),
+    })
 }
 
 /// `{"params": params}`, what `apply` takes.
@@ -244,6 +320,8 @@ fn member_losses(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 /// Sums over examples of what the log shows: every member's loss and correct predictions,
 /// and the ensemble's (from the mean of the members' probabilities).
 struct Sums {
+    /// The whole ensemble's size (this rank's members are `member_loss.size()[0]` of them).
+    num_members: i64,
     member_loss: Tensor,
     member_correct: Tensor,
     ensemble_loss: f64,
@@ -252,9 +330,10 @@ struct Sums {
 }
 
 impl Sums {
-    fn new(num_members: i64, device: Device) -> Self {
-        let zeros = || Tensor::zeros([num_members], (Kind::Float, device));
+    fn new(group: &ProcessGroup, local_members: i64, device: Device) -> Self {
+        let zeros = || Tensor::zeros([local_members], (Kind::Float, device));
         Sums {
+            num_members: local_members * group.world_size(),
             member_loss: zeros(),
             member_correct: zeros(),
             ensemble_loss: 0.0,
@@ -263,16 +342,24 @@ impl Sums {
         }
     }
 
-    /// Adds a batch: `logits (members, batch, 10)`, `member_losses (members,)` (batch means).
-    fn add(&mut self, logits: &Tensor, member_losses: &Tensor, labels: &Tensor) -> Result<()> {
+    /// Adds a batch: `logits (members, batch, 10)`, `member_losses (members,)` (batch means)
+    /// of this rank's members.
+    fn add(
+        &mut self,
+        group: &ProcessGroup,
+        logits: &Tensor,
+        member_losses: &Tensor,
+        labels: &Tensor,
+    ) -> Result<()> {
         let n = labels.size()[0] as f64;
         let member_correct = logits.argmax(-1, false).eq_tensor(labels).to_kind(Kind::Float).sum_dim_intlist(
             1,
             false,
             Kind::Float,
         );
-        // The guide's `pmean(softmax(logits))`: the members' mean probabilities.
-        let probs = logits.softmax(-1, Kind::Float).mean_dim(0, false, Kind::Float);
+        // The guide's `pmean(softmax(logits))`: the mean probabilities of every rank's members.
+        let local_sum = logits.softmax(-1, Kind::Float).sum_dim_intlist(0, false, Kind::Float);
+        let probs = group.psum(&local_sum)? / self.num_members as f64;
         let ensemble_correct =
             probs.argmax(-1, false).eq_tensor(labels).to_kind(Kind::Float).sum(Kind::Float);
         let nll = probs.gather(1, &labels.unsqueeze(1), false).clamp_min(1e-12).log().sum(Kind::Float);
@@ -284,13 +371,15 @@ impl Sums {
         Ok(())
     }
 
-    fn finish(self) -> Result<EpochMetrics> {
-        let per_example = |t: Tensor| -> Result<Vec<f64>> {
-            Ok(Vec::<f64>::try_from(t.to_kind(Kind::Double) / self.examples)?)
+    /// The metrics of every rank's members (gathered in rank order) and of the ensemble.
+    fn finish(self, group: &ProcessGroup) -> Result<EpochMetrics> {
+        let per_example = |t: &Tensor| -> Result<Vec<f64>> {
+            let all = group.all_gather(t)?.f_flatten(0, 1)?;
+            Ok(Vec::<f64>::try_from(all.to_kind(Kind::Double) / self.examples)?)
         };
         Ok(EpochMetrics {
-            member_loss: per_example(self.member_loss.shallow_clone())?,
-            member_accuracy: per_example(self.member_correct.shallow_clone())?,
+            member_loss: per_example(&self.member_loss)?,
+            member_accuracy: per_example(&self.member_correct)?,
             ensemble_loss: self.ensemble_loss / self.examples,
             ensemble_accuracy: self.ensemble_correct / self.examples,
         })
@@ -320,6 +409,7 @@ fn apply_model(state: &State, images: &Tensor, labels: &Tensor) -> Result<(Froze
 /// `train_epoch`: one pass over the training set in the order of
 /// `jax.random.permutation(rng, n)`, every member on the same batches.
 fn train_epoch(
+    group: &ProcessGroup,
     mut state: State,
     train_ds: &ImageClassification,
     batch_size: i64,
@@ -328,29 +418,33 @@ fn train_epoch(
 ) -> Result<(State, EpochMetrics)> {
     let batches = Batches::new(train_ds, batch_size)?.shuffle(rng)?;
     let bar = progress_bar(batches.len() as u64, format!("epoch {epoch}"));
-    let mut sums = Sums::new(state.apply_fn.num_members, train_ds.image.device());
+    if group.rank() != 0 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut sums = Sums::new(group, state.apply_fn.num_members, train_ds.image.device());
     for batch in batches {
         let batch = batch?.data;
         let (grads, logits, losses) = apply_model(&state, &batch.image, &batch.label)?;
         state = state.apply_gradients(grads)?; // update_model
-        tch::no_grad(|| sums.add(&logits, &losses, &batch.label))?;
+        tch::no_grad(|| sums.add(group, &logits, &losses, &batch.label))?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok((state, sums.finish()?))
+    Ok((state, sums.finish(group)?))
 }
 
-/// Every member's and the ensemble's metrics on the whole test set.
-fn evaluate(state: &State, test_ds: &ImageClassification) -> Result<EpochMetrics> {
-    let mut sums = Sums::new(state.apply_fn.num_members, test_ds.image.device());
+/// Every member's and the ensemble's metrics on the whole test set (each rank runs its own
+/// members on all of it).
+fn evaluate(group: &ProcessGroup, state: &State, test_ds: &ImageClassification) -> Result<EpochMetrics> {
+    let mut sums = Sums::new(group, state.apply_fn.num_members, test_ds.image.device());
     tch::no_grad(|| -> Result<()> {
         for batch in Batches::new(test_ds, EVAL_BATCH.min(test_ds.len()).max(1))?.remainder(Remainder::Keep) {
             let batch = batch?.data;
             let logits = state.apply_fn.apply(&variables(&state.params), &batch.image)?;
             let losses = member_losses(&logits, &batch.label)?;
-            sums.add(&logits, &losses, &batch.label)?;
+            sums.add(group, &logits, &losses, &batch.label)?;
         }
         Ok(())
     })?;
-    sums.finish()
+    sums.finish(group)
 }

@@ -21,7 +21,7 @@
 
 use clap::Parser;
 use flax::data::{Batches, ImageClassification, Remainder};
-use flax::distributed::{spawn_local, ProcessGroup};
+use flax::distributed::ProcessGroup;
 use flax::optax::{self, Sgd};
 use flax::prelude::*;
 use flax::tch;
@@ -33,7 +33,8 @@ use flax::training::TrainState;
 use flax::tree::{self, Tree};
 use flax::Value;
 use flax_examples::{
-    computed_value, device, exit_on_error, mnist_datasets, plot_history, progress_bar, work_dir, History,
+    computed_value, device, exit_on_error, mnist_datasets, plot_history, progress_bar, spawn_workers,
+    work_dir, History,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,25 +121,6 @@ fn main() -> ExitCode {
     match args.nproc {
         Some(nproc) => exit_on_error(spawn_workers(nproc)),
         None => exit_on_error(run(args)),
-    }
-}
-
-/// `--nproc N`: this program again on N local workers, without `--nproc`.
-fn spawn_workers(nproc: i64) -> Result<()> {
-    let mut args = std::env::args_os().skip(1).collect::<Vec<_>>();
-    if let Some(i) = args.iter().position(|a| a == "--nproc") {
-        args.drain(i..(i + 2).min(args.len()));
-    }
-    args.retain(|a| !a.to_string_lossy().starts_with("--nproc="));
-    let failed: Vec<usize> = spawn_local(nproc, args)?
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.success())
-        .map(|(rank, _)| rank)
-        .collect();
-    match failed.is_empty() {
-        true => Ok(()),
-        false => Err(flax::Error::Value(format!("workers {failed:?} failed"))),
     }
 }
 

@@ -394,6 +394,25 @@ pub fn save_image(path: &Path, images: &flax::tch::Tensor, nrow: usize) -> Resul
     root.present().map_err(|e| e.to_string())
 }
 
+/// `--nproc N`: this program again on N local workers, without `--nproc`.
+pub fn spawn_workers(nproc: i64) -> flax::Result<()> {
+    let mut args = std::env::args_os().skip(1).collect::<Vec<_>>();
+    if let Some(i) = args.iter().position(|a| a == "--nproc") {
+        args.drain(i..(i + 2).min(args.len()));
+    }
+    args.retain(|a| !a.to_string_lossy().starts_with("--nproc="));
+    let failed: Vec<usize> = flax::distributed::spawn_local(nproc, args)?
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.success())
+        .map(|(rank, _)| rank)
+        .collect();
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(flax::Error::Value(format!("workers {failed:?} failed"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 mod workers;
 
-use flax::distributed::{Fsdp, ProcessGroup, ShardingSpec};
+use flax::distributed::{Fsdp, ProcessGroup, ProcessGroupOptions, ShardingSpec};
 use flax::nn;
 use flax::optax::{self, losses::softmax_cross_entropy_with_integer_labels, Adam};
 use flax::prelude::*;
@@ -16,7 +16,7 @@ use flax::training::TrainState;
 use flax::tree::{self, Tree};
 use flax::{Error, Value};
 use std::time::Duration;
-use workers::join_or_spawn;
+use workers::{free_port, join_or_spawn};
 
 /// A small MLP: 16 features, 64 hidden, 10 classes.
 #[module]
@@ -250,4 +250,17 @@ fn a_sharding_spec_refuses_an_axis_the_leaf_lacks() {
     assert!(matches!(err, Error::Value(_)), "{err:?}");
     assert!(err.to_string().contains("Dense_0/kernel"), "{err}");
     assert!(matches!(ShardingSpec::largest_divisible_axis(&params, 0), Err(Error::Value(_))));
+}
+
+#[test]
+fn a_group_of_one_trains_as_one_process() {
+    let options =
+        ProcessGroupOptions::new("127.0.0.1", free_port(), 0, 1).with_timeout(Duration::from_secs(30));
+    let group = ProcessGroup::new(&options).unwrap();
+    let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&init_params(0), 1).unwrap()).unwrap();
+    let batches = global_batches();
+    let (losses, state) = sharded(&fsdp, &batches);
+    let (one_losses, one) = one_process(&batches);
+    assert!(max_loss_difference(&losses, &one_losses) <= TOLERANCE);
+    assert!(max_difference(&fsdp.gather(&state).unwrap(), &one) <= TOLERANCE);
 }

@@ -168,7 +168,21 @@ impl<'g> Fsdp<'g> {
     /// A train state at step 0 holding this rank's pieces of rank 0's `params` and the
     /// optimizer's state for those pieces (`TrainState.create`, sharded). A collective: rank
     /// 0's parameters are broadcast first (`replicate`), as data-parallel training starts.
-    /// Only an [`Elementwise`] optimizer is accepted, since it runs on pieces.
+    /// Only an [`Elementwise`] optimizer is accepted, since it runs on pieces; a global norm,
+    /// say, is not a function of one piece, so this does not compile:
+    ///
+    /// ```compile_fail,E0277
+    /// # use flax::distributed::{Fsdp, ProcessGroup, ShardingSpec};
+    /// # use flax::optax;
+    /// # fn main() -> flax::Result<()> {
+    /// # let group = ProcessGroup::initialize()?;
+    /// # let params = vec![flax::tch::Tensor::from_slice(&[1.0f32, 2.0])];
+    /// # let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&params, 1)?)?;
+    /// let tx = optax::chain((optax::clip_by_global_norm(1.0), optax::adam(1e-3)));
+    /// let state = fsdp.train_state((), &params, tx)?; // `ClipByGlobalNorm` is not `Elementwise`
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`ProcessGroup::replicate`] and [`TrainState::create`].

@@ -15,14 +15,17 @@
 //!    with [`Fsdp::train_state`].
 //!
 //! Memory: between steps a rank holds its pieces of the parameters and of the optimizer
-//! state (about `1/world_size` of them, plus the replicated leaves). During a step it also
-//! holds one gathered copy of the full parameters and one of the full gradients (plus, while
-//! each is being packed for its collective, one more buffer of its size), freed when the step
-//! returns. So the parameters and optimizer state may exceed a process's memory, but one full
-//! copy of the parameters and one of the gradients must fit: PyTorch's FSDP gathers layer by
-//! layer instead, freeing each layer's parameters after its forward and backward, which needs
-//! hooks inside the module calls and is not done here. Initialising and restoring also hold
-//! the full parameters (and, for a restore, the full optimizer state) once.
+//! state (about `1/world_size` of them, plus the replicated leaves and the padding). During
+//! the forward and backward passes it also holds one full copy of the parameters, then of the
+//! gradients, freed when the step returns. Briefly it holds more: while the parameters are
+//! gathered, the gathered buffer and the joined copy (twice the parameters); while the
+//! gradients are packed for the reduce-scatter, up to three times the gradients (the
+//! gradients, their rearranged rows, the packed buffer). So the parameters and optimizer
+//! state together may exceed a process's memory (Adam's state alone is twice the
+//! parameters), but a few full copies of the parameters must fit: PyTorch's FSDP gathers
+//! layer by layer instead, freeing each layer's parameters after its forward and backward,
+//! which needs hooks inside the module calls and is not done here. Initialising and
+//! restoring also hold the full parameters (and, for a restore, the full optimizer state).
 
 use super::sharding_spec::{LeafSharding, ShardingSpec};
 use super::ProcessGroup;
@@ -263,13 +266,17 @@ fn padded(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor> {
     Ok(leaf.f_constant_pad_nd(pad.as_slice())?)
 }
 
+/// A copy of `view` in storage of its own, so that the tensor it views can be freed.
+fn owned(view: &Tensor) -> Result<Tensor> {
+    let mut copy = view.f_empty_like()?;
+    copy.f_copy_(view)?;
+    Ok(copy)
+}
+
 /// Rank `rank`'s piece of a full leaf, copied out of it.
 fn piece(layout: &LeafSharding, leaf: &Tensor, rank: i64, world: i64) -> Result<Tensor> {
     let (axis, chunk, _) = split_axis(layout, world);
-    let view = padded(layout, leaf, world)?.f_narrow(axis, rank * chunk, chunk)?;
-    let mut owned = view.f_empty_like()?;
-    owned.f_copy_(&view)?;
-    Ok(owned)
+    owned(&padded(layout, leaf, world)?.f_narrow(axis, rank * chunk, chunk)?)
 }
 
 /// A full-shaped leaf as `[world, piece...]`: row `r` is rank `r`'s piece (what
@@ -282,11 +289,12 @@ fn split_rows(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor
 }
 
 /// The full leaf from every rank's piece stacked as `[world, piece...]` (the inverse of
-/// [`split_rows`], padding dropped).
+/// [`split_rows`], padding dropped), in storage of its own: a view would keep the whole
+/// gathered buffer alive next to the leaves that had to be copied.
 fn join(layout: &LeafSharding, stacked: &Tensor, world: i64) -> Result<Tensor> {
     let (axis, _, length) = split_axis(layout, world);
     let mut shape = layout.shape.clone();
     shape[axis as usize] = length;
     let joined = stacked.f_movedim([0], [axis])?.f_reshape(&shape)?;
-    Ok(joined.f_narrow(axis, 0, layout.shape[axis as usize])?)
+    owned(&joined.f_narrow(axis, 0, layout.shape[axis as usize])?)
 }

@@ -129,9 +129,16 @@ fn sharded_equals_unsharded(group: &ProcessGroup, name: &str, spec: ShardingSpec
     let (rank, world) = (group.rank(), group.world_size());
     let batches = global_batches();
     let (one_losses, one) = one_process(&batches);
+    let before = group.comm_stats();
     let (dp_losses, dp) = data_parallel(group, &batches);
+    let dp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
     let fsdp = Fsdp::new(group, spec).unwrap();
+    let before = group.comm_stats();
     let (losses, state) = sharded(&fsdp, &batches);
+    let fsdp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
+    eprintln!(
+        "{name}, rank {rank} of {world}: bytes sent per step: data parallel {dp_bytes}, sharded {fsdp_bytes}"
+    );
 
     let full = fsdp.gather(&state).unwrap();
     let vs_dp = (max_loss_difference(&losses, &dp_losses), max_difference(&full.params, &dp.params));

@@ -1,11 +1,8 @@
 //! c10d process groups over Gloo on loopback: real processes (this test binary re-executed as
-//! workers), real sockets, libtorch's collectives.
-//!
-//! A multi-process test runs its body in each worker: the parent re-executes this binary with
-//! `--exact <test name>`, the torchrun variables (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
-//! `MASTER_PORT`) and `FLAX_DIST_WORKER` set, and checks that every worker exited cleanly.
+//! workers, see `workers/mod.rs`), real sockets, libtorch's collectives.
 
 mod quickstart;
+mod workers;
 
 use flax::distributed::{ProcessGroup, ProcessGroupOptions};
 use flax::optax;
@@ -21,62 +18,9 @@ use flax::{FrozenDict, PRNGKey, Result};
 use quickstart::{compute_metrics, loss_and_logits, train_step, Extra, Metrics, State, CNN};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-/// Set in a worker's environment; its value is the worker's scenario.
-const WORKER: &str = "FLAX_DIST_WORKER";
-
-/// A port that was free a moment ago, for one group's store.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    listener.local_addr().expect("a bound socket has an address").port()
-}
-
-/// Starts `test` in `world_size` workers on loopback, by rank; their stdout is piped.
-fn spawn(test: &str, world_size: i64) -> Vec<Child> {
-    let port = free_port().to_string();
-    let exe = std::env::current_exe().expect("the test binary's path");
-    (0..world_size)
-        .map(|rank| {
-            Command::new(&exe)
-                .args(["--exact", test, "--nocapture", "--test-threads=1"])
-                .env(WORKER, test)
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", world_size.to_string())
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", &port)
-                .env_remove("TORCHELASTIC_USE_AGENT_STORE")
-                .env("OMP_NUM_THREADS", "1")
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawning a worker")
-        })
-        .collect()
-}
-
-/// Runs `test` in `world_size` workers on loopback and returns their outputs, by rank.
-fn spawn_workers(test: &str, world_size: i64) -> Vec<Output> {
-    let children = spawn(test, world_size);
-    children.into_iter().map(|c| c.wait_with_output().expect("waiting for a worker")).collect()
-}
-
-/// The worker's group, from torchrun's variables.
-fn join(timeout: Duration) -> ProcessGroup {
-    let options = ProcessGroupOptions::from_env().expect("the parent set torchrun's variables");
-    ProcessGroup::new(&options.with_timeout(timeout)).expect("joining the group")
-}
-
-/// In the parent: spawns the workers and requires each to pass. In a worker: `Some(group)`.
-fn join_or_spawn(test: &str, world_size: i64, timeout: Duration) -> Option<ProcessGroup> {
-    if std::env::var(WORKER).as_deref() != Ok(test) {
-        for (rank, output) in spawn_workers(test, world_size).iter().enumerate() {
-            assert!(output.status.success(), "worker {rank} of {test} failed: {:?}", output.status);
-        }
-        return None;
-    }
-    Some(join(timeout))
-}
+use workers::{free_port, join, join_or_spawn, spawn, WORKER};
 
 fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).expect("a float tensor")

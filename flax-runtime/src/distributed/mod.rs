@@ -31,21 +31,30 @@
 //! # }
 //! ```
 //!
-//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build), sharded parameters
-//! (`with_partitioning`, FSDP).
+//! The sharded mode ([`Fsdp`], FSDP/ZeRO-3's scheme) splits each parameter and its optimizer
+//! state along an axis chosen per leaf by a [`ShardingSpec`], gathers the parameters for each
+//! step and reduce-scatters the gradients.
+//!
+//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build); `with_partitioning`'s
+//! boxes as the source of a [`ShardingSpec`] (a one-line [`ShardingSpec::from_fn`] once they
+//! exist); gathering layer by layer.
 
 mod collectives;
 mod flat;
+mod fsdp;
 mod launch;
 mod options;
 mod overlap;
 mod process_group;
 mod shard;
+mod sharding_spec;
 mod stats;
 mod structure;
 
+pub use fsdp::Fsdp;
 pub use launch::spawn_local;
 pub use options::ProcessGroupOptions;
 pub use overlap::DEFAULT_BUCKET_CAP_BYTES;
 pub use process_group::ProcessGroup;
+pub use sharding_spec::{LeafSharding, ShardingSpec};
 pub use stats::CommStats;

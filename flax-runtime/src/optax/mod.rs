@@ -68,6 +68,7 @@ mod alias;
 mod boxed;
 mod count;
 mod dyn_state;
+mod elementwise;
 mod fused;
 mod leafwise;
 pub mod losses;
@@ -82,6 +83,7 @@ pub use alias::{adagrad, adam, adamw, lamb, rmsprop, sgd, Adagrad, Adam, AdamW, 
 pub use boxed::BoxedTransformation;
 pub use count::Count;
 pub use dyn_state::{DynState, MAX_ZIPPED};
+pub use elementwise::Elementwise;
 pub use scalar_or_schedule::ScalarOrSchedule;
 pub use schedules::{
     constant_schedule, cosine_decay_schedule, exponential_decay, join_schedules, linear_schedule,

@@ -1,0 +1,300 @@
+//! The sharded mode (FSDP, ZeRO-3): each rank holds a `1/world_size` piece of every split
+//! parameter and of its optimizer state; the full parameters are gathered for each step and
+//! the gradients reduce-scattered, so that each rank updates only its piece.
+//!
+//! What the pjit guide's `with_partitioning` annotations ask of JAX, here over the process
+//! group as the one mesh axis: which axis of each leaf is split comes from a
+//! [`ShardingSpec`]. A step is
+//! 1. all-gather: every rank's pieces joined into the full parameters (one collective per
+//!    dtype);
+//! 2. the loss and its gradient, as on one process, on this rank's slice of the batch;
+//! 3. reduce-scatter: the gradients averaged over the ranks, each rank receiving only its
+//!    piece (replicated leaves are averaged whole);
+//! 4. the optimizer on the pieces, which is exact for the [`Elementwise`] transformations
+//!    (`sgd`, `adam`, `adamw`, …); the others (`clip_by_global_norm`, `lamb`) do not compile
+//!    with [`Fsdp::train_state`].
+//!
+//! Memory: between steps a rank holds its pieces of the parameters and of the optimizer
+//! state (about `1/world_size` of them, plus the replicated leaves and the padding). During
+//! the forward and backward passes it also holds one full copy of the parameters, then of the
+//! gradients, freed when the step returns. Briefly it holds more: while the parameters are
+//! gathered, the gathered buffer and the joined copy (twice the parameters); while the
+//! gradients are packed for the reduce-scatter, up to three times the gradients (the
+//! gradients, their rearranged rows, the packed buffer). So the parameters and optimizer
+//! state together may exceed a process's memory (Adam's state alone is twice the
+//! parameters), but a few full copies of the parameters must fit: PyTorch's FSDP gathers
+//! layer by layer instead, freeing each layer's parameters after its forward and backward,
+//! which needs hooks inside the module calls and is not done here. Initialising and
+//! restoring also hold the full parameters (and, for a restore, the full optimizer state).
+
+use super::sharding_spec::{LeafSharding, ShardingSpec};
+use super::ProcessGroup;
+use crate::core::errors::Result;
+use crate::optax::{Elementwise, GradientTransformation};
+use crate::training::TrainState;
+use crate::transforms::autodiff::value_and_grad;
+use crate::tree::{self, Tree};
+use indexmap::IndexMap;
+use tch::{Device, Kind, Tensor};
+
+/// The sharded mode over one process group: splits trees into this rank's pieces, gathers
+/// them back, and runs a training step's gradient on pieces.
+///
+/// Data parallelism with sharded state; the user's step is the data-parallel one with
+/// `fsdp.value_and_grad` in place of `flax::grad` and `pmean`:
+///
+/// ```no_run
+/// use flax::distributed::{Fsdp, ProcessGroup, ShardingSpec};
+/// use flax::optax;
+/// use flax::tch::{Device, Kind, Tensor};
+///
+/// # fn main() -> flax::Result<()> {
+/// let group = ProcessGroup::initialize()?;
+/// let params = vec![Tensor::randn([1024, 4096], (Kind::Float, Device::Cpu))];
+/// let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&params, group.world_size())?)?;
+/// // Rank 0's parameters, and this rank's pieces of them and of Adam's state.
+/// let mut state = fsdp.train_state((), &params, optax::adam(1e-3))?;
+/// drop(params);
+/// let x = group.shard(&Tensor::randn([64, 1024], (Kind::Float, Device::Cpu)))?;
+/// let (loss, grads) = fsdp.value_and_grad(&state.params, |p| Ok(x.matmul(&p[0]).square().mean(Kind::Float)))?;
+/// state = state.apply_gradients(grads)?;
+/// let full = fsdp.gather(&state)?; // the whole TrainState, as one process's: what rank 0 saves
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Fsdp<'g> {
+    group: &'g ProcessGroup,
+    spec: ShardingSpec,
+}
+
+impl<'g> Fsdp<'g> {
+    /// The sharded mode for `spec` on `group`. A collective: every rank must call it.
+    ///
+    /// # Errors
+    /// [`Error::TreeStructureMismatch`](crate::Error::TreeStructureMismatch) on every rank,
+    /// naming the first differing leaf, when the ranks' specs differ (another model, another
+    /// rule, another world size in the rule); libtorch's when a peer fails.
+    pub fn new(group: &'g ProcessGroup, spec: ShardingSpec) -> Result<Self> {
+        group.check_same_tree("Fsdp::new", &described(&spec)?)?;
+        Ok(Self { group, spec })
+    }
+
+    /// Which axis of each parameter is split.
+    pub fn spec(&self) -> &ShardingSpec {
+        &self.spec
+    }
+
+    /// The process group the pieces are spread over.
+    pub fn group(&self) -> &'g ProcessGroup {
+        self.group
+    }
+
+    /// This rank's pieces of a full tree: of the parameters, or of anything whose leaves
+    /// follow them (a `TrainState`, whose optimizer state's leaves are found by their path
+    /// ending in a parameter's path and by having its full shape; other leaves are kept
+    /// whole). Each piece is a copy that owns its bytes, not a view of the full leaf. No
+    /// communication.
+    ///
+    /// # Errors
+    /// libtorch's.
+    pub fn shard<T: Tree>(&self, tree: &T) -> Result<T> {
+        let (rank, world) = (self.group.rank(), self.group.world_size());
+        tree::tree_map_with_path(tree, |path, leaf| {
+            match self.spec.find(&path.to_strings(), &leaf.size(), true, world) {
+                Some(layout) => piece(layout, leaf, rank, world),
+                None => Ok(leaf.shallow_clone()),
+            }
+        })
+    }
+
+    /// The full tree from every rank's pieces (the inverse of [`shard`](Self::shard)): the
+    /// parameters for a step, or a whole `TrainState` for rank 0 to save as one process's
+    /// checkpoint, in Flax's format. A collective (one all-gather per dtype).
+    ///
+    /// # Errors
+    /// As [`ProcessGroup::all_gather`].
+    pub fn gather<T: Tree>(&self, tree: &T) -> Result<T> {
+        let world = self.group.world_size();
+        let layouts = self.layouts(tree, false);
+        let pieces: Vec<Tensor> = split_leaves(tree, &layouts, true);
+        let mut gathered = self.group.all_gather(&pieces)?.into_iter();
+        let leaves = tree::leaves(tree).into_iter().zip(&layouts).map(|(leaf, layout)| match layout {
+            Some(layout) => join(layout, &gathered.next().expect("one gathered tensor per piece"), world),
+            None => Ok(leaf.shallow_clone()),
+        });
+        tree::tree_unflatten(tree, leaves.collect::<Result<Vec<_>>>()?)
+    }
+
+    /// This rank's pieces of the mean over ranks of full-shaped gradients: split leaves are
+    /// reduce-scattered (`psum_scatter`, then divided by the world size), replicated ones
+    /// averaged whole (`pmean`). A collective.
+    ///
+    /// # Errors
+    /// As [`ProcessGroup::psum_scatter`].
+    pub fn reduce_scatter_mean<T: Tree>(&self, grads: &T) -> Result<T> {
+        let world = self.group.world_size();
+        let layouts = self.layouts(grads, true);
+        let rows = tree::leaves(grads)
+            .into_iter()
+            .zip(&layouts)
+            .filter_map(|(leaf, layout)| layout.map(|layout| split_rows(layout, leaf, world)))
+            .collect::<Result<Vec<_>>>()?;
+        let whole: Vec<Tensor> = split_leaves(grads, &layouts, false);
+        let mut rows = self.group.psum_scatter(&rows)?.into_iter();
+        let mut whole = self.group.pmean(&whole)?.into_iter();
+        let leaves = layouts.iter().map(|layout| match layout {
+            Some(_) => Ok(rows.next().expect("one row per split leaf").f_div_scalar(world)?),
+            None => Ok(whole.next().expect("one mean per replicated leaf")),
+        });
+        tree::tree_unflatten(grads, leaves.collect::<Result<Vec<_>>>()?)
+    }
+
+    /// The loss on this rank's batch and this rank's pieces of the gradient averaged over the
+    /// ranks, from this rank's pieces of the parameters: gather, `flax::value_and_grad` on the
+    /// full parameters, reduce-scatter. The full parameters and gradients are dropped before
+    /// it returns. With each rank's loss a mean over an equal slice of the global batch, the
+    /// gradient is the global batch's, as with `pmean` in data-parallel training.
+    ///
+    /// # Errors
+    /// As [`gather`](Self::gather), [`flax::value_and_grad`](crate::value_and_grad) and
+    /// [`reduce_scatter_mean`](Self::reduce_scatter_mean).
+    pub fn value_and_grad<T: Tree>(
+        &self,
+        pieces: &T,
+        f: impl FnOnce(&T) -> Result<Tensor>,
+    ) -> Result<(Tensor, T)> {
+        let (loss, grads) = value_and_grad(&self.gather(pieces)?, f)?;
+        Ok((loss, self.reduce_scatter_mean(&grads)?))
+    }
+
+    /// A train state at step 0 holding this rank's pieces of rank 0's `params` and the
+    /// optimizer's state for those pieces (`TrainState.create`, sharded). A collective: rank
+    /// 0's parameters are broadcast first (`replicate`), as data-parallel training starts.
+    /// Only an [`Elementwise`] optimizer is accepted, since it runs on pieces; a global norm,
+    /// say, is not a function of one piece, so this does not compile:
+    ///
+    /// ```compile_fail,E0277
+    /// # use flax::distributed::{Fsdp, ProcessGroup, ShardingSpec};
+    /// # use flax::optax;
+    /// # fn main() -> flax::Result<()> {
+    /// # let group = ProcessGroup::initialize()?;
+    /// # let params = vec![flax::tch::Tensor::from_slice(&[1.0f32, 2.0])];
+    /// # let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&params, 1)?)?;
+    /// let tx = optax::chain((optax::clip_by_global_norm(1.0), optax::adam(1e-3)));
+    /// let state = fsdp.train_state((), &params, tx)?; // `ClipByGlobalNorm` is not `Elementwise`
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ProcessGroup::replicate`] and [`TrainState::create`].
+    pub fn train_state<A, P: Tree, T>(&self, apply_fn: A, params: &P, tx: T) -> Result<TrainState<A, P, T>>
+    where
+        T: GradientTransformation<P> + Elementwise,
+    {
+        self.train_state_with(apply_fn, params, tx, ())
+    }
+
+    /// [`train_state`](Self::train_state) with extra fields (`TrainState::create_with`),
+    /// which stay whole on every rank.
+    ///
+    /// # Errors
+    /// As [`train_state`](Self::train_state).
+    pub fn train_state_with<A, P: Tree, T, E: Tree>(
+        &self,
+        apply_fn: A,
+        params: &P,
+        tx: T,
+        extra: E,
+    ) -> Result<TrainState<A, P, T, E>>
+    where
+        T: GradientTransformation<P> + Elementwise,
+    {
+        let pieces = self.shard(&self.group.replicate(params)?)?;
+        TrainState::create_with(apply_fn, pieces, tx, extra)
+    }
+
+    /// Each leaf's split parameter, for leaves of its full shape (`full`) or of its piece's.
+    fn layouts<T: Tree>(&self, tree: &T, full: bool) -> Vec<Option<&LeafSharding>> {
+        let world = self.group.world_size();
+        tree::leaves_with_path(tree)
+            .into_iter()
+            .map(|(path, leaf)| self.spec.find(&path, &leaf.size(), full, world))
+            .collect()
+    }
+}
+
+/// The leaves that are split (`split`) or not, as shallow clones in tree order.
+fn split_leaves<T: Tree>(tree: &T, layouts: &[Option<&LeafSharding>], split: bool) -> Vec<Tensor> {
+    let leaves = tree::leaves(tree).into_iter().zip(layouts);
+    leaves.filter(|(_, layout)| layout.is_some() == split).map(|(leaf, _)| leaf.shallow_clone()).collect()
+}
+
+/// The spec as a tree the ranks can compare with the collectives' structure check: one leaf
+/// per parameter, keyed by its path and split axis, of the full shape (a zero-strided view,
+/// which allocates nothing).
+fn described(spec: &ShardingSpec) -> Result<IndexMap<String, Tensor>> {
+    let zero = Tensor::f_zeros([], (Kind::Float, Device::Cpu))?;
+    spec.leaves()
+        .iter()
+        .map(|leaf| {
+            let split = leaf.axis.map_or("replicated".to_owned(), |a| format!("split along axis {a}"));
+            Ok((format!("{} {split}", leaf.path.join("/")), zero.f_expand(&leaf.shape, false)?))
+        })
+        .collect()
+}
+
+/// The split axis, the piece's length along it, and the padded length (`chunk * world`).
+fn split_axis(layout: &LeafSharding, world: i64) -> (i64, i64, i64) {
+    let axis = layout.axis.expect("only split leaves have a layout");
+    let chunk = layout.chunk(world).expect("a split leaf has a chunk");
+    (axis as i64, chunk, chunk * world)
+}
+
+/// `leaf` with zeros appended along the split axis up to `chunk * world`.
+fn padded(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor> {
+    let (axis, _, length) = split_axis(layout, world);
+    let extra = length - layout.shape[axis as usize];
+    if extra == 0 {
+        return Ok(leaf.shallow_clone());
+    }
+    // constant_pad_nd's pairs run from the last axis backwards: (before, after) each.
+    let mut pad = vec![0; 2 * (layout.shape.len() - axis as usize)];
+    let last = pad.len() - 1;
+    pad[last] = extra;
+    Ok(leaf.f_constant_pad_nd(pad.as_slice())?)
+}
+
+/// A copy of `view` in storage of its own, so that the tensor it views can be freed.
+fn owned(view: &Tensor) -> Result<Tensor> {
+    let mut copy = view.f_empty_like()?;
+    copy.f_copy_(view)?;
+    Ok(copy)
+}
+
+/// Rank `rank`'s piece of a full leaf, copied out of it.
+fn piece(layout: &LeafSharding, leaf: &Tensor, rank: i64, world: i64) -> Result<Tensor> {
+    let (axis, chunk, _) = split_axis(layout, world);
+    owned(&padded(layout, leaf, world)?.f_narrow(axis, rank * chunk, chunk)?)
+}
+
+/// A full-shaped leaf as `[world, piece...]`: row `r` is rank `r`'s piece (what
+/// reduce-scatter splits).
+fn split_rows(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor> {
+    let (axis, chunk, _) = split_axis(layout, world);
+    let mut shape = layout.shape.clone();
+    shape.splice(axis as usize..=axis as usize, [world, chunk]);
+    Ok(padded(layout, leaf, world)?.f_reshape(&shape)?.f_movedim([axis], [0])?)
+}
+
+/// The full leaf from every rank's piece stacked as `[world, piece...]` (the inverse of
+/// [`split_rows`], padding dropped), in storage of its own: a view would keep the whole
+/// gathered buffer alive next to the leaves that had to be copied.
+fn join(layout: &LeafSharding, stacked: &Tensor, world: i64) -> Result<Tensor> {
+    let (axis, _, length) = split_axis(layout, world);
+    let mut shape = layout.shape.clone();
+    shape[axis as usize] = length;
+    let joined = stacked.f_movedim([0], [axis])?.f_reshape(&shape)?;
+    owned(&joined.f_narrow(axis, 0, layout.shape[axis as usize])?)
+}

@@ -1,0 +1,273 @@
+//! The sharded mode (`Fsdp`) on 2 and 4 processes on loopback Gloo: the same per-step losses
+//! and final parameters as unsharded data-parallel training and as one process, each rank
+//! holding about `1/N` of the parameters and optimizer state, checkpoints in one process's
+//! format, and a spec that differs across ranks refused with a typed error.
+
+mod workers;
+
+use flax::distributed::{Fsdp, ProcessGroup, ProcessGroupOptions, ShardingSpec};
+use flax::nn;
+use flax::optax::{self, losses::softmax_cross_entropy_with_integer_labels, Adam};
+use flax::prelude::*;
+use flax::training::checkpoints::{
+    restore_checkpoint, save_checkpoint, RestoreCheckpointOptions, SaveCheckpointOptions,
+};
+use flax::training::TrainState;
+use flax::tree::{self, Tree};
+use flax::{Error, Value};
+use std::time::Duration;
+use workers::{free_port, join_or_spawn};
+
+/// A small MLP: 16 features, 64 hidden, 10 classes.
+#[module]
+struct Mlp;
+
+#[module]
+impl Mlp {
+    #[compact]
+    fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let x = nn::Dense::new(64).call(cx, x)?.relu();
+        nn::Dense::new(10).call(cx, &x)
+    }
+}
+
+type State = TrainState<Mlp, FrozenDict, Adam>;
+
+const STEPS: usize = 30;
+const GLOBAL_BATCH: i64 = 64;
+const TOLERANCE: f64 = 1e-5;
+
+/// 30 global batches of 64 examples, the same on every rank (a seeded generator).
+fn global_batches() -> Vec<(Tensor, Tensor)> {
+    tch::manual_seed(11);
+    (0..STEPS)
+        .map(|_| {
+            let x = Tensor::randn([GLOBAL_BATCH, 16], (Kind::Float, Device::Cpu));
+            (x, Tensor::randint(10, [GLOBAL_BATCH], (Kind::Int64, Device::Cpu)))
+        })
+        .collect()
+}
+
+/// The MLP's parameters from `seed`.
+fn init_params(seed: u64) -> FrozenDict {
+    let variables =
+        Mlp::new().init(PRNGKey::new(seed), &Tensor::ones([1, 16], (Kind::Float, Device::Cpu))).unwrap();
+    variables.get_dict("params").cloned().unwrap()
+}
+
+/// The mean cross-entropy on a batch.
+fn loss(params: &FrozenDict, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let variables = FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))]);
+    let logits = Mlp::new().apply(&variables, x)?;
+    Ok(softmax_cross_entropy_with_integer_labels(&logits, y)?.mean(Kind::Float))
+}
+
+fn create_state(params: FrozenDict) -> State {
+    TrainState::create(Mlp::new(), params, optax::adam(1e-3)).unwrap()
+}
+
+/// One process, the whole batch: the per-step losses and the final state.
+fn one_process(batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+    let mut state = create_state(init_params(0));
+    let mut losses = Vec::new();
+    for (x, y) in batches {
+        let (value, grads) = flax::value_and_grad(&state.params, |p| loss(p, x, y)).unwrap();
+        losses.push(value.double_value(&[]));
+        state = state.apply_gradients(grads).unwrap();
+    }
+    (losses, state)
+}
+
+/// Unsharded data parallel: each rank its slice, gradients and losses `pmean`ed.
+fn data_parallel(group: &ProcessGroup, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+    let mut state = group.replicate(&create_state(init_params(group.rank() as u64))).unwrap();
+    let mut losses = Vec::new();
+    for batch in batches {
+        let (x, y) = group.shard(&(batch.0.shallow_clone(), batch.1.shallow_clone())).unwrap();
+        let (value, grads) = flax::value_and_grad(&state.params, |p| loss(p, &x, &y)).unwrap();
+        losses.push(group.pmean(&value).unwrap().double_value(&[]));
+        state = state.apply_gradients(group.pmean(&grads).unwrap()).unwrap();
+    }
+    (losses, state)
+}
+
+/// The sharded mode: the data-parallel loop with `fsdp.value_and_grad`; the state holds this
+/// rank's pieces.
+fn sharded(fsdp: &Fsdp<'_>, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+    let group = fsdp.group();
+    // Each rank initialises with its own seed: `train_state` starts every rank from rank 0's.
+    let mut state =
+        fsdp.train_state(Mlp::new(), &init_params(group.rank() as u64), optax::adam(1e-3)).unwrap();
+    let mut losses = Vec::new();
+    for batch in batches {
+        let (x, y) = group.shard(&(batch.0.shallow_clone(), batch.1.shallow_clone())).unwrap();
+        let (value, grads) = fsdp.value_and_grad(&state.params, |p| loss(p, &x, &y)).unwrap();
+        losses.push(group.pmean(&value).unwrap().double_value(&[]));
+        state = state.apply_gradients(grads).unwrap();
+    }
+    (losses, state)
+}
+
+fn max_difference<T: Tree>(a: &T, b: &T) -> f64 {
+    let diffs = tree::tree_zip_map(a, b, |x, y| Ok((x - y).abs().max())).unwrap();
+    tree::leaves(&diffs).iter().map(|d| d.double_value(&[])).fold(0.0, f64::max)
+}
+
+fn max_loss_difference(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// The bytes of a tree's tensors: what a rank holds.
+fn bytes<T: Tree>(tree: &T) -> i64 {
+    tree::leaves(tree).iter().map(|t| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum()
+}
+
+/// Trains with `spec` on every rank and checks the sharded run against one process's and
+/// unsharded data parallel's, its memory per rank, and a checkpoint round trip.
+fn sharded_equals_unsharded(group: &ProcessGroup, name: &str, spec: ShardingSpec) {
+    let (rank, world) = (group.rank(), group.world_size());
+    let batches = global_batches();
+    let (one_losses, one) = one_process(&batches);
+    let before = group.comm_stats();
+    let (dp_losses, dp) = data_parallel(group, &batches);
+    let dp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
+    let fsdp = Fsdp::new(group, spec).unwrap();
+    let before = group.comm_stats();
+    let (losses, state) = sharded(&fsdp, &batches);
+    let fsdp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
+    eprintln!(
+        "{name}, rank {rank} of {world}: bytes sent per step: data parallel {dp_bytes}, sharded {fsdp_bytes}"
+    );
+
+    let full = fsdp.gather(&state).unwrap();
+    let vs_dp = (max_loss_difference(&losses, &dp_losses), max_difference(&full.params, &dp.params));
+    let vs_one = (max_loss_difference(&losses, &one_losses), max_difference(&full.params, &one.params));
+    let opt_vs_dp = max_difference(&full.opt_state, &dp.opt_state);
+    eprintln!(
+        "{name}, rank {rank} of {world}: max |loss - data parallel's| {:e}, |params - dp| {:e}, |opt_state - dp| {opt_vs_dp:e}; \
+         vs one process: loss {:e}, params {:e}",
+        vs_dp.0, vs_dp.1, vs_one.0, vs_one.1
+    );
+    for (what, d) in [("loss vs dp", vs_dp.0), ("params vs dp", vs_dp.1), ("opt_state vs dp", opt_vs_dp)] {
+        assert!(d <= TOLERANCE, "{name}: {what}: {d}");
+    }
+    for (what, d) in [("loss vs one process", vs_one.0), ("params vs one process", vs_one.1)] {
+        assert!(d <= TOLERANCE, "{name}: {what}: {d}");
+    }
+
+    // What this rank holds: its pieces of the parameters and of Adam's mu and nu, exactly
+    // the shard shapes the spec gives (float32, three copies), which is total/N plus the
+    // replicated and padded leaves' share.
+    let owned = bytes(&state.params) + bytes(&state.opt_state);
+    let pieces: i64 =
+        fsdp.spec().leaves().iter().map(|leaf| leaf.shard_shape(world).iter().product::<i64>()).sum();
+    assert_eq!(owned, 3 * 4 * pieces, "{name}: rank {rank} holds what the spec says");
+    let total = bytes(&dp.params) + bytes(&dp.opt_state);
+    let share = owned as f64 / (total as f64 / world as f64);
+    eprintln!("{name}, rank {rank} of {world}: owns {owned} of {total} bytes: {share:.4} of total/{world}");
+    assert!(share <= 1.08, "{name}: rank {rank} owns {owned} of {total} bytes");
+
+    checkpoint_round_trip(&fsdp, &state, &dp);
+}
+
+/// Rank 0 writes the gathered state as one process's checkpoint; it restores unsharded (into
+/// a data-parallel state) and, sharded again, into every rank's pieces.
+fn checkpoint_round_trip(fsdp: &Fsdp<'_>, state: &State, unsharded: &State) {
+    let group = fsdp.group();
+    let dir = std::env::temp_dir().join(format!("flax-fsdp-{}", std::env::var("MASTER_PORT").unwrap()));
+    let full = fsdp.gather(state).unwrap();
+    if group.rank() == 0 {
+        save_checkpoint(&dir, &full, full.step, &SaveCheckpointOptions::default().overwrite(true)).unwrap();
+    }
+    group.barrier().unwrap();
+    let options = RestoreCheckpointOptions::default();
+    let restored = restore_checkpoint(&dir, create_state(init_params(99)), &options).unwrap();
+    assert_eq!(restored.step, STEPS as i64);
+    assert!(max_difference(&restored, unsharded) <= TOLERANCE);
+    let pieces =
+        fsdp.shard(&restore_checkpoint(&dir, create_state(init_params(98)), &options).unwrap()).unwrap();
+    assert_eq!(max_difference(&pieces, state), 0.0);
+    group.barrier().unwrap();
+    if group.rank() == 0 {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn sharded_training_on_two_processes_equals_unsharded() {
+    let test = "sharded_training_on_two_processes_equals_unsharded";
+    let Some(group) = join_or_spawn(test, 2, Duration::from_secs(120)) else {
+        return;
+    };
+    let spec = ShardingSpec::largest_divisible_axis(&init_params(0), 2).unwrap();
+    // Every leaf splits: 64 and 10 are even.
+    assert!(spec.leaves().iter().all(|leaf| leaf.axis.is_some()));
+    sharded_equals_unsharded(&group, "largest divisible axis", spec);
+}
+
+#[test]
+fn sharded_training_on_four_processes_equals_unsharded() {
+    let test = "sharded_training_on_four_processes_equals_unsharded";
+    let Some(group) = join_or_spawn(test, 4, Duration::from_secs(120)) else {
+        return;
+    };
+    let params = init_params(0);
+    // The default rule keeps Dense_1's 10-element bias whole (4 does not divide 10).
+    let spec = ShardingSpec::largest_divisible_axis(&params, 4).unwrap();
+    let axes: Vec<_> = spec.leaves().iter().map(|leaf| (leaf.path.join("/"), leaf.axis)).collect();
+    let expected = [
+        ("Dense_0/kernel", Some(1)),
+        ("Dense_0/bias", Some(0)),
+        ("Dense_1/kernel", Some(0)),
+        ("Dense_1/bias", None),
+    ];
+    assert_eq!(axes, expected.map(|(p, a)| (p.to_owned(), a)));
+    sharded_equals_unsharded(&group, "largest divisible axis", spec);
+    // Every leaf split along its last axis: Dense_1's 10 outputs padded to 12, 3 per rank.
+    let last = ShardingSpec::from_fn(&params, |_, leaf| Some(leaf.dim() - 1)).unwrap();
+    assert_eq!(last.leaves()[2].shard_shape(4), [64, 3]);
+    sharded_equals_unsharded(&group, "last axis, padded", last);
+}
+
+#[test]
+fn a_sharding_spec_that_differs_across_ranks_is_a_typed_error() {
+    let test = "a_sharding_spec_that_differs_across_ranks_is_a_typed_error";
+    let Some(group) = join_or_spawn(test, 2, Duration::from_secs(60)) else {
+        return;
+    };
+    let params = init_params(0);
+    let spec = match group.rank() {
+        0 => ShardingSpec::largest_divisible_axis(&params, 2).unwrap(),
+        _ => ShardingSpec::from_fn(&params, |_, _| Some(0)).unwrap(),
+    };
+    let err = Fsdp::new(&group, spec).expect_err("the ranks' specs differ");
+    let Error::TreeStructureMismatch { path, message } = &err else { panic!("{err:?}") };
+    assert_eq!(path, "Dense_0/kernel split along axis 1");
+    assert!(message.contains("rank 1 has `Dense_0/kernel split along axis 0: Float[16, 64]`"), "{message}");
+    // The group is still usable: the check ran before any piece was exchanged.
+    let same = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&params, 2).unwrap()).unwrap();
+    assert_eq!(max_difference(&same.gather(&same.shard(&params).unwrap()).unwrap(), &params), 0.0);
+}
+
+#[test]
+fn a_sharding_spec_refuses_an_axis_the_leaf_lacks() {
+    let params = init_params(0);
+    let err = ShardingSpec::from_fn(&params, |_, leaf| Some(leaf.dim())).expect_err("axis 2 of a matrix");
+    assert!(matches!(err, Error::Value(_)), "{err:?}");
+    assert!(err.to_string().contains("Dense_0/kernel"), "{err}");
+    assert!(matches!(ShardingSpec::largest_divisible_axis(&params, 0), Err(Error::Value(_))));
+}
+
+#[test]
+fn a_group_of_one_trains_as_one_process() {
+    let options =
+        ProcessGroupOptions::new("127.0.0.1", free_port(), 0, 1).with_timeout(Duration::from_secs(30));
+    let group = ProcessGroup::new(&options).unwrap();
+    let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&init_params(0), 1).unwrap()).unwrap();
+    let batches = global_batches();
+    let (losses, state) = sharded(&fsdp, &batches);
+    let (one_losses, one) = one_process(&batches);
+    assert!(max_loss_difference(&losses, &one_losses) <= TOLERANCE);
+    assert!(max_difference(&fsdp.gather(&state).unwrap(), &one) <= TOLERANCE);
+}

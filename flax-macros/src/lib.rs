@@ -15,14 +15,15 @@
 //! impl that lets a `Sequential` call a module; `tree` is the derive. Nothing
 //! here panics on user input.
 
+mod ast;
 mod body;
 mod call_args;
-mod checks;
+mod check;
 mod collection;
+mod ctxt;
+mod expand;
 #[cfg(test)]
 mod expand_snapshots;
-mod module_impl;
-mod module_struct;
 mod params;
 mod setup;
 mod shape;
@@ -38,8 +39,8 @@ pub fn module(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     let attr = proc_macro2::TokenStream::from(attr);
     let expanded = match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(syn::Item::Struct(s)) => module_struct::expand(attr, s),
-        Ok(syn::Item::Impl(i)) => module_impl::expand(attr, i),
+        Ok(syn::Item::Struct(s)) => expand::module_struct(attr, s),
+        Ok(syn::Item::Impl(i)) => expand::module_impl(attr, i),
         Ok(other) => {
             let err =
                 syn::Error::new_spanned(other, "#[module] applies to a struct or to an impl block of one");

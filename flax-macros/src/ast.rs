@@ -5,10 +5,10 @@
 //! and keeps going, so `check` and `expand` see every method; each node keeps the user's
 //! syntax for spans.
 
-use crate::body::{self, ScopeUses};
 use crate::ctxt::Ctxt;
 use crate::setup::SetupMethod;
 use crate::shape::{self, Declaration};
+use crate::walk::{self, ScopeUses};
 use darling::FromField;
 use proc_macro2::TokenStream;
 
@@ -131,7 +131,8 @@ pub struct Method {
     pub output: syn::Type,
     /// Its `#[shape(…)]` declaration.
     pub shape: Option<Declaration>,
-    /// The walk of its body: where it names, declares and calls through the scope.
+    /// The one walk of its body (`crate::walk`): what it names, declares and calls through
+    /// the scope, for the typed params view and the checks.
     pub uses: ScopeUses,
 }
 
@@ -243,7 +244,7 @@ impl Method {
 
     fn new(f: &syn::ImplItemFn, compact: bool, scope_index: usize, output: syn::Type) -> Method {
         let scope = typed_args(f).get(scope_index).and_then(|a| pat_ident(&a.pat));
-        let uses = scope.as_ref().map(|scope| body::walk(&f.block, scope)).unwrap_or_default();
+        let uses = scope.as_ref().map(|scope| walk::walk(&f.block, scope)).unwrap_or_default();
         Method { original: f.clone(), compact, scope_index, scope, output, shape: None, uses }
     }
 

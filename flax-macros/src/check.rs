@@ -9,9 +9,9 @@
 //! through the shape pass (`crate::shape`), whose results the expansion also uses.
 
 use crate::ast::{ModuleImpl, ModuleStruct};
-use crate::body::{Declared, ScopeUses};
 use crate::ctxt::Ctxt;
 use crate::shape::{self, expand::DeclaredMethod};
+use crate::walk::{Declared, ScopeUses};
 use proc_macro2::TokenStream;
 
 /// Flax reserves these attribute names on every module (`ReservedModuleAttributeError`).

@@ -61,3 +61,24 @@ impl Drop for Ctxt {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_reported_together_before_the_expansion() {
+        let cx = Ctxt::new();
+        cx.error_at(proc_macro2::Span::call_site(), "first");
+        cx.error_spanned_by(quote!(x), "second");
+        let emitted = cx.emit(quote!(struct Kept;)).to_string();
+        let (first, second, kept) =
+            (emitted.find("first"), emitted.find("second"), emitted.find("struct Kept"));
+        assert!(first < second && second < kept && first.is_some(), "{emitted}");
+    }
+
+    #[test]
+    fn no_error_is_ok() {
+        assert!(Ctxt::new().check().is_ok());
+    }
+}

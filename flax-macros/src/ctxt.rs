@@ -71,7 +71,11 @@ mod tests {
         let cx = Ctxt::new();
         cx.error_at(proc_macro2::Span::call_site(), "first");
         cx.error_spanned_by(quote!(x), "second");
-        let emitted = cx.emit(quote!(struct Kept;)).to_string();
+        let emitted = cx
+            .emit(quote!(
+                struct Kept;
+            ))
+            .to_string();
         let (first, second, kept) =
             (emitted.find("first"), emitted.find("second"), emitted.find("struct Kept"));
         assert!(first < second && second < kept && first.is_some(), "{emitted}");

@@ -24,7 +24,7 @@ pub fn generate(ir: &ModuleImpl, analysis: &Analysis<'_>) -> TokenStream {
         .iter()
         .find(|m| m.ident() == "call")
         .filter(|_| !ir.custom_call_args)
-        .and_then(|m| crate::call_args::generate(&ir.item, &m.original, m.scope_index, &m.output));
+        .and_then(|m| crate::call_args::generate(&ir.item, m));
     let mut item = ir.item.clone();
     let mut extra = Vec::new();
     for ((m, declared), checks) in methods.iter().zip(declared).zip(call_checks) {

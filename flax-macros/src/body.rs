@@ -1,7 +1,6 @@
-//! Syntax of compact bodies that the passes over them share: literals, the scope argument,
-//! and layer constructions `Type::new(…).builder(…)…` (the naming/typed-params scan in
-//! `params`, the compile-time Flax errors in `checks` and the shape checker in `shape` read
-//! submodules through these).
+//! Syntax of module method bodies that the passes over them share: literals, the scope
+//! argument, and layer constructions `Type::new(…).builder(…)…` (the body walk in `walk` and
+//! the shape checker in `shape` read submodules through these).
 
 /// The value of a string literal expression.
 pub fn string_literal(expr: &syn::Expr) -> Option<String> {

@@ -6,6 +6,7 @@
 //! left out), and the output is a `Tensor`, a tuple of them, a `Value` or a `FrozenDict`. The
 //! check is syntactic (by the last path segment of each type), as the rest of the macro's.
 
+use crate::ast::Method;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -17,26 +18,13 @@ enum Binding<'a> {
     Optional(&'a syn::Type),
 }
 
-/// The `impl flax::nn::CallArgs` for `call` (its typed arguments, scope at `scope_index`, its
-/// `Result`'s ok type `output`), or nothing when the signature does not qualify.
-pub fn generate(
-    item: &syn::ItemImpl,
-    call: &syn::ImplItemFn,
-    scope_index: usize,
-    output: &syn::Type,
-) -> Option<TokenStream> {
-    if !is_output(output) {
+/// The `impl flax::nn::CallArgs` for the module method `call`, or nothing when its signature
+/// does not qualify.
+pub fn generate(item: &syn::ItemImpl, call: &Method) -> Option<TokenStream> {
+    if !is_output(&call.output) {
         return None;
     }
-    let typed: Vec<&syn::PatType> = call
-        .sig
-        .inputs
-        .iter()
-        .filter_map(|a| match a {
-            syn::FnArg::Typed(t) => Some(t),
-            syn::FnArg::Receiver(_) => None,
-        })
-        .collect();
+    let (typed, scope_index) = (call.typed_args(), call.scope_index);
     let mut names = Vec::new();
     let mut bindings = Vec::new();
     for (i, arg) in typed.iter().enumerate() {

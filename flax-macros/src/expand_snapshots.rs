@@ -48,7 +48,7 @@ fn module_struct() {
             norm: nn::LayerNorm,
         }
     };
-    assert_expansion("module_struct", crate::module_struct::expand(TokenStream::new(), item));
+    assert_expansion("module_struct", crate::expand::module_struct(TokenStream::new(), item));
 }
 
 /// `#[module]` on an impl block with a compact method.
@@ -63,7 +63,7 @@ fn module_impl_compact() {
             }
         }
     };
-    assert_expansion("module_impl_compact", crate::module_impl::expand(TokenStream::new(), item));
+    assert_expansion("module_impl_compact", crate::expand::module_impl(TokenStream::new(), item));
 }
 
 /// A `setup`-style module: the struct's `#[setup]` field and the impl block's `fn setup`.
@@ -87,8 +87,8 @@ fn setup_module() {
             }
         }
     };
-    let mut tokens = crate::module_struct::expand(TokenStream::new(), strukt);
-    tokens.extend(crate::module_impl::expand(TokenStream::new(), imp));
+    let mut tokens = crate::expand::module_struct(TokenStream::new(), strukt);
+    tokens.extend(crate::expand::module_impl(TokenStream::new(), imp));
     assert_expansion("setup_module", tokens);
 }
 
@@ -107,7 +107,7 @@ fn shape_declared() {
             }
         }
     };
-    assert_expansion("shape_declared", crate::module_impl::expand(TokenStream::new(), item));
+    assert_expansion("shape_declared", crate::expand::module_impl(TokenStream::new(), item));
 }
 
 /// `#[derive(Tree)]`: a tree field, a renamed one and a static one.

@@ -8,26 +8,42 @@
 //!
 //! `#[derive(Tree)]` implements `flax::Tree` (pytrees) for a struct.
 //!
-//! Layout: `module_struct` and `module_impl` parse into small models and expand them;
-//! `setup` the `setup`-style modules (`#[setup]` fields, `fn setup`, methods reading them);
-//! `body` the syntax of compact bodies the passes share; `checks` holds the body scans
-//! behind compile-time errors; `shape` the compile-time shape checker of `#[shape(…)]`; `call_args` the `nn::CallArgs`
-//! impl that lets a `Sequential` call a module; `tree` is the derive. Nothing
-//! here panics on user input.
+//! Layout (serde_derive's: parse → IR → check → expand):
+//! - `ast`: the one parsed representation of a module struct (fields with their options) or
+//!   impl block (module methods classified once: compact or not, the scope, the `Result`'s
+//!   type, the `#[shape]` declaration, the walk of the body), keeping the user's syntax for
+//!   spans;
+//! - `walk`: the one walk of a method body, stored in the IR: literal names, declarations
+//!   and the params and submodules with their Flax auto-names, read by the typed params view
+//!   and the checks;
+//! - `ctxt`: the error collector of one expansion (errors of parsing and of every check are
+//!   reported together, each at the user's span);
+//! - `check`: the checks over the IR (Flax's runtime errors the syntax proves, and the
+//!   shape pass of `shape` for `#[shape(…)]` methods);
+//! - `expand`: code generation from the IR, emitted even when a check failed (the items
+//!   callers use stay, so one mistake is one error); with `params` (typed params views),
+//!   `setup` (`setup`-style modules), `call_args` (the `nn::CallArgs` impl that lets a
+//!   `Sequential` call a module) and `shape::expand`;
+//! - `body`, `tokens`: syntax and token helpers the passes share; `tree` and `collection` are
+//!   the derives.
+//!
+//! Nothing here panics on user input.
 
+mod ast;
 mod body;
 mod call_args;
-mod checks;
+mod check;
 mod collection;
+mod ctxt;
+mod expand;
 #[cfg(test)]
 mod expand_snapshots;
-mod module_impl;
-mod module_struct;
 mod params;
 mod setup;
 mod shape;
 mod tokens;
 mod tree;
+mod walk;
 
 use proc_macro::TokenStream;
 
@@ -38,8 +54,8 @@ pub fn module(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     let attr = proc_macro2::TokenStream::from(attr);
     let expanded = match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(syn::Item::Struct(s)) => module_struct::expand(attr, s),
-        Ok(syn::Item::Impl(i)) => module_impl::expand(attr, i),
+        Ok(syn::Item::Struct(s)) => expand::module_struct(attr, s),
+        Ok(syn::Item::Impl(i)) => expand::module_impl(attr, i),
         Ok(other) => {
             let err =
                 syn::Error::new_spanned(other, "#[module] applies to a struct or to an impl block of one");

@@ -7,7 +7,7 @@
 //! every module method with `self` bound to the view of the frame's setup (built once per
 //! frame by the runtime), so `self.dense1` and `self.features` both read as in Flax.
 
-use crate::module_struct::FieldModel;
+use crate::ast::Field;
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, ToTokens};
 
@@ -19,7 +19,7 @@ pub fn generate_struct(
     ident: &syn::Ident,
     vis: &syn::Visibility,
     generics: &syn::Generics,
-    fields: &[FieldModel],
+    fields: &[Field],
 ) -> TokenStream {
     let setup = format_ident!("{}Setup", ident);
     let view = format_ident!("__{}SetupView", ident);
@@ -98,7 +98,7 @@ pub fn generate_struct(
 
 /// The generic parameters of `generics` that the types of `fields` mention, with their bounds
 /// and the where-predicates that only concern them.
-fn used_generics(generics: &syn::Generics, fields: &[FieldModel]) -> syn::Generics {
+fn used_generics(generics: &syn::Generics, fields: &[Field]) -> syn::Generics {
     let mentioned: Vec<String> =
         fields.iter().flat_map(|f| crate::tokens::idents(f.ty.to_token_stream())).collect();
     let used = |name: &str| mentioned.iter().any(|m| m == name);
@@ -153,7 +153,7 @@ pub fn take(item: &mut syn::ItemImpl) -> (Option<SetupMethod>, Option<syn::Error
     let by_ref_self = matches!(inputs.first(), Some(syn::FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
     let takes_scope = match inputs.get(1) {
         None => false,
-        Some(syn::FnArg::Typed(t)) if crate::module_impl::is_scope_type(&t.ty) && inputs.len() == 2 => true,
+        Some(syn::FnArg::Typed(t)) if crate::ast::is_scope_type(&t.ty) && inputs.len() == 2 => true,
         Some(_) => false,
     };
     if !by_ref_self || (inputs.len() > 1 && !takes_scope) {

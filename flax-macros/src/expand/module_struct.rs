@@ -1,113 +1,15 @@
-//! `#[module]` on a struct: constructor, setters, `Clone`, Flax's `Debug`, `Module` impl.
+//! The expansion of a `#[module]` struct: constructor, setters, `Clone`, Flax's `Debug`,
+//! `Module` impl.
 
-use darling::FromField;
+use crate::ast::{Field, ModuleStruct};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-/// Field options: `#[module(default = expr)]`, `#[module(submodule)]` (also `#[submodule]`),
-/// `#[module(exact)]` (the setter takes the field's type itself, not `impl Into`),
-/// `#[module(setup)]` (also `#[setup]`).
-#[derive(FromField, Default)]
-#[darling(attributes(module), default)]
-struct FieldOpts {
-    default: Option<syn::Expr>,
-    submodule: bool,
-    exact: bool,
-    setup: bool,
-}
-
-pub(crate) struct FieldModel {
-    pub ident: syn::Ident,
-    pub ty: syn::Type,
-    pub vis: syn::Visibility,
-    default: Option<syn::Expr>,
-    submodule: bool,
-    exact: bool,
-    /// Filled by the module's `setup` (see `crate::setup`), not an attribute.
-    setup: bool,
-}
-
-/// Flax reserves these attribute names on every module (`ReservedModuleAttributeError`).
-const RESERVED: [&str; 2] = ["name", "parent"];
-
-pub fn expand(attr: TokenStream, mut item: syn::ItemStruct) -> TokenStream {
-    let mut errors: Option<syn::Error> = None;
-    let mut push = |e: syn::Error| match &mut errors {
-        Some(all) => all.combine(e),
-        None => errors = Some(e),
-    };
-    if !attr.is_empty() {
-        push(syn::Error::new_spanned(&attr, "#[module] on a struct takes no arguments"));
-    }
-    if matches!(item.fields, syn::Fields::Unnamed(_)) {
-        // Nothing can be generated without attribute names: the struct is left as written.
-        push(syn::Error::new_spanned(&item.fields, "a #[module] struct has named fields (its attributes)"));
-        let errors = errors.map(|e| e.to_compile_error());
-        return quote! { #errors #item };
-    }
-    let fields = parse_fields(&mut item, &mut push);
-    for f in &fields {
-        if RESERVED.contains(&f.ident.to_string().as_str()) {
-            push(syn::Error::new(
-                f.ident.span(),
-                format!(
-                    "properties `parent` and `name` are reserved: `{}` cannot be a module attribute \
-                     (Flax's ReservedModuleAttributeError); set a module's name with `.name(\"…\")`",
-                    f.ident
-                ),
-            ));
-        }
-    }
-    let (setup_fields, fields): (Vec<FieldModel>, Vec<FieldModel>) =
-        fields.into_iter().partition(|f| f.setup);
-    for f in setup_fields.iter().filter(|f| f.default.is_some() || f.submodule) {
-        push(syn::Error::new(
-            f.ident.span(),
-            "a #[setup] field is set by the module's `setup`: it takes no default and is named as a submodule already",
-        ));
-    }
-    if let syn::Fields::Named(named) = &mut item.fields {
-        let kept =
-            named.named.iter().filter(|f| !setup_fields.iter().any(|s| f.ident.as_ref() == Some(&s.ident)));
-        named.named = kept.cloned().collect();
-    }
-    let generated = generate(&item, &fields, &setup_fields);
-    let errors = errors.map(|e| e.to_compile_error());
-    quote! { #errors #generated }
-}
-
-/// The named fields with their options (a unit struct has none). A field whose options do
-/// not parse is reported through `push` and kept with the default options, so that the
-/// generated constructor still has it (one error per mistake).
-fn parse_fields(item: &mut syn::ItemStruct, push: &mut impl FnMut(syn::Error)) -> Vec<FieldModel> {
-    let syn::Fields::Named(named) = &mut item.fields else {
-        item.fields = syn::Fields::Named(syn::parse_quote!({}));
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for field in named.named.iter_mut() {
-        let opts = FieldOpts::from_field(field).unwrap_or_else(|e| {
-            push(e.into());
-            FieldOpts::default()
-        });
-        let bare = |name: &str| field.attrs.iter().any(|a| a.path().is_ident(name));
-        let (bare_submodule, bare_setup) = (bare("submodule"), bare("setup"));
-        field.attrs.retain(|a| !["module", "submodule", "setup"].iter().any(|n| a.path().is_ident(n)));
-        out.push(FieldModel {
-            ident: field.ident.clone().expect("named fields have identifiers"),
-            ty: field.ty.clone(),
-            vis: field.vis.clone(),
-            default: opts.default,
-            submodule: opts.submodule || bare_submodule,
-            exact: opts.exact,
-            setup: opts.setup || bare_setup,
-        });
-    }
-    out
-}
-
-fn generate(item: &syn::ItemStruct, fields: &[FieldModel], setup_fields: &[FieldModel]) -> TokenStream {
+/// The struct with its `__flax` handle, the constructor and setters, `Clone`, `Debug`,
+/// `Module`, the `#[submodule]` fields' params view and the `setup` support.
+pub fn generate(ir: &ModuleStruct) -> TokenStream {
+    let (item, fields, setup_fields) = (&ir.item, &ir.fields[..], &ir.setup_fields[..]);
     let ident = &item.ident;
     let type_name = ident.to_string();
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
@@ -118,7 +20,7 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel], setup_fields: &[Field
             pub __flax: ::flax::__private::ModuleHandle
         });
     }
-    let required: Vec<&FieldModel> = fields.iter().filter(|f| f.default.is_none()).collect();
+    let required: Vec<&Field> = fields.iter().filter(|f| f.default.is_none()).collect();
     let params = required.iter().map(|f| {
         let id = &f.ident;
         let ty = argument_type(f, &item.generics);
@@ -222,7 +124,7 @@ fn generate(item: &syn::ItemStruct, fields: &[FieldModel], setup_fields: &[Field
     }
 }
 
-fn setter(vis: &syn::Visibility, f: &FieldModel, generics: &syn::Generics) -> TokenStream {
+fn setter(vis: &syn::Visibility, f: &Field, generics: &syn::Generics) -> TokenStream {
     let id = &f.ident;
     let ty = argument_type(f, generics);
     let doc = format!("Sets `{id}` (builder style).");
@@ -244,7 +146,7 @@ fn setter(vis: &syn::Visibility, f: &FieldModel, generics: &syn::Generics) -> To
 /// The parameter type of a field's constructor argument or setter: `impl Into<T>` where a
 /// conversion cannot change what a call means, so `.kernel_init(zeros())`, `.mask(m)` for an
 /// `Option` and `Conv::new(32, [3, 3])` read as in Flax; the field's own type otherwise.
-fn argument_type(f: &FieldModel, generics: &syn::Generics) -> TokenStream {
+fn argument_type(f: &Field, generics: &syn::Generics) -> TokenStream {
     let ty = &f.ty;
     if converts(f, generics) {
         quote! { impl ::core::convert::Into<#ty> }
@@ -260,7 +162,7 @@ fn argument_type(f: &FieldModel, generics: &syn::Generics) -> TokenStream {
 /// them), nor for types with trait objects or smart pointers (an `impl Into` argument loses the
 /// unsizing coercion `Box::new(layer)` relies on), nor for types naming the struct's generic
 /// parameters (the argument would no longer say which type the parameter is).
-fn converts(f: &FieldModel, generics: &syn::Generics) -> bool {
+fn converts(f: &Field, generics: &syn::Generics) -> bool {
     let ty = &f.ty;
     const PRIMITIVES: [&str; 15] = [
         "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "f32", "f64",

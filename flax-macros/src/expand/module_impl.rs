@@ -8,253 +8,27 @@
 //! own argument types after the scope. A `call` taking tensors also gets `flax::nn::CallArgs` (see `call_args`), unless the
 //! block is `#[module(custom_call_args)]`.
 
-use crate::checks;
-use crate::shape::{self, expand::DeclaredMethod, Declaration};
-use proc_macro2::{Span, TokenStream};
+use crate::ast::{Method, ModuleImpl};
+use crate::check::Analysis;
+use crate::shape::{self, expand::DeclaredMethod};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-/// A method that takes a scope, split into the pieces the expansion needs.
-struct ScopeMethod {
-    method: syn::ImplItemFn,
-    compact: bool,
-    /// Position of the `&mut Scope` argument among the typed (non-self) arguments.
-    scope_index: usize,
-    /// The `T` of the `Result<T>` the method returns.
-    output: syn::Type,
-    /// Its `#[shape(…)]` declaration.
-    shape: Option<Declaration>,
-}
-
-pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
-    let mut errors = Errors::default();
-    let custom_call_args = match syn::parse2::<Option<syn::Ident>>(attr.clone()) {
-        Ok(None) => false,
-        Ok(Some(ident)) if ident == "custom_call_args" => true,
-        _ => {
-            errors.push(syn::Error::new_spanned(
-                &attr,
-                "#[module] on an impl block takes no arguments, or `custom_call_args` when the \
-                 module implements `flax::nn::CallArgs` itself",
-            ));
-            false
-        }
-    };
-    if let Some((_, path, _)) = &item.trait_ {
-        errors.push(syn::Error::new_spanned(
-            path,
-            "#[module] applies to an inherent impl block, not a trait impl",
-        ));
-        return errors.with(quote!(#item));
-    }
-    let (setup, setup_error) = crate::setup::take(&mut item);
-    if let Some(e) = setup_error {
-        errors.push(e);
-    }
-    let mut methods = Vec::new();
-    // The first compact method whose signature was rejected: callers' `init`/`apply` are still
-    // generated from it (see `fallback`).
-    let mut rejected_compact = None;
-    let mut compact_seen = false;
-    for impl_item in item.items.iter_mut() {
-        let syn::ImplItem::Fn(f) = impl_item else { continue };
-        let compact = take_compact_attr(f);
-        let declaration = shape::decl::take(f).unwrap_or_else(|e| {
-            errors.push(e);
-            None
-        });
-        if compact && compact_seen {
-            errors.push(syn::Error::new(
-                f.sig.ident.span(),
-                "Only one method per class can be @compact: a module has at most one #[compact] method \
-                 (Flax's MultipleMethodsCompactError)",
-            ));
-        }
-        compact_seen |= compact;
-        match classify(f, compact) {
-            Ok(Some(m)) => methods.push(ScopeMethod { shape: declaration, ..m }),
-            Ok(None) if declaration.is_some() => errors.push(syn::Error::new(
-                f.sig.ident.span(),
-                "#[shape] declares the tensors of a module method: one taking `cx: &mut Scope`",
-            )),
-            Ok(None) => {}
-            Err(e) => {
-                errors.push(e);
-                if compact && rejected_compact.is_none() {
-                    rejected_compact = Some(fallback_method(f));
-                }
-            }
-        }
-    }
-    for m in &methods {
-        if let Some(scope) = scope_ident(&m.method, m.scope_index) {
-            let found = if m.compact {
-                checks::duplicate_literal_names(&m.method.block, &scope)
-            } else {
-                checks::declarations_outside_compact(&m.method.block, &scope)
-            };
-            for e in found {
-                errors.push(e);
-            }
-        }
-    }
-    // Errors leave the expansion whole (the methods rewritten, `init`/`apply` and the setup
-    // generated): one error per mistake, not one per use of what the mistake would remove.
-    let mut declared = Vec::new();
-    for m in &methods {
-        declared.push(m.shape.as_ref().and_then(|d| {
-            let args: Vec<(Option<syn::Ident>, &syn::Type)> = typed_args(&m.method)
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| *i != m.scope_index)
-                .map(|(_, a)| (pat_ident(&a.pat), &*a.ty))
-                .collect();
-            shape::resolve(d, &m.method.sig.ident, &args, &m.output)
-                .map_err(|es| es.into_iter().for_each(|e| errors.push(e)))
-                .ok()
-        }));
-    }
-    let mut call_checks = Vec::new();
-    for (m, d) in methods.iter().zip(&declared) {
-        let checked = match (d, scope_ident(&m.method, m.scope_index)) {
-            (Some(d), Some(scope)) => {
-                let generics = item.generics.type_params().chain(m.method.sig.generics.type_params());
-                shape::check(d, &m.method.block, &scope, generics.map(|p| p.ident.to_string()).collect())
-            }
-            _ => shape::Checked { errors: Vec::new(), call_checks: Vec::new() },
-        };
-        checked.errors.into_iter().for_each(|e| errors.push(e));
-        call_checks.push(checked.call_checks);
-    }
-    let mut generated = generate(&item, &methods, &declared, &call_checks, custom_call_args, setup.as_ref());
-    if let Some(m) = rejected_compact.filter(|_| !methods.iter().any(|m| m.compact)) {
-        generated.extend(fallback(&item, &m));
-    }
-    errors.with(generated)
-}
-
-fn pat_ident(pat: &syn::Pat) -> Option<syn::Ident> {
-    match pat {
-        syn::Pat::Ident(p) => Some(p.ident.clone()),
-        _ => None,
-    }
-}
-
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, e: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-    /// The errors followed by `tokens`, so downstream code still sees the items (one error
-    /// per mistake, not one per use).
-    fn with(self, tokens: TokenStream) -> TokenStream {
-        let errors = self.0.map(|e| e.to_compile_error());
-        quote! { #errors #tokens }
-    }
-}
-
-fn take_compact_attr(f: &mut syn::ImplItemFn) -> bool {
-    let before = f.attrs.len();
-    f.attrs.retain(|a| !(a.path().is_ident("compact") || path_ends_with(a.path(), "compact")));
-    before != f.attrs.len()
-}
-
-fn path_ends_with(path: &syn::Path, name: &str) -> bool {
-    path.segments.last().is_some_and(|s| s.ident == name)
-        && path.segments.len() == 2
-        && path.segments[0].ident == "flax"
-}
-
-/// Whether `ty` is `&mut Scope` (any path ending in `Scope`, any lifetime).
-pub(crate) fn is_scope_type(ty: &syn::Type) -> bool {
-    let syn::Type::Reference(r) = ty else { return false };
-    if r.mutability.is_none() {
-        return false;
-    }
-    matches!(&*r.elem, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Scope"))
-}
-
-fn typed_args(f: &syn::ImplItemFn) -> Vec<&syn::PatType> {
-    f.sig
-        .inputs
-        .iter()
-        .filter_map(|a| match a {
-            syn::FnArg::Typed(t) => Some(t),
-            syn::FnArg::Receiver(_) => None,
-        })
-        .collect()
-}
-
-fn classify(f: &syn::ImplItemFn, compact: bool) -> syn::Result<Option<ScopeMethod>> {
-    let scope_index = typed_args(f).iter().position(|a| is_scope_type(&a.ty));
-    let Some(scope_index) = scope_index else {
-        if compact {
-            return Err(syn::Error::new(
-                f.sig.ident.span(),
-                "a #[compact] method takes the module's scope: add an argument `cx: &mut Scope`",
-            ));
-        }
-        return Ok(None);
-    };
-    let by_ref_self = matches!(f.sig.inputs.first(), Some(syn::FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
-    if !by_ref_self {
-        return Err(syn::Error::new(
-            f.sig.ident.span(),
-            "a module method takes `&self`: modules are immutable configuration values",
-        ));
-    }
-    let output = result_ok_type(&f.sig.output).ok_or_else(|| {
-        syn::Error::new_spanned(
-            &f.sig.output,
-            "a module method returns `flax::Result<T>` (errors of params and submodules propagate with `?`)",
-        )
-    })?;
-    Ok(Some(ScopeMethod { method: f.clone(), compact, scope_index, output, shape: None }))
-}
-
-/// `T` of a return type `Result<T>` / `flax::Result<T>` / `Result<T, E>`.
-fn result_ok_type(output: &syn::ReturnType) -> Option<syn::Type> {
-    let syn::ReturnType::Type(_, ty) = output else { return None };
-    let syn::Type::Path(p) = &**ty else { return None };
-    let last = p.path.segments.last()?;
-    if last.ident != "Result" {
-        return None;
-    }
-    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-    match args.args.first()? {
-        syn::GenericArgument::Type(t) => Some(t.clone()),
-        _ => None,
-    }
-}
-
-fn scope_ident(f: &syn::ImplItemFn, scope_index: usize) -> Option<syn::Ident> {
-    match &*typed_args(f).get(scope_index)?.pat {
-        syn::Pat::Ident(p) => Some(p.ident.clone()),
-        _ => None,
-    }
-}
-
-fn generate(
-    item: &syn::ItemImpl,
-    methods: &[ScopeMethod],
-    declared: &[Option<DeclaredMethod<'_>>],
-    call_checks: &[Vec<TokenStream>],
-    custom_call_args: bool,
-    setup: Option<&crate::setup::SetupMethod>,
-) -> TokenStream {
+/// The block with its module methods rewritten, `init`/`apply` for its entry method, the
+/// shape contracts, the typed params view, `CallArgs` and `setup`'s `DefinesSetup`; after an
+/// error in the compact method's signature, the fallback entry points.
+pub fn generate(ir: &ModuleImpl, analysis: &Analysis<'_>) -> TokenStream {
+    let (methods, declared, call_checks) = (&ir.methods, &analysis.declared, &analysis.call_checks);
+    let setup = ir.setup.as_ref();
     let call_args = methods
         .iter()
-        .find(|m| m.method.sig.ident == "call")
-        .filter(|_| !custom_call_args)
-        .and_then(|m| crate::call_args::generate(item, &m.method, m.scope_index, &m.output));
-    let mut item = item.clone();
+        .find(|m| m.ident() == "call")
+        .filter(|_| !ir.custom_call_args)
+        .and_then(|m| crate::call_args::generate(&ir.item, m));
+    let mut item = ir.item.clone();
     let mut extra = Vec::new();
     for ((m, declared), checks) in methods.iter().zip(declared).zip(call_checks) {
-        let name = &m.method.sig.ident;
+        let name = m.ident();
         let hidden = format_ident!("__flax_impl_{}", name);
         for impl_item in item.items.iter_mut() {
             if let syn::ImplItem::Fn(f) = impl_item {
@@ -263,9 +37,9 @@ fn generate(
                 }
             }
         }
-        let mut inner = m.method.clone();
-        if let (Some(_), Some(scope)) = (setup, scope_ident(&m.method, m.scope_index)) {
-            inner.block = crate::setup::with_setup(&scope, &inner.block);
+        let mut inner = m.original.clone();
+        if let (Some(_), Some(scope)) = (setup, &m.scope) {
+            inner.block = crate::setup::with_setup(scope, &inner.block);
         }
         let checks = checks.iter().map(|c| -> syn::Stmt { syn::parse_quote!(#c) });
         inner.block.stmts.splice(0..0, checks);
@@ -276,23 +50,19 @@ fn generate(
         inner.attrs.push(syn::parse_quote!(#[allow(clippy::needless_pass_by_value)]));
         extra.push(syn::ImplItem::Fn(inner));
     }
-    let entry =
-        methods.iter().find(|m| m.compact).or_else(|| methods.iter().find(|m| m.method.sig.ident == "call"));
-    if let Some(entry) = entry {
+    if let Some(entry) = ir.entry() {
         extra.extend(init_apply(entry));
     }
     let contracts: Vec<&DeclaredMethod<'_>> = declared.iter().flatten().collect();
     extra.extend(shape::expand::contracts(&contracts));
     item.items.extend(extra);
     let params = plain_self_ident(&item).map(|ident| {
-        let compact = methods
-            .iter()
-            .find(|m| m.compact)
-            .and_then(|m| scope_ident(&m.method, m.scope_index).map(|scope| (&m.method.block, scope)));
-        crate::params::generate(ident, compact.as_ref().map(|(b, s)| (*b, s)))
+        let compact = methods.iter().find(|m| m.compact);
+        crate::params::generate(ident, compact.map_or(&[][..], |m| &m.uses.entries))
     });
     let setup = setup.map(|s| crate::setup::generate_impl(&item.self_ty, &item.generics, s));
-    quote!(#item #params #call_args #setup)
+    let fallback = ir.rejected_compact.as_ref().map(|m| fallback(&ir.item, m));
+    quote!(#item #params #call_args #setup #fallback)
 }
 
 /// The self type's name when it is a plain, non-generic type (typed params views are
@@ -311,12 +81,12 @@ fn plain_self_ident(item: &syn::ItemImpl) -> Option<&syn::Ident> {
 }
 
 /// Argument names for the generated signatures (the user's may be patterns).
-fn arg_names(m: &ScopeMethod) -> Vec<syn::Ident> {
-    (0..typed_args(&m.method).len()).map(|i| format_ident!("__flax_arg{}", i)).collect()
+fn arg_names(m: &Method) -> Vec<syn::Ident> {
+    (0..m.typed_args().len()).map(|i| format_ident!("__flax_arg{}", i)).collect()
 }
 
-fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMethod<'_>>) -> syn::ImplItemFn {
-    let mut f = m.method.clone();
+fn wrapper(m: &Method, hidden: &syn::Ident, declared: Option<&DeclaredMethod<'_>>) -> syn::ImplItemFn {
+    let mut f = m.original.clone();
     let names = arg_names(m);
     let mut i = 0;
     for input in f.sig.inputs.iter_mut() {
@@ -327,7 +97,7 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMetho
         }
     }
     let scope = &names[m.scope_index];
-    let method_name = m.method.sig.ident.to_string();
+    let method_name = m.ident().to_string();
     let compact = m.compact;
     let pass = names
         .iter()
@@ -338,7 +108,8 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMetho
         .enumerate()
         .filter(|(i, _)| *i != m.scope_index)
         .map(|(_, n)| quote!((&&::flax::__private::Probe(&#n)).__flax_describe()));
-    let user_names: Vec<String> = typed_args(&m.method)
+    let user_names: Vec<String> = m
+        .typed_args()
         .iter()
         .enumerate()
         .map(|(i, arg)| match &*arg.pat {
@@ -391,21 +162,10 @@ fn wrapper(m: &ScopeMethod, hidden: &syn::Ident, declared: Option<&DeclaredMetho
     f
 }
 
-/// A compact method whose signature was rejected, taken as it is for its entry points: its
-/// arguments (no scope left out where it has none) and its `Result`'s `T`, or its return type.
-fn fallback_method(f: &syn::ImplItemFn) -> ScopeMethod {
-    let scope_index = typed_args(f).iter().position(|a| is_scope_type(&a.ty)).unwrap_or(usize::MAX);
-    let output = result_ok_type(&f.sig.output).unwrap_or_else(|| match &f.sig.output {
-        syn::ReturnType::Type(_, ty) => (**ty).clone(),
-        syn::ReturnType::Default => syn::parse_quote!(()),
-    });
-    ScopeMethod { method: f.clone(), compact: true, scope_index, output, shape: None }
-}
-
 /// thiserror's fallback: after an error in the compact method's signature, `init`, `apply`
 /// and the other entry points are still generated, with bodies that never run (the crate does
 /// not compile), so that their callers give no second error.
-fn fallback(item: &syn::ItemImpl, m: &ScopeMethod) -> TokenStream {
+fn fallback(item: &syn::ItemImpl, m: &Method) -> TokenStream {
     let items = init_apply(m).into_iter().map(|mut item| {
         if let syn::ImplItem::Fn(f) = &mut item {
             f.attrs.push(syn::parse_quote!(#[allow(unused_variables)]));
@@ -422,10 +182,10 @@ fn fallback(item: &syn::ItemImpl, m: &ScopeMethod) -> TokenStream {
 
 /// `init`, `init_with_output`, `init_with`, `tabulate`, `tabulate_with`, `module_paths`,
 /// `lazy_init`, `apply`, `apply_with` for the entry method.
-fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
-    let method = &m.method.sig.ident;
+fn init_apply(m: &Method) -> Vec<syn::ImplItem> {
+    let method = m.ident();
     let output = &m.output;
-    let args = typed_args(&m.method);
+    let args = m.typed_args();
     let names = arg_names(m);
     let params: Vec<TokenStream> = args
         .iter()
@@ -456,9 +216,11 @@ fn init_apply(m: &ScopeMethod) -> Vec<syn::ImplItem> {
         let __flax_devices: [::core::option::Option<::flax::tch::Device>; #count] = [#(#probes),*];
         ::core::iter::IntoIterator::into_iter(__flax_devices).flatten().next()
     });
-    let vis = &m.method.vis;
+    let vis = &m.original.vis;
     let doc_init = format!("Initializes the variables by running `{method}` (Flax's `init`), with the `params` RNG stream from `rngs`.");
-    let span = Span::call_site();
+    // Located at the user's method (errors in calls of `init`/`apply` point there), resolved
+    // as the macro's own code (its names, and lints that skip macro output).
+    let span = proc_macro2::Span::call_site().located_at(method.span());
     let items: syn::ItemImpl = syn::parse_quote_spanned! {span=>
         impl __FlaxGenerated {
             #[doc = #doc_init]

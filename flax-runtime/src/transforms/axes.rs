@@ -118,6 +118,11 @@ impl Lifting {
                 }
                 Ok(slices.into_iter().map(Value::List).collect())
             }
+            // Names are adjusted by the transform (`meta::remove_axis`); each slice keeps the box.
+            Value::Boxed(b) => {
+                let parts = self.unstack_value(b.unbox(), axis, length, path)?;
+                Ok(parts.into_iter().map(|part| Value::Boxed(Box::new(b.replace_boxed(part)))).collect())
+            }
             Value::Scalar(_) => {
                 Err(self.error(format!("{path} is not an array and has no axis {axis} to map")))
             }
@@ -160,6 +165,13 @@ impl Lifting {
                 Ok(Value::List(out))
             }
             Value::Scalar(_) => Err(self.error(format!("{path} is not an array and cannot be stacked"))),
+            Value::Boxed(b) => {
+                let inner = values
+                    .iter()
+                    .map(|v| v.as_boxed().map(|b| b.unbox().clone()).ok_or_else(mismatch))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Value::Boxed(Box::new(b.replace_boxed(self.stack_values(&inner, axis, path)?))))
+            }
         }
     }
 

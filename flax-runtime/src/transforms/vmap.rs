@@ -442,6 +442,7 @@ fn first_tensor(value: &Value) -> Option<tch::Tensor> {
         Value::Dict(d) => d.iter().find_map(|(_, v)| first_tensor(v)),
         Value::List(items) => items.iter().find_map(first_tensor),
         Value::Scalar(_) => None,
+        Value::Boxed(b) => first_tensor(b.unbox()),
     }
 }
 
@@ -452,6 +453,7 @@ fn any_tensor(value: &Value, f: &mut impl FnMut(&tch::Tensor) -> bool) -> bool {
         Value::Dict(d) => d.iter().any(|(_, v)| any_tensor(v, f)),
         Value::List(items) => items.iter().any(|v| any_tensor(v, f)),
         Value::Scalar(_) => false,
+        Value::Boxed(b) => any_tensor(b.unbox(), f),
     }
 }
 

@@ -218,6 +218,16 @@ fn map_dict(dict: &FrozenDict, f: &mut impl FnMut(&AxisMetadata) -> Result<Value
     dict.iter().map(|(k, v)| Ok((k.to_owned(), map_axis_meta(v, f)?))).collect()
 }
 
+/// The axis a lifted transform adds to or removes from `collection`'s boxes, which must be
+/// non-negative (Flax inserts the name at that index of the names).
+pub(crate) fn box_axis(axis: i64, collection: &str) -> Result<usize> {
+    usize::try_from(axis).map_err(|_| {
+        Error::Value(format!(
+            "collection \"{collection}\" holds Partitioned variables: its variable axis must be non-negative, got {axis}"
+        ))
+    })
+}
+
 /// The tree without its boxes, each replaced by its (recursively unboxed) value (Flax's
 /// `meta.unbox`). Tensors are shared, not copied.
 pub fn unbox(tree: &FrozenDict) -> FrozenDict {
@@ -235,13 +245,13 @@ pub fn unbox_value(value: &Value) -> Value {
 }
 
 /// Every box of the tree with a dimension added at `index` (Flax's `meta.add_axis`).
-pub fn add_axis(tree: &FrozenDict, index: usize, params: &MetadataParams) -> Result<FrozenDict> {
-    map_dict(tree, &mut |b| Ok(Value::Boxed(Box::new(b.add_axis(index, params)?))))
+pub fn add_axis(tree: &Value, index: usize, params: &MetadataParams) -> Result<Value> {
+    map_axis_meta(tree, &mut |b| Ok(Value::Boxed(Box::new(b.add_axis(index, params)?))))
 }
 
 /// Every box of the tree with the dimension at `index` removed (Flax's `meta.remove_axis`).
-pub fn remove_axis(tree: &FrozenDict, index: usize, params: &MetadataParams) -> Result<FrozenDict> {
-    map_dict(tree, &mut |b| Ok(Value::Boxed(Box::new(b.remove_axis(index, params)?))))
+pub fn remove_axis(tree: &Value, index: usize, params: &MetadataParams) -> Result<Value> {
+    map_axis_meta(tree, &mut |b| Ok(Value::Boxed(Box::new(b.remove_axis(index, params)?))))
 }
 
 /// Whether the tree holds any box (lets lifted transforms skip the metadata pass otherwise).

@@ -3,7 +3,7 @@
 
 use flax::core::meta::{self, AxisMetadata};
 use flax::nn::initializers::{lecun_normal, xavier_normal};
-use flax::nn::spmd::{self, PartitionSpec};
+use flax::nn::spmd::{self, PartitionSpec, SpecTree};
 use flax::prelude::*;
 use flax::serialization::{from_bytes, to_bytes};
 use flax::{Error, Value};
@@ -151,13 +151,14 @@ fn guide_params(logical: bool) -> (FrozenDict, Tensor) {
     (variables.get_dict("params").unwrap().clone(), x)
 }
 
-/// L5827-5847 (`state_spec`: `params` and Adam's `mu`/`nu`) and L5886-5906 (the shapes of the
-/// initialized state's boxes).
+/// The guide's non-logical model, initialized once for all its printouts (at the guide's sizes
+/// an init draws 8M normals).
 #[test]
-fn mlp_specs_and_boxes_are_the_guides() {
-    let (params, _) = guide_params(false);
+fn mlp_printouts_are_the_guides() {
+    let (params, x) = guide_params(false);
+
+    // L5827-5847 (`state_spec`: `params` and Adam's `mu`/`nu`).
     assert_eq!(format!("{:?}\n", nn::get_partition_spec(&params)), data("mlp_params_spec.txt"));
-    assert_eq!(format!("{:?}\n", shape_dict(&params)), data("mlp_params_shapes.txt"));
     let (adam, _) = flax::optax::GradientTransformation::init(&flax::optax::adam(1e-3), &params).unwrap();
     assert_eq!(format!("{:?}\n", nn::get_partition_spec(&adam.mu)), data("mlp_mu_spec.txt"));
     assert_eq!(format!("{:?}\n", nn::get_partition_spec(&adam.nu)), data("mlp_mu_spec.txt"));
@@ -165,20 +166,27 @@ fn mlp_specs_and_boxes_are_the_guides() {
     assert!(format!("{:?}", nn::get_partition_spec(&params)).contains(
         "    ScanDotReluDot_0: {\n        W1: PartitionSpec(None, None, 'model'),\n        W2: PartitionSpec(None, 'model', None),\n    },"
     ));
-}
 
-/// L5938-5940: the stored variable is a `Partitioned` box; its value is the raw array.
-#[test]
-fn a_param_is_boxed_in_the_tree_and_raw_in_the_module() {
-    let (params, x) = guide_params(false);
+    // L5886-5906: the shapes of the initialized state's boxes.
+    assert_eq!(format!("{:?}\n", shape_dict(&params)), data("mlp_params_shapes.txt"));
+
+    // L5938-5940: the stored variable is a `Partitioned` box; its value is the raw array.
     let w1 = params.get_path(&["ScanDotReluDot_0", "W1"]).unwrap();
     let Some(AxisMetadata::Partitioned(boxed)) = w1.as_boxed() else {
         panic!("not a Partitioned box: {w1:?}")
     };
     assert_eq!(boxed.value.as_tensor().unwrap().size(), [4, 1024, 1024]);
     assert_eq!(boxed.names, [None, None, Some("model".to_owned())]);
+
+    // L5985-5995: a tree map over boxed params keeps the boxes.
+    let layers = params.get_dict("ScanDotReluDot_0").unwrap();
+    let diff = flax::tree::tree_zip_map(layers, layers, |a, b| Ok(a - b)).unwrap();
+    assert_eq!(format!("{:?}\n", shape_dict(&diff)), data("diff_shapes.txt"));
+    let diff_w1 = diff.get("W1").unwrap().as_boxed().unwrap().unbox().as_tensor().unwrap();
+    assert_eq!(diff_w1.size(), [4, 1024, 1024]);
+
     // `apply` takes the boxed variables init returned, and the unboxed ones, alike.
-    let boxed_vars = FrozenDict::new().copy([("params", Value::Dict(params.clone()))]);
+    let boxed_vars = FrozenDict::new().copy([("params", Value::Dict(params))]);
     let unboxed_vars = meta::unbox(&boxed_vars);
     assert!(unboxed_vars.get_path(&["params", "ScanDotReluDot_0", "W1"]).unwrap().as_boxed().is_none());
     let model = Mlp::new(4, 1024);
@@ -187,21 +195,10 @@ fn a_param_is_boxed_in_the_tree_and_raw_in_the_module() {
     assert!(y.equal(&model.apply(&unboxed_vars, &x).unwrap()));
 }
 
-/// L5985-5995: a tree map over boxed params keeps the boxes.
-#[test]
-fn tree_maps_keep_the_boxes() {
-    let (params, _) = guide_params(false);
-    let layers = params.get_dict("ScanDotReluDot_0").unwrap();
-    let diff = flax::tree::tree_zip_map(layers, layers, |a, b| Ok(a - b)).unwrap();
-    assert_eq!(format!("{:?}\n", shape_dict(&diff)), data("diff_shapes.txt"));
-    let w1 = diff.get("W1").unwrap().as_boxed().unwrap().unbox().as_tensor().unwrap();
-    assert_eq!(w1.size(), [4, 1024, 1024]);
-}
-
 /// L6193-6202 (logical specs), L6243-6252 (mapped to the mesh by the guide's rules), L6300
 /// (the same as the non-logical model's), L6316-6324 (the logical boxes).
 #[test]
-fn logical_mlp_specs_and_boxes_are_the_guides() {
+fn logical_mlp_printouts_are_the_guides() {
     let (params, _) = guide_params(true);
     let logical = nn::get_partition_spec(&params);
     assert_eq!(format!("{logical:?}\n"), data("logical_mlp_params_spec.txt"));
@@ -218,13 +215,20 @@ fn logical_mlp_specs_and_boxes_are_the_guides() {
     assert_eq!(format!("{mesh:?}\n"), data("logical_mlp_mesh_spec.txt"));
     // The same through scoped rules (Flax's `with nn.logical_axis_rules(rules):`).
     let scoped = nn::logical_axis_rules(rules, || nn::logical_to_mesh(&logical, None)).unwrap();
-    assert_eq!(scoped, mesh);
+    assert!(scoped == mesh);
     assert!(nn::get_logical_axis_rules().is_empty(), "the scope restores the rules");
 
-    // L6300: `state_spec.params['ScanDotReluDot_0'] == logical_state_spec.params['ScanLogicalDotReluDot_0']`.
-    let (plain, _) = guide_params(false);
-    let plain = nn::get_partition_spec(&plain);
-    assert!(plain.get_path(&["ScanDotReluDot_0"]) == mesh.get_path(&["ScanLogicalDotReluDot_0"]));
+    // L6300: `state_spec.params['ScanDotReluDot_0'] == logical_state_spec.params['ScanLogicalDotReluDot_0']`,
+    // the former being L5833-5836.
+    let plain = SpecTree::Dict(
+        [
+            ("W1".to_owned(), SpecTree::Spec(PartitionSpec::new((None, None, "model")))),
+            ("W2".to_owned(), SpecTree::Spec(PartitionSpec::new((None, "model", None)))),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    assert!(mesh.get_path(&["ScanLogicalDotReluDot_0"]) == Some(&plain));
 }
 
 /// The worked example of `logical_to_mesh_axes` (L17600-17640).
@@ -331,4 +335,33 @@ fn unannotated_models_have_no_boxes() {
         format!("{:?}", nn::get_partition_spec(&variables)),
         "FrozenDict({\n    params: {\n        kernel: PartitionSpec(),\n        bias: PartitionSpec(),\n    },\n})"
     );
+}
+
+/// An ensemble of partitioned `Dense` layers under `nn::vmap`.
+#[module]
+pub struct Ensemble {}
+
+#[module]
+impl Ensemble {
+    #[compact]
+    pub fn call(&self, cx: &mut Scope, xs: &Tensor) -> Result<Tensor> {
+        let dense = nn::Dense::new(3).kernel_init(nn::with_partitioning(lecun_normal(), (None, "data")));
+        nn::vmap(dense)
+            .variable_axes([("params", 0)])
+            .split_rngs([("params", true)])
+            .in_axes(0)
+            .metadata_params([(nn::PARTITION_NAME, "members")])
+            .call(cx, xs, |dense, cx, x: Tensor| dense.call(cx, &x))
+    }
+}
+
+/// `nn::vmap` inserts the mapped axis' name (`members`) as Flax's does, with Flax's values; the
+/// batched `apply` reads the boxed stack.
+#[test]
+fn vmap_names_the_mapped_axis() {
+    let xs = ones(&[2, 4]);
+    let variables = Ensemble::new().init(PRNGKey::new(2), &xs).unwrap();
+    assert_eq!(format!("{:?}\n", shape_dict(&variables)), data("ensemble_shapes.txt"));
+    assert_eq!(to_bytes(&variables).unwrap(), data_bytes("ensemble.msgpack"));
+    assert_eq!(Ensemble::new().apply(&variables, &xs).unwrap().size(), [2, 3]);
 }

@@ -155,6 +155,17 @@ def main():
   (OUT / 'small_mlp.msgpack').write_bytes(serialization.to_bytes(small_vars))
   (OUT / 'small_mlp_output.msgpack').write_bytes(serialization.to_bytes(small.apply(small_vars, jnp.ones((2, 5)))))
 
+  # `nn.vmap` names the mapped axis of the boxes it stacks.
+  class Ensemble(nn.Module):
+    @nn.compact
+    def __call__(self, xs):
+      dense = nn.vmap(nn.Dense, variable_axes={'params': 0}, split_rngs={'params': True}, in_axes=0,
+                      metadata_params={nn.PARTITION_NAME: 'members'})
+      return dense(3, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), (None, 'data')))(xs)
+  ensemble_vars = Ensemble().init(jax.random.PRNGKey(2), jnp.ones((2, 4)))
+  out['ensemble_shapes'] = guide_repr(jax.tree_util.tree_map(jnp.shape, ensemble_vars))
+  (OUT / 'ensemble.msgpack').write_bytes(serialization.to_bytes(ensemble_vars))
+
   for key, text in out.items():
     (OUT / f'{key}.txt').write_text(text + ('' if text.endswith('\n') else '\n'), encoding='utf-8')
 

@@ -3,6 +3,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::meta::{self, MetadataParams};
 use crate::core::scope::Scope;
 use crate::tree::{self, Tree};
 use tch::Tensor;
@@ -205,4 +206,32 @@ impl Lifting {
         }
         tree::tree_unflatten(first, stacked)
     }
+}
+
+/// A stacked (or mapped) collection as the body sees it: its boxes without the stacking axis (Flax's
+/// `meta.remove_axis` on the way in). Unannotated collections are returned as they are.
+pub(crate) fn without_axis(
+    value: &Value,
+    axis: i64,
+    collection: &str,
+    params: &MetadataParams,
+) -> Result<Value> {
+    if !meta::has_axis_metadata(value) {
+        return Ok(value.clone());
+    }
+    meta::remove_axis(value, meta::box_axis(axis, collection)?, params)
+}
+
+/// A collection stacked after the body: its boxes with the stacking axis named (Flax's
+/// `meta.add_axis` on the way out).
+pub(crate) fn with_axis(
+    value: &Value,
+    axis: i64,
+    collection: &str,
+    params: &MetadataParams,
+) -> Result<Value> {
+    if !meta::has_axis_metadata(value) {
+        return Ok(value.clone());
+    }
+    meta::add_axis(value, meta::box_axis(axis, collection)?, params)
 }

@@ -68,12 +68,12 @@ use crate::core::apply::Rngs;
 use crate::core::errors::Result;
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
-use crate::core::meta::{self, MetadataParams};
+use crate::core::meta::MetadataParams;
 use crate::core::module::Module;
 use crate::core::naming::Name;
 use crate::core::partition_spec::IntoAxisName;
 use crate::core::scope::Scope;
-use crate::transforms::axes::Lifting;
+use crate::transforms::axes::{with_axis, without_axis, Lifting};
 use crate::transforms::lifted::{forward_options, in_frame_of, run_lifted, LiftedModule};
 use crate::tree::{self, Tree};
 
@@ -408,34 +408,6 @@ impl ScanOptions {
         }
         rngs
     }
-}
-
-/// A stacked collection as the body sees it: its boxes without the stacking axis (Flax's
-/// `meta.remove_axis` on the way in). Unannotated collections are returned as they are.
-pub(crate) fn without_axis(
-    value: &Value,
-    axis: i64,
-    collection: &str,
-    params: &MetadataParams,
-) -> Result<Value> {
-    if !meta::has_axis_metadata(value) {
-        return Ok(value.clone());
-    }
-    meta::remove_axis(value, meta::box_axis(axis, collection)?, params)
-}
-
-/// A collection stacked after the body: its boxes with the stacking axis named (Flax's
-/// `meta.add_axis` on the way out).
-pub(crate) fn with_axis(
-    value: &Value,
-    axis: i64,
-    collection: &str,
-    params: &MetadataParams,
-) -> Result<Value> {
-    if !meta::has_axis_metadata(value) {
-        return Ok(value.clone());
-    }
-    meta::add_axis(value, meta::box_axis(axis, collection)?, params)
 }
 
 /// A collection mapped along an axis: its slices going in, each iteration's value coming out.

@@ -73,9 +73,8 @@ use crate::core::module::Module;
 use crate::core::naming::Name;
 use crate::core::partition_spec::IntoAxisName;
 use crate::core::scope::{MappedAxis, Scope};
-use crate::transforms::axes::Lifting;
+use crate::transforms::axes::{with_axis, without_axis, Lifting};
 use crate::transforms::lifted::{forward_options, in_frame_of, map_value, run_lifted, LiftedModule};
-use crate::transforms::scan::{with_axis, without_axis};
 use crate::tree::{self, Tree};
 
 /// How a [`vmap`] maps variables, RNG streams, inputs and outputs (Flax's `nn.vmap` keyword

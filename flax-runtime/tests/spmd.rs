@@ -365,3 +365,25 @@ fn vmap_names_the_mapped_axis() {
     assert_eq!(to_bytes(&variables).unwrap(), data_bytes("ensemble.msgpack"));
     assert_eq!(Ensemble::new().apply(&variables, &xs).unwrap().size(), [2, 3]);
 }
+
+/// The boxes print as Flax's (`Partitioned(value=Array(…), names=…, mesh=None)`), and an
+/// initializer wrapped with rules boxes its values with them.
+#[test]
+fn boxes_print_as_flaxs() {
+    use flax::core::initializer::Initializer;
+    let expected = data("box_reprs.txt");
+    let expected: Vec<&str> = expected.lines().collect();
+    let plain = nn::with_partitioning(nn::initializers::ones(), (None::<&str>,)).box_value(ones(&[2]).into());
+    assert_eq!(format!("{plain:?}"), expected[0]);
+    let logical = nn::with_logical_partitioning(nn::initializers::ones(), ("a",)).rules([("a", "data")]);
+    assert_eq!(format!("{:?}", logical.box_value(ones(&[2]).into())), expected[1]);
+    let rules: Vec<(String, Option<String>)> = vec![("a".into(), Some("data".into())), ("b".into(), None)];
+    let boxed: Value = meta::LogicallyPartitioned {
+        value: ones(&[1, 2]).into(),
+        names: vec![Some("a".into()), None],
+        mesh: None,
+        rules: Some(rules),
+    }
+    .into();
+    assert_eq!(format!("{boxed:?}"), expected[2]);
+}

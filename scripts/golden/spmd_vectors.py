@@ -166,6 +166,13 @@ def main():
   out['ensemble_shapes'] = guide_repr(jax.tree_util.tree_map(jnp.shape, ensemble_vars))
   (OUT / 'ensemble.msgpack').write_bytes(serialization.to_bytes(ensemble_vars))
 
+  # The boxes' reprs with a value and rules.
+  out['box_reprs'] = '\n'.join([
+      repr(nn.Partitioned(jnp.ones(2), (None,))),
+      repr(nn.LogicallyPartitioned(jnp.ones(2), ('a',), rules=(('a', 'data'),))),
+      repr(nn.LogicallyPartitioned(jnp.ones((1, 2)), ('a', None), rules=(('a', 'data'), ('b', None)))),
+  ])
+
   for key, text in out.items():
     (OUT / f'{key}.txt').write_text(text + ('' if text.endswith('\n') else '\n'), encoding='utf-8')
 

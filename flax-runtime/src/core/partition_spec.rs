@@ -275,7 +275,10 @@ mod tests {
         assert_eq!(format!("{:?}", PartitionSpec::new((None, "data"))), "PartitionSpec(None, 'data')");
         assert_eq!(format!("{:?}", PartitionSpec::new(("data",))), "PartitionSpec('data',)");
         assert_eq!(format!("{:?}", PartitionSpec::default()), "PartitionSpec()");
-        assert_eq!(format!("{:?}", Mesh::new([("data", 2), ("model", 4)])), "Mesh('data': 2, 'model': 4)");
+        assert_eq!(
+            format!("{:?}", Mesh::new([("data", 2), ("model", 4)])),
+            "Mesh(axis_sizes=(2, 4), axis_names=('data', 'model'))"
+        );
     }
 
     #[test]

@@ -229,6 +229,10 @@ fn logical_mlp_printouts_are_the_guides() {
         .collect(),
     );
     assert!(mesh.get_path(&["ScanLogicalDotReluDot_0"]) == Some(&plain));
+
+    // `apply` reads the logical boxes through the scan ('layer' removed and checked).
+    let variables = FrozenDict::new().copy([("params", Value::Dict(params))]);
+    assert_eq!(LogicalMlp::new(4, 1024).apply(&variables, &ones(&[8, 1024])).unwrap().size(), [8, 1024]);
 }
 
 /// The worked example of `logical_to_mesh_axes` (L17600-17640).
@@ -324,6 +328,17 @@ fn constraints_check_and_return_the_input() {
         let err = spmd::with_logical_constraint_with(&x, ("batch", "embed"), &raise).unwrap_err();
         assert_eq!(err.to_string(), "Axis names ('batch', 'embed') did not match a rule");
     });
+}
+
+/// The typed params view gives the raw arrays of boxed params.
+#[test]
+fn typed_params_see_the_raw_arrays() {
+    let x = ones(&[2, 3]);
+    let variables = DotReluDot::new(4).init(PRNGKey::new(0), &x).unwrap();
+    let params = DotReluDot::params(&variables).unwrap();
+    assert_eq!(params.w1.size(), [3, 4]);
+    assert!(params.w1.equal(variables.tensor(&["params", "W1"]).unwrap()));
+    assert!(variables.get_path(&["params", "W1"]).unwrap().as_boxed().is_some());
 }
 
 /// A model without annotations has no box anywhere.

@@ -207,14 +207,10 @@ fn logical_mlp_printouts_are_the_guides() {
     assert_eq!(format!("{:?}\n", nn::get_partition_spec(&adam.mu)), data("logical_mlp_mu_spec.txt"));
 
     let rules = [("batch", "data"), ("hidden", "model")];
-    let mesh = nn::logical_to_mesh(
-        &logical,
-        Some(&rules.into_iter().map(|(l, m)| (l.into(), Some(m.into()))).collect()),
-    )
-    .unwrap();
+    let mesh = nn::logical_to_mesh_with(&logical, rules).unwrap();
     assert_eq!(format!("{mesh:?}\n"), data("logical_mlp_mesh_spec.txt"));
     // The same through scoped rules (Flax's `with nn.logical_axis_rules(rules):`).
-    let scoped = nn::logical_axis_rules(rules, || nn::logical_to_mesh(&logical, None)).unwrap();
+    let scoped = nn::logical_axis_rules(rules, || nn::logical_to_mesh(&logical)).unwrap();
     assert!(scoped == mesh);
     assert!(nn::get_logical_axis_rules().is_empty(), "the scope restores the rules");
 
@@ -239,10 +235,9 @@ fn logical_mlp_printouts_are_the_guides() {
 #[test]
 fn logical_to_mesh_axes_is_flaxs_worked_example() {
     let rules = [("batch", "X"), ("features", "X"), ("heads", "Y"), ("batch", "Z")];
-    let rules = rules.into_iter().map(|(l, m)| (l.to_owned(), Some(m.to_owned()))).collect();
-    let spec = nn::logical_to_mesh_axes(("batch", "length", "heads", "features"), Some(&rules)).unwrap();
+    let spec = nn::logical_to_mesh_axes_with(("batch", "length", "heads", "features"), rules).unwrap();
     assert_eq!(format!("{spec:?}\n"), data("logical_to_mesh_axes.txt"));
-    let twice = nn::logical_to_mesh_axes(("batch", "batch"), Some(&rules));
+    let twice = nn::logical_to_mesh_axes_with(("batch", "batch"), rules);
     assert!(matches!(twice, Err(Error::Value(m)) if m.contains("occur more than once")));
 }
 
@@ -341,6 +336,24 @@ fn typed_params_see_the_raw_arrays() {
     assert!(variables.get_path(&["params", "W1"]).unwrap().as_boxed().is_some());
 }
 
+/// `set_logical_axis_rules` sets this thread's rules (Flax keeps them thread-local).
+#[test]
+fn set_and_get_logical_axis_rules() {
+    nn::set_logical_axis_rules([("embed", None), ("hidden", Some("model"))]);
+    assert_eq!(
+        nn::get_logical_axis_rules(),
+        [("embed".to_owned(), None), ("hidden".to_owned(), Some("model".to_owned()))]
+    );
+    assert_eq!(nn::logical_to_mesh_axes(("embed", "hidden")).unwrap(), PartitionSpec::new((None, "model")));
+    std::thread::spawn(|| assert!(nn::get_logical_axis_rules().is_empty())).join().unwrap();
+    let saved = nn::get_logical_axis_rules();
+    nn::set_logical_axis_rules(spmd::LogicalRules::new());
+    assert!(nn::get_logical_axis_rules().is_empty());
+    nn::set_logical_axis_rules(saved.clone());
+    assert_eq!(nn::get_logical_axis_rules(), saved);
+    nn::set_logical_axis_rules(spmd::LogicalRules::new());
+}
+
 /// A model without annotations has no box anywhere.
 #[test]
 fn unannotated_models_have_no_boxes() {
@@ -401,4 +414,35 @@ fn boxes_print_as_flaxs() {
     }
     .into();
     assert_eq!(format!("{boxed:?}"), expected[2]);
+}
+
+/// The guide's `train_step` on boxed params (L6030-6045): gradients come back boxed, Adam's
+/// states are boxed, and the step equals the same step on the unboxed params.
+#[test]
+fn training_on_boxed_params_equals_training_on_raw_ones() {
+    use flax::training::TrainState;
+    let model = Mlp::new(3, 4);
+    let x = ones(&[2, 5]);
+    let variables = model.init(PRNGKey::new(1), &x).unwrap();
+    let boxed = variables.get_dict("params").unwrap().clone();
+    let raw = meta::unbox(&boxed);
+    let loss = |p: &FrozenDict| -> Result<Tensor> {
+        let vars = FrozenDict::new().copy([("params", Value::Dict(p.clone()))]);
+        Ok(model.apply(&vars, &x)?.sum(Kind::Float))
+    };
+    let mut boxed_state = TrainState::create((), boxed, flax::optax::adam(1e-3)).unwrap();
+    let mut raw_state = TrainState::create((), raw, flax::optax::adam(1e-3)).unwrap();
+    for _ in 0..3 {
+        let grads = flax::grad(&boxed_state.params, |p| loss(p)).unwrap();
+        assert!(grads.get_path(&["ScanDotReluDot_0", "W1"]).unwrap().as_boxed().is_some());
+        boxed_state = boxed_state.apply_gradients(grads).unwrap();
+        let grads = flax::grad(&raw_state.params, |p| loss(p)).unwrap();
+        raw_state = raw_state.apply_gradients(grads).unwrap();
+    }
+    let boxed_params = meta::unbox(&boxed_state.params);
+    for (path, leaf) in flax::tree::leaves_with_path(&raw_state.params) {
+        assert!(leaf.equal(boxed_params.tensor(&path).unwrap()), "{path:?}");
+    }
+    assert_eq!(format!("{:?}\n", nn::get_partition_spec(&boxed_state.params)).lines().count(), 6);
+    assert!(boxed_state.params.get_path(&["ScanDotReluDot_0", "W2"]).unwrap().as_boxed().is_some());
 }

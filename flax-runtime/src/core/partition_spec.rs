@@ -166,8 +166,28 @@ tuple_names!(A a, B b, C c, D d);
 tuple_names!(A a, B b, C c, D d, E e);
 tuple_names!(A a, B b, C c, D d, E e, F f);
 
+/// The mesh side of a logical axis rule: `"data"`, `String`, `Some("data")`, `None`, or an
+/// `Option<String>` (so stored rules, [`LogicalRules`], convert too). A rule list holding only
+/// `None`s names the type: `[("embed", None::<&str>)]`.
+pub trait IntoMeshAxis {
+    /// The mesh axis.
+    fn into_mesh_axis(self) -> AxisName;
+}
+
+impl<T: IntoAxisName> IntoMeshAxis for T {
+    fn into_mesh_axis(self) -> AxisName {
+        self.into_axis_name()
+    }
+}
+
+impl IntoMeshAxis for Option<String> {
+    fn into_mesh_axis(self) -> AxisName {
+        self
+    }
+}
+
 /// What can give logical axis rules: pairs `(logical, mesh)` where the mesh axis is a name or
-/// `None` (`[("batch", "data"), ("hidden", "model")]`, `[("embed", None::<&str>)]`).
+/// `None` (`[("batch", "data"), ("hidden", "model")]`, a [`LogicalRules`]).
 pub trait IntoLogicalRules {
     /// The rules, in precedence order.
     fn into_rules(self) -> LogicalRules;
@@ -177,10 +197,10 @@ impl<I, L, M> IntoLogicalRules for I
 where
     I: IntoIterator<Item = (L, M)>,
     L: Into<String>,
-    M: IntoAxisName,
+    M: IntoMeshAxis,
 {
     fn into_rules(self) -> LogicalRules {
-        self.into_iter().map(|(l, m)| (l.into(), m.into_axis_name())).collect()
+        self.into_iter().map(|(l, m)| (l.into(), m.into_mesh_axis())).collect()
     }
 }
 

@@ -72,8 +72,8 @@ pub use rnn::{
 };
 pub use spmd::{
     get_logical_axis_rules, get_partition_spec, logical_axis_rules, logical_to_mesh, logical_to_mesh_axes,
-    set_logical_axis_rules, with_logical_constraint, with_logical_partitioning, with_partitioning,
-    LogicallyPartitioned, Partitioned, PARTITION_NAME,
+    logical_to_mesh_axes_with, logical_to_mesh_with, set_logical_axis_rules, with_logical_constraint,
+    with_logical_partitioning, with_partitioning, LogicallyPartitioned, Partitioned, PARTITION_NAME,
 };
 pub use stochastic::Dropout;
 // Flax's `nn.scan`, `nn.cond`, …: the lifted transforms, under the names Flax gives them in `nn`.

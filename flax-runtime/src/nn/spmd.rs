@@ -5,8 +5,8 @@
 //! names, [`with_logical_partitioning`] with logical ones such as `"embed"`); `init` then
 //! stores them boxed ([`Partitioned`], [`LogicallyPartitioned`]) while modules compute with the
 //! raw arrays. [`get_partition_spec`] reads the names back as a tree of [`PartitionSpec`]s, and
-//! [`logical_to_mesh`] maps logical names to mesh axes through rules given explicitly or set
-//! for a scope ([`logical_axis_rules`]).
+//! [`logical_to_mesh`] maps logical names to mesh axes through rules set for a scope
+//! ([`logical_axis_rules`]) or given explicitly ([`logical_to_mesh_with`]).
 //!
 //! **What this does on one process: nothing to the tensors.** There is no device mesh here,
 //! so [`with_sharding_constraint`] and [`with_logical_constraint`] check their arguments (the
@@ -15,7 +15,6 @@
 //! in [`crate::distributed`].
 
 use crate::core::errors::{Error, Result};
-use crate::core::partition_spec::{AxisName, IntoLogicalNames, IntoLogicalRules, LogicalRules};
 use std::cell::RefCell;
 use tch::Tensor;
 
@@ -23,7 +22,10 @@ pub use crate::core::meta::{
     get_partition_spec, unbox, with_logical_partitioning, with_partitioning, AxisMetadata,
     LogicallyPartitioned, MetadataParams, Partitioned, WithPartitioning, PARTITION_NAME,
 };
-pub use crate::core::partition_spec::{Mesh, PartitionSpec, SpecTree};
+pub use crate::core::partition_spec::{
+    AxisName, IntoAxisName, IntoLogicalNames, IntoLogicalRules, IntoMeshAxis, LogicalNames, LogicalRules,
+    Mesh, PartitionSpec, SpecTree,
+};
 
 thread_local! {
     /// The rules set for this thread (Flax keeps them in a `threading.local`).
@@ -89,31 +91,35 @@ fn assign(names: &[AxisName], rules: &[(String, AxisName)]) -> Result<Vec<Assign
     Ok(result)
 }
 
-fn rules_or_scoped(rules: Option<&LogicalRules>) -> LogicalRules {
-    rules.cloned().unwrap_or_else(get_logical_axis_rules)
+/// The mesh axes of an array whose dimensions have logical `names`, by this thread's rules
+/// (Flax's `logical_to_mesh_axes(names)`; see [`logical_to_mesh_axes_with`]).
+pub fn logical_to_mesh_axes(names: impl IntoLogicalNames) -> Result<PartitionSpec> {
+    mesh_axes(&names.into_names(), &get_logical_axis_rules())
 }
 
-/// The mesh axes of an array whose dimensions have logical `names` (Flax's
-/// `logical_to_mesh_axes`). The rules (`None`: this thread's) are in precedence order; a
-/// logical dimension takes a rule's mesh axis if no earlier dimension took it, and stays
-/// unpartitioned when no rule applies. Flax's worked example:
+/// The mesh axes of an array whose dimensions have logical `names`, by `rules` (Flax's
+/// `logical_to_mesh_axes(names, rules)`). The rules are in precedence order; a logical
+/// dimension takes a rule's mesh axis if no earlier dimension took it, and stays unpartitioned
+/// when no rule applies. Flax's worked example:
 ///
 /// ```
-/// use flax::nn::spmd::{logical_to_mesh_axes, PartitionSpec};
-/// let rules = vec![("batch", "X"), ("features", "X"), ("heads", "Y"), ("batch", "Z")];
-/// let rules = rules.into_iter().map(|(l, m)| (l.to_owned(), Some(m.to_owned()))).collect();
-/// let spec = logical_to_mesh_axes(("batch", "length", "heads", "features"), Some(&rules))?;
+/// use flax::nn::{self, spmd::PartitionSpec};
+/// let rules = [("batch", "X"), ("features", "X"), ("heads", "Y"), ("batch", "Z")];
+/// let spec = nn::logical_to_mesh_axes_with(("batch", "length", "heads", "features"), rules)?;
 /// assert_eq!(spec, PartitionSpec::new(("X", None, "Y", None)));
 /// # Ok::<(), flax::Error>(())
 /// ```
 ///
 /// A name given twice is Flax's `ValueError`.
-pub fn logical_to_mesh_axes(
+pub fn logical_to_mesh_axes_with(
     names: impl IntoLogicalNames,
-    rules: Option<&LogicalRules>,
+    rules: impl IntoLogicalRules,
 ) -> Result<PartitionSpec> {
-    let names = names.into_names();
-    let assigned = assign(&names, &rules_or_scoped(rules))?;
+    mesh_axes(&names.into_names(), &rules.into_rules())
+}
+
+fn mesh_axes(names: &[AxisName], rules: &[(String, AxisName)]) -> Result<PartitionSpec> {
+    let assigned = assign(names, rules)?;
     Ok(PartitionSpec(
         assigned
             .into_iter()
@@ -125,11 +131,18 @@ pub fn logical_to_mesh_axes(
     ))
 }
 
-/// [`logical_to_mesh_axes`] on every spec of a tree (Flax's `logical_to_mesh`), as the pjit
-/// guide turns `get_partition_spec` of a logically annotated model into mesh specs.
-pub fn logical_to_mesh(tree: &SpecTree, rules: Option<&LogicalRules>) -> Result<SpecTree> {
-    let rules = rules_or_scoped(rules);
-    tree.try_map(&mut |spec| logical_to_mesh_axes(spec.0.clone(), Some(&rules)))
+/// [`logical_to_mesh_axes`] on every spec of a tree, by this thread's rules (Flax's
+/// `logical_to_mesh(tree)`).
+pub fn logical_to_mesh(tree: &SpecTree) -> Result<SpecTree> {
+    logical_to_mesh_with(tree, get_logical_axis_rules())
+}
+
+/// [`logical_to_mesh_axes_with`] on every spec of a tree (Flax's `logical_to_mesh(tree,
+/// rules)`), as the pjit guide turns `get_partition_spec` of a logically annotated model into
+/// mesh specs.
+pub fn logical_to_mesh_with(tree: &SpecTree, rules: impl IntoLogicalRules) -> Result<SpecTree> {
+    let rules = rules.into_rules();
+    tree.try_map(&mut |spec| mesh_axes(spec.names(), &rules))
 }
 
 /// What [`with_logical_constraint_with`] does with a logical name no rule maps (Flax's
@@ -190,7 +203,7 @@ pub fn with_logical_constraint_with(
     names: impl IntoLogicalNames,
     options: &LogicalConstraintOptions,
 ) -> Result<Tensor> {
-    let rules = rules_or_scoped(options.rules.as_ref());
+    let rules = options.rules.clone().unwrap_or_else(get_logical_axis_rules);
     if rules.is_empty() {
         return Ok(x.shallow_clone());
     }

@@ -83,12 +83,14 @@ impl Mesh {
     }
 }
 
-/// JAX's `Mesh('data': 2, 'model': 4)`.
+/// JAX 0.10's repr without the devices and axis types it does not have:
+/// `Mesh(axis_sizes=(2, 4), axis_names=('data', 'model'))`.
 impl fmt::Debug for Mesh {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let axes: Vec<String> =
-            self.axis_names.iter().zip(&self.shape).map(|(n, s)| format!("'{n}': {s}")).collect();
-        write!(f, "Mesh({})", axes.join(", "))
+        let sizes: Vec<String> = self.shape.iter().map(i64::to_string).collect();
+        let sizes = if sizes.len() == 1 { format!("{},", sizes[0]) } else { sizes.join(", ") };
+        let names: Vec<AxisName> = self.axis_names.iter().cloned().map(Some).collect();
+        write!(f, "Mesh(axis_sizes=({sizes}), axis_names=({}))", names_repr(&names))
     }
 }
 

@@ -96,6 +96,12 @@ pub enum Error {
     #[error("Trying overwrite an existing file: \"{path}\".")]
     AlreadyExists { path: String },
 
+    /// `PartitioningUnspecifiedError`: a lifted transform (`scan`, `vmap`) added an axis to a
+    /// [`Partitioned`](crate::core::meta::Partitioned) variable without `partition_name` in its
+    /// `metadata_params`; `target` is the box's repr.
+    #[error("Trying to transform a Partitioned variable but \"partition_name\" is not specified in metadata_params: {target}")]
+    PartitioningUnspecified { target: String },
+
     /// A tensor's shape, rank or dtype is not what an operation needs; names the module path.
     #[error("{scope}: {message}")]
     Shape { scope: String, message: String },

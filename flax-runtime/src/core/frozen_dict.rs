@@ -7,6 +7,7 @@
 //! serves several inference threads (a tch `Tensor` is `Send` but not `Sync`).
 
 use crate::core::errors::{Error, Result};
+use crate::core::meta::AxisMetadata;
 use crate::core::uint_array::UintArray;
 use indexmap::IndexMap;
 use std::fmt::{self, Write as _};
@@ -43,7 +44,8 @@ pub enum Scalar {
 }
 
 /// One node of a variable tree: a tensor leaf, a nested dictionary, a tuple (what `sow`
-/// appends to; serialized as a dict keyed `"0"`, `"1"`, …), or a scalar leaf.
+/// appends to; serialized as a dict keyed `"0"`, `"1"`, …), a scalar leaf, or a value in an
+/// axis-metadata box (`Partitioned`, see [`crate::core::meta`]).
 pub enum Value {
     /// An array leaf.
     Tensor(Tensor),
@@ -53,6 +55,8 @@ pub enum Value {
     List(Vec<Value>),
     /// A non-array leaf.
     Scalar(Scalar),
+    /// A value with partitioning names (Flax's `AxisMetadata` boxes); see [`crate::core::meta`].
+    Boxed(Box<AxisMetadata>),
 }
 
 impl Clone for Value {
@@ -62,6 +66,7 @@ impl Clone for Value {
             Value::Dict(d) => Value::Dict(d.clone()),
             Value::List(l) => Value::List(l.clone()),
             Value::Scalar(s) => Value::Scalar(s.clone()),
+            Value::Boxed(b) => Value::Boxed(b.clone()),
         }
     }
 }
@@ -115,10 +120,20 @@ impl From<Vec<Value>> for Value {
 }
 
 impl Value {
-    /// The tensor, if this is an array leaf.
+    /// The tensor, if this is an array leaf, looking through axis-metadata boxes (Flax's
+    /// `unbox=True` reading: `cx.param` and the typed params views see the raw array).
     pub fn as_tensor(&self) -> Option<&Tensor> {
         match self {
             Value::Tensor(t) => Some(t),
+            Value::Boxed(b) => b.unbox().as_tensor(),
+            _ => None,
+        }
+    }
+
+    /// The box, if this is a boxed value (`Partitioned`, …).
+    pub fn as_boxed(&self) -> Option<&AxisMetadata> {
+        match self {
+            Value::Boxed(b) => Some(b),
             _ => None,
         }
     }
@@ -162,6 +177,7 @@ impl Value {
             }
             Value::Dict(_) => "a dict".to_owned(),
             Value::List(items) => format!("a list of {}", items.len()),
+            Value::Boxed(b) => format!("{}({})", b.type_name(), b.unbox().describe()),
             Value::Scalar(Scalar::UintArray(a)) => {
                 format!("Array(shape={}, dtype={})", shape_repr(a.shape()), a.dtype())
             }
@@ -173,6 +189,12 @@ impl Value {
         match self {
             Value::Tensor(t) => write_indented(out, &crate::core::array_repr::array_repr(t), indent),
             Value::Dict(d) => d.write_body(out, indent, num_spaces),
+            Value::Boxed(b) => {
+                let _ = write!(out, "{}(value=", b.type_name());
+                b.unbox().write_repr(out, indent, num_spaces);
+                out.push_str(&b.fields_repr());
+                out.push(')');
+            }
             Value::List(items) => {
                 out.push('(');
                 for (i, item) in items.iter().enumerate() {

@@ -115,10 +115,12 @@ pub mod forward_ad;
 pub mod frozen_dict;
 pub mod initializer;
 pub mod lazy_init;
+pub mod meta;
 pub mod module;
 pub mod module_paths;
 pub mod naming;
 pub mod params;
+pub mod partition_spec;
 #[doc(hidden)]
 pub mod private;
 pub mod repr;

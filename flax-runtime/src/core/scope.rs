@@ -407,7 +407,7 @@ impl<'v> Scope<'v> {
         // QR is column-major, a constant may be a broadcast view, which an in-place optimizer
         // step could not write).
         let value = if value.is_contiguous() { value } else { value.f_contiguous()? };
-        self.put("params", name, Value::Tensor(value.shallow_clone()));
+        self.put("params", name, init.box_value(Value::Tensor(value.shallow_clone())));
         Ok(value)
     }
 

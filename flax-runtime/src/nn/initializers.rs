@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::core::frozen_dict::Value;
 use crate::core::rng::PRNGKey;
 use crate::core::tensor_checks::check_scalar_fits;
 use crate::random::{
@@ -616,12 +617,31 @@ impl Initializer for Init {
             Init::Custom(i) => i.init(key, shape, options),
         }
     }
+
+    fn box_value(&self, value: Value) -> Value {
+        match self {
+            Init::Custom(i) => i.box_value(value),
+            _ => value,
+        }
+    }
+}
+
+/// A partitioned initializer as a layer's `kernel_init`:
+/// `Dense::new(8).kernel_init(nn::with_partitioning(lecun_normal(), (None, "data")))`.
+impl<I: Initializer + Send + Sync + 'static> From<crate::core::meta::WithPartitioning<I>> for Init {
+    fn from(init: crate::core::meta::WithPartitioning<I>) -> Self {
+        Init::custom(init)
+    }
 }
 
 /// Layers pass their `kernel_init` field by reference, so a param call never clones it.
 impl Initializer for &Init {
     fn init(&self, key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor> {
         (**self).init(key, shape, options)
+    }
+
+    fn box_value(&self, value: Value) -> Value {
+        (**self).box_value(value)
     }
 }
 

@@ -111,6 +111,10 @@ impl Initializer for Flattened<'_> {
     fn init(&self, key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor> {
         Ok(self.init.init(key, &self.flat, options)?.f_reshape(shape)?)
     }
+
+    fn box_value(&self, value: crate::core::frozen_dict::Value) -> crate::core::frozen_dict::Value {
+        self.init.box_value(value)
+    }
 }
 
 /// A linear transformation contracting any input axes, with several output features and

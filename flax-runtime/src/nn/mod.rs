@@ -35,6 +35,7 @@ pub mod pooling;
 pub mod precision;
 pub mod recurrent;
 pub mod rnn;
+pub mod spmd;
 pub mod stochastic;
 
 pub use activation::{
@@ -68,6 +69,11 @@ pub use precision::Precision;
 pub use recurrent::{ConvLSTMCell, GRUCell, LSTMCell, OptimizedLSTMCell};
 pub use rnn::{
     flip_sequences, fused_run_count, Bidirectional, FusedCell, RNNCellBase, SplitRngs, VariableAxes, RNN,
+};
+pub use spmd::{
+    get_logical_axis_rules, get_partition_spec, logical_axis_rules, logical_to_mesh, logical_to_mesh_axes,
+    logical_to_mesh_axes_with, logical_to_mesh_with, set_logical_axis_rules, with_logical_constraint,
+    with_logical_partitioning, with_partitioning, LogicallyPartitioned, Partitioned, PARTITION_NAME,
 };
 pub use stochastic::Dropout;
 // Flax's `nn.scan`, `nn.cond`, …: the lifted transforms, under the names Flax gives them in `nn`.

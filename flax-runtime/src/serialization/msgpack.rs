@@ -70,6 +70,8 @@ impl Encoder {
                 items.iter().try_for_each(|item| self.write_value(out, item, order, false))
             }
             Value::Scalar(scalar) => self.write_scalar(out, scalar, chunkable),
+            // A box is written as its state dict `{value: …}`, as Flax serializes the dataclass.
+            Value::Boxed(_) => self.write_value(out, &crate::tree::Tree::state_dict(value), order, chunkable),
         }
     }
 

@@ -3,6 +3,7 @@
 //! `_maybe_render`, where JAX's tree flattening sorts dictionary keys).
 
 use crate::core::frozen_dict::{dtype_name, Value};
+use crate::core::partition_spec::names_repr;
 
 /// A value reduced to what the table prints: text leaves in nested sequences and mappings.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +31,11 @@ pub(crate) fn represent(value: &Value) -> Node {
         }
         Value::List(items) => Node::Seq(items.iter().map(represent).collect()),
         Value::Scalar(_) => Node::Leaf(format!("{value:?}")),
+        // Flax's `_PartitionedArrayRepresentation`: the array, then `P` and the names tuple.
+        Value::Boxed(b) => match represent(b.unbox()) {
+            Node::Leaf(array) => Node::Leaf(format!("{array} P({})", names_repr(b.names()))),
+            other => other,
+        },
     }
 }
 

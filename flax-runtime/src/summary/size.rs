@@ -38,6 +38,7 @@ impl Size {
             Value::Dict(d) => Size::of_dict(d),
             Value::List(items) => items.iter().map(Size::of).sum(),
             Value::Scalar(_) => Size::default(),
+            Value::Boxed(b) => Size::of(b.unbox()),
         }
     }
 

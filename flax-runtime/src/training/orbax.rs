@@ -381,6 +381,11 @@ fn write_item(dir: &Path, state: &Value, layout: Layout) -> Result<()> {
             Value::Scalar(Scalar::None) => "None",
             Value::Dict(_) => "Dict",
             Value::List(_) => "List",
+            Value::Boxed(_) => {
+                return Err(Error::Value(format!(
+                    "{name}: a Partitioned box in a state dict; `to_state_dict` turns it into {{value: …}}"
+                )));
+            }
             Value::Scalar(other) => {
                 return Err(Error::Value(format!("{name}: Orbax cannot store the Python value {other:?}")));
             }

@@ -3,6 +3,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::meta::{self, MetadataParams};
 use crate::core::scope::Scope;
 use crate::tree::{self, Tree};
 use tch::Tensor;
@@ -118,6 +119,11 @@ impl Lifting {
                 }
                 Ok(slices.into_iter().map(Value::List).collect())
             }
+            // Names are adjusted by the transform (`meta::remove_axis`); each slice keeps the box.
+            Value::Boxed(b) => {
+                let parts = self.unstack_value(b.unbox(), axis, length, path)?;
+                Ok(parts.into_iter().map(|part| Value::Boxed(Box::new(b.replace_boxed(part)))).collect())
+            }
             Value::Scalar(_) => {
                 Err(self.error(format!("{path} is not an array and has no axis {axis} to map")))
             }
@@ -160,6 +166,13 @@ impl Lifting {
                 Ok(Value::List(out))
             }
             Value::Scalar(_) => Err(self.error(format!("{path} is not an array and cannot be stacked"))),
+            Value::Boxed(b) => {
+                let inner = values
+                    .iter()
+                    .map(|v| v.as_boxed().map(|b| b.unbox().clone()).ok_or_else(mismatch))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Value::Boxed(Box::new(b.replace_boxed(self.stack_values(&inner, axis, path)?))))
+            }
         }
     }
 
@@ -193,4 +206,32 @@ impl Lifting {
         }
         tree::tree_unflatten(first, stacked)
     }
+}
+
+/// A stacked (or mapped) collection as the body sees it: its boxes without the stacking axis (Flax's
+/// `meta.remove_axis` on the way in). Unannotated collections are returned as they are.
+pub(crate) fn without_axis(
+    value: &Value,
+    axis: i64,
+    collection: &str,
+    params: &MetadataParams,
+) -> Result<Value> {
+    if !meta::has_axis_metadata(value) {
+        return Ok(value.clone());
+    }
+    meta::remove_axis(value, meta::box_axis(axis, collection)?, params)
+}
+
+/// A collection stacked after the body: its boxes with the stacking axis named (Flax's
+/// `meta.add_axis` on the way out).
+pub(crate) fn with_axis(
+    value: &Value,
+    axis: i64,
+    collection: &str,
+    params: &MetadataParams,
+) -> Result<Value> {
+    if !meta::has_axis_metadata(value) {
+        return Ok(value.clone());
+    }
+    meta::add_axis(value, meta::box_axis(axis, collection)?, params)
 }

@@ -134,6 +134,10 @@ fn collect_dual_variables(
         (Value::Tensor(p), Some(Value::Tensor(t))) if p.is_floating_point() => {
             out.push((path.to_owned(), p.shallow_clone(), t.to_kind(p.kind())));
         }
+        // A partitioned variable's value, its tangent boxed or not.
+        (Value::Boxed(b), Some(t)) => {
+            collect_dual_variables(b.unbox(), Some(t.as_boxed().map_or(t, |t| t.unbox())), path, out)
+        }
         _ => {}
     }
 }
@@ -151,6 +155,7 @@ fn with_arrays(dict: &FrozenDict, paths: &[&str], arrays: &[Tensor]) -> Result<F
                 Some(i) => Value::Tensor(arrays[i].shallow_clone()),
                 None => value.clone(),
             },
+            Value::Boxed(b) => Value::Boxed(Box::new(b.replace_boxed(walk(b.unbox(), path, paths, arrays)))),
             other => other.clone(),
         }
     }

@@ -107,6 +107,7 @@ pub(crate) fn signature(dict: &FrozenDict) -> Vec<String> {
             }
             Value::Tensor(_) => out.push(format!("{}: {}", prefix.trim_start_matches('/'), value.describe())),
             Value::Scalar(_) => out.push(format!("{}: a scalar", prefix.trim_start_matches('/'))),
+            Value::Boxed(b) => walk(prefix, b.unbox(), out),
         }
     }
     let mut out = Vec::new();
@@ -131,6 +132,7 @@ pub(crate) fn map_value(value: &Value, f: &mut impl FnMut(&Tensor) -> Result<Ten
         ),
         Value::List(items) => Value::List(items.iter().map(|v| map_value(v, f)).collect::<Result<_>>()?),
         Value::Scalar(s) => Value::Scalar(s.clone()),
+        Value::Boxed(b) => Value::Boxed(Box::new(b.replace_boxed(map_value(b.unbox(), f)?))),
     })
 }
 

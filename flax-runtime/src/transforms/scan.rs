@@ -59,18 +59,21 @@
 //! execution makes them meaningless: arguments that Flax broadcasts with `in_axes=
 //! nn.broadcast` are captured by the body closure; `in_axes` and `out_axes` are one axis for
 //! all scanned input and output leaves; `unroll` is accepted and has no effect (there is no
-//! compiled loop to unroll); `data_transform` and `metadata_params` (for partitioning
-//! metadata, which this library does not have) are left out; a scan of length 0 is an error
-//! (its output shapes are unknown without running the body).
+//! compiled loop to unroll); `data_transform` is left out; a scan of length 0 is an error
+//! (its output shapes are unknown without running the body). `metadata_params` is Flax's: the
+//! stacked collections' `Partitioned` boxes lose the scan axis in the body and get it back,
+//! named `metadata_params[PARTITION_NAME]`, after it (see [`crate::nn::spmd`]).
 
 use crate::core::apply::Rngs;
 use crate::core::errors::Result;
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::meta::MetadataParams;
 use crate::core::module::Module;
 use crate::core::naming::Name;
+use crate::core::partition_spec::IntoAxisName;
 use crate::core::scope::Scope;
-use crate::transforms::axes::Lifting;
+use crate::transforms::axes::{with_axis, without_axis, Lifting};
 use crate::transforms::lifted::{forward_options, in_frame_of, run_lifted, LiftedModule};
 use crate::tree::{self, Tree};
 
@@ -93,6 +96,7 @@ pub struct ScanOptions {
     length: Option<i64>,
     reverse: bool,
     unroll: i64,
+    metadata_params: MetadataParams,
 }
 
 /// Flax's `nn.scan` of a function that takes a module (`nn.scan(body_fn, …)(module, carry,
@@ -148,6 +152,7 @@ impl Default for ScanOptions {
             length: None,
             reverse: false,
             unroll: 1,
+            metadata_params: MetadataParams::new(),
         }
     }
 }
@@ -213,6 +218,18 @@ impl ScanOptions {
     /// Whether to iterate from the end (outputs stay in the inputs' order).
     pub fn reverse(mut self, reverse: bool) -> Self {
         self.reverse = reverse;
+        self
+    }
+
+    /// What the scan tells the axis-metadata boxes of its stacked collections (Flax's
+    /// `metadata_params`): `[(nn::PARTITION_NAME, Some("layers"))]` names the new axis of every
+    /// `Partitioned` variable `layers`, `[(nn::PARTITION_NAME, None)]` leaves it unpartitioned.
+    /// A stacked collection holding boxes needs the key (`PartitioningUnspecifiedError`).
+    pub fn metadata_params<S: Into<String>, A: IntoAxisName>(
+        mut self,
+        params: impl IntoIterator<Item = (S, A)>,
+    ) -> Self {
+        self.metadata_params = params.into_iter().map(|(k, v)| (k.into(), v.into_axis_name())).collect();
         self
     }
 
@@ -343,6 +360,7 @@ impl ScanOptions {
             carry_filter: self.variable_carry.clone(),
             other_axis: self.other_axis,
             length,
+            metadata_params: self.metadata_params.clone(),
         };
         for (collection, value) in variables.into_inner() {
             if self.variable_broadcast.matches(&collection) {
@@ -350,6 +368,7 @@ impl ScanOptions {
             } else if self.variable_carry.matches(&collection) {
                 groups.carry.insert(collection, value);
             } else if let Some(group) = groups.axis_group(&collection) {
+                let value = without_axis(&value, group.axis, &collection, &self.metadata_params)?;
                 group.slices = lifting.unstack_value(&value, group.axis, length, &collection)?;
             }
         }
@@ -419,6 +438,7 @@ struct Groups {
     carry_filter: CollectionFilter,
     other_axis: Option<i64>,
     length: i64,
+    metadata_params: MetadataParams,
 }
 
 impl Groups {
@@ -495,6 +515,7 @@ impl Groups {
             }
             let values: Vec<Value> = group.outputs.into_iter().flatten().collect();
             let stacked = lifting.stack_values(&values, group.axis, &group.collection)?;
+            let stacked = with_axis(&stacked, group.axis, &group.collection, &self.metadata_params)?;
             out.insert(group.collection, stacked);
         }
         Ok(out)
@@ -543,6 +564,8 @@ impl<M: Module> Scan<M> {
         fn reverse(reverse: bool);
         /// See [`ScanOptions::unroll`].
         fn unroll(unroll: i64);
+        /// See [`ScanOptions::metadata_params`].
+        fn metadata_params(params: impl IntoIterator<Item = (S, A)>) <S: Into<String>, A: IntoAxisName>;
     }
 
     /// Names the lifted module explicitly (Flax's `name=`).

@@ -60,17 +60,20 @@
 //!
 //! Differences from Flax: arguments Flax broadcasts with `in_axes=None` are captured by the
 //! body closure; `in_axes` and `out_axes` are one axis for all mapped input and output
-//! leaves; `spmd_axis_name` and `metadata_params` (partitioning metadata) are left out.
+//! leaves; `spmd_axis_name` is left out (there is no device mesh to name). `metadata_params`
+//! is Flax's, as for [`scan`](crate::transforms::scan()).
 
 use crate::core::apply::Rngs;
 use crate::core::batching::{is_batched_at, Randomness, VmapLevel};
 use crate::core::errors::{Error, Result};
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
+use crate::core::meta::MetadataParams;
 use crate::core::module::Module;
 use crate::core::naming::Name;
+use crate::core::partition_spec::IntoAxisName;
 use crate::core::scope::{MappedAxis, Scope};
-use crate::transforms::axes::Lifting;
+use crate::transforms::axes::{with_axis, without_axis, Lifting};
 use crate::transforms::lifted::{forward_options, in_frame_of, map_value, run_lifted, LiftedModule};
 use crate::tree::{self, Tree};
 
@@ -85,6 +88,7 @@ pub struct VmapOptions {
     out_axes: i64,
     axis_size: Option<i64>,
     axis_name: Option<String>,
+    metadata_params: MetadataParams,
 }
 
 impl Default for VmapOptions {
@@ -97,6 +101,7 @@ impl Default for VmapOptions {
             out_axes: 0,
             axis_size: None,
             axis_name: None,
+            metadata_params: MetadataParams::new(),
         }
     }
 }
@@ -151,6 +156,18 @@ impl VmapOptions {
         self
     }
 
+    /// What the vmap tells the axis-metadata boxes of its mapped collections (Flax's
+    /// `metadata_params`): `[(nn::PARTITION_NAME, Some("members"))]` names the mapped axis of
+    /// every `Partitioned` variable. A mapped collection holding boxes needs the key
+    /// (`PartitioningUnspecifiedError`).
+    pub fn metadata_params<S: Into<String>, A: IntoAxisName>(
+        mut self,
+        params: impl IntoIterator<Item = (S, A)>,
+    ) -> Self {
+        self.metadata_params = params.into_iter().map(|(k, v)| (k.into(), v.into_axis_name())).collect();
+        self
+    }
+
     /// Maps `module` in its own scope, keeping its name: `body(module, scope, x)` per member,
     /// `x` the member's slice of `xs`; returns the outputs stacked along `out_axes`.
     pub fn call<M: Module, X: Tree, Y: Tree>(
@@ -188,7 +205,7 @@ impl VmapOptions {
         body: &mut dyn FnMut(&mut Scope<'_>, X) -> Result<Y>,
     ) -> Result<Y> {
         let lifting = Lifting::new("vmap", cx);
-        let groups = self.group(cx.frame_variables());
+        let groups = self.group(cx.frame_variables())?;
         let size = self.size_of(&lifting, xs, &groups)?;
         let how = "list it in variable_axes (Some(axis): one per member, None: shared)";
         let explain = |e| lifting.explain(e, |c| self.axis_of(c).is_some(), how);
@@ -238,6 +255,7 @@ impl VmapOptions {
             match self.axis_of(&collection) {
                 Some(Some(axis)) => {
                     let unbatched = map_value(&value, &mut |t| level.remove_batch_dim(t, axis))?;
+                    let unbatched = with_axis(&unbatched, axis, &collection, &self.metadata_params)?;
                     state.insert(collection, unbatched);
                 }
                 _ => {
@@ -310,6 +328,7 @@ impl VmapOptions {
                 );
             }
             let stacked = lifting.stack_values(&values, axis, &collection)?;
+            let stacked = with_axis(&stacked, axis, &collection, &self.metadata_params)?;
             shared_out.insert(collection, stacked);
         }
         if let Some(end) = end {
@@ -320,16 +339,19 @@ impl VmapOptions {
     }
 
     /// The module's collections as the members see them: mapped along an axis, or shared.
-    fn group(&self, variables: FrozenDict) -> Groups {
+    fn group(&self, variables: FrozenDict) -> Result<Groups> {
         let mut groups = Groups { mapped: Vec::new(), shared: FrozenDict::new() };
         for (collection, value) in variables.into_inner() {
             match self.axis_of(&collection) {
-                Some(Some(axis)) => groups.mapped.push((collection, axis, value)),
+                Some(Some(axis)) => {
+                    let value = without_axis(&value, axis, &collection, &self.metadata_params)?;
+                    groups.mapped.push((collection, axis, value))
+                }
                 Some(None) => groups.shared.insert(collection, value),
                 None => {}
             }
         }
-        groups
+        Ok(groups)
     }
 
     /// `variables` with its collections in the order of `variable_axes` (the order Flax
@@ -442,6 +464,7 @@ fn first_tensor(value: &Value) -> Option<tch::Tensor> {
         Value::Dict(d) => d.iter().find_map(|(_, v)| first_tensor(v)),
         Value::List(items) => items.iter().find_map(first_tensor),
         Value::Scalar(_) => None,
+        Value::Boxed(b) => first_tensor(b.unbox()),
     }
 }
 
@@ -452,6 +475,7 @@ fn any_tensor(value: &Value, f: &mut impl FnMut(&tch::Tensor) -> bool) -> bool {
         Value::Dict(d) => d.iter().any(|(_, v)| any_tensor(v, f)),
         Value::List(items) => items.iter().any(|v| any_tensor(v, f)),
         Value::Scalar(_) => false,
+        Value::Boxed(b) => any_tensor(b.unbox(), f),
     }
 }
 
@@ -487,6 +511,8 @@ impl<M: Module> Vmap<M> {
         fn axis_size(size: i64);
         /// See [`VmapOptions::axis_name`].
         fn axis_name(name: impl Into<String>);
+        /// See [`VmapOptions::metadata_params`].
+        fn metadata_params(params: impl IntoIterator<Item = (S, A)>) <S: Into<String>, A: IntoAxisName>;
     }
 
     /// Names the lifted module explicitly (Flax's `name=`).

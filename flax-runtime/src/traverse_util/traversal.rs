@@ -403,6 +403,7 @@ fn describe(value: &Value) -> &'static str {
         Value::List(_) => "a list",
         Value::Tensor(_) => "an array",
         Value::Scalar(_) => "a scalar",
+        Value::Boxed(_) => "a Partitioned box",
     }
 }
 

@@ -65,6 +65,7 @@ pub fn encode(value: &Value) -> Json {
         Value::Scalar(Scalar::Str(s)) => json!({ "str": s }),
         Value::Scalar(Scalar::None) => json!({ "none": null }),
         Value::Scalar(other) => panic!("not used by the vectors: {other:?}"),
+        Value::Boxed(b) => panic!("not used by the vectors: {:?}", b.unbox()),
         Value::Dict(d) => encode_dict(d),
         Value::List(items) => json!({ "list": items.iter().map(encode).collect::<Vec<_>>() }),
         Value::Tensor(t) => {

@@ -110,6 +110,7 @@ fn mask(
         ),
         Value::List(l) => Value::List(l.iter().map(|v| mask(v, assignment, group)).collect::<Result<_>>()?),
         Value::Scalar(_) => state.clone(),
+        Value::Boxed(b) => Value::Boxed(Box::new(b.replace_boxed(mask(b.unbox(), assignment, group)?))),
     })
 }
 

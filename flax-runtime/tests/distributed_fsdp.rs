@@ -6,7 +6,7 @@
 mod workers;
 
 use flax::distributed::{Fsdp, ProcessGroup, ProcessGroupOptions, ShardingSpec};
-use flax::nn;
+use flax::nn::{self, initializers::lecun_normal, spmd::SpecTree};
 use flax::optax::{self, losses::softmax_cross_entropy_with_integer_labels, Adam};
 use flax::prelude::*;
 use flax::training::checkpoints::{
@@ -18,16 +18,27 @@ use flax::{Error, Value};
 use std::time::Duration;
 use workers::{free_port, join_or_spawn};
 
-/// A small MLP: 16 features, 64 hidden, 10 classes.
+/// A small MLP: 16 features, 64 hidden, 10 classes; with `annotated`, its kernels are
+/// `with_partitioning` boxes naming the mesh axis "data" (the hidden axis of both).
 #[module]
-struct Mlp;
+struct Mlp {
+    #[module(default = false)]
+    annotated: bool,
+}
 
 #[module]
 impl Mlp {
     #[compact]
     fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
-        let x = nn::Dense::new(64).call(cx, x)?.relu();
-        nn::Dense::new(10).call(cx, &x)
+        let (hidden, out) = match self.annotated {
+            true => (
+                nn::Dense::new(64).kernel_init(nn::with_partitioning(lecun_normal(), (None, "data"))),
+                nn::Dense::new(10).kernel_init(nn::with_partitioning(lecun_normal(), ("data", None))),
+            ),
+            false => (nn::Dense::new(64), nn::Dense::new(10)),
+        };
+        let x = hidden.call(cx, x)?.relu();
+        out.call(cx, &x)
     }
 }
 
@@ -50,10 +61,21 @@ fn global_batches() -> Vec<(Tensor, Tensor)> {
 
 /// The MLP's parameters from `seed`.
 fn init_params(seed: u64) -> FrozenDict {
-    let variables =
-        Mlp::new().init(PRNGKey::new(seed), &Tensor::ones([1, 16], (Kind::Float, Device::Cpu))).unwrap();
+    init_mlp(Mlp::new(), seed)
+}
+
+/// The annotated MLP's parameters from `seed` (boxed kernels).
+fn init_annotated(seed: u64) -> FrozenDict {
+    init_mlp(Mlp { annotated: true, ..Mlp::new() }, seed)
+}
+
+fn init_mlp(mlp: Mlp, seed: u64) -> FrozenDict {
+    let variables = mlp.init(PRNGKey::new(seed), &Tensor::ones([1, 16], (Kind::Float, Device::Cpu))).unwrap();
     variables.get_dict("params").cloned().unwrap()
 }
+
+/// How a test initialises the parameters from a seed.
+type Init = fn(u64) -> FrozenDict;
 
 /// The mean cross-entropy on a batch.
 fn loss(params: &FrozenDict, x: &Tensor, y: &Tensor) -> Result<Tensor> {
@@ -67,8 +89,8 @@ fn create_state(params: FrozenDict) -> State {
 }
 
 /// One process, the whole batch: the per-step losses and the final state.
-fn one_process(batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
-    let mut state = create_state(init_params(0));
+fn one_process(init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+    let mut state = create_state(init(0));
     let mut losses = Vec::new();
     for (x, y) in batches {
         let (value, grads) = flax::value_and_grad(&state.params, |p| loss(p, x, y)).unwrap();
@@ -79,8 +101,8 @@ fn one_process(batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
 }
 
 /// Unsharded data parallel: each rank its slice, gradients and losses `pmean`ed.
-fn data_parallel(group: &ProcessGroup, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
-    let mut state = group.replicate(&create_state(init_params(group.rank() as u64))).unwrap();
+fn data_parallel(group: &ProcessGroup, init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+    let mut state = group.replicate(&create_state(init(group.rank() as u64))).unwrap();
     let mut losses = Vec::new();
     for batch in batches {
         let (x, y) = group.shard(&(batch.0.shallow_clone(), batch.1.shallow_clone())).unwrap();
@@ -93,11 +115,10 @@ fn data_parallel(group: &ProcessGroup, batches: &[(Tensor, Tensor)]) -> (Vec<f64
 
 /// The sharded mode: the data-parallel loop with `fsdp.value_and_grad`; the state holds this
 /// rank's pieces.
-fn sharded(fsdp: &Fsdp<'_>, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+fn sharded(fsdp: &Fsdp<'_>, init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
     let group = fsdp.group();
     // Each rank initialises with its own seed: `train_state` starts every rank from rank 0's.
-    let mut state =
-        fsdp.train_state(Mlp::new(), &init_params(group.rank() as u64), optax::adam(1e-3)).unwrap();
+    let mut state = fsdp.train_state(Mlp::new(), &init(group.rank() as u64), optax::adam(1e-3)).unwrap();
     let mut losses = Vec::new();
     for batch in batches {
         let (x, y) = group.shard(&(batch.0.shallow_clone(), batch.1.shallow_clone())).unwrap();
@@ -125,16 +146,16 @@ fn bytes<T: Tree>(tree: &T) -> i64 {
 
 /// Trains with `spec` on every rank and checks the sharded run against one process's and
 /// unsharded data parallel's, its memory per rank, and a checkpoint round trip.
-fn sharded_equals_unsharded(group: &ProcessGroup, name: &str, spec: ShardingSpec) {
+fn sharded_equals_unsharded(group: &ProcessGroup, name: &str, init: Init, spec: ShardingSpec) {
     let (rank, world) = (group.rank(), group.world_size());
     let batches = global_batches();
-    let (one_losses, one) = one_process(&batches);
+    let (one_losses, one) = one_process(init, &batches);
     let before = group.comm_stats();
-    let (dp_losses, dp) = data_parallel(group, &batches);
+    let (dp_losses, dp) = data_parallel(group, init, &batches);
     let dp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
     let fsdp = Fsdp::new(group, spec).unwrap();
     let before = group.comm_stats();
-    let (losses, state) = sharded(&fsdp, &batches);
+    let (losses, state) = sharded(&fsdp, init, &batches);
     let fsdp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
     eprintln!(
         "{name}, rank {rank} of {world}: bytes sent per step: data parallel {dp_bytes}, sharded {fsdp_bytes}"
@@ -168,12 +189,12 @@ fn sharded_equals_unsharded(group: &ProcessGroup, name: &str, spec: ShardingSpec
     eprintln!("{name}, rank {rank} of {world}: owns {owned} of {total} bytes: {share:.4} of total/{world}");
     assert!(share <= 1.08, "{name}: rank {rank} owns {owned} of {total} bytes");
 
-    checkpoint_round_trip(&fsdp, &state, &dp);
+    checkpoint_round_trip(&fsdp, init, &state, &dp);
 }
 
 /// Rank 0 writes the gathered state as one process's checkpoint; it restores unsharded (into
 /// a data-parallel state) and, sharded again, into every rank's pieces.
-fn checkpoint_round_trip(fsdp: &Fsdp<'_>, state: &State, unsharded: &State) {
+fn checkpoint_round_trip(fsdp: &Fsdp<'_>, init: Init, state: &State, unsharded: &State) {
     let group = fsdp.group();
     let dir = std::env::temp_dir().join(format!("flax-fsdp-{}", std::env::var("MASTER_PORT").unwrap()));
     let full = fsdp.gather(state).unwrap();
@@ -182,11 +203,10 @@ fn checkpoint_round_trip(fsdp: &Fsdp<'_>, state: &State, unsharded: &State) {
     }
     group.barrier().unwrap();
     let options = RestoreCheckpointOptions::default();
-    let restored = restore_checkpoint(&dir, create_state(init_params(99)), &options).unwrap();
+    let restored = restore_checkpoint(&dir, create_state(init(99)), &options).unwrap();
     assert_eq!(restored.step, STEPS as i64);
     assert!(max_difference(&restored, unsharded) <= TOLERANCE);
-    let pieces =
-        fsdp.shard(&restore_checkpoint(&dir, create_state(init_params(98)), &options).unwrap()).unwrap();
+    let pieces = fsdp.shard(&restore_checkpoint(&dir, create_state(init(98)), &options).unwrap()).unwrap();
     assert_eq!(max_difference(&pieces, state), 0.0);
     group.barrier().unwrap();
     if group.rank() == 0 {
@@ -203,7 +223,7 @@ fn sharded_training_on_two_processes_equals_unsharded() {
     let spec = ShardingSpec::largest_divisible_axis(&init_params(0), 2).unwrap();
     // Every leaf splits: 64 and 10 are even.
     assert!(spec.leaves().iter().all(|leaf| leaf.axis.is_some()));
-    sharded_equals_unsharded(&group, "largest divisible axis", spec);
+    sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec);
 }
 
 #[test]
@@ -223,11 +243,49 @@ fn sharded_training_on_four_processes_equals_unsharded() {
         ("Dense_1/bias", None),
     ];
     assert_eq!(axes, expected.map(|(p, a)| (p.to_owned(), a)));
-    sharded_equals_unsharded(&group, "largest divisible axis", spec);
+    sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec);
     // Every leaf split along its last axis: Dense_1's 10 outputs padded to 12, 3 per rank.
     let last = ShardingSpec::from_fn(&params, |_, leaf| Some(leaf.dim() - 1)).unwrap();
     assert_eq!(last.leaves()[2].shard_shape(4), [64, 3]);
-    sharded_equals_unsharded(&group, "last axis, padded", last);
+    sharded_equals_unsharded(&group, "last axis, padded", init_params, last);
+}
+
+#[test]
+fn annotated_params_shard_as_their_partition_specs_say() {
+    let test = "annotated_params_shard_as_their_partition_specs_say";
+    let Some(group) = join_or_spawn(test, 2, Duration::from_secs(120)) else {
+        return;
+    };
+    let params = init_annotated(0);
+    let spec = ShardingSpec::from_partition_spec(&params, &nn::get_partition_spec(&params), "data").unwrap();
+    let axes: Vec<_> = spec.leaves().iter().map(|leaf| (leaf.path.join("/"), leaf.axis)).collect();
+    let expected = [
+        ("Dense_0/kernel/value", Some(1)),
+        ("Dense_0/bias", None),
+        ("Dense_1/kernel/value", Some(0)),
+        ("Dense_1/bias", None),
+    ];
+    assert_eq!(axes, expected.map(|(p, a)| (p.to_owned(), a)));
+    sharded_equals_unsharded(&group, "partition specs", init_annotated, spec);
+    // A spec tree without the boxed leaves' specs, and a mesh axis named twice, are refused.
+    let plain = init_params(0);
+    let (no_spec, twice) = (SpecTree::Dict(Default::default()), kernel_named(("data", "data")));
+    for (params, specs, message) in [
+        (&plain, &no_spec, "no spec for the leaf at Dense_0/kernel"),
+        (&twice, &nn::get_partition_spec(&twice), "names \"data\" twice"),
+    ] {
+        match ShardingSpec::from_partition_spec(params, specs, "data") {
+            Err(Error::Value(m)) => assert!(m.contains(message), "{m}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}
+
+/// A `Dense` layer's parameters with its kernel's partition names `names`.
+fn kernel_named(names: (&'static str, &'static str)) -> FrozenDict {
+    let dense = nn::Dense::new(4).kernel_init(nn::with_partitioning(lecun_normal(), names));
+    let variables = dense.init(PRNGKey::new(0), &Tensor::ones([1, 16], (Kind::Float, Device::Cpu))).unwrap();
+    variables.get_dict("params").cloned().unwrap()
 }
 
 #[test]
@@ -266,8 +324,8 @@ fn a_group_of_one_trains_as_one_process() {
     let group = ProcessGroup::new(&options).unwrap();
     let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&init_params(0), 1).unwrap()).unwrap();
     let batches = global_batches();
-    let (losses, state) = sharded(&fsdp, &batches);
-    let (one_losses, one) = one_process(&batches);
+    let (losses, state) = sharded(&fsdp, init_params, &batches);
+    let (one_losses, one) = one_process(init_params, &batches);
     assert!(max_loss_difference(&losses, &one_losses) <= TOLERANCE);
     assert!(max_difference(&fsdp.gather(&state).unwrap(), &one) <= TOLERANCE);
 }

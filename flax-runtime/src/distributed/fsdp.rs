@@ -4,7 +4,8 @@
 //!
 //! What the pjit guide's `with_partitioning` annotations ask of JAX, here over the process
 //! group as the one mesh axis: which axis of each leaf is split comes from a
-//! [`ShardingSpec`]. A step is
+//! [`ShardingSpec`] (read from those annotations by [`ShardingSpec::from_partition_spec`]).
+//! A step is
 //! 1. all-gather: every rank's pieces joined into the full parameters (one collective per
 //!    dtype);
 //! 2. the loss and its gradient, as on one process, on this rank's slice of the batch;

@@ -35,9 +35,10 @@
 //! state along an axis chosen per leaf by a [`ShardingSpec`], gathers the parameters for each
 //! step and reduce-scatters the gradients.
 //!
-//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build); `with_partitioning`'s
-//! boxes as the source of a [`ShardingSpec`] (a one-line [`ShardingSpec::from_fn`] once they
-//! exist); gathering layer by layer.
+//! The spec comes from Flax's `with_partitioning` annotations
+//! ([`ShardingSpec::from_partition_spec`]) or from a rule.
+//!
+//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build); gathering layer by layer.
 
 mod collectives;
 mod flat;

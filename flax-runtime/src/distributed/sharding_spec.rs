@@ -4,10 +4,11 @@
 //! Flax describes this with `nn.with_partitioning` boxes and `get_partition_spec`, one
 //! `PartitionSpec` per leaf naming a mesh axis per array axis; the sharded mode here has one
 //! mesh axis (the process group), so a leaf's description reduces to the position of that
-//! axis in its spec, or `None`. A `PartitionSpec` tree converts with
-//! [`ShardingSpec::from_fn`]: `|path, _| spec_of(path).iter().position(|n| n == "data")`.
+//! axis in its spec, or `None`: [`ShardingSpec::from_partition_spec`] reads it from the
+//! spec tree `nn::get_partition_spec` gives (after `nn::logical_to_mesh` for logical names).
 
 use crate::core::errors::{Error, Result};
+use crate::core::partition_spec::SpecTree;
 use crate::tree::{KeyPath, Tree};
 use std::collections::HashMap;
 use tch::Tensor;
@@ -79,6 +80,52 @@ impl ShardingSpec {
         })?;
         let by_path = leaves.iter().enumerate().map(|(i, leaf)| (leaf.path.clone(), i)).collect();
         Ok(Self { leaves, by_path })
+    }
+
+    /// The spec that Flax's partitioning annotations give: each leaf split along the axis
+    /// whose name in its `PartitionSpec` is `mesh_axis` (the process group's axis), replicated
+    /// when no axis has that name. `specs` is `nn::get_partition_spec(&params)` (mapped by
+    /// `nn::logical_to_mesh` first where the boxes hold logical names); a boxed leaf's key path
+    /// ends in the box's `value`, which its spec's path does not have.
+    ///
+    /// ```ignore
+    /// let dense = nn::Dense::new(64).kernel_init(nn::with_partitioning(lecun_normal(), (None, "data")));
+    /// let spec = ShardingSpec::from_partition_spec(&params, &nn::get_partition_spec(&params), "data")?;
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Value`] naming a leaf that `specs` has no spec for, or whose spec names
+    /// `mesh_axis` at an axis the leaf lacks or on two axes.
+    pub fn from_partition_spec<P: Tree>(params: &P, specs: &SpecTree, mesh_axis: &str) -> Result<Self> {
+        let mut error = None;
+        let spec = Self::from_fn(params, |path, _| {
+            let keys = path.to_strings();
+            let spec = specs.get_path(&keys).or_else(|| match keys.split_last() {
+                Some((last, box_path)) if last == "value" => specs.get_path(box_path),
+                _ => None,
+            });
+            let names = match spec {
+                Some(SpecTree::Spec(spec)) => spec.names(),
+                _ => {
+                    error.get_or_insert_with(|| {
+                        format!("the partition specs have no spec for the leaf at {path}")
+                    });
+                    return None;
+                }
+            };
+            let mut axes = names.iter().enumerate().filter(|(_, n)| n.as_deref() == Some(mesh_axis));
+            let axis = axes.next().map(|(a, _)| a);
+            if axes.next().is_some() {
+                error.get_or_insert_with(|| {
+                    format!("the spec of the leaf at {path} names \"{mesh_axis}\" twice")
+                });
+            }
+            axis
+        })?;
+        match error {
+            Some(message) => Err(Error::Value(format!("sharding spec: {message}"))),
+            None => Ok(spec),
+        }
     }
 
     /// The default rule: each leaf split along its largest axis that `world_size` divides

@@ -65,6 +65,7 @@
 
 mod chunking;
 mod msgpack;
+mod msgpack_reader;
 pub(crate) mod ndarray;
 mod object_budget;
 pub mod pytorch;
@@ -74,6 +75,7 @@ mod state_dict;
 mod testing;
 
 pub use crate::tree::RestoreOptions;
+pub(crate) use msgpack::msgpack_restore_from;
 pub use msgpack::{msgpack_restore, msgpack_serialize};
 pub use state_dict::{
     from_bytes, from_bytes_with, from_state_dict, from_state_dict_with, to_bytes, to_state_dict,

@@ -188,9 +188,9 @@ impl<R: Read> Reader<'_, R> {
             Header::BigUint(n) => return Err(malformed(format!("integer {n} does not fit in an i64"))),
             Header::F32(x) => Scalar::Float(f64::from(x)),
             Header::F64(x) => Scalar::Float(x),
-            Header::Str(n) => {
-                Scalar::Str(String::from_utf8(self.bytes(n)?).map_err(|_| malformed("string is not valid UTF-8"))?)
-            }
+            Header::Str(n) => Scalar::Str(
+                String::from_utf8(self.bytes(n)?).map_err(|_| malformed("string is not valid UTF-8"))?,
+            ),
             Header::Bin(n) => Scalar::Bytes(self.bytes(n)?),
             container => return Err(malformed(format!("{} is not a scalar", container.describe()))),
         })
@@ -229,7 +229,8 @@ impl<R: Read> Reader<'_, R> {
     fn payload<T>(&mut self, len: u32, read: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let len = u64::from(len);
         self.check_available(len)?;
-        let outer = (self.remaining - len, self.len, std::mem::replace(&mut self.budget, ObjectBudget::new(len)));
+        let outer =
+            (self.remaining - len, self.len, std::mem::replace(&mut self.budget, ObjectBudget::new(len)));
         (self.remaining, self.len) = (len, len);
         let value = read(self)?;
         self.check_consumed()?;
@@ -262,7 +263,9 @@ impl<R: Read> Reader<'_, R> {
     pub(crate) fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
         self.check_available(buf.len() as u64)?;
         self.source.read_exact(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => malformed(format!("the data ends early, before byte {}", self.len)),
+            io::ErrorKind::UnexpectedEof => {
+                malformed(format!("the data ends early, before byte {}", self.len))
+            }
             _ => Error::io(self.origin, e),
         })?;
         self.remaining -= buf.len() as u64;

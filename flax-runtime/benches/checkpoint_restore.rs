@@ -1,7 +1,8 @@
 //! Restoring a checkpoint the size of the quickstart's train state (the CNN's parameters and
 //! SGD momentum, 6.6 MB), from a file in the page cache: the raw state dict, and into a
-//! target. What integrity costs on top of reading is the checksum and the object budget's
-//! pass over the headers; run this before and after a change to the reader to compare.
+//! target. What integrity costs on top of reading is the checksum (computed on each piece of
+//! the file as it is read) and the object budget's count; run this before and after a change
+//! to the reader to compare.
 //!
 //! Run: `cargo bench -p flax-runtime --bench checkpoint_restore`.
 //!
@@ -59,8 +60,8 @@ fn restore(c: &mut Criterion) {
     c.bench_function("restore_checkpoint into a target", |b| {
         b.iter(|| black_box(restore_checkpoint(&dir, state.clone(), &options).unwrap()))
     });
-    // What verification adds: the checksum of the file's bytes (the object budget's pass
-    // over a few dozen headers is negligible next to it).
+    // What verification adds: the checksum of the file's bytes (counting a few dozen objects
+    // against the budget is negligible next to it).
     let bytes = std::fs::read(dir.join("checkpoint_1")).unwrap();
     c.bench_function("crc32 of the checkpoint's bytes", |b| b.iter(|| black_box(crc32fast::hash(&bytes))));
     let _ = std::fs::remove_dir_all(&dir);

@@ -57,14 +57,16 @@
 //!
 //! # Reading untrusted bytes
 //! [`msgpack_restore`] never panics and never allocates more than a small multiple of its
-//! input: containers are not pre-allocated from declared lengths, nesting is limited to
-//! rmpv's default depth, and an array's declared shape and dtype must account for exactly the
-//! bytes it carries. Anything else — truncated or trailing data, unknown extension types or
+//! input: it reads in one pass, checks every declared length against the bytes left before
+//! allocating anything for it, counts objects against a budget proportional to the size
+//! (`object_budget`), limits nesting to 127 levels, and an array's declared shape and dtype
+//! must account for exactly the bytes it carries. Anything else — truncated or trailing data, unknown extension types or
 //! dtypes, non-string map keys, negative dimensions, integers beyond `i64` — is
 //! [`Error::Format`](crate::Error::Format).
 
 mod chunking;
 mod msgpack;
+mod msgpack_reader;
 pub(crate) mod ndarray;
 mod object_budget;
 pub mod pytorch;
@@ -74,6 +76,7 @@ mod state_dict;
 mod testing;
 
 pub use crate::tree::RestoreOptions;
+pub(crate) use msgpack::msgpack_restore_from;
 pub use msgpack::{msgpack_restore, msgpack_serialize};
 pub use state_dict::{
     from_bytes, from_bytes_with, from_state_dict, from_state_dict_with, to_bytes, to_state_dict,

@@ -1,11 +1,12 @@
 //! `msgpack_serialize` / `msgpack_restore`: a [`Value`] tree to and from Flax's msgpack bytes.
 
-use super::{chunking, ndarray, object_budget};
+use super::{chunking, msgpack_reader, ndarray};
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
 use rmp::encode;
-use rmpv::ValueRef;
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 
 /// Flax's msgpack extension type codes (`_MsgpackExtType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,103 +158,19 @@ pub(crate) fn len_u32(len: usize, what: &str) -> Result<u32> {
 /// keys and no opaque leaves. A duplicated map key keeps its first position and its last value,
 /// as a Python dict built from the same pairs does.
 pub fn msgpack_restore(bytes: &[u8]) -> Result<Value> {
-    let value = value_from_msgpack(read_nested(bytes)?)?;
-    chunking::unchunk_array_leaves(value)
+    msgpack_restore_from(bytes, bytes.len() as u64, Path::new("<bytes>"))
 }
 
-/// rmpv's recursion budget: it spends two units per nesting level, so this admits 127 nested
-/// dictionaries and lists (Flax trees are a few levels deep) while keeping the reader, the
-/// conversion and the drop of the result well inside a 2 MiB thread stack.
-const MAX_DEPTH: usize = 256;
-
-/// Parses exactly one msgpack object spanning all of `bytes` (Python's `msgpack.unpackb`, which
-/// rejects trailing data); `rmpv` borrows strings and binaries from `bytes` instead of copying.
-///
-/// The document must fit [`object_budget`]'s bound on decoded objects, so that the memory
-/// reading it takes is bounded by its size.
-pub(crate) fn read_nested(bytes: &[u8]) -> Result<ValueRef<'_>> {
-    object_budget::check_object_budget(bytes)?;
-    let mut rest = bytes;
-    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
-        .map_err(|e| malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(malformed(format!("{} bytes of trailing data", rest.len())));
-    }
-    Ok(value)
+/// [`msgpack_restore`] of the `len` bytes `source` yields (a checkpoint file, read in one
+/// pass with its arrays' bytes going straight into their tensors); `origin` names the source
+/// in I/O errors.
+pub(crate) fn msgpack_restore_from(source: impl Read, len: u64, origin: &Path) -> Result<Value> {
+    chunking::unchunk_array_leaves(msgpack_reader::read_document(source, len, origin)?)
 }
 
 /// A [`Error::Format`] for msgpack data.
 pub(crate) fn malformed(message: impl Into<String>) -> Error {
     Error::Format { format: "msgpack", message: message.into() }
-}
-
-fn value_from_msgpack(value: ValueRef) -> Result<Value> {
-    Ok(match value {
-        ValueRef::Map(entries) => Value::Dict(dict_from_msgpack(entries)?),
-        ValueRef::Array(items) => {
-            Value::List(items.into_iter().map(value_from_msgpack).collect::<Result<_>>()?)
-        }
-        ValueRef::Ext(code, data) => ext_from_msgpack(code, data)?,
-        scalar => Value::Scalar(scalar_from_msgpack(scalar)?),
-    })
-}
-
-fn dict_from_msgpack(entries: Vec<(ValueRef, ValueRef)>) -> Result<FrozenDict> {
-    entries
-        .into_iter()
-        .map(|(key, value)| match key {
-            ValueRef::String(s) => match s.into_str() {
-                Some(key) => Ok((key.to_owned(), value_from_msgpack(value)?)),
-                None => Err(malformed("map key is not valid UTF-8")),
-            },
-            other => Err(malformed(format!("map key {other} is not a string"))),
-        })
-        .collect()
-}
-
-fn ext_from_msgpack(code: i8, data: &[u8]) -> Result<Value> {
-    match code {
-        c if c == ExtType::Ndarray as i8 || c == ExtType::NpScalar as i8 => ndarray::ndarray_from_bytes(data),
-        c if c == ExtType::NativeComplex as i8 => complex_from_bytes(data),
-        other => Err(malformed(format!("unknown msgpack extension type {other}"))),
-    }
-}
-
-/// A type-2 extension: the msgpack pair `[real, imag]`.
-fn complex_from_bytes(data: &[u8]) -> Result<Value> {
-    let number = |v: &ValueRef| match v {
-        ValueRef::F64(x) => Some(*x),
-        ValueRef::F32(x) => Some(f64::from(*x)),
-        ValueRef::Integer(n) => n.as_f64(),
-        _ => None,
-    };
-    match read_nested(data)? {
-        ValueRef::Array(parts) => match parts.as_slice() {
-            [re, im] => match (number(re), number(im)) {
-                (Some(re), Some(im)) => Ok(Value::Scalar(Scalar::Complex(re, im))),
-                _ => Err(malformed("complex parts are not numbers")),
-            },
-            _ => Err(malformed(format!("complex has {} parts, not 2", parts.len()))),
-        },
-        _ => Err(malformed("complex payload is not a [real, imag] array")),
-    }
-}
-
-fn scalar_from_msgpack(value: ValueRef) -> Result<Scalar> {
-    Ok(match value {
-        ValueRef::Nil => Scalar::None,
-        ValueRef::Boolean(b) => Scalar::Bool(b),
-        ValueRef::Integer(n) => {
-            Scalar::Int(n.as_i64().ok_or_else(|| malformed(format!("integer {n} does not fit in an i64")))?)
-        }
-        ValueRef::F32(x) => Scalar::Float(f64::from(x)),
-        ValueRef::F64(x) => Scalar::Float(x),
-        ValueRef::String(s) => {
-            Scalar::Str(s.into_str().ok_or_else(|| malformed("string is not valid UTF-8"))?.to_owned())
-        }
-        ValueRef::Binary(bytes) => Scalar::Bytes(bytes.to_vec()),
-        container => return Err(malformed(format!("{container} is not a scalar"))),
-    })
 }
 
 #[cfg(test)]

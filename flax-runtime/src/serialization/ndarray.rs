@@ -1,13 +1,14 @@
 //! Arrays in Flax's msgpack extension payload (`_ndarray_to_bytes` / `_ndarray_from_bytes`):
 //! the msgpack triple `[shape, dtype name, raw little-endian C-order bytes]`.
 
-use super::msgpack::{len_u32, malformed, read_nested, written, ExtType};
+use super::msgpack::{len_u32, malformed, written, ExtType};
+use super::msgpack_reader::{Header, Reader};
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{dtype_name, Scalar, Value};
 use crate::core::uint_array::{byte_len, UintArray, UintDtype};
 use rmp::encode;
-use rmpv::ValueRef;
-use tch::{Kind, Tensor};
+use std::io::Read;
+use tch::{Device, Kind, Tensor};
 
 // The raw bytes are libtorch's in-memory layout, which is numpy's little-endian one only on
 // little-endian hosts (every platform libtorch ships for).
@@ -142,19 +143,56 @@ fn write_ext_header(
     Ok(())
 }
 
-/// The array a type-1 (or type-3) extension payload describes: a tensor, or a host-side
-/// [`UintArray`] for the unsigned dtypes tch has no kind for.
-pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Value> {
-    let ValueRef::Array(fields) = read_nested(data)? else {
-        return Err(malformed("array payload is not a [shape, dtype, bytes] array"));
+/// The array of a type-1 (or type-3) extension, whose payload `reader` is at: a tensor, or a
+/// host-side [`UintArray`] for the unsigned dtypes tch has no kind for. A tensor's bytes are
+/// read straight into its memory.
+///
+/// # Errors
+/// [`Error::Format`] for a payload that is not `[shape, dtype, bytes]` with bytes exactly
+/// the shape's, or a bool array holding bytes other than 0 and 1.
+pub(crate) fn read_ndarray<R: Read>(reader: &mut Reader<'_, R>) -> Result<Value> {
+    match reader.header()? {
+        Header::Array(3) => {}
+        Header::Array(n) => {
+            return Err(malformed(format!("array payload has {n} fields, not [shape, dtype, bytes]")))
+        }
+        _ => return Err(malformed("array payload is not a [shape, dtype, bytes] array")),
+    }
+    let shape = read_shape(reader)?;
+    let dtype = read_dtype(reader)?;
+    // Flax writes the data as str or bin depending on the Python version that wrote it, and
+    // reads both alike (`raw=True`); so does this.
+    let len = match reader.header()? {
+        Header::Bin(n) | Header::Str(n) => n,
+        _ => return Err(malformed("array data is not a byte string")),
     };
-    let [shape, dtype, buffer] = <[ValueRef; 3]>::try_from(fields).map_err(|fields| {
-        malformed(format!("array payload has {} fields, not [shape, dtype, bytes]", fields.len()))
-    })?;
-    let shape = shape_from_msgpack(&shape)?;
-    let dtype = dtype_from_msgpack(&dtype)?;
-    let buffer = bytes_like(&buffer).ok_or_else(|| malformed("array data is not a byte string"))?;
-    array_from_raw(shape, dtype, buffer)
+    check_layout(&shape, dtype, len as usize)?;
+    reader.check_available(u64::from(len))?;
+    match dtype {
+        ArrayDtype::Tensor(kind) => {
+            let mut tensor = Tensor::f_empty(&shape, (kind, Device::Cpu))?;
+            let bytes = uninitialized_bytes(&mut tensor, len as usize);
+            reader.read_exact(bytes)?;
+            check_bools(kind, bytes)?;
+            Ok(Value::Tensor(tensor))
+        }
+        ArrayDtype::Uint(dtype) => {
+            Ok(Value::Scalar(Scalar::UintArray(UintArray::new(dtype, shape, reader.bytes(len)?)?)))
+        }
+    }
+}
+
+/// The memory of `tensor`, just made by `empty` on the CPU with `len` bytes, for the reader
+/// to write once (instead of zeroing it first, then copying into it).
+fn uninitialized_bytes(tensor: &mut Tensor, len: usize) -> &mut [u8] {
+    if len == 0 {
+        return &mut [];
+    }
+    // SAFETY: a CPU tensor fresh from `empty` is contiguous, owns its `len` bytes of storage
+    // (`check_layout` made `len` its shape's size) and is shared with nothing; the slice
+    // borrows `tensor` mutably, so the storage outlives it, and its bytes are only written
+    // (by the reader) before they are read.
+    unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr().cast::<u8>(), len) }
 }
 
 /// The array of `shape` and `dtype` whose little-endian, C-order element bytes are `buffer`:
@@ -166,55 +204,62 @@ pub(crate) fn ndarray_from_bytes(data: &[u8]) -> Result<Value> {
 pub(crate) fn array_from_raw(shape: Vec<i64>, dtype: ArrayDtype, buffer: &[u8]) -> Result<Value> {
     check_layout(&shape, dtype, buffer.len())?;
     match dtype {
-        ArrayDtype::Tensor(Kind::Bool) if buffer.iter().any(|&b| b > 1) => {
-            Err(malformed("bool array holds bytes other than 0 and 1"))
+        ArrayDtype::Tensor(kind) => {
+            check_bools(kind, buffer)?;
+            // The length check above is what makes this copy stay inside `buffer`.
+            Ok(Value::Tensor(Tensor::f_from_data_size(buffer, &shape, kind)?))
         }
-        // The length check above is what makes this copy stay inside `buffer`.
-        ArrayDtype::Tensor(kind) => Ok(Value::Tensor(Tensor::f_from_data_size(buffer, &shape, kind)?)),
         ArrayDtype::Uint(dtype) => {
             Ok(Value::Scalar(Scalar::UintArray(UintArray::new(dtype, shape, buffer.to_vec())?)))
         }
     }
 }
 
-/// Flax writes the dtype name and the data with msgpack's str or bin types depending on the
-/// Python version that wrote them, and reads both alike (`raw=True`); so does this.
-fn bytes_like<'v>(value: &'v ValueRef) -> Option<&'v [u8]> {
-    match value {
-        ValueRef::Binary(bytes) => Some(bytes),
-        ValueRef::String(s) => Some(s.as_bytes()),
-        _ => None,
+/// A bool array's bytes must be 0 or 1 (libtorch assumes it).
+fn check_bools(kind: Kind, bytes: &[u8]) -> Result<()> {
+    if kind == Kind::Bool && bytes.iter().any(|&b| b > 1) {
+        return Err(malformed("bool array holds bytes other than 0 and 1"));
     }
+    Ok(())
 }
 
-fn shape_from_msgpack(value: &ValueRef) -> Result<Vec<i64>> {
-    let ValueRef::Array(dims) = value else {
+fn read_shape<R: Read>(reader: &mut Reader<'_, R>) -> Result<Vec<i64>> {
+    let Header::Array(rank) = reader.header()? else {
         return Err(malformed("array shape is not a msgpack array"));
     };
-    dims.iter()
-        .map(|dim| match dim {
-            ValueRef::Integer(n) => n
-                .as_u64()
-                .and_then(|n| i64::try_from(n).ok())
-                .ok_or_else(|| malformed(format!("array dimension {n} is not a non-negative i64"))),
-            other => Err(malformed(format!("array dimension {other} is not an integer"))),
+    check_rank(rank as usize)?;
+    (0..rank)
+        .map(|_| match reader.header()? {
+            Header::Int(n) if n >= 0 => Ok(n),
+            Header::Int(n) => Err(malformed(format!("array dimension {n} is not a non-negative i64"))),
+            Header::BigUint(n) => Err(malformed(format!("array dimension {n} is not a non-negative i64"))),
+            other => Err(malformed(format!("array dimension {} is not an integer", other.describe()))),
         })
         .collect()
 }
 
-fn dtype_from_msgpack(value: &ValueRef) -> Result<ArrayDtype> {
-    let name = bytes_like(value).ok_or_else(|| malformed("array dtype is not a string"))?;
-    ArrayDtype::from_name(name).ok_or_else(|| {
-        malformed(format!("array dtype '{}' is unknown or unsupported", String::from_utf8_lossy(name)))
+fn read_dtype<R: Read>(reader: &mut Reader<'_, R>) -> Result<ArrayDtype> {
+    let name = match reader.header()? {
+        Header::Str(n) | Header::Bin(n) => reader.bytes(n)?,
+        _ => return Err(malformed("array dtype is not a string")),
+    };
+    ArrayDtype::from_name(&name).ok_or_else(|| {
+        malformed(format!("array dtype '{}' is unknown or unsupported", String::from_utf8_lossy(&name)))
     })
+}
+
+/// numpy holds at most [`MAX_NDIM`] dimensions.
+fn check_rank(rank: usize) -> Result<()> {
+    if rank > MAX_NDIM {
+        return Err(malformed(format!("array has {rank} dimensions, more than numpy's {MAX_NDIM}")));
+    }
+    Ok(())
 }
 
 /// Checks that an array of `shape` and `dtype` is one numpy could hold (at most 64 dimensions)
 /// and is exactly `len` bytes, without overflowing on huge declared shapes.
 pub(crate) fn check_layout(shape: &[i64], dtype: ArrayDtype, len: usize) -> Result<()> {
-    if shape.len() > MAX_NDIM {
-        return Err(malformed(format!("array has {} dimensions, more than numpy's {MAX_NDIM}", shape.len())));
-    }
+    check_rank(shape.len())?;
     let Some(expected) = byte_len(shape, dtype.itemsize()) else {
         return Err(malformed(format!("array shape {shape:?} is too large")));
     };
@@ -231,7 +276,13 @@ pub(crate) fn check_layout(shape: &[i64], dtype: ArrayDtype, len: usize) -> Resu
 mod tests {
     use super::*;
     use crate::core::errors::Error;
-    use crate::serialization::testing::{ndarray_payload, pack};
+    use crate::serialization::msgpack_restore;
+    use crate::serialization::testing::{ext, ndarray_payload, pack};
+
+    /// The array of an extension of type 1 around `payload`.
+    fn ndarray_from_bytes(payload: &[u8]) -> Result<Value> {
+        msgpack_restore(&ext(1, payload))
+    }
 
     fn format_error(payload: &[u8]) -> String {
         match ndarray_from_bytes(payload) {

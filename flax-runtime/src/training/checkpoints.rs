@@ -90,12 +90,13 @@ use super::orbax::{self, is_orbax_checkpoint};
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::Value;
-use crate::serialization::{self, msgpack_restore, RestoreOptions};
+use crate::serialization::{self, RestoreOptions};
 use crate::tree::Tree;
+use checksum::ChecksummedFile;
 use dir_lock::DirLock;
 use natural_sort::{is_number, last_number};
-use std::fs;
-use std::io::{self, Write as _};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Write as _};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
@@ -417,6 +418,10 @@ impl PendingSave {
     }
 }
 
+/// The buffer checkpoint files are read through: the headers between arrays come from it,
+/// while arrays larger than it are read straight into their tensors.
+const READ_BUFFER: usize = 64 << 10;
+
 /// Finds and reads the checkpoint `options` selects; `None` when there is none.
 fn read_checkpoint(ckpt_dir: &Path, options: &RestoreCheckpointOptions) -> Result<Option<Value>> {
     let Some(path) = find_checkpoint(ckpt_dir, options)? else { return Ok(None) };
@@ -427,10 +432,21 @@ fn read_checkpoint(ckpt_dir: &Path, options: &RestoreCheckpointOptions) -> Resul
 }
 
 /// The state dict in the checkpoint file at `path`, checked against its checksum sidecar.
+///
+/// The file is read once, through a buffer, with each array's bytes going straight into its
+/// tensor and the checksum computed as the bytes arrive. A file that does not match its
+/// sidecar is reported as [`Error::ChecksumMismatch`] whatever the reader made of it, so the
+/// reader's view is only returned once the whole file is verified.
 fn read_file(path: &Path) -> Result<Value> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    checksum::verify(path, &bytes)?;
-    msgpack_restore(&bytes).map_err(|e| match e {
+    let recorded = checksum::read_sidecar(path)?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut source = BufReader::with_capacity(READ_BUFFER, ChecksummedFile::new(file, recorded.is_some()));
+    let restored = serialization::msgpack_restore_from(&mut source, len, path);
+    if let Some(recorded) = recorded {
+        source.into_inner().verify_rest(path, &recorded)?;
+    }
+    restored.map_err(|e| match e {
         Error::Format { format, message } => {
             Error::Format { format, message: format!("{}: {message}", path.display()) }
         }

@@ -9,8 +9,8 @@
 //! someone forging a file.
 
 use crate::core::errors::{Error, Result};
-use std::fs;
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// The sidecar of the checkpoint at `path`.
@@ -21,32 +21,80 @@ pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
 
 /// The sidecar's text for `bytes`.
 pub(crate) fn sidecar_text(bytes: &[u8]) -> String {
-    format!("crc32 {:08x} {}\n", crc32fast::hash(bytes), bytes.len())
+    sidecar_line(crc32fast::hash(bytes), bytes.len() as u64)
 }
 
-/// Checks `bytes`, read from `path`, against its sidecar. A checkpoint without a sidecar
-/// (written by Python Flax, or by a save that crashed between its two renames) passes.
+/// The sidecar's text for a file of `len` bytes whose CRC-32 is `crc`.
+fn sidecar_line(crc: u32, len: u64) -> String {
+    format!("crc32 {crc:08x} {len}\n")
+}
+
+/// The text of the sidecar of the checkpoint at `path`; `None` when it has none (written by
+/// Python Flax, or by a save that crashed between its two renames), which restores unverified.
 ///
 /// # Errors
-/// [`Error::ChecksumMismatch`] naming the file when the bytes differ from what was saved, or
-/// the sidecar is not one this library writes; [`Error::Io`] when it cannot be read.
-pub(crate) fn verify(path: &Path, bytes: &[u8]) -> Result<()> {
+/// [`Error::Io`] when the sidecar exists but cannot be read.
+pub(crate) fn read_sidecar(path: &Path) -> Result<Option<String>> {
     let sidecar = sidecar_path(path);
-    let recorded = match fs::read_to_string(&sidecar) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(&sidecar, e)),
-    };
-    let found = sidecar_text(bytes);
-    if recorded == found {
-        return Ok(());
+    match fs::read_to_string(&sidecar) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&sidecar, e)),
     }
-    Err(Error::ChecksumMismatch {
-        path: path.display().to_string(),
-        sidecar: sidecar.display().to_string(),
-        recorded: recorded.trim_end().to_owned(),
-        found: found.trim_end().to_owned(),
-    })
+}
+
+/// How much a [`ChecksummedFile`] reads at once when it checksums: small enough that what it
+/// just read is still in the CPU's cache when it is checksummed, large enough that the calls
+/// cost nothing next to the copy.
+const CHECKSUM_CHUNK: usize = 256 << 10;
+
+/// A checkpoint file read once, front to back, that computes the CRC-32 of the bytes it reads
+/// right after reading them (so the file is touched once, not read and then checksummed).
+pub(crate) struct ChecksummedFile {
+    file: File,
+    /// `None` when there is no sidecar to check against.
+    hasher: Option<crc32fast::Hasher>,
+    len: u64,
+}
+
+impl ChecksummedFile {
+    /// `file`, checksummed as it is read when `verified`.
+    pub(crate) fn new(file: File, verified: bool) -> Self {
+        ChecksummedFile { file, hasher: verified.then(crc32fast::Hasher::new), len: 0 }
+    }
+
+    /// Reads the rest of the file (what the reader left: nothing, unless it stopped at an
+    /// error) and checks the whole file against `recorded`, the text of the sidecar of the
+    /// checkpoint at `path`.
+    ///
+    /// # Errors
+    /// [`Error::ChecksumMismatch`] naming the file when its bytes differ from what was saved,
+    /// or the sidecar is not one this library writes; [`Error::Io`].
+    pub(crate) fn verify_rest(mut self, path: &Path, recorded: &str) -> Result<()> {
+        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::io(path, e))?;
+        let crc = self.hasher.take().map_or(0, crc32fast::Hasher::finalize);
+        let found = sidecar_line(crc, self.len);
+        if recorded == found {
+            return Ok(());
+        }
+        Err(Error::ChecksumMismatch {
+            path: path.display().to_string(),
+            sidecar: sidecar_path(path).display().to_string(),
+            recorded: recorded.trim_end().to_owned(),
+            found: found.trim_end().to_owned(),
+        })
+    }
+}
+
+impl Read for ChecksummedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(hasher) = &mut self.hasher else { return self.file.read(buf) };
+        let len = buf.len().min(CHECKSUM_CHUNK);
+        let n = self.file.read(&mut buf[..len])?;
+        hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
 }
 
 /// Deletes the sidecar of `path`, if any.

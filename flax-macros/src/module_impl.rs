@@ -118,7 +118,8 @@ pub fn expand(attr: TokenStream, mut item: syn::ItemImpl) -> TokenStream {
         let checked = match (d, scope_ident(&m.method, m.scope_index)) {
             (Some(d), Some(scope)) => {
                 let generics = item.generics.type_params().chain(m.method.sig.generics.type_params());
-                shape::check(d, &m.method.block, &scope, generics.map(|p| p.ident.to_string()).collect())
+                let generics = generics.map(|p| p.ident.to_string()).collect();
+                shape::check(d, &m.method.block, &scope, generics, plain_self_ident(&item))
             }
             _ => shape::Checked { errors: Vec::new(), call_checks: Vec::new() },
         };

@@ -52,6 +52,8 @@ pub struct Checker<'a> {
     output: Option<(Shape, String, String)>,
     /// The fields the declaration names: integers (the guard converts them to `i64`).
     int_fields: Vec<String>,
+    /// The module's type, when plain and non-generic: `self.field` calls are followed.
+    pub self_ty: Option<syn::Ident>,
 }
 
 /// An argument as the user wrote it, near enough for a message (`&x`, `x.relu()`).
@@ -244,6 +246,7 @@ impl<'a> Checker<'a> {
             deferred: Deferred::default(),
             output,
             int_fields,
+            self_ty: None,
         }
     }
 
@@ -630,6 +633,9 @@ impl<'a> Checker<'a> {
                     _ => Layer::Unknown,
                 }
             }
+            syn::Expr::Field(syn::ExprField { base, member: syn::Member::Named(field), .. }) if matches!(&**base, syn::Expr::Path(p) if p.path.is_ident("self")) => {
+                Layer::Field(field.clone())
+            }
             receiver => match self.construction(receiver) {
                 Val::Layer(layer) => layer,
                 _ => Layer::Unknown,
@@ -650,7 +656,14 @@ impl<'a> Checker<'a> {
         texts: &[String],
     ) -> Val {
         if let Layer::User(path) = layer {
-            return self.user_call(call, path, method, &args, texts);
+            let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
+            return self.user_call(call, quote!(#path::__FLAX_SHAPE), &callee, method, &args, texts);
+        }
+        if let Layer::Field(field) = layer {
+            let Some(ty) = &self.self_ty else { return Val::Other };
+            let (name, callee) = (field.to_string(), format!("self.{field}.{method}"));
+            let contracts = quote!(::flax::__private::shape::field(#ty::__FLAX_FIELDS, #name));
+            return self.user_call(call, contracts, &callee, method, &args, texts);
         }
         let first = if args.is_empty() { Val::Other } else { args.remove(0) };
         if let Val::Deferred(_) = first {
@@ -711,12 +724,14 @@ impl<'a> Checker<'a> {
         self.ruled(call, rule)
     }
 
-    /// A call of a user module: rustc checks the arguments against its contract, and its
-    /// declared output is the value.
+    /// A call of a user module (`callee`, whose contracts are the compile-time value
+    /// `contracts`): rustc checks the arguments against its contract, and its declared output
+    /// is the value.
     fn user_call(
         &mut self,
         call: &syn::ExprMethodCall,
-        path: &syn::Path,
+        contracts: TokenStream,
+        callee: &str,
         method: &str,
         args: &[Val],
         texts: &[String],
@@ -730,8 +745,6 @@ impl<'a> Checker<'a> {
                 _ => String::new(),
             })
             .collect();
-        let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
-        let contracts = quote!(#path::__FLAX_SHAPE);
         self.deferred.check(
             call.span(),
             quote!(::flax::__private::shape::check_call(#contracts, #method, #callee, &[#(#texts),*], &[#(#shown),*], &[#(#given),*])),

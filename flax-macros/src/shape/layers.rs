@@ -33,6 +33,9 @@ pub enum Layer {
     Sequential(Vec<Layer>),
     /// A module of the user's: its `#[shape]` contract, if any, is checked by rustc.
     User(syn::Path),
+    /// A submodule field (`self.encoder`): its type's contract, if any, is checked by rustc
+    /// (through the module's `__FLAX_FIELDS`).
+    Field(syn::Ident),
     /// Anything else.
     Unknown,
 }

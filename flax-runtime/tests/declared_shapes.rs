@@ -187,6 +187,24 @@ impl UNet {
     }
 }
 
+/// A U-Net encoder going on from a declared down block: a convolution and a pooling on the
+/// block's output, followed by rustc from the block's declaration to the declared output.
+#[module]
+pub struct DownTwice;
+
+#[module]
+impl DownTwice {
+    #[compact]
+    #[shape(x: [B, 16, 16, 32] -> [B, 3, 3, 16])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let h = Down::new().call(cx, x)?;
+        let h = nn::Conv::new(16, vec![3, 3]).padding(nn::Padding::Valid).call(cx, &h)?.relu();
+        let h =
+            nn::max_pool_with(&h, [2, 2], nn::PoolOptions::new().strides([2, 2]).padding(nn::Padding::Same))?;
+        nn::Conv::new(16, vec![1, 1]).call(cx, &h)
+    }
+}
+
 #[test]
 fn the_zoo_runs_with_its_declared_shapes() {
     let key = PRNGKey::new(0);
@@ -213,6 +231,9 @@ fn the_zoo_runs_with_its_declared_shapes() {
     let x = ones(&[2, 16, 16, 32]);
     let v = unet.init(key, &x).unwrap();
     assert_eq!(unet.apply(&v, &x).unwrap().size(), [2, 16, 16, 32]);
+    let down = DownTwice::new();
+    let v = down.init(key, &x).unwrap();
+    assert_eq!(down.apply(&v, &x).unwrap().size(), [2, 3, 3, 16]);
 
     let vae = Vae::new(20);
     let (x, eps) = (ones(&[4, 784]), ones(&[4, 20]));

@@ -769,10 +769,45 @@ impl<'a> Checker<'a> {
                 }
                 return value;
             }
+            (Layer::Conv { features, kernel: Some(kernel), geometry, transpose: false }, "call") => {
+                let spec = layers::window_spec(kernel, geometry.as_ref());
+                return self.deferred_window(call, "nn::Conv", &x, spec, Some(features));
+            }
             _ => return Val::Tensor(None),
         };
         let last = deferred::dim(&last);
         Val::Deferred(self.deferred.value(quote!(::flax::__private::shape::with_last(#value, #last))))
+    }
+
+    /// A window op (`what`) on a tensor whose shape only rustc knows: its rank and `VALID`
+    /// fit checked, its output computed by rustc (`features`: the new last dimension).
+    fn deferred_window(
+        &mut self,
+        node: &dyn quote::ToTokens,
+        what: &str,
+        x: &Val,
+        (extents, strides, pad): (Vec<i64>, Vec<i64>, ops::Pad),
+        features: Option<&Dim>,
+    ) -> Val {
+        let x = const_value(x).expect("a tensor");
+        let pad = match pad {
+            ops::Pad::Same => quote!(::flax::__private::shape::WindowPad::Same),
+            ops::Pad::Valid => quote!(::flax::__private::shape::WindowPad::Valid),
+            _ => quote!(::flax::__private::shape::WindowPad::Unknown),
+        };
+        let features = match features {
+            Some(f) => {
+                let f = deferred::dim(f);
+                quote!(::core::option::Option::Some(#f))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let span = syn::spanned::Spanned::span(&quote::ToTokens::to_token_stream(node));
+        let check = quote!(::flax::__private::shape::check_window(#what, #x, &[#(#extents),*], #pad));
+        self.deferred.check(span, check);
+        let value =
+            quote!(::flax::__private::shape::window(#x, &[#(#extents),*], &[#(#strides),*], #pad, #features));
+        Val::Deferred(self.deferred.value(value))
     }
 
     /// One step of an LSTM (`((c, h), h)`) or GRU (`(h, h)`) cell.
@@ -959,12 +994,19 @@ impl<'a> Checker<'a> {
             return tensor(0).map_or(Val::Other, Val::Tensor);
         }
         if let Some((what, with)) = layers::pooling(&path) {
-            let Some(x) = tensor(0) else { return Val::Other };
             let window = call.args.get(1).and_then(layers::int_list);
             let options = match with {
                 true => call.args.get(2).and_then(layers::pool_options),
                 false => Some((None, ops::Pad::Valid)),
             };
+            if let (Some(x @ Val::Deferred(_)), Some(window), Some((strides, padding))) =
+                (args.first(), &window, options.clone())
+            {
+                let geometry = layers::pool_geometry(window.len(), strides, padding);
+                let spec = layers::window_spec(window, Some(&geometry));
+                return self.deferred_window(call, &what, &x.clone(), spec, None);
+            }
+            let Some(x) = tensor(0) else { return Val::Other };
             let (Some(window), Some((strides, padding))) = (window, options) else {
                 return Val::Tensor(None);
             };

@@ -9,8 +9,9 @@
 mod propagated;
 
 pub use propagated::{
-    accepts, broadcast, check_broadcast, check_call, check_concatenate, check_output, concatenate, flatten,
-    output, permute, reduce, transpose, with_last, Known, Message, MAX_RANK,
+    accepts, broadcast, check_broadcast, check_call, check_concatenate, check_output, check_window,
+    concatenate, flatten, output, permute, reduce, transpose, window, with_last, Known, Message, WindowPad,
+    MAX_RANK,
 };
 
 use crate::core::errors::{Error, Result};

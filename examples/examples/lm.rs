@@ -58,6 +58,7 @@ impl Block {
     /// `x` `(batch, length, features)`; `mask` the causal mask (none when decoding: the
     /// cache masks the positions not fed yet).
     #[compact]
+    #[shape(x: [B, T, F] -> [B, T, F])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let features = x.size()[2];
         let y = nn::LayerNorm::new().call(cx, x)?;
@@ -92,6 +93,7 @@ impl TransformerLM {
     /// `tokens` `(batch, length)` ids; the logits of the next character at every position,
     /// `(batch, length, vocab_size)`.
     #[compact]
+    #[shape(tokens: [B, T] -> [B, T, self.vocab_size])]
     pub fn call(&self, cx: &mut Scope, tokens: &Tensor) -> Result<Tensor> {
         let length = tokens.size()[1];
         if length > self.block_size {

@@ -54,6 +54,7 @@ pub struct DecoderLSTMCell {
 #[module]
 impl DecoderLSTMCell {
     #[compact]
+    #[shape(x: [B, self.vocab_size])]
     pub fn call(
         &self,
         cx: &mut Scope,
@@ -109,6 +110,7 @@ impl Seq2seq {
     /// max_output_len, vocab)`, one-hot; returns the decoder's logits `(batch, max_output_len - 1,
     /// vocab)`. The second axis of `decoder_inputs` sets how many steps are decoded.
     #[compact]
+    #[shape(encoder_inputs: [B, S, self.vocab_size], decoder_inputs: [B, T, self.vocab_size] -> [B, _, self.vocab_size])]
     pub fn call(&self, cx: &mut Scope, encoder_inputs: &Tensor, decoder_inputs: &Tensor) -> Result<Tensor> {
         let encoder = nn::RNN::new(nn::LSTMCell::new(), self.hidden_size).name("encoder");
         let decoder =

@@ -65,6 +65,7 @@ pub struct Classifier {
 #[module]
 impl Classifier {
     #[compact]
+    #[shape(x: [B, 28, 28, 1] -> [B, self.num_classes])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let x = self.backbone.call(cx, x)?;
         nn::Dense::new(self.num_classes).name("head").kernel_init(nn::initializers::zeros()).call(cx, &x)

@@ -89,6 +89,7 @@ pub struct VAE {
 impl VAE {
     /// `(recon_x, mean, logvar)`: the reconstruction's logits from latents drawn with a key of
     /// the `reparam` stream.
+    #[shape(x: [B, 784])]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (mean, logvar) = self.encoder.call(cx, x)?;
         let z = reparameterize(cx.make_rng("reparam")?, &mean, &logvar)?;
@@ -97,6 +98,7 @@ impl VAE {
     }
 
     /// The pixel probabilities of latents `z`.
+    #[shape(z: [B, L] -> [B, 784])]
     pub fn generate(&self, cx: &mut Scope, z: &Tensor) -> Result<Tensor> {
         nn::sigmoid(&self.decoder.call(cx, z)?)
     }

@@ -137,6 +137,22 @@ pub struct Method {
 }
 
 impl ModuleImpl {
+    /// The self type's name when it is a plain, non-generic type (typed params views are
+    /// generated only for those).
+    pub fn plain_self_ident(&self) -> Option<&syn::Ident> {
+        let item = &self.item;
+        if !item.generics.params.is_empty() {
+            return None;
+        }
+        match &*item.self_ty {
+            syn::Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
+                let segment = &p.path.segments[0];
+                segment.arguments.is_none().then_some(&segment.ident)
+            }
+            _ => None,
+        }
+    }
+
     /// `None` for a trait impl, which is emitted as written (after the error).
     pub fn from_syn(cx: &Ctxt, attr: &TokenStream, mut item: syn::ItemImpl) -> Option<ModuleImpl> {
         let custom_call_args = match syn::parse2::<Option<syn::Ident>>(attr.clone()) {

@@ -73,8 +73,8 @@ pub fn module_impl<'a>(cx: &Ctxt, ir: &'a ModuleImpl) -> Analysis<'a> {
         .map(|(m, d)| {
             let (Some(d), Some(scope)) = (d, &m.scope) else { return Vec::new() };
             let generics = ir.item.generics.type_params().chain(m.original.sig.generics.type_params());
-            let checked =
-                shape::check(d, &m.original.block, scope, generics.map(|p| p.ident.to_string()).collect());
+            let generics = generics.map(|p| p.ident.to_string()).collect();
+            let checked = shape::check(d, &m.original.block, scope, generics, ir.plain_self_ident());
             checked.errors.into_iter().for_each(|e| cx.syn_error(e));
             checked.call_checks
         })

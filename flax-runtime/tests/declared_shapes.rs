@@ -187,6 +187,24 @@ impl UNet {
     }
 }
 
+/// A U-Net encoder going on from a declared down block: a convolution and a pooling on the
+/// block's output, followed by rustc from the block's declaration to the declared output.
+#[module]
+pub struct DownTwice;
+
+#[module]
+impl DownTwice {
+    #[compact]
+    #[shape(x: [B, 16, 16, 32] -> [B, 3, 3, 16])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let h = Down::new().call(cx, x)?;
+        let h = nn::Conv::new(16, vec![3, 3]).padding(nn::Padding::Valid).call(cx, &h)?.relu();
+        let h =
+            nn::max_pool_with(&h, [2, 2], nn::PoolOptions::new().strides([2, 2]).padding(nn::Padding::Same))?;
+        nn::Conv::new(16, vec![1, 1]).call(cx, &h)
+    }
+}
+
 #[test]
 fn the_zoo_runs_with_its_declared_shapes() {
     let key = PRNGKey::new(0);
@@ -213,11 +231,78 @@ fn the_zoo_runs_with_its_declared_shapes() {
     let x = ones(&[2, 16, 16, 32]);
     let v = unet.init(key, &x).unwrap();
     assert_eq!(unet.apply(&v, &x).unwrap().size(), [2, 16, 16, 32]);
+    let down = DownTwice::new();
+    let v = down.init(key, &x).unwrap();
+    assert_eq!(down.apply(&v, &x).unwrap().size(), [2, 3, 3, 16]);
 
     let vae = Vae::new(20);
     let (x, eps) = (ones(&[4, 784]), ones(&[4, 20]));
     let v = vae.init(key, &x, &eps).unwrap();
     assert_eq!(vae.apply(&v, &x, &eps).unwrap().size(), [4, 784]);
+}
+
+/// The spec's VAE as its `setup` writes it (`self.encoder = Encoder(latents)`,
+/// `self.decoder = Decoder()`): submodule fields, whose calls rustc checks against the
+/// declarations of the fields' types.
+#[module]
+pub struct FieldVae {
+    #[submodule]
+    pub encoder: VaeEncoder,
+    #[submodule]
+    pub decoder: VaeDecoder,
+}
+
+#[module]
+impl FieldVae {
+    #[shape(x: [B, 784], eps: [B, L] -> [B, 784])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor, eps: &Tensor) -> Result<Tensor> {
+        let (mean, logvar) = self.encoder.call(cx, x)?;
+        let z = mean + eps * (logvar * 0.5).exp();
+        self.decoder.call(cx, &z)
+    }
+
+    #[shape(z: [B, L] -> [B, 784])]
+    pub fn generate(&self, cx: &mut Scope, z: &Tensor) -> Result<Tensor> {
+        Ok(self.decoder.call(cx, z)?.sigmoid())
+    }
+}
+
+/// The transfer-learning guide's `Classifier`: a `backbone` field (declared `[B, 64]` out)
+/// and a new head; the head's input comes from the field's contract.
+#[module]
+pub struct FieldClassifier {
+    pub num_classes: i64,
+    #[submodule]
+    pub backbone: Backbone,
+}
+
+#[module]
+impl FieldClassifier {
+    #[compact]
+    #[shape(x: [B, 28, 28, 1] -> [B, self.num_classes])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let h = self.backbone.call(cx, x)?;
+        let y = nn::Dense::new(64).call(cx, &h)?.relu();
+        let h = h + y;
+        nn::Dense::new(self.num_classes).name("head").call(cx, &h)
+    }
+}
+
+#[test]
+fn submodule_fields_run_with_their_declared_shapes() {
+    let key = PRNGKey::new(0);
+    let vae = FieldVae::new(VaeEncoder::new(20), VaeDecoder::new(20));
+    let (x, eps) = (ones(&[4, 784]), ones(&[4, 20]));
+    let v = vae.init(key, &x, &eps).unwrap();
+    assert_eq!(vae.apply(&v, &x, &eps).unwrap().size(), [4, 784]);
+    let (generated, _) =
+        vae.apply_method(&v, flax::ApplyOptions::new(), |m, cx| m.generate(cx, &eps)).unwrap();
+    assert_eq!(generated.size(), [4, 784]);
+
+    let classifier = FieldClassifier::new(5, Backbone::new());
+    let x = ones(&[3, 28, 28, 1]);
+    let v = classifier.init(key, &x).unwrap();
+    assert_eq!(classifier.apply(&v, &x).unwrap().size(), [3, 5]);
 }
 
 /// A declared backbone whose output the parent goes on with: the parent's residual add and

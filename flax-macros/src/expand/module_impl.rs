@@ -56,28 +56,13 @@ pub fn generate(ir: &ModuleImpl, analysis: &Analysis<'_>) -> TokenStream {
     let contracts: Vec<&DeclaredMethod<'_>> = declared.iter().flatten().collect();
     extra.extend(shape::expand::contracts(&contracts));
     item.items.extend(extra);
-    let params = plain_self_ident(&item).map(|ident| {
+    let params = ir.plain_self_ident().map(|ident| {
         let compact = methods.iter().find(|m| m.compact);
         crate::params::generate(ident, compact.map_or(&[][..], |m| &m.uses.entries))
     });
     let setup = setup.map(|s| crate::setup::generate_impl(&item.self_ty, &item.generics, s));
     let fallback = ir.rejected_compact.as_ref().map(|m| fallback(&ir.item, m));
     quote!(#item #params #call_args #setup #fallback)
-}
-
-/// The self type's name when it is a plain, non-generic type (typed params views are
-/// generated only for those).
-fn plain_self_ident(item: &syn::ItemImpl) -> Option<&syn::Ident> {
-    if !item.generics.params.is_empty() {
-        return None;
-    }
-    match &*item.self_ty {
-        syn::Type::Path(p) if p.qself.is_none() && p.path.segments.len() == 1 => {
-            let segment = &p.path.segments[0];
-            segment.arguments.is_none().then_some(&segment.ident)
-        }
-        _ => None,
-    }
 }
 
 /// Argument names for the generated signatures (the user's may be patterns).

@@ -65,6 +65,12 @@ pub fn generate(ir: &ModuleStruct) -> TokenStream {
         .collect();
     let field_params =
         item.generics.params.is_empty().then(|| crate::params::generate_fields(ident, &submodules));
+    let field_contracts = if item.generics.params.is_empty() {
+        let typed: Vec<_> = submodules.iter().map(|f| (f.ident, f.ty)).collect();
+        crate::shape::expand::field_contracts(&typed)
+    } else {
+        None
+    };
     let setup = (!setup_fields.is_empty())
         .then(|| crate::setup::generate_struct(ident, vis, &item.generics, setup_fields));
     quote! {
@@ -96,6 +102,8 @@ pub fn generate(ir: &ModuleStruct) -> TokenStream {
             }
 
             #(#setters)*
+
+            #field_contracts
         }
 
         impl #impl_generics ::core::clone::Clone for #ident #ty_generics #where_clause {

@@ -91,3 +91,30 @@ pub fn guard(
     };
     (before, after)
 }
+
+/// `__FLAX_FIELDS`: the contracts of each submodule field's type, by field name, an inherent
+/// constant of a non-generic `#[module]` struct. The impl block's checks read it (they see
+/// `self.encoder.call(…)` but not the field's type); a type without a declaration gives no
+/// contract through `Undeclared`.
+pub fn field_contracts(fields: &[(&syn::Ident, &syn::Type)]) -> Option<TokenStream> {
+    if fields.is_empty() {
+        return None;
+    }
+    let entries = fields.iter().map(|(ident, ty)| {
+        let field = ident.to_string();
+        quote! {
+            ::flax::__private::shape::FieldContracts {
+                field: #field,
+                contracts: {
+                    #[allow(unused_imports)]
+                    use ::flax::__private::shape::Undeclared as _;
+                    <#ty>::__FLAX_SHAPE
+                },
+            }
+        }
+    });
+    Some(quote! {
+        #[doc(hidden)]
+        pub const __FLAX_FIELDS: &'static [::flax::__private::shape::FieldContracts] = &[#(#entries),*];
+    })
+}

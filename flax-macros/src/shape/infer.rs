@@ -52,6 +52,8 @@ pub struct Checker<'a> {
     output: Option<(Shape, String, String)>,
     /// The fields the declaration names: integers (the guard converts them to `i64`).
     int_fields: Vec<String>,
+    /// The module's type, when plain and non-generic: `self.field` calls are followed.
+    pub self_ty: Option<syn::Ident>,
 }
 
 /// An argument as the user wrote it, near enough for a message (`&x`, `x.relu()`).
@@ -244,6 +246,7 @@ impl<'a> Checker<'a> {
             deferred: Deferred::default(),
             output,
             int_fields,
+            self_ty: None,
         }
     }
 
@@ -630,6 +633,9 @@ impl<'a> Checker<'a> {
                     _ => Layer::Unknown,
                 }
             }
+            syn::Expr::Field(syn::ExprField { base, member: syn::Member::Named(field), .. }) if matches!(&**base, syn::Expr::Path(p) if p.path.is_ident("self")) => {
+                Layer::Field(field.clone())
+            }
             receiver => match self.construction(receiver) {
                 Val::Layer(layer) => layer,
                 _ => Layer::Unknown,
@@ -650,7 +656,14 @@ impl<'a> Checker<'a> {
         texts: &[String],
     ) -> Val {
         if let Layer::User(path) = layer {
-            return self.user_call(call, path, method, &args, texts);
+            let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
+            return self.user_call(call, quote!(#path::__FLAX_SHAPE), &callee, method, &args, texts);
+        }
+        if let Layer::Field(field) = layer {
+            let Some(ty) = &self.self_ty else { return Val::Other };
+            let (name, callee) = (field.to_string(), format!("self.{field}.{method}"));
+            let contracts = quote!(::flax::__private::shape::field(#ty::__FLAX_FIELDS, #name));
+            return self.user_call(call, contracts, &callee, method, &args, texts);
         }
         let first = if args.is_empty() { Val::Other } else { args.remove(0) };
         if let Val::Deferred(_) = first {
@@ -711,12 +724,14 @@ impl<'a> Checker<'a> {
         self.ruled(call, rule)
     }
 
-    /// A call of a user module: rustc checks the arguments against its contract, and its
-    /// declared output is the value.
+    /// A call of a user module (`callee`, whose contracts are the compile-time value
+    /// `contracts`): rustc checks the arguments against its contract, and its declared output
+    /// is the value.
     fn user_call(
         &mut self,
         call: &syn::ExprMethodCall,
-        path: &syn::Path,
+        contracts: TokenStream,
+        callee: &str,
         method: &str,
         args: &[Val],
         texts: &[String],
@@ -730,8 +745,6 @@ impl<'a> Checker<'a> {
                 _ => String::new(),
             })
             .collect();
-        let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
-        let contracts = quote!(#path::__FLAX_SHAPE);
         self.deferred.check(
             call.span(),
             quote!(::flax::__private::shape::check_call(#contracts, #method, #callee, &[#(#texts),*], &[#(#shown),*], &[#(#given),*])),
@@ -756,10 +769,45 @@ impl<'a> Checker<'a> {
                 }
                 return value;
             }
+            (Layer::Conv { features, kernel: Some(kernel), geometry, transpose: false }, "call") => {
+                let spec = layers::window_spec(kernel, geometry.as_ref());
+                return self.deferred_window(call, "nn::Conv", &x, spec, Some(features));
+            }
             _ => return Val::Tensor(None),
         };
         let last = deferred::dim(&last);
         Val::Deferred(self.deferred.value(quote!(::flax::__private::shape::with_last(#value, #last))))
+    }
+
+    /// A window op (`what`) on a tensor whose shape only rustc knows: its rank and `VALID`
+    /// fit checked, its output computed by rustc (`features`: the new last dimension).
+    fn deferred_window(
+        &mut self,
+        node: &dyn quote::ToTokens,
+        what: &str,
+        x: &Val,
+        (extents, strides, pad): (Vec<i64>, Vec<i64>, ops::Pad),
+        features: Option<&Dim>,
+    ) -> Val {
+        let x = const_value(x).expect("a tensor");
+        let pad = match pad {
+            ops::Pad::Same => quote!(::flax::__private::shape::WindowPad::Same),
+            ops::Pad::Valid => quote!(::flax::__private::shape::WindowPad::Valid),
+            _ => quote!(::flax::__private::shape::WindowPad::Unknown),
+        };
+        let features = match features {
+            Some(f) => {
+                let f = deferred::dim(f);
+                quote!(::core::option::Option::Some(#f))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let span = syn::spanned::Spanned::span(&quote::ToTokens::to_token_stream(node));
+        let check = quote!(::flax::__private::shape::check_window(#what, #x, &[#(#extents),*], #pad));
+        self.deferred.check(span, check);
+        let value =
+            quote!(::flax::__private::shape::window(#x, &[#(#extents),*], &[#(#strides),*], #pad, #features));
+        Val::Deferred(self.deferred.value(value))
     }
 
     /// One step of an LSTM (`((c, h), h)`) or GRU (`(h, h)`) cell.
@@ -946,12 +994,19 @@ impl<'a> Checker<'a> {
             return tensor(0).map_or(Val::Other, Val::Tensor);
         }
         if let Some((what, with)) = layers::pooling(&path) {
-            let Some(x) = tensor(0) else { return Val::Other };
             let window = call.args.get(1).and_then(layers::int_list);
             let options = match with {
                 true => call.args.get(2).and_then(layers::pool_options),
                 false => Some((None, ops::Pad::Valid)),
             };
+            if let (Some(x @ Val::Deferred(_)), Some(window), Some((strides, padding))) =
+                (args.first(), &window, options.clone())
+            {
+                let geometry = layers::pool_geometry(window.len(), strides, padding);
+                let spec = layers::window_spec(window, Some(&geometry));
+                return self.deferred_window(call, &what, &x.clone(), spec, None);
+            }
+            let Some(x) = tensor(0) else { return Val::Other };
             let (Some(window), Some((strides, padding))) = (window, options) else {
                 return Val::Tensor(None);
             };

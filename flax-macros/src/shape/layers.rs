@@ -33,6 +33,9 @@ pub enum Layer {
     Sequential(Vec<Layer>),
     /// A module of the user's: its `#[shape]` contract, if any, is checked by rustc.
     User(syn::Path),
+    /// A submodule field (`self.encoder`): its type's contract, if any, is checked by rustc
+    /// (through the module's `__FLAX_FIELDS`).
+    Field(syn::Ident),
     /// Anything else.
     Unknown,
 }
@@ -517,17 +520,47 @@ pub fn attention(out_features: &Option<Dim>, query: &Shape) -> Shape {
     Some(out)
 }
 
-/// Pooling (`nn::avg_pool`, `max_pool`, `min_pool`): `window` over the spatial dimensions.
-pub fn pool(what: &str, x: &Shape, window: &[i64], strides: Option<Vec<i64>>, padding: Pad) -> Rule {
-    let n = window.len();
+/// The geometry of pooling with an `n`-D window (`strides` `None`: 1).
+pub fn pool_geometry(n: usize, strides: Option<Vec<i64>>, padding: Pad) -> Geometry {
     let strides = match strides {
         Some(s) if s.len() == n => PerDim::Each(s),
         Some(_) => PerDim::All(0),
         None => PerDim::All(1),
     };
     let padding = if matches!(padding, Pad::Same | Pad::Valid) { padding } else { Pad::Unknown };
-    let g = Geometry { strides, input_dilation: PerDim::All(1), kernel_dilation: PerDim::All(1), padding };
+    Geometry { strides, input_dilation: PerDim::All(1), kernel_dilation: PerDim::All(1), padding }
+}
+
+/// Pooling (`nn::avg_pool`, `max_pool`, `min_pool`): `window` over the spatial dimensions.
+pub fn pool(what: &str, x: &Shape, window: &[i64], strides: Option<Vec<i64>>, padding: Pad) -> Rule {
+    let g = pool_geometry(window.len(), strides, padding);
     windowed(what, x, window, &g, None, window_positions)
+}
+
+/// A window as rustc's rules take it (for a tensor whose shape only rustc knows): the
+/// dilated extent and the stride of each spatial dimension, and the padding, `Same` (also
+/// for `CIRCULAR` and `CAUSAL`, which give its sizes), `Valid` or `Unknown` (also where a
+/// stride or dilation is not a literal, or the input is dilated: then only the rank is
+/// checked).
+pub fn window_spec(kernel: &[i64], geometry: Option<&Geometry>) -> (Vec<i64>, Vec<i64>, Pad) {
+    let n = kernel.len();
+    let (mut extents, mut strides) = (kernel.to_vec(), vec![1; n]);
+    let Some(g) = geometry else { return (extents, strides, Pad::Unknown) };
+    let mut pad = match g.padding {
+        Pad::Same | Pad::Circular | Pad::Causal => Pad::Same,
+        Pad::Valid => Pad::Valid,
+        _ => Pad::Unknown,
+    };
+    for i in 0..n {
+        match (g.strides.get(i, n), g.kernel_dilation.get(i, n), g.input_dilation.get(i, n)) {
+            (Some(s), Some(d), Some(1)) if s >= 1 && d >= 1 && kernel[i] >= 1 => {
+                strides[i] = s;
+                extents[i] = (kernel[i] - 1) * d + 1;
+            }
+            _ => pad = Pad::Unknown,
+        }
+    }
+    (extents, strides, pad)
 }
 
 /// The pooling function a call path names, if any, and whether it is the `_with` form that

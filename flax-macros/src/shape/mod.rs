@@ -87,14 +87,17 @@ pub fn resolve<'a>(
 }
 
 /// Checks the body of a declared method whose scope argument is `scope`; `generics` are the
-/// type parameters in scope.
+/// type parameters in scope; `self_ty` the module's type when it is a plain, non-generic one
+/// (then rustc checks calls of its submodule fields against their contracts).
 pub fn check(
     declared: &DeclaredMethod<'_>,
     body: &syn::Block,
     scope: &syn::Ident,
     generics: Vec<String>,
+    self_ty: Option<&syn::Ident>,
 ) -> Checked {
     let mut checker = infer::Checker::new(scope, generics, declared.method.clone(), declared.declaration);
+    checker.self_ty = self_ty.cloned();
     for input in &declared.declaration.inputs {
         checker.bind(input.name.to_string(), infer::Val::Tensor(input.shape.shape()));
     }
@@ -126,7 +129,11 @@ mod tests {
         let output: syn::Type = syn::parse_quote!(Tensor);
         let declared = resolve(&declaration, &method.sig.ident, &args, &output).map_err(|_| ()).unwrap();
         let scope: syn::Ident = syn::parse_quote!(cx);
-        check(&declared, &method.block, &scope, Vec::new()).errors.iter().map(ToString::to_string).collect()
+        check(&declared, &method.block, &scope, Vec::new(), None)
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// Declaring a wrong output shows what the checker inferred for the right one.
@@ -195,6 +202,35 @@ mod tests {
         });
         assert_eq!(found.len(), 1);
         assert!(found[0].ends_with("but this returns [B, 16, 16, 64]"), "{found:?}");
+    }
+
+    /// A submodule field's call is left to rustc (its type's contract, read through the
+    /// module's `__FLAX_FIELDS`), and only where the module's type can be named.
+    #[test]
+    fn a_submodule_fields_call_is_checked_by_rustc() {
+        let mut method: syn::ImplItemFn = syn::parse_quote! {
+            #[shape(x: [B, 784] -> [B, 10])]
+            pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+                let h = self.backbone.call(cx, x)?;
+                nn::Dense::new(10).call(cx, &h)
+            }
+        };
+        let declaration = decl::take(&mut method).unwrap().unwrap();
+        let x: syn::Type = syn::parse_quote!(&Tensor);
+        let args = [(Some(syn::parse_quote!(x)), &x)];
+        let declared = resolve(&declaration, &method.sig.ident, &args, &syn::parse_quote!(Tensor))
+            .map_err(|_| ())
+            .unwrap();
+        let scope: syn::Ident = syn::parse_quote!(cx);
+        let ty: syn::Ident = syn::parse_quote!(Classifier);
+        let checked = check(&declared, &method.block, &scope, Vec::new(), Some(&ty));
+        assert!(checked.errors.is_empty());
+        let items = checked.call_checks.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+        assert!(items.contains("field (Classifier :: __FLAX_FIELDS , \"backbone\")"), "{items}");
+        assert!(items.contains("\"self.backbone.call\""), "{items}");
+        assert!(items.contains("check_output"), "the output is checked on from the field's: {items}");
+        let generic = check(&declared, &method.block, &scope, Vec::new(), None);
+        assert!(generic.errors.is_empty() && generic.call_checks.is_empty());
     }
 
     #[test]

@@ -55,6 +55,17 @@ impl Block {
         self.dropout_rate = value.into();
         self
     }
+    #[doc(hidden)]
+    pub const __FLAX_FIELDS: &'static [::flax::__private::shape::FieldContracts] = &[
+        ::flax::__private::shape::FieldContracts {
+            field: "norm",
+            contracts: {
+                #[allow(unused_imports)]
+                use ::flax::__private::shape::Undeclared as _;
+                <nn::LayerNorm>::__FLAX_SHAPE
+            },
+        },
+    ];
 }
 impl ::core::clone::Clone for Block {
     fn clone(&self) -> Self {

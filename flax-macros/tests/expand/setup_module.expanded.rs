@@ -77,6 +77,17 @@ impl Head {
         self.__flax.set_name(name.into());
         self
     }
+    #[doc(hidden)]
+    pub const __FLAX_FIELDS: &'static [::flax::__private::shape::FieldContracts] = &[
+        ::flax::__private::shape::FieldContracts {
+            field: "dense",
+            contracts: {
+                #[allow(unused_imports)]
+                use ::flax::__private::shape::Undeclared as _;
+                <nn::Dense>::__FLAX_SHAPE
+            },
+        },
+    ];
 }
 impl ::core::clone::Clone for Head {
     fn clone(&self) -> Self {

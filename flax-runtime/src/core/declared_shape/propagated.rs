@@ -457,6 +457,88 @@ pub const fn flatten(x: Known, start: i64, end: i64) -> Known {
     out
 }
 
+/// How a window is padded, as far as the compile-time rules follow it (`CIRCULAR` and
+/// `CAUSAL` give `SAME`'s sizes; anything else is `Unknown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowPad {
+    /// `ceil(n / stride)` positions.
+    Same,
+    /// `(n - extent) / stride + 1` positions; a window larger than its input is an error.
+    Valid,
+    /// Sizes not followed.
+    Unknown,
+}
+
+/// The error of a window op (`what`: `nn::Conv`, `nn::max_pool`) with `extents` (the dilated
+/// window, one per spatial dimension) on `x`: a rank without room for the spatial
+/// dimensions and the features, or a `VALID` window larger than its input.
+pub const fn check_window(what: &str, x: Known, extents: &[i64], pad: WindowPad) -> Option<Message> {
+    let n = extents.len();
+    if !x.known {
+        return None;
+    }
+    if x.rank < n + 1 {
+        let m = Message::new()
+            .str(what)
+            .str(" with a ")
+            .int(n as i64)
+            .str("-D window takes inputs of rank at least ");
+        return Some(m.int(n as i64 + 1).str(" (*batch, spatial dims, features); got ").shape(&x));
+    }
+    let first = x.rank - n - 1;
+    let mut i = 0;
+    while i < n {
+        if let (Some(size), WindowPad::Valid) = (x.size(first + i), pad) {
+            if extents[i] > size {
+                let m = Message::new().str(what).str(": the VALID window of extent ").int(extents[i]);
+                let m = m.str(" does not fit dimension ").int((first + i) as i64).str(" of size ").int(size);
+                return Some(
+                    m.str(" of the input ").shape(&x).str(" (Flax would return a zero-size output)"),
+                );
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The output of a window op over `x`'s spatial dimensions (those before the last): their
+/// positions, and the last dimension `features` (`None`: kept, as pooling keeps it).
+pub const fn window(
+    x: Known,
+    extents: &[i64],
+    strides: &[i64],
+    pad: WindowPad,
+    features: Option<Dim>,
+) -> Known {
+    let n = extents.len();
+    if check_window("", x, extents, pad).is_some() || !x.known || strides.len() != n {
+        return Known::UNKNOWN;
+    }
+    let first = x.rank - n - 1;
+    let mut out = x;
+    let mut i = 0;
+    while i < n {
+        out.dims[first + i] = match (x.size(first + i), pad) {
+            (Some(size), WindowPad::Same) if strides[i] > 0 => {
+                Dim::Size((size + strides[i] - 1) / strides[i])
+            }
+            (Some(size), WindowPad::Valid) if strides[i] > 0 => {
+                Dim::Size((size - extents[i]) / strides[i] + 1)
+            }
+            _ => Dim::Any,
+        };
+        i += 1;
+    }
+    if let Some(features) = features {
+        out.dims[x.rank - 1] = match features {
+            Dim::Size(f) => Dim::Size(f),
+            _ => Dim::Any,
+        };
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Input;
@@ -517,5 +599,35 @@ mod tests {
         assert_eq!(flatten(x, 1, -1), k(&[Any, Size(12)]));
         assert_eq!(flatten(x, 0, 1), k(&[Any, Size(4)]));
         assert_eq!(with_last(x, Size(7)), k(&[Any, Size(3), Size(7)]));
+    }
+
+    #[test]
+    fn window_rules() {
+        use Dim::{Any, Size};
+        let x = k(&[Any, Size(16), Size(15), Size(32)]);
+        assert_eq!(
+            window(x, &[3, 3], &[1, 1], WindowPad::Same, Some(Size(64))),
+            k(&[Any, Size(16), Size(15), Size(64)])
+        );
+        assert_eq!(window(x, &[2, 2], &[2, 2], WindowPad::Same, None), k(&[Any, Size(8), Size(8), Size(32)]));
+        assert_eq!(
+            window(x, &[3, 3], &[2, 2], WindowPad::Valid, Some(Any)),
+            k(&[Any, Size(7), Size(7), Any])
+        );
+        assert_eq!(window(x, &[3, 3], &[1, 1], WindowPad::Unknown, None), k(&[Any, Any, Any, Size(32)]));
+        assert!(check_window("nn::Conv", x, &[16, 3], WindowPad::Valid).is_none());
+        let wide = check_window("nn::Conv", x, &[3, 16], WindowPad::Valid).map(|m| m.as_str().to_owned());
+        assert_eq!(
+            wide.as_deref(),
+            Some("nn::Conv: the VALID window of extent 16 does not fit dimension 2 of size 15 of the input [_, 16, 15, 32] (Flax would return a zero-size output)")
+        );
+        assert!(check_window("nn::Conv", x, &[16, 16], WindowPad::Same).is_none());
+        let flat = check_window("nn::Conv", k(&[Any, Size(64)]), &[3, 3], WindowPad::Same)
+            .map(|m| m.as_str().to_owned());
+        assert_eq!(
+            flat.as_deref(),
+            Some("nn::Conv with a 2-D window takes inputs of rank at least 3 (*batch, spatial dims, features); got [_, 64]")
+        );
+        assert_eq!(window(k(&[Any, Size(64)]), &[3, 3], &[1, 1], WindowPad::Same, None), Known::UNKNOWN);
     }
 }

@@ -216,10 +216,7 @@ pub(crate) fn without_axis(
     collection: &str,
     params: &MetadataParams,
 ) -> Result<Value> {
-    if !meta::has_axis_metadata(value) {
-        return Ok(value.clone());
-    }
-    meta::remove_axis(value, meta::box_axis(axis, collection)?, params)
+    on_boxes(value, axis, collection, |value, index| meta::remove_axis(value, index, params))
 }
 
 /// A collection stacked after the body: its boxes with the stacking axis named (Flax's
@@ -230,8 +227,18 @@ pub(crate) fn with_axis(
     collection: &str,
     params: &MetadataParams,
 ) -> Result<Value> {
-    if !meta::has_axis_metadata(value) {
-        return Ok(value.clone());
+    on_boxes(value, axis, collection, |value, index| meta::add_axis(value, index, params))
+}
+
+/// `change` applied at the boxes' index of `axis`, when `value` holds boxes at all.
+fn on_boxes(
+    value: &Value,
+    axis: i64,
+    collection: &str,
+    change: impl FnOnce(&Value, usize) -> Result<Value>,
+) -> Result<Value> {
+    match meta::has_axis_metadata(value) {
+        true => change(value, meta::box_axis(axis, collection)?),
+        false => Ok(value.clone()),
     }
-    meta::add_axis(value, meta::box_axis(axis, collection)?, params)
 }

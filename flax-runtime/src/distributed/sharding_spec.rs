@@ -88,9 +88,20 @@ impl ShardingSpec {
     /// `nn::logical_to_mesh` first where the boxes hold logical names); a boxed leaf's key path
     /// ends in the box's `value`, which its spec's path does not have.
     ///
-    /// ```ignore
-    /// let dense = nn::Dense::new(64).kernel_init(nn::with_partitioning(lecun_normal(), (None, "data")));
+    /// ```
+    /// use flax::distributed::ShardingSpec;
+    /// use flax::nn::{self, initializers::lecun_normal};
+    /// use flax::prelude::*;
+    /// # fn main() -> flax::Result<()> {
+    /// let dense = nn::Dense::new(8).kernel_init(nn::with_partitioning(lecun_normal(), (None, "data")));
+    /// let variables = dense.init(PRNGKey::new(0), &Tensor::ones([1, 4], (Kind::Float, Device::Cpu)))?;
+    /// let params = variables.get_dict("params").cloned().unwrap_or_default();
     /// let spec = ShardingSpec::from_partition_spec(&params, &nn::get_partition_spec(&params), "data")?;
+    /// let axes: Vec<_> = spec.leaves().iter().map(|leaf| (leaf.path.join("/"), leaf.axis)).collect();
+    /// // The (4, 8) kernel split along its outputs; the unannotated bias whole on every rank.
+    /// assert_eq!(axes, [("kernel/value".to_owned(), Some(1)), ("bias".to_owned(), None)]);
+    /// # Ok(())
+    /// # }
     /// ```
     ///
     /// # Errors

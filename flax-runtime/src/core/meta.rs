@@ -18,7 +18,7 @@ use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
 use crate::core::initializer::Initializer;
 use crate::core::partition_spec::{
-    names_repr, AxisName, IntoLogicalNames, IntoLogicalRules, LogicalNames, LogicalRules, Mesh,
+    names_repr, AxisName, IntoAxisName, IntoLogicalNames, IntoLogicalRules, LogicalNames, LogicalRules, Mesh,
     PartitionSpec, SpecTree,
 };
 use crate::core::rng::PRNGKey;
@@ -33,6 +33,14 @@ pub const PARTITION_NAME: &str = "partition_name";
 /// `metadata_params` dict): `{PARTITION_NAME: Some("layers")}`, or `None` for an axis left
 /// unpartitioned.
 pub type MetadataParams = BTreeMap<String, AxisName>;
+
+/// `metadata_params` as the lifted transforms' builders take them: `(key, axis name)` pairs,
+/// the name `None` or a string.
+pub(crate) fn metadata_params<S: Into<String>, A: IntoAxisName>(
+    params: impl IntoIterator<Item = (S, A)>,
+) -> MetadataParams {
+    params.into_iter().map(|(k, v)| (k.into(), v.into_axis_name())).collect()
+}
 
 /// A value with partitioning names for its dimensions (Flax's `nn.Partitioned`); `names` has
 /// one entry per dimension, `None` for an unpartitioned one.

@@ -68,7 +68,7 @@ use crate::core::apply::Rngs;
 use crate::core::errors::Result;
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
-use crate::core::meta::MetadataParams;
+use crate::core::meta::{self, MetadataParams};
 use crate::core::module::Module;
 use crate::core::naming::Name;
 use crate::core::partition_spec::IntoAxisName;
@@ -229,7 +229,7 @@ impl ScanOptions {
         mut self,
         params: impl IntoIterator<Item = (S, A)>,
     ) -> Self {
-        self.metadata_params = params.into_iter().map(|(k, v)| (k.into(), v.into_axis_name())).collect();
+        self.metadata_params = meta::metadata_params(params);
         self
     }
 

@@ -68,7 +68,7 @@ use crate::core::batching::{is_batched_at, Randomness, VmapLevel};
 use crate::core::errors::{Error, Result};
 use crate::core::filter::CollectionFilter;
 use crate::core::frozen_dict::{FrozenDict, Value};
-use crate::core::meta::MetadataParams;
+use crate::core::meta::{self, MetadataParams};
 use crate::core::module::Module;
 use crate::core::naming::Name;
 use crate::core::partition_spec::IntoAxisName;
@@ -164,7 +164,7 @@ impl VmapOptions {
         mut self,
         params: impl IntoIterator<Item = (S, A)>,
     ) -> Self {
-        self.metadata_params = params.into_iter().map(|(k, v)| (k.into(), v.into_axis_name())).collect();
+        self.metadata_params = meta::metadata_params(params);
         self
     }
 

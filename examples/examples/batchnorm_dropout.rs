@@ -12,7 +12,6 @@ use flax::prelude::*;
 use flax::training::metrics::{Accuracy, Average, Collection, Loss};
 use flax::training::{EarlyStopping, TrainState};
 use flax::tree::Tree;
-use flax::Value;
 use flax_examples::{computed_value, device, exit_on_error, mnist_datasets, progress_bar};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -162,14 +161,6 @@ fn create_train_state(args: &Args, schedule: Schedule, device: Device) -> Result
     TrainState::create_with(model, collection("params"), optax::adam(schedule), extra)
 }
 
-/// `{"params": params, "batch_stats": batch_stats}`, what `apply` takes.
-fn variables(params: &FrozenDict, batch_stats: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([
-        ("params".to_owned(), Value::Dict(params.clone())),
-        ("batch_stats".to_owned(), Value::Dict(batch_stats.clone())),
-    ])
-}
-
 /// The guides' `train_step` with BatchNorm and Dropout: the updated batch statistics come
 /// out of the loss function as auxiliary output, and the dropout key is folded with the
 /// step. Returns the batch's metrics too.
@@ -178,7 +169,7 @@ fn train_step(state: State, batch: &ImageClassification) -> Result<(State, Metri
     let options =
         || ApplyOptions::new().mutable(["batch_stats"]).rngs(Rngs::new().with("dropout", dropout_train_key));
     let (loss, (logits, updates), grads) = flax::value_and_grad_with_aux(&state.params, |params| {
-        let vars = variables(params, &state.extra.batch_stats);
+        let vars = frozen_dict! { "params": params, "batch_stats": &state.extra.batch_stats };
         let (logits, updates) = state.apply_fn.apply_with(&vars, options(), &batch.image, true)?;
         let loss = optax::losses::softmax_cross_entropy_with_integer_labels(&logits, &batch.label)?
             .mean(Kind::Float);
@@ -194,7 +185,7 @@ fn train_step(state: State, batch: &ImageClassification) -> Result<(State, Metri
 /// The guides' `eval_step` over the whole test set: running averages, no dropout, the last
 /// batch padded and masked.
 fn evaluate(state: &State, test_ds: &ImageClassification, batch_size: i64) -> Result<(f64, f64)> {
-    let vars = variables(&state.params, &state.extra.batch_stats);
+    let vars = frozen_dict! { "params": &state.params, "batch_stats": &state.extra.batch_stats };
     let mut metrics = Metrics::empty();
     for batch in Batches::new(test_ds, batch_size)?.remainder(Remainder::Pad) {
         let batch = batch?;

@@ -45,7 +45,6 @@ use flax::training::checkpoints::{
     latest_checkpoint, restore_checkpoint, save_checkpoint, RestoreCheckpointOptions, SaveCheckpointOptions,
 };
 use flax::training::TrainState;
-use flax::Value;
 use flax_examples::{
     device, exit_on_error, mnist_datasets, plot_history, progress_bar, spawn_workers, work_dir, History,
 };
@@ -297,11 +296,6 @@ fn gather_members(group: &ProcessGroup, state: &State) -> Result<State> {
     })
 }
 
-/// `{"params": params}`, what `apply` takes.
-fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
 /// The number of parameters of one member (each stacked array's size over its member axis).
 fn member_parameter_count(params: &FrozenDict) -> i64 {
     flax::tree::leaves(params).iter().map(|p| p.size().iter().skip(1).product::<i64>()).sum()
@@ -399,7 +393,7 @@ struct EpochMetrics {
 /// `i`'s gradient is that of its own loss alone.
 fn apply_model(state: &State, images: &Tensor, labels: &Tensor) -> Result<(FrozenDict, Tensor, Tensor)> {
     let (grads, (logits, losses)) = flax::grad_with_aux(&state.params, |params| {
-        let logits = state.apply_fn.apply(&variables(params), images)?;
+        let logits = state.apply_fn.apply(&frozen_dict! { "params": params }, images)?;
         let losses = member_losses(&logits, labels)?;
         Ok((losses.sum(Kind::Float), (logits, losses)))
     })?;
@@ -440,7 +434,7 @@ fn evaluate(group: &ProcessGroup, state: &State, test_ds: &ImageClassification) 
     tch::no_grad(|| -> Result<()> {
         for batch in Batches::new(test_ds, EVAL_BATCH.min(test_ds.len()).max(1))?.remainder(Remainder::Keep) {
             let batch = batch?.data;
-            let logits = state.apply_fn.apply(&variables(&state.params), &batch.image)?;
+            let logits = state.apply_fn.apply(&frozen_dict! { "params": &state.params }, &batch.image)?;
             let losses = member_losses(&logits, &batch.label)?;
             sums.add(group, &logits, &losses, &batch.label)?;
         }

@@ -14,7 +14,6 @@ use flax::prelude::*;
 use flax::random;
 use flax::serialization::{from_bytes, to_bytes, to_state_dict};
 use flax::tree;
-use flax::Value;
 use flax_examples::{device, exit_on_error};
 use std::process::ExitCode;
 
@@ -102,11 +101,8 @@ fn problem(options: (Kind, Device)) -> Result<Problem> {
     let (k1, k2) = PRNGKey::new(0).split2();
     let w = random::normal(k1, &[x_dim, y_dim], options)?;
     let b = random::normal(k2, &[y_dim], options)?;
-    let params = FrozenDict::from_iter([
-        ("bias".to_owned(), Value::Tensor(b.shallow_clone())),
-        ("kernel".to_owned(), Value::Tensor(w.shallow_clone())),
-    ]);
-    let true_params = FrozenDict::from_iter([("params".to_owned(), Value::Dict(params))]);
+    let true_params =
+        frozen_dict! { "params": frozen_dict! { "bias": b.shallow_clone(), "kernel": w.shallow_clone() } };
     let (key_sample, key_noise) = k1.split2();
     let x_samples = random::normal(key_sample, &[n_samples, x_dim], options)?;
     let noise = random::normal(key_noise, &[n_samples, y_dim], options)?;

@@ -37,7 +37,7 @@ use flax::training::checkpoints::{
 };
 use flax::training::TrainState;
 use flax::tree::Key;
-use flax::{ApplyOptions, Value};
+use flax::ApplyOptions;
 use flax_examples::{device, exit_on_error, plot_curves, progress_bar, work_dir, Curves};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -250,15 +250,10 @@ fn loss_fn(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 type Optimizer = Chain<(ClipByGlobalNorm, AdamW<Schedule, f64>)>;
 type State = TrainState<TransformerLM, FrozenDict, Optimizer>;
 
-/// `{"params": params}`, what `apply` takes.
-fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
 /// One step: the gradient of the loss, clipped, applied by AdamW; the batch's loss.
 fn train_step(state: State, x: &Tensor, y: &Tensor) -> Result<(State, f64)> {
     let (loss, grads) = flax::value_and_grad(&state.params, |params| {
-        loss_fn(&state.apply_fn.apply(&variables(params), x)?, y)
+        loss_fn(&state.apply_fn.apply(&frozen_dict! { "params": params }, x)?, y)
     })?;
     let loss = loss.f_double_value(&[])?;
     Ok((state.apply_gradients(grads)?, loss))
@@ -269,7 +264,8 @@ fn evaluate(state: &State, batches: &[(Tensor, Tensor)]) -> Result<f64> {
     tch::no_grad(|| {
         let mut total = 0.0;
         for (x, y) in batches {
-            total += loss_fn(&state.apply_fn.apply(&variables(&state.params), x)?, y)?.f_double_value(&[])?;
+            total += loss_fn(&state.apply_fn.apply(&frozen_dict! { "params": &state.params }, x)?, y)?
+                .f_double_value(&[])?;
         }
         Ok(total / batches.len() as f64)
     })
@@ -580,7 +576,7 @@ fn sample_and_time(
             .get("cache")
             .cloned()
             .ok_or_else(|| flax::Error::Value("the decode model made no cache".into()))?;
-        let mut decoding = variables(&state.params).copy([("cache", cache)]);
+        let mut decoding = frozen_dict! { "params": &state.params }.copy([("cache", cache)]);
         let started = Instant::now();
         let mut token = first.shallow_clone();
         let mut cached = Vec::new();
@@ -596,7 +592,7 @@ fn sample_and_time(
         let cached_seconds = started.elapsed().as_secs_f64();
 
         // Recomputed: the whole prefix at every step.
-        let params = variables(&state.params);
+        let params = frozen_dict! { "params": &state.params };
         let started = Instant::now();
         let mut prefix = first.shallow_clone();
         for i in 0..steps {

@@ -31,7 +31,6 @@ use flax::training::checkpoints::{
 use flax::training::metrics::{Accuracy, Average, Collection, Loss};
 use flax::training::TrainState;
 use flax::tree::{self, Tree};
-use flax::Value;
 use flax_examples::{
     computed_value, device, exit_on_error, mnist_datasets, plot_history, progress_bar, spawn_workers,
     work_dir, History,
@@ -207,11 +206,6 @@ fn create_train_state(cnn: &CNN, rng: PRNGKey, template: &Tensor, args: &Args) -
     TrainState::create_with(cnn.clone(), params, tx, Extra { metrics: Metrics::empty() })
 }
 
-/// `{"params": params}`, what `apply` takes.
-fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
 /// One epoch of the spec's loop: `train_step` then `compute_metrics` on every batch (this
 /// rank's slice of it).
 fn train_epoch(
@@ -241,7 +235,7 @@ fn train_epoch(
 /// the optimizer.
 fn train_step(group: &ProcessGroup, state: State, batch: &ImageClassification) -> Result<State> {
     let grads = flax::grad(&state.params, |params| {
-        let logits = state.apply_fn.apply(&variables(params), &batch.image)?;
+        let logits = state.apply_fn.apply(&frozen_dict! { "params": params }, &batch.image)?;
         Ok(optax::losses::softmax_cross_entropy_with_integer_labels(&logits, &batch.label)?.mean(Kind::Float))
     })?;
     let grads = group.pmean(&grads)?; // the one line data parallelism adds (`lax.pmean`)
@@ -251,7 +245,8 @@ fn train_step(group: &ProcessGroup, state: State, batch: &ImageClassification) -
 /// `compute_metrics`: the batch's loss and accuracy merged into the state's metrics. With a
 /// mask (a padded batch), the loss is per example so that padding is left out.
 fn compute_metrics(state: State, batch: &ImageClassification, mask: Option<&Tensor>) -> Result<State> {
-    let logits = tch::no_grad(|| state.apply_fn.apply(&variables(&state.params), &batch.image))?;
+    let logits =
+        tch::no_grad(|| state.apply_fn.apply(&frozen_dict! { "params": &state.params }, &batch.image))?;
     let losses = optax::losses::softmax_cross_entropy_with_integer_labels(&logits, &batch.label)?;
     let loss = if mask.is_some() { losses } else { losses.mean(Kind::Float) };
     let mut outputs = vec![("logits", &logits), ("labels", &batch.label), ("loss", &loss)];

@@ -33,7 +33,6 @@ use flax::training::checkpoints::{
     latest_checkpoint, restore_checkpoint, save_checkpoint, RestoreCheckpointOptions, SaveCheckpointOptions,
 };
 use flax::training::TrainState;
-use flax::Value;
 use flax_examples::{device, exit_on_error, plot_curves, progress_bar, work_dir, Curves};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -418,11 +417,6 @@ fn get_train_state(
     TrainState::create(model, params, optax::adam(learning_rate))
 }
 
-/// `{"params": params}`, what `apply` takes.
-fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
 /// A decoded test problem: `(query, inferred, golden)`.
 type Decoded = (String, String, String);
 
@@ -432,7 +426,7 @@ fn train_step(state: State, batch: &Batch) -> Result<(State, (f64, f64))> {
     let labels = batch.answer.narrow(1, 1, batch.answer.size()[1] - 1);
     let lengths = get_sequence_lengths(&labels, CharacterTable::EOS_ID);
     let (grads, logits) = flax::grad_with_aux(&state.params, |params| {
-        let logits = state.apply_fn.apply(&variables(params), &batch.query, &batch.answer)?;
+        let logits = state.apply_fn.apply(&frozen_dict! { "params": params }, &batch.query, &batch.answer)?;
         Ok((cross_entropy_loss(&logits, &labels, &lengths)?, logits))
     })?;
     let state = state.apply_gradients(grads)?;
@@ -449,7 +443,7 @@ fn evaluate(
     test: &Batch,
 ) -> Result<(f64, f64, Vec<Decoded>)> {
     tch::no_grad(|| {
-        let variables = variables(&state.params);
+        let variables = frozen_dict! { "params": &state.params };
         let labels = test.answer.narrow(1, 1, test.answer.size()[1] - 1);
         let forced = state.apply_fn.apply(&variables, &test.query, &test.answer)?;
         let (test_loss, _) = compute_metrics(&forced, &labels, CharacterTable::EOS_ID)?;

@@ -153,11 +153,11 @@ fn run(args: Args) -> Result<()> {
             accuracy * 100.0
         );
     }
-    orbax::save(&checkpoint, &variables(&state.params), &SaveOptions::default().force(true))?;
+    orbax::save(&checkpoint, &frozen_dict! { "params": &state.params }, &SaveOptions::default().force(true))?;
     println!("saved the pretrained model as an Orbax checkpoint in {}", checkpoint.display());
 
     // The guide: a new Classifier, its backbone's parameters transferred from the checkpoint.
-    let target = variables(&params_of(&model.init(pretrain_rng, &template)?));
+    let target = frozen_dict! { "params": params_of(&model.init(pretrain_rng, &template)?) };
     let pretrained = orbax::restore(&checkpoint, &target, RestoreOptions::default())?;
     let backbone = pretrained.get_path(&["params", "backbone"]).cloned().ok_or_else(|| {
         flax::Error::Value(format!("the checkpoint in {} has no params/backbone", checkpoint.display()))
@@ -234,14 +234,9 @@ fn params_of(variables: &Variables) -> FrozenDict {
     variables.get_dict("params").cloned().unwrap_or_default()
 }
 
-/// `{"params": params}`, what `apply` takes.
-fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
 /// The mean cross-entropy of the model's logits, and the logits.
 fn loss_fn(model: &Classifier, params: &FrozenDict, batch: &ImageClassification) -> Result<(Tensor, Tensor)> {
-    let logits = model.apply(&variables(params), &batch.image)?;
+    let logits = model.apply(&frozen_dict! { "params": params }, &batch.image)?;
     let loss =
         optax::losses::softmax_cross_entropy_with_integer_labels(&logits, &batch.label)?.mean(Kind::Float);
     Ok((loss, logits))

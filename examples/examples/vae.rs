@@ -34,7 +34,6 @@ use flax::training::checkpoints::{
     latest_checkpoint, restore_checkpoint, save_checkpoint, RestoreCheckpointOptions, SaveCheckpointOptions,
 };
 use flax::training::TrainState;
-use flax::Value;
 use flax_examples::{
     device, exit_on_error, mnist_datasets, plot_curves, progress_bar, save_image, work_dir, Curves,
 };
@@ -257,16 +256,12 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `{"params": params}`, what `apply` takes.
-fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
-}
-
 /// `train_step`: the gradient of the mean negative ELBO, applied by Adam; the batch's loss.
 fn train_step(state: State, batch: &Tensor, z_rng: PRNGKey) -> Result<(State, Tensor)> {
     let (loss, grads) = flax::value_and_grad(&state.params, |params| {
         let options = ApplyOptions::new().rngs(Rngs::new().with("reparam", z_rng));
-        let ((recon_x, mean, logvar), _) = state.apply_fn.apply_with(&variables(params), options, batch)?;
+        let ((recon_x, mean, logvar), _) =
+            state.apply_fn.apply_with(&frozen_dict! { "params": params }, options, batch)?;
         let bce_loss = binary_cross_entropy_with_logits(&recon_x, batch)?.mean(Kind::Float);
         let kld_loss = kl_divergence(&mean, &logvar).mean(Kind::Float);
         Ok(bce_loss + kld_loss)
@@ -302,7 +297,7 @@ fn train_epoch(
 /// probabilities, and the samples decoded from `z`, as `(n, 28, 28)` images.
 fn eval(state: &State, images: &Tensor, z: &Tensor, z_rng: PRNGKey) -> Result<([f64; 3], Tensor, Tensor)> {
     tch::no_grad(|| {
-        let variables = variables(&state.params);
+        let variables = frozen_dict! { "params": &state.params };
         let options = ApplyOptions::new().rngs(Rngs::new().with("reparam", z_rng));
         let ((recon_images, mean, logvar), _) = state.apply_fn.apply_with(&variables, options, images)?;
         let m = compute_metrics(&recon_images, images, &mean, &logvar)?;

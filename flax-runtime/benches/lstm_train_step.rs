@@ -26,7 +26,6 @@ use flax::optax;
 use flax::optax::losses::softmax_cross_entropy_with_integer_labels;
 use flax::prelude::*;
 use flax::training::TrainState;
-use flax::Value;
 use serde_json::json;
 use std::time::Instant;
 
@@ -67,7 +66,7 @@ impl LstmClassifier {
 type State = TrainState<LstmClassifier, FrozenDict, optax::Adam>;
 
 fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
+    flax::frozen_dict! { "params": params }
 }
 
 fn loss(model: &LstmClassifier, params: &FrozenDict, tokens: &Tensor, labels: &Tensor) -> Result<Tensor> {

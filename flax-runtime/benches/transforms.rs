@@ -471,7 +471,7 @@ fn params_of(variables: Variables) -> FrozenDict {
 
 /// `{"params": params}`, what `apply` takes.
 fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
+    flax::frozen_dict! { "params": params }
 }
 
 /// Panics unless `loss` and `grads` agree with the reference's.

@@ -68,8 +68,6 @@
 //! #   let x = nn::Dense::new(4).name("backbone").call(cx, x)?;
 //! #   let x = nn::BatchNorm::new().call(cx, &x, Some(!train))?.relu();
 //! #   nn::Dense::new(2).name("head").call(cx, &x) } }
-//! use flax::Value;
-//!
 //! # fn main() -> flax::Result<()> {
 //! let model = Net::new();
 //! let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
@@ -77,10 +75,7 @@
 //! let params = variables.get_dict("params").cloned().unwrap_or_default();
 //! let mut batch_stats = variables.get_dict("batch_stats").cloned().unwrap_or_default();
 //! let (loss, updates, grads) = flax::value_and_grad_with_aux(&params, |params| {
-//!     let variables = FrozenDict::from_iter([
-//!         ("params".to_owned(), Value::Dict(params.clone())),
-//!         ("batch_stats".to_owned(), Value::Dict(batch_stats.clone())),
-//!     ]);
+//!     let variables = frozen_dict! { "params": params, "batch_stats": &batch_stats };
 //!     let (y, updates) =
 //!         model.apply_with(&variables, ApplyOptions::new().mutable(["batch_stats"]), &x, true)?;
 //!     Ok((y.square().mean(Kind::Float), updates))

@@ -44,8 +44,8 @@ pub use crate::core::private as __private;
 pub mod prelude {
     pub use crate::nn;
     pub use crate::{
-        compact, module, shape, ApplyOptions, CollectionFilter, FrozenDict, Module, PRNGKey, Result, Rngs,
-        Scope, Variables,
+        compact, frozen_dict, module, shape, ApplyOptions, CollectionFilter, FrozenDict, Module, PRNGKey,
+        Result, Rngs, Scope, Variables,
     };
     pub use tch::{Device, Kind, Tensor};
 }

@@ -14,7 +14,7 @@ use flax::training::checkpoints::{
 };
 use flax::training::TrainState;
 use flax::tree::{self, Tree};
-use flax::{Error, Value};
+use flax::Error;
 use std::time::Duration;
 use workers::{free_port, join_or_spawn};
 
@@ -79,7 +79,7 @@ type Init = fn(u64) -> FrozenDict;
 
 /// The mean cross-entropy on a batch.
 fn loss(params: &FrozenDict, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-    let variables = FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))]);
+    let variables = flax::frozen_dict! { "params": params };
     let logits = Mlp::new().apply(&variables, x)?;
     Ok(softmax_cross_entropy_with_integer_labels(&logits, y)?.mean(Kind::Float))
 }

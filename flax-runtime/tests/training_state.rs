@@ -44,7 +44,7 @@ fn params_of(variables: &Variables) -> FrozenDict {
 }
 
 fn variables_of(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
+    flax::frozen_dict! { "params": params }
 }
 
 fn loss(model: &Linear, params: &FrozenDict) -> Result<Tensor> {

@@ -83,6 +83,14 @@ impl From<FrozenDict> for Value {
     }
 }
 
+/// A clone of the dictionary (its tensors shared), so `frozen_dict! { "params": &params }` reads
+/// as Flax's `{'params': params}`.
+impl From<&FrozenDict> for Value {
+    fn from(dict: &FrozenDict) -> Self {
+        Value::Dict(dict.clone())
+    }
+}
+
 impl From<bool> for Value {
     fn from(b: bool) -> Self {
         Value::Scalar(Scalar::Bool(b))

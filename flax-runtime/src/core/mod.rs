@@ -109,6 +109,7 @@ pub mod array_repr;
 pub mod batching;
 pub mod custom_function;
 pub mod declared_shape;
+mod dict_literal;
 pub mod errors;
 pub mod filter;
 pub mod forward_ad;

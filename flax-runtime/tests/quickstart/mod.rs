@@ -9,7 +9,6 @@ use flax::prelude::*;
 use flax::training::metrics::{Accuracy, Average, Collection, Loss};
 use flax::training::TrainState;
 use flax::tree::Tree;
-use flax::Value;
 
 /// A simple CNN model.
 #[allow(clippy::upper_case_acronyms)]
@@ -48,7 +47,7 @@ pub type State = TrainState<CNN, FrozenDict, Sgd, Extra>;
 
 /// `{"params": params}`, what `apply` takes.
 pub fn variables(params: &FrozenDict) -> Variables {
-    FrozenDict::from_iter([("params".to_owned(), Value::Dict(params.clone()))])
+    flax::frozen_dict! { "params": params }
 }
 
 /// The mean cross-entropy of `cnn` with `params` on a batch, and the logits.

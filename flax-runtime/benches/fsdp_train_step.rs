@@ -90,8 +90,8 @@ fn worker(mode: Mode, iters: usize, layers: usize, width: i64) -> Result<()> {
     };
     let step = |state: TrainState<(), FrozenDict, Adam>| -> Result<_> {
         let grads = match mode {
-            Mode::Pmean => group.pmean(&flax::grad(&state.params, &loss)?)?,
-            _ => fsdp.value_and_grad(&state.params, &loss)?.1,
+            Mode::Pmean => group.pmean(&flax::grad(&state.params, loss)?)?,
+            _ => fsdp.value_and_grad(&state.params, loss)?.1,
         };
         state.apply_gradients(grads)
     };

@@ -371,7 +371,7 @@ fn per_unit_gathering_holds_one_units_parameters_at_a_time() {
         let mut state = fsdp.train_state((), &params, optax::adam(1e-3)).unwrap();
         let (mut losses, mut peaks) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            let (value, grads) = fsdp.value_and_grad(&state.params, &loss).unwrap();
+            let (value, grads) = fsdp.value_and_grad(&state.params, loss).unwrap();
             losses.push(group.pmean(&value).unwrap().double_value(&[]));
             peaks.push(fsdp.peak_gathered_bytes());
             state = state.apply_gradients(grads).unwrap();

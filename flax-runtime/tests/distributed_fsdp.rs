@@ -1,11 +1,13 @@
-//! The sharded mode (`Fsdp`) on 2 and 4 processes on loopback Gloo: the same per-step losses
-//! and final parameters as unsharded data-parallel training and as one process, each rank
-//! holding about `1/N` of the parameters and optimizer state, checkpoints in one process's
-//! format, and a spec that differs across ranks refused with a typed error.
+//! The sharded mode (`Fsdp`) on 2 and 4 processes on loopback Gloo, gathering the whole model
+//! or unit by unit (`fully_shard`): the same per-step losses and final parameters as unsharded
+//! data-parallel training and as one process, each rank holding about `1/N` of the parameters
+//! and optimizer state, per-unit gathering holding one unit's full parameters at a time
+//! (measured), checkpoints in one process's format, and a spec that differs across ranks
+//! refused with a typed error.
 
 mod workers;
 
-use flax::distributed::{Fsdp, ProcessGroup, ProcessGroupOptions, ShardingSpec};
+use flax::distributed::{fully_shard, Fsdp, Gathering, ProcessGroup, ProcessGroupOptions, ShardingSpec};
 use flax::nn::{self, initializers::lecun_normal, spmd::SpecTree};
 use flax::optax::{self, losses::softmax_cross_entropy_with_integer_labels, Adam};
 use flax::prelude::*;
@@ -19,11 +21,14 @@ use std::time::Duration;
 use workers::{free_port, join_or_spawn};
 
 /// A small MLP: 16 features, 64 hidden, 10 classes; with `annotated`, its kernels are
-/// `with_partitioning` boxes naming the mesh axis "data" (the hidden axis of both).
+/// `with_partitioning` boxes naming the mesh axis "data" (the hidden axis of both); with
+/// `units`, each layer is a `fully_shard` unit (the same parameters and names).
 #[module]
 struct Mlp {
     #[module(default = false)]
     annotated: bool,
+    #[module(default = false)]
+    units: bool,
 }
 
 #[module]
@@ -37,9 +42,19 @@ impl Mlp {
             ),
             false => (nn::Dense::new(64), nn::Dense::new(10)),
         };
-        let x = hidden.call(cx, x)?.relu();
-        out.call(cx, &x)
+        if !self.units {
+            let x = hidden.call(cx, x)?.relu();
+            return out.call(cx, &x);
+        }
+        let x = fully_shard(hidden).call(cx, x, |dense, cx, x: Tensor| Ok(dense.call(cx, &x)?.relu()))?;
+        fully_shard(out).call(cx, &x, |dense, cx, x: Tensor| dense.call(cx, &x))
     }
+}
+
+/// The model a run applies: the plain MLP, or its layers as `fully_shard` units for
+/// per-unit gathering (every run of one comparison applies the same one).
+fn model(gathering: Gathering) -> Mlp {
+    Mlp { units: gathering == Gathering::PerUnit, ..Mlp::new() }
 }
 
 type State = TrainState<Mlp, FrozenDict, Adam>;
@@ -77,10 +92,10 @@ fn init_mlp(mlp: Mlp, seed: u64) -> FrozenDict {
 /// How a test initialises the parameters from a seed.
 type Init = fn(u64) -> FrozenDict;
 
-/// The mean cross-entropy on a batch.
-fn loss(params: &FrozenDict, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+/// The mean cross-entropy of `model` on a batch.
+fn loss(model: &Mlp, params: &FrozenDict, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let variables = flax::frozen_dict! { "params": params };
-    let logits = Mlp::new().apply(&variables, x)?;
+    let logits = model.apply(&variables, x)?;
     Ok(softmax_cross_entropy_with_integer_labels(&logits, y)?.mean(Kind::Float))
 }
 
@@ -89,11 +104,11 @@ fn create_state(params: FrozenDict) -> State {
 }
 
 /// One process, the whole batch: the per-step losses and the final state.
-fn one_process(init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+fn one_process(model: &Mlp, init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
     let mut state = create_state(init(0));
     let mut losses = Vec::new();
     for (x, y) in batches {
-        let (value, grads) = flax::value_and_grad(&state.params, |p| loss(p, x, y)).unwrap();
+        let (value, grads) = flax::value_and_grad(&state.params, |p| loss(model, p, x, y)).unwrap();
         losses.push(value.double_value(&[]));
         state = state.apply_gradients(grads).unwrap();
     }
@@ -101,12 +116,17 @@ fn one_process(init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
 }
 
 /// Unsharded data parallel: each rank its slice, gradients and losses `pmean`ed.
-fn data_parallel(group: &ProcessGroup, init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+fn data_parallel(
+    group: &ProcessGroup,
+    model: &Mlp,
+    init: Init,
+    batches: &[(Tensor, Tensor)],
+) -> (Vec<f64>, State) {
     let mut state = group.replicate(&create_state(init(group.rank() as u64))).unwrap();
     let mut losses = Vec::new();
     for batch in batches {
         let (x, y) = group.shard(&(batch.0.shallow_clone(), batch.1.shallow_clone())).unwrap();
-        let (value, grads) = flax::value_and_grad(&state.params, |p| loss(p, &x, &y)).unwrap();
+        let (value, grads) = flax::value_and_grad(&state.params, |p| loss(model, p, &x, &y)).unwrap();
         losses.push(group.pmean(&value).unwrap().double_value(&[]));
         state = state.apply_gradients(group.pmean(&grads).unwrap()).unwrap();
     }
@@ -115,14 +135,14 @@ fn data_parallel(group: &ProcessGroup, init: Init, batches: &[(Tensor, Tensor)])
 
 /// The sharded mode: the data-parallel loop with `fsdp.value_and_grad`; the state holds this
 /// rank's pieces.
-fn sharded(fsdp: &Fsdp<'_>, init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
+fn sharded(fsdp: &Fsdp<'_>, model: &Mlp, init: Init, batches: &[(Tensor, Tensor)]) -> (Vec<f64>, State) {
     let group = fsdp.group();
     // Each rank initialises with its own seed: `train_state` starts every rank from rank 0's.
     let mut state = fsdp.train_state(Mlp::new(), &init(group.rank() as u64), optax::adam(1e-3)).unwrap();
     let mut losses = Vec::new();
     for batch in batches {
         let (x, y) = group.shard(&(batch.0.shallow_clone(), batch.1.shallow_clone())).unwrap();
-        let (value, grads) = fsdp.value_and_grad(&state.params, |p| loss(p, &x, &y)).unwrap();
+        let (value, grads) = fsdp.value_and_grad(&state.params, |p| loss(model, p, &x, &y)).unwrap();
         losses.push(group.pmean(&value).unwrap().double_value(&[]));
         state = state.apply_gradients(grads).unwrap();
     }
@@ -144,18 +164,27 @@ fn bytes<T: Tree>(tree: &T) -> i64 {
     tree::leaves(tree).iter().map(|t| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum()
 }
 
-/// Trains with `spec` on every rank and checks the sharded run against one process's and
-/// unsharded data parallel's, its memory per rank, and a checkpoint round trip.
-fn sharded_equals_unsharded(group: &ProcessGroup, name: &str, init: Init, spec: ShardingSpec) {
+/// Trains with `spec` on every rank, gathering as `gathering` says, and checks the sharded run
+/// against one process's and unsharded data parallel's, its memory per rank, and a checkpoint
+/// round trip.
+fn sharded_equals_unsharded(
+    group: &ProcessGroup,
+    name: &str,
+    init: Init,
+    spec: ShardingSpec,
+    gathering: Gathering,
+) {
     let (rank, world) = (group.rank(), group.world_size());
+    let name = format!("{name}, {gathering:?}");
+    let model = model(gathering);
     let batches = global_batches();
-    let (one_losses, one) = one_process(init, &batches);
+    let (one_losses, one) = one_process(&model, init, &batches);
     let before = group.comm_stats();
-    let (dp_losses, dp) = data_parallel(group, init, &batches);
+    let (dp_losses, dp) = data_parallel(group, &model, init, &batches);
     let dp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
-    let fsdp = Fsdp::new(group, spec).unwrap();
+    let fsdp = Fsdp::new(group, spec).unwrap().gathering(gathering);
     let before = group.comm_stats();
-    let (losses, state) = sharded(&fsdp, init, &batches);
+    let (losses, state) = sharded(&fsdp, &model, init, &batches);
     let fsdp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
     eprintln!(
         "{name}, rank {rank} of {world}: bytes sent per step: data parallel {dp_bytes}, sharded {fsdp_bytes}"
@@ -223,7 +252,9 @@ fn sharded_training_on_two_processes_equals_unsharded() {
     let spec = ShardingSpec::largest_divisible_axis(&init_params(0), 2).unwrap();
     // Every leaf splits: 64 and 10 are even.
     assert!(spec.leaves().iter().all(|leaf| leaf.axis.is_some()));
-    sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec);
+    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
+        sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec.clone(), gathering);
+    }
 }
 
 #[test]
@@ -243,11 +274,15 @@ fn sharded_training_on_four_processes_equals_unsharded() {
         ("Dense_1/bias", None),
     ];
     assert_eq!(axes, expected.map(|(p, a)| (p.to_owned(), a)));
-    sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec);
+    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
+        sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec.clone(), gathering);
+    }
     // Every leaf split along its last axis: Dense_1's 10 outputs padded to 12, 3 per rank.
     let last = ShardingSpec::from_fn(&params, |_, leaf| Some(leaf.dim() - 1)).unwrap();
     assert_eq!(last.leaves()[2].shard_shape(4), [64, 3]);
-    sharded_equals_unsharded(&group, "last axis, padded", init_params, last);
+    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
+        sharded_equals_unsharded(&group, "last axis, padded", init_params, last.clone(), gathering);
+    }
 }
 
 #[test]
@@ -266,7 +301,9 @@ fn annotated_params_shard_as_their_partition_specs_say() {
         ("Dense_1/bias", None),
     ];
     assert_eq!(axes, expected.map(|(p, a)| (p.to_owned(), a)));
-    sharded_equals_unsharded(&group, "partition specs", init_annotated, spec);
+    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
+        sharded_equals_unsharded(&group, "partition specs", init_annotated, spec.clone(), gathering);
+    }
     // A spec tree without the boxed leaves' specs, and a mesh axis named twice, are refused.
     let plain = init_params(0);
     let (no_spec, twice) = (SpecTree::Dict(Default::default()), kernel_named(("data", "data")));
@@ -286,6 +323,75 @@ fn kernel_named(names: (&'static str, &'static str)) -> FrozenDict {
     let dense = nn::Dense::new(4).kernel_init(nn::with_partitioning(lecun_normal(), names));
     let variables = dense.init(PRNGKey::new(0), &Tensor::ones([1, 16], (Kind::Float, Device::Cpu))).unwrap();
     variables.get_dict("params").cloned().unwrap()
+}
+
+/// Six `Dense(256)` layers with `tanh`, each a `fully_shard` unit: the parameters are 98% kernels,
+/// six equal units.
+#[module]
+struct Deep {}
+
+/// The layers of [`Deep`] and their width.
+const DEEP_LAYERS: usize = 6;
+const DEEP_WIDTH: i64 = 256;
+
+#[module]
+impl Deep {
+    #[compact]
+    fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.shallow_clone();
+        for _ in 0..DEEP_LAYERS {
+            let dense = nn::Dense::new(DEEP_WIDTH);
+            x = fully_shard(dense).call(cx, &x, |dense, cx, x: Tensor| Ok(dense.call(cx, &x)?.tanh()))?;
+        }
+        Ok(x)
+    }
+}
+
+#[test]
+fn per_unit_gathering_holds_one_units_parameters_at_a_time() {
+    let test = "per_unit_gathering_holds_one_units_parameters_at_a_time";
+    let Some(group) = join_or_spawn(test, 2, Duration::from_secs(120)) else {
+        return;
+    };
+    let (rank, world) = (group.rank(), group.world_size());
+    tch::manual_seed(5);
+    let x = Tensor::randn([16, DEEP_WIDTH], (Kind::Float, Device::Cpu));
+    let target = Tensor::randn([16, DEEP_WIDTH], (Kind::Float, Device::Cpu));
+    let variables = Deep::new().init(PRNGKey::new(rank as u64), &x).unwrap();
+    let params = variables.get_dict("params").cloned().unwrap();
+    let spec = ShardingSpec::largest_divisible_axis(&params, world).unwrap();
+    assert!(spec.leaves().iter().all(|leaf| leaf.axis.is_some()), "every leaf splits");
+    let (x, target) = group.shard(&(x, target)).unwrap();
+    let loss = |p: &FrozenDict| -> Result<Tensor> {
+        let variables = flax::frozen_dict! { "params": p };
+        Ok((Deep::new().apply(&variables, &x)? - &target).square().mean(Kind::Float))
+    };
+    let run = |gathering: Gathering| {
+        let fsdp = Fsdp::new(&group, spec.clone()).unwrap().gathering(gathering);
+        let mut state = fsdp.train_state((), &params, optax::adam(1e-3)).unwrap();
+        let (mut losses, mut peaks) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let (value, grads) = fsdp.value_and_grad(&state.params, loss).unwrap();
+            losses.push(group.pmean(&value).unwrap().double_value(&[]));
+            peaks.push(fsdp.peak_gathered_bytes());
+            state = state.apply_gradients(grads).unwrap();
+        }
+        (losses, peaks, fsdp.gather(&state.params).unwrap())
+    };
+    let (whole_losses, whole_peaks, whole) = run(Gathering::WholeModel);
+    let (unit_losses, unit_peaks, per_unit) = run(Gathering::PerUnit);
+    let unit = 4 * (DEEP_WIDTH * DEEP_WIDTH + DEEP_WIDTH) as u64; // one layer's float32 parameters
+    let model = DEEP_LAYERS as u64 * unit;
+    eprintln!(
+        "rank {rank}: peak gathered bytes per step: whole model {whole_peaks:?}, per unit {unit_peaks:?} \
+         (one unit {unit}, the model {model}); losses {whole_losses:?} vs {unit_losses:?}"
+    );
+    assert!(max_loss_difference(&whole_losses, &unit_losses) <= TOLERANCE);
+    assert!(max_difference(&whole, &per_unit) <= TOLERANCE);
+    // The gathered buffer and the joined leaves: twice what is gathered at once, freed
+    // before the next gather.
+    assert!(whole_peaks.iter().all(|&peak| peak == 2 * model), "{whole_peaks:?}");
+    assert!(unit_peaks.iter().all(|&peak| peak == 2 * unit), "{unit_peaks:?}");
 }
 
 #[test]
@@ -324,8 +430,9 @@ fn a_group_of_one_trains_as_one_process() {
     let group = ProcessGroup::new(&options).unwrap();
     let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&init_params(0), 1).unwrap()).unwrap();
     let batches = global_batches();
-    let (losses, state) = sharded(&fsdp, init_params, &batches);
-    let (one_losses, one) = one_process(init_params, &batches);
+    let model = Mlp::new();
+    let (losses, state) = sharded(&fsdp, &model, init_params, &batches);
+    let (one_losses, one) = one_process(&model, init_params, &batches);
     assert!(max_loss_difference(&losses, &one_losses) <= TOLERANCE);
     assert!(max_difference(&fsdp.gather(&state).unwrap(), &one) <= TOLERANCE);
 }

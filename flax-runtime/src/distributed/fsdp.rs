@@ -16,18 +16,18 @@
 //!    with [`Fsdp::train_state`].
 //!
 //! Memory: between steps a rank holds its pieces of the parameters and of the optimizer
-//! state (about `1/world_size` of them, plus the replicated leaves and the padding). During
-//! the forward and backward passes it also holds one full copy of the parameters, then of the
-//! gradients, freed when the step returns. Briefly it holds more: while the parameters are
-//! gathered, the gathered buffer and the joined copy (twice the parameters); while the
-//! gradients are packed for the reduce-scatter, up to three times the gradients (the
-//! gradients, their rearranged rows, the packed buffer). So the parameters and optimizer
-//! state together may exceed a process's memory (Adam's state alone is twice the
-//! parameters), but a few full copies of the parameters must fit: PyTorch's FSDP gathers
-//! layer by layer instead, freeing each layer's parameters after its forward and backward,
-//! which needs hooks inside the module calls and is not done here. Initialising and
-//! restoring also hold the full parameters (and, for a restore, the full optimizer state).
+//! state (about `1/world_size` of them, plus the replicated leaves and the padding). During a
+//! step it also holds full parameters, as [`Gathering`] chooses: with
+//! [`Gathering::WholeModel`] one full copy of all of them for the forward and backward passes
+//! (two while gathering: the gathered buffer and the joined copy), then of the gradients
+//! (up to three times while they are packed for the reduce-scatter); with
+//! [`Gathering::PerUnit`] the full parameters of one [`fully_shard`](super::fully_shard) unit
+//! at a time (two copies while gathering it) and that unit's full gradients. What the
+//! gathers leave alive is measured, [`Fsdp::peak_gathered_bytes`]. Initialising and restoring
+//! hold the full parameters (and, for a restore, the full optimizer state).
 
+use super::fully_shard::activate;
+use super::gathered::GatheredMemory;
 use super::sharding_spec::{LeafSharding, ShardingSpec};
 use super::ProcessGroup;
 use crate::core::errors::Result;
@@ -36,7 +36,27 @@ use crate::training::TrainState;
 use crate::transforms::autodiff::value_and_grad;
 use crate::tree::{self, Tree};
 use indexmap::IndexMap;
+use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
+
+/// When a sharded step gathers the full parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gathering {
+    /// All of them, once, before the loss function runs; the gradients of all of them are
+    /// reduce-scattered after the backward pass. A rank holds the whole model's parameters
+    /// during the step (and briefly two copies of them, the gathered buffer and the joined
+    /// leaves). The fewest collectives: the faster mode while the model fits.
+    #[default]
+    WholeModel,
+    /// Each [`fully_shard`](super::fully_shard) unit's, just before the unit runs, freed
+    /// after it, and gathered again for its backward pass, where its gradients are
+    /// reduce-scattered as soon as they are complete: a rank holds the full parameters of
+    /// about one unit at a time (measured: [`Fsdp::peak_gathered_bytes`]), at the cost of a
+    /// second forward pass of compute and a second all-gather per unit. Every split parameter
+    /// must belong to a unit: the model receives this rank's pieces, so a module outside a
+    /// unit reading a split parameter fails on its shape.
+    PerUnit,
+}
 
 /// The sharded mode over one process group: splits trees into this rank's pieces, gathers
 /// them back, and runs a training step's gradient on pieces.
@@ -67,6 +87,8 @@ use tch::{Device, Kind, Tensor};
 pub struct Fsdp<'g> {
     group: &'g ProcessGroup,
     spec: ShardingSpec,
+    gathering: Gathering,
+    memory: RefCell<GatheredMemory>,
 }
 
 impl<'g> Fsdp<'g> {
@@ -78,7 +100,23 @@ impl<'g> Fsdp<'g> {
     /// rule, another world size in the rule); libtorch's when a peer fails.
     pub fn new(group: &'g ProcessGroup, spec: ShardingSpec) -> Result<Self> {
         group.check_same_tree("Fsdp::new", &described(&spec)?)?;
-        Ok(Self { group, spec })
+        Ok(Self { group, spec, gathering: Gathering::default(), memory: RefCell::default() })
+    }
+
+    /// Gathers as `gathering` says in [`value_and_grad`](Self::value_and_grad) (default:
+    /// [`Gathering::WholeModel`]). Every rank must choose the same.
+    pub fn gathering(mut self, gathering: Gathering) -> Self {
+        self.gathering = gathering;
+        self
+    }
+
+    /// The most bytes of gathered parameters this rank held at once during the last
+    /// [`value_and_grad`](Self::value_and_grad): the all-gathered buffers and the full leaves
+    /// joined from them, counted while any tensor (autograd's saved ones included) still
+    /// refers to their memory. Measured with weak references to their storages, sampled
+    /// after each gather, when that memory grows.
+    pub fn peak_gathered_bytes(&self) -> u64 {
+        self.memory.borrow().peak()
     }
 
     /// Which axis of each parameter is split.
@@ -116,15 +154,30 @@ impl<'g> Fsdp<'g> {
     /// # Errors
     /// As [`ProcessGroup::all_gather`].
     pub fn gather<T: Tree>(&self, tree: &T) -> Result<T> {
-        let world = self.group.world_size();
         let layouts = self.layouts(tree, false);
         let pieces: Vec<Tensor> = split_leaves(tree, &layouts, true);
-        let mut gathered = self.group.all_gather(&pieces)?.into_iter();
+        let split: Vec<&LeafSharding> = layouts.iter().flatten().copied().collect();
+        let mut fulls = self.gather_pieces(&split, &pieces)?.into_iter();
         let leaves = tree::leaves(tree).into_iter().zip(&layouts).map(|(leaf, layout)| match layout {
-            Some(layout) => join(layout, &gathered.next().expect("one gathered tensor per piece"), world),
-            None => Ok(leaf.shallow_clone()),
+            Some(_) => fulls.next().expect("one full leaf per piece"),
+            None => leaf.shallow_clone(),
         });
-        tree::tree_unflatten(tree, leaves.collect::<Result<Vec<_>>>()?)
+        tree::tree_unflatten(tree, leaves.collect::<Vec<_>>())
+    }
+
+    /// The full leaves of this rank's `pieces` of the split leaves `layouts` (one
+    /// all-gather per dtype), recorded for [`peak_gathered_bytes`](Self::peak_gathered_bytes).
+    pub(super) fn gather_pieces(&self, layouts: &[&LeafSharding], pieces: &[Tensor]) -> Result<Vec<Tensor>> {
+        let world = self.group.world_size();
+        let gathered =
+            self.group.all_gather(&pieces.iter().map(Tensor::shallow_clone).collect::<Vec<_>>())?;
+        let fulls = layouts
+            .iter()
+            .zip(&gathered)
+            .map(|(layout, stacked)| join(layout, stacked, world))
+            .collect::<Result<Vec<_>>>()?;
+        self.memory.borrow_mut().record(gathered.iter().chain(&fulls));
+        Ok(fulls)
     }
 
     /// This rank's pieces of the mean over ranks of full-shaped gradients: split leaves are
@@ -152,10 +205,14 @@ impl<'g> Fsdp<'g> {
     }
 
     /// The loss on this rank's batch and this rank's pieces of the gradient averaged over the
-    /// ranks, from this rank's pieces of the parameters: gather, `flax::value_and_grad` on the
-    /// full parameters, reduce-scatter. The full parameters and gradients are dropped before
-    /// it returns. With each rank's loss a mean over an equal slice of the global batch, the
-    /// gradient is the global batch's, as with `pmean` in data-parallel training.
+    /// ranks, from this rank's pieces of the parameters. With [`Gathering::WholeModel`]:
+    /// gather, `flax::value_and_grad` with `f` on the full parameters, reduce-scatter. With
+    /// [`Gathering::PerUnit`]: `flax::value_and_grad` with `f` on the pieces themselves, the
+    /// model's [`fully_shard`](super::fully_shard) units gathering their parameters and
+    /// reduce-scattering their gradients as they run; then the replicated leaves' gradients
+    /// averaged. The full parameters and gradients are dropped before it returns. With each
+    /// rank's loss a mean over an equal slice of the global batch, the gradient is the global
+    /// batch's, as with `pmean` in data-parallel training.
     ///
     /// # Errors
     /// As [`gather`](Self::gather), [`flax::value_and_grad`](crate::value_and_grad) and
@@ -165,8 +222,32 @@ impl<'g> Fsdp<'g> {
         pieces: &T,
         f: impl FnOnce(&T) -> Result<Tensor>,
     ) -> Result<(Tensor, T)> {
+        self.memory.borrow_mut().restart();
+        if self.gathering == Gathering::PerUnit {
+            return self.value_and_grad_per_unit(pieces, f);
+        }
         let (loss, grads) = value_and_grad(&self.gather(pieces)?, f)?;
         Ok((loss, self.reduce_scatter_mean(&grads)?))
+    }
+
+    /// [`value_and_grad`](Self::value_and_grad) for [`Gathering::PerUnit`]: the split
+    /// leaves' gradients come out of the units' backward passes already reduce-scattered.
+    fn value_and_grad_per_unit<T: Tree>(
+        &self,
+        pieces: &T,
+        f: impl FnOnce(&T) -> Result<Tensor>,
+    ) -> Result<(Tensor, T)> {
+        let (loss, grads) = {
+            let _active = activate(self);
+            value_and_grad(pieces, f)?
+        };
+        let layouts = self.layouts(&grads, false);
+        let mut whole = self.group.pmean(&split_leaves(&grads, &layouts, false))?.into_iter();
+        let leaves = tree::leaves(&grads).into_iter().zip(&layouts).map(|(leaf, layout)| match layout {
+            Some(_) => leaf.shallow_clone(),
+            None => whole.next().expect("one mean per replicated leaf"),
+        });
+        Ok((loss, tree::tree_unflatten(&grads, leaves.collect::<Vec<_>>())?))
     }
 
     /// A train state at step 0 holding this rank's pieces of rank 0's `params` and the
@@ -282,7 +363,7 @@ fn piece(layout: &LeafSharding, leaf: &Tensor, rank: i64, world: i64) -> Result<
 
 /// A full-shaped leaf as `[world, piece...]`: row `r` is rank `r`'s piece (what
 /// reduce-scatter splits).
-fn split_rows(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor> {
+pub(super) fn split_rows(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor> {
     let (axis, chunk, _) = split_axis(layout, world);
     let mut shape = layout.shape.clone();
     shape.splice(axis as usize..=axis as usize, [world, chunk]);
@@ -292,7 +373,7 @@ fn split_rows(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor
 /// The full leaf from every rank's piece stacked as `[world, piece...]` (the inverse of
 /// [`split_rows`], padding dropped), in storage of its own: a view would keep the whole
 /// gathered buffer alive next to the leaves that had to be copied.
-fn join(layout: &LeafSharding, stacked: &Tensor, world: i64) -> Result<Tensor> {
+pub(super) fn join(layout: &LeafSharding, stacked: &Tensor, world: i64) -> Result<Tensor> {
     let (axis, _, length) = split_axis(layout, world);
     let mut shape = layout.shape.clone();
     shape[axis as usize] = length;

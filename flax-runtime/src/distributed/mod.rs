@@ -33,16 +33,20 @@
 //!
 //! The sharded mode ([`Fsdp`], FSDP/ZeRO-3's scheme) splits each parameter and its optimizer
 //! state along an axis chosen per leaf by a [`ShardingSpec`], gathers the parameters for each
-//! step and reduce-scatters the gradients.
+//! step and reduce-scatters the gradients: the whole model at once, or unit by unit
+//! ([`Gathering::PerUnit`], each [`fully_shard`] module gathered just before it runs and again
+//! for its backward pass).
 //!
 //! The spec comes from Flax's `with_partitioning` annotations
 //! ([`ShardingSpec::from_partition_spec`]) or from a rule.
 //!
-//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build); gathering layer by layer.
+//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build).
 
 mod collectives;
 mod flat;
 mod fsdp;
+mod fully_shard;
+mod gathered;
 mod launch;
 mod options;
 mod overlap;
@@ -52,7 +56,8 @@ mod sharding_spec;
 mod stats;
 mod structure;
 
-pub use fsdp::Fsdp;
+pub use fsdp::{Fsdp, Gathering};
+pub use fully_shard::{fully_shard, FullyShard};
 pub use launch::spawn_local;
 pub use options::ProcessGroupOptions;
 pub use overlap::DEFAULT_BUCKET_CAP_BYTES;

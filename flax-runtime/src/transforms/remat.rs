@@ -129,6 +129,25 @@ pub(crate) fn remat_frame<X, Y>(
     owner: u64,
     policy: RematPolicy,
     x: &X,
+    body: impl FnMut(&mut Scope<'_>, X) -> Result<Y> + Send + 'static,
+) -> Result<Y>
+where
+    X: Tree + Send + 'static,
+    Y: Tree + Send + 'static,
+{
+    remat_frame_mapped(cx, owner, policy, x, Ok, body)
+}
+
+/// [`remat_frame`] with the body seeing `view(variables)` instead of the module's variables,
+/// on every run, the backward pass's recomputation included, where `view` is differentiated
+/// with the body. The sharded mode's units gather their parameters so, keeping only the
+/// pieces between runs.
+pub(crate) fn remat_frame_mapped<X, Y>(
+    cx: &mut Scope<'_>,
+    owner: u64,
+    policy: RematPolicy,
+    x: &X,
+    mut view: impl FnMut(FrozenDict) -> Result<FrozenDict> + Send + 'static,
     mut body: impl FnMut(&mut Scope<'_>, X) -> Result<Y> + Send + 'static,
 ) -> Result<Y>
 where
@@ -143,8 +162,9 @@ where
     if plain {
         let rngs = cx.rng_streams().clone();
         let x = tree::shallow_clone(x)?;
-        let run =
-            run_lifted(cx, variables, rngs, CollectionFilter::Everything, owner, |inner| body(inner, x))?;
+        let run = run_lifted(cx, view(variables)?, rngs, CollectionFilter::Everything, owner, |inner| {
+            body(inner, x)
+        })?;
         cx.set_rng_counters(run.counters);
         cx.publish(run.state);
         return Ok(run.out);
@@ -158,7 +178,7 @@ where
     let forward: ForwardRun<Y> = Arc::new(Mutex::new(None));
     let first = Arc::clone(&forward);
     let outputs = checkpoint(&inputs, move |inputs| {
-        let variables = replace_arrays(&variables, &inputs[..n_vars])?;
+        let variables = view(replace_arrays(&variables, &inputs[..n_vars])?)?;
         let x = tree::tree_unflatten(&x_template, inputs[n_vars..].iter().map(Tensor::shallow_clone))?;
         let naming = NamingGuard::push(true);
         let mut inner = spec.scope(variables, rngs.clone(), Some(naming.id()));

@@ -277,7 +277,8 @@ pub fn dtype_name(kind: tch::Kind) -> &'static str {
     }
 }
 
-/// An immutable, insertion-ordered dictionary of [`Value`]s (Flax's `FrozenDict`).
+/// An immutable, insertion-ordered dictionary of [`Value`]s (Flax's `FrozenDict`); tree
+/// operations see its keys sorted, as JAX's (see the module docs).
 #[derive(Clone, Default)]
 pub struct FrozenDict {
     entries: DictMap,

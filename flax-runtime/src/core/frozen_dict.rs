@@ -2,7 +2,9 @@
 //!
 //! A [`FrozenDict`] is an immutable, insertion-ordered map from names to [`Value`]s. Its public
 //! API only reads or builds new dictionaries (`copy`, `pop`), as Flax's does; the runtime
-//! mutates its own private copies while a module runs. Cloning is cheap: tensors are shared
+//! mutates its own private copies while a module runs. As in JAX, tree operations see its
+//! keys sorted: they visit entries in sorted order and rebuild (or, updating leaves in place,
+//! reorder) it sorted, while its state dict keeps its own order (`tree::impls::dict`). Cloning is cheap: tensors are shared
 //! (`Tensor::shallow_clone`), never copied, so a clone per thread is how one set of variables
 //! serves several inference threads (a tch `Tensor` is `Send` but not `Sync`).
 
@@ -283,7 +285,8 @@ pub fn dtype_name(kind: tch::Kind) -> &'static str {
     }
 }
 
-/// An immutable, insertion-ordered dictionary of [`Value`]s (Flax's `FrozenDict`).
+/// An immutable, insertion-ordered dictionary of [`Value`]s (Flax's `FrozenDict`); tree
+/// operations see its keys sorted, as JAX's (see the module docs).
 #[derive(Clone, Default)]
 pub struct FrozenDict {
     entries: DictMap,
@@ -357,6 +360,19 @@ impl FrozenDict {
         self.entries.iter_mut().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// The entries as a slice, for visits in sorted key order without copying the keys.
+    pub(crate) fn as_slice(&self) -> &indexmap::map::Slice<String, Value> {
+        self.entries.as_slice()
+    }
+
+    /// Puts the keys in sorted order, as JAX rebuilds a dict that a tree operation updated
+    /// (see `tree::impls::dict`); a no-op when they are already, as after the first update.
+    pub(crate) fn sort_keys(&mut self) {
+        if !self.entries.keys().is_sorted() {
+            self.entries.sort_keys();
+        }
+    }
+
     /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -425,6 +441,11 @@ impl FrozenDict {
             Some(Value::Dict(d)) => d,
             _ => unreachable!("inserted just above"),
         }
+    }
+
+    /// The value under `key`, mutably (to mask a working copy's leaf, say).
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.entries.get_mut(key)
     }
 
     pub(crate) fn insert(&mut self, key: impl Into<String>, value: Value) {

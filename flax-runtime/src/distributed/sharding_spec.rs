@@ -98,8 +98,9 @@ impl ShardingSpec {
     /// let params = variables.get_dict("params").cloned().unwrap_or_default();
     /// let spec = ShardingSpec::from_partition_spec(&params, &nn::get_partition_spec(&params), "data")?;
     /// let axes: Vec<_> = spec.leaves().iter().map(|leaf| (leaf.path.join("/"), leaf.axis)).collect();
-    /// // The (4, 8) kernel split along its outputs; the unannotated bias whole on every rank.
-    /// assert_eq!(axes, [("kernel/value".to_owned(), Some(1)), ("bias".to_owned(), None)]);
+    /// // The unannotated bias whole on every rank; the (4, 8) kernel split along its outputs
+    /// // (leaves in JAX's order: dict keys sorted).
+    /// assert_eq!(axes, [("bias".to_owned(), None), ("kernel/value".to_owned(), Some(1))]);
     /// # Ok(())
     /// # }
     /// ```

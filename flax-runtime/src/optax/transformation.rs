@@ -54,7 +54,8 @@ pub trait GradientTransformation<P: Tree> {
     /// through this, so that an optimizer with a fused libtorch kernel (`sgd`: one
     /// `_fused_sgd_` call for all parameters) updates parameters and state in place without
     /// materialising the updates; the result equals `update` then `apply_updates` up to the
-    /// rounding of fused multiply-adds.
+    /// rounding of fused multiply-adds, and its dicts are key-sorted as `apply_updates`'
+    /// `tree_map` returns them in Optax (what a checkpoint after the step writes).
     ///
     /// # Errors
     /// Those of [`update`](Self::update) and [`apply_updates`].

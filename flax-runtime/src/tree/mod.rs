@@ -62,6 +62,7 @@ pub use state_dict::{
     from_state_dict, from_state_dict_with, struct_state, struct_state_dict, to_state_dict, RestoreOptions,
     StateDictMismatches,
 };
+pub(crate) use tree_util::with_sorted_keys;
 pub use tree_util::{
     leaves, leaves_with_path, num_leaves, shallow_clone, to_device, tree_for_each_mut, tree_map,
     tree_map_with_path, tree_stack, tree_unflatten, tree_zip_for_each_mut, tree_zip_map,

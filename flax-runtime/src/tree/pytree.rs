@@ -34,10 +34,11 @@ pub type MapFn<'f, 't, const N: usize> =
 /// (lengths, keys, `Some`/`None`) differs are a [`TreeStructureMismatch`] error. The
 /// [`KeyPath`] is pushed and popped as the walk descends and costs no allocation per leaf.
 ///
-/// Leaves are visited in a fixed order: struct fields in declaration order, sequences by
-/// index, maps in their iteration order (insertion order for `IndexMap`/`FrozenDict`, which
-/// is the order Flax's `flatten_dict` and state dicts use; JAX's `tree_leaves` sorts dict
-/// keys instead).
+/// Leaves are visited in a fixed order, JAX's: struct fields in declaration order (a
+/// dataclass's), sequences by index, maps in sorted key order (`jax.tree_util` flattens a dict
+/// so). Maps return map-typed nodes key-sorted, as JAX rebuilds them, and an in-place visit
+/// leaves them so; state dicts keep each map's own order (Flax's `to_state_dict`, what
+/// `to_bytes` writes).
 ///
 /// Non-tensor parts come in two kinds, following `flax.struct`:
 /// - scalar leaves (`i64`, `f64`, `bool`, `String`, [`Value::Scalar`], and

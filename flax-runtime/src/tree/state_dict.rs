@@ -62,12 +62,30 @@ pub fn from_state_dict_with<T: Tree>(target: &T, state: &Value, options: Restore
     let mut report = StateDictMismatches { options, ..Default::default() };
     let restored = target.restore_state_dict(state, &mut KeyPath::new(), &mut report);
     match restored {
-        // The restored tree comes first: maps keep its scalar leaves.
-        Some(restored) if report.is_empty() => {
-            tree_zip_map(&restored, target, |r, t| Ok(r.f_to_device(t.device())?))
-        }
+        Some(restored) if report.is_empty() => on_target_devices(restored, target),
         _ => Err(report.into_error()),
     }
+}
+
+/// `restored` with every tensor on its target's device. Moving is a map, which rebuilds
+/// dicts in sorted key order as JAX's `device_put` does, while a restore keeps the target's
+/// order (Flax's `from_state_dict`): so when a tensor has to move, the moved tree is restored
+/// into the target once more (no copies). On one device nothing is rebuilt.
+fn on_target_devices<T: Tree>(restored: T, target: &T) -> Result<T> {
+    let mut elsewhere = false;
+    restored.visit_leaves([target], &mut KeyPath::new(), &mut |_, r, [t]| {
+        elsewhere |= r.device() != t.device();
+        Ok(())
+    })?;
+    if !elsewhere {
+        return Ok(restored);
+    }
+    // The restored tree comes first: maps keep its scalar leaves.
+    let on_device = tree_zip_map(&restored, target, |r, t| Ok(r.f_to_device(t.device())?))?;
+    let mut report = StateDictMismatches::default();
+    target
+        .restore_state_dict(&on_device.state_dict(), &mut KeyPath::new(), &mut report)
+        .ok_or_else(|| report.into_error())
 }
 
 /// Checks that every tensor of `tree` is defined: an undefined one (`Tensor::new()`) has no

@@ -64,6 +64,16 @@ pub fn tree_zip_for_each_mut<T: Tree>(
     tree.visit_leaves_mut([other], &mut KeyPath::new(), &mut |_, x, [y]| f(x, y))
 }
 
+/// `tree` with every dict in sorted key order, as JAX's `tree_map` returns its result: for
+/// updates that write the leaves through shared tensors (the fused optimizer kernels) rather
+/// than through a `Tree` traversal, which sorts on its own. Tensors are untouched; once the
+/// dicts are sorted (after the first step) it costs one key comparison per entry.
+pub(crate) fn with_sorted_keys<T: Tree>(mut tree: T) -> T {
+    let sorted = tree.visit_leaves_mut([], &mut KeyPath::new(), &mut |_, _, []| Ok(()));
+    debug_assert!(sorted.is_ok(), "a visit that does nothing failed: {sorted:?}");
+    tree
+}
+
 /// Visits every leaf of one tree. Visiting a single tree with an infallible callback cannot
 /// fail (the trait's contract), so there is no error to return.
 fn for_each_leaf<'t, T: Tree>(tree: &'t T, mut f: impl FnMut(&KeyPath<'t>, &'t Tensor)) {
@@ -196,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn leaves_follow_declaration_index_and_key_order() {
+    fn leaves_follow_declaration_index_and_sorted_key_order() {
         let tree = nested(1.0);
         assert_eq!(paths(&tree), ["0/0", "0/1", "1/a", "2"]);
         assert_eq!(
@@ -204,11 +214,37 @@ mod tests {
             [vec![1.0], vec![2.0], vec![3.0], vec![4.0, 5.0]]
         );
         assert_eq!(num_leaves(&tree), 4);
-        assert_eq!(paths(&variables()), ["params/Dense_0/kernel", "params/Dense_0/bias", "intermediates/0"]);
+        // JAX flattens a dict in sorted key order, whatever order it was built in.
+        assert_eq!(paths(&variables()), ["intermediates/0", "params/Dense_0/bias", "params/Dense_0/kernel"]);
         assert_eq!(
-            leaves_with_path(&variables())[0].0,
-            ["params", "Dense_0", "kernel"].map(String::from).to_vec()
+            leaves_with_path(&variables())[1].0,
+            ["params", "Dense_0", "bias"].map(String::from).to_vec()
         );
+    }
+
+    fn keys(dict: &FrozenDict, path: &[&str]) -> Vec<String> {
+        let dict = if path.is_empty() { dict } else { dict.get_path(path).and_then(Value::as_dict).unwrap() };
+        dict.keys().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn maps_and_in_place_updates_sort_dicts_as_jax_rebuilds_them() {
+        let built = variables();
+        assert_eq!(keys(&built, &["params", "Dense_0"]), ["kernel", "bias"]);
+        let mapped = tree_map(&built, |x| Ok(x.shallow_clone())).unwrap();
+        assert_eq!(keys(&mapped, &[]), ["intermediates", "params", "step"]);
+        assert_eq!(keys(&mapped, &["params", "Dense_0"]), ["bias", "kernel"]);
+        // The state dict (what `to_bytes` writes) keeps the dict's own order.
+        let state = built.state_dict();
+        assert_eq!(keys(state.as_dict().unwrap(), &["params", "Dense_0"]), ["kernel", "bias"]);
+        let mut updated = variables();
+        tree_for_each_mut(&mut updated, |x| {
+            let _ = x.f_add_scalar_(1.0)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(keys(&updated, &["params", "Dense_0"]), ["bias", "kernel"]);
+        assert_eq!(values(updated.tensor(&["params", "Dense_0", "kernel"]).unwrap()), [2.0, 3.0]);
     }
 
     #[test]

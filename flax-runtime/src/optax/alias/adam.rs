@@ -53,7 +53,7 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Adam<L> {
         let (adam, lr_state) = state;
         let (factor, lr_state) = self.learning_rate.next(lr_state);
         let adam = fused_step(config, &params, &grads, adam, -factor, None)?;
-        Ok((params, (adam, lr_state)))
+        Ok((tree::with_sorted_keys(params), (adam, lr_state)))
     }
 }
 

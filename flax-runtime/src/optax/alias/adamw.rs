@@ -9,7 +9,7 @@ use crate::optax::transforms::{
     add_decayed_weights, chain, scale_by_adam, scale_by_learning_rate, AddDecayedWeights, Chain, Scale,
     ScaleByAdam, ScaleByAdamState,
 };
-use crate::tree::{KeyPath, Tree};
+use crate::tree::{self, KeyPath, Tree};
 use tch::{Kind, Tensor};
 
 /// Adam with decoupled weight decay (`optax.adamw`): `chain(scale_by_adam(...),
@@ -77,6 +77,6 @@ impl<P: Tree, L: ScalarOrSchedule, W: ScalarOrSchedule> GradientTransformation<P
         let (weight_decay, decay_state) = self.add_decayed_weights.next(decay_state);
         let (factor, lr_state) = self.learning_rate.next(lr_state);
         let adam = fused_step(config, &params, &grads, adam, -factor, Some(weight_decay))?;
-        Ok((params, (adam, decay_state, lr_state)))
+        Ok((tree::with_sorted_keys(params), (adam, decay_state, lr_state)))
     }
 }

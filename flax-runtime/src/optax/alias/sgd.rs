@@ -95,6 +95,6 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Sgd<L> {
         let nesterov = self.nesterov && bufs.is_some();
         fused::sgd(&p, &g, bufs.as_deref(), decay, -factor, nesterov)?;
         drop((p, g, bufs));
-        Ok((params, (trace, lr_state)))
+        Ok((tree::with_sorted_keys(params), (trace, lr_state)))
     }
 }

@@ -11,10 +11,14 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
-use crate::tree::{self, KeyPath, Tree};
+use crate::tree::{self, Key, KeyPath, Tree};
 use tch::Tensor;
 
-/// Which group, if any, each leaf of a tree belongs to, in traversal order.
+/// Which group, if any, each leaf of a tree belongs to, in the tree's traversal order.
+///
+/// A view is matched to the tree by key path, not by leaf order: the tree's own traversal
+/// (a typed tree's field order) and its state dict's (a dict, visited in sorted key order as
+/// JAX flattens one) can differ.
 pub(crate) struct LeafGroups {
     assignment: Vec<Option<usize>>,
 }
@@ -41,34 +45,55 @@ impl LeafGroups {
     /// # Errors
     /// [`Error::TreeStructureMismatch`] when `tree` has another number of leaves.
     pub(crate) fn view<P: Tree>(&self, tree: &P, group: Option<usize>) -> Result<Value> {
-        let mut assignment = self.assignment.iter();
-        let view = mask(&tree.state_dict(), &mut assignment, group)?;
-        self.check_count(self.assignment.len() - assignment.len())?;
+        let mut view = tree.state_dict();
+        self.for_each_leaf(tree, |path, assigned| {
+            if assigned != group {
+                *slot_mut(&mut view, path.keys()).ok_or_else(|| not_in_state_dict(path))? =
+                    Value::Dict(FrozenDict::new());
+            }
+            Ok(())
+        })?;
         Ok(view)
     }
 
     /// Puts the leaves of `view` (a transformation's output for `group`'s view) where
-    /// `group`'s leaves are in `tree`.
+    /// `group`'s leaves are in `tree`, each from the same key path.
     ///
     /// # Errors
-    /// [`Error::TreeStructureMismatch`] when `view` does not have the group's number of
-    /// leaves.
+    /// [`Error::TreeStructureMismatch`] when `view` does not have the group's leaves.
     pub(crate) fn put_back<P: Tree>(&self, tree: &mut P, group: Option<usize>, view: &Value) -> Result<()> {
-        let mut leaves = tree::leaves(view).into_iter();
+        let mut placed = 0;
         let mut index = 0;
         tree.visit_leaves_mut([], &mut KeyPath::new(), &mut |path, leaf, []| {
             let assigned = self.assignment.get(index).ok_or_else(|| self.count_error(path, index + 1))?;
             index += 1;
             if *assigned == group {
-                *leaf = leaves.next().ok_or_else(|| group_size_changed(group))?.shallow_clone();
+                let update = slot(view, path.keys()).and_then(Value::as_tensor);
+                *leaf = update.ok_or_else(|| group_size_changed(group))?.shallow_clone();
+                placed += 1;
             }
             Ok(())
         })?;
         self.check_count(index)?;
-        match leaves.next() {
-            Some(_) => Err(group_size_changed(group)),
-            None => Ok(()),
+        match tree::num_leaves(view) == placed {
+            true => Ok(()),
+            false => Err(group_size_changed(group)),
         }
+    }
+
+    /// Calls `f` with each leaf's path in `tree` and its group, checking the leaf count.
+    fn for_each_leaf<P: Tree>(
+        &self,
+        tree: &P,
+        mut f: impl FnMut(&KeyPath<'_>, Option<usize>) -> Result<()>,
+    ) -> Result<()> {
+        let mut index = 0;
+        tree.visit_leaves([], &mut KeyPath::new(), &mut |path, _, []| {
+            let assigned = self.assignment.get(index).ok_or_else(|| self.count_error(path, index + 1))?;
+            index += 1;
+            f(path, *assigned)
+        })?;
+        self.check_count(index)
     }
 
     fn check_count(&self, leaves: usize) -> Result<()> {
@@ -86,35 +111,40 @@ impl LeafGroups {
     }
 }
 
-/// `state` with every tensor whose assignment (taken in traversal order) is not `group`
-/// replaced by an empty dict. Walks the nodes in the order `Value`'s `Tree` implementation
-/// visits them, so that the assignment made on the tree lines up with its state dict.
-fn mask(
-    state: &Value,
-    assignment: &mut std::slice::Iter<'_, Option<usize>>,
-    group: Option<usize>,
-) -> Result<Value> {
-    Ok(match state {
-        Value::Tensor(t) => {
-            let assigned = assignment.next().ok_or_else(|| Error::TreeStructureMismatch {
-                path: KeyPath::new().to_string(),
-                message: "the tree's state dict has more arrays than the tree has leaves".to_owned(),
-            })?;
-            match *assigned == group {
-                true => Value::Tensor(t.shallow_clone()),
-                false => Value::Dict(FrozenDict::new()),
-            }
-        }
-        Value::Dict(d) => Value::Dict(
-            d.iter().map(|(k, v)| Ok((k.to_owned(), mask(v, assignment, group)?))).collect::<Result<_>>()?,
-        ),
-        Value::List(l) => Value::List(l.iter().map(|v| mask(v, assignment, group)).collect::<Result<_>>()?),
-        Value::Scalar(_) => state.clone(),
-        Value::Boxed(b) => Value::Boxed(Box::new(b.replace_boxed(mask(b.unbox(), assignment, group)?))),
-    })
+/// The node of a state dict at a tree's key path: a name is a dict key, an index a list
+/// position or a dict's `"0"`, `"1"`, … key (how Flax's state dicts store sequences).
+fn slot<'v>(value: &'v Value, keys: &[Key<'_>]) -> Option<&'v Value> {
+    let Some((key, rest)) = keys.split_first() else { return Some(value) };
+    let child = match (value, key) {
+        (Value::Dict(d), Key::Name(name)) => d.get(name)?,
+        (Value::Dict(d), Key::Index(i)) => d.get(&i.to_string())?,
+        (Value::List(l), Key::Index(i)) => l.get(*i)?,
+        _ => return None,
+    };
+    slot(child, rest)
 }
 
-/// The error for an inner transformation that returned more or fewer updates than it got.
+/// [`slot`], mutably.
+fn slot_mut<'v>(value: &'v mut Value, keys: &[Key<'_>]) -> Option<&'v mut Value> {
+    let Some((key, rest)) = keys.split_first() else { return Some(value) };
+    let child = match (value, key) {
+        (Value::Dict(d), Key::Name(name)) => d.get_mut(name)?,
+        (Value::Dict(d), Key::Index(i)) => d.get_mut(&i.to_string())?,
+        (Value::List(l), Key::Index(i)) => l.get_mut(*i)?,
+        _ => return None,
+    };
+    slot_mut(child, rest)
+}
+
+/// The error for a leaf whose path the tree's state dict does not have.
+fn not_in_state_dict(path: &KeyPath<'_>) -> Error {
+    Error::TreeStructureMismatch {
+        path: path.to_string(),
+        message: "the tree's state dict has no array at this leaf's path".to_owned(),
+    }
+}
+
+/// The error for an inner transformation that returned other updates than it got.
 fn group_size_changed(group: Option<usize>) -> Error {
     Error::TreeStructureMismatch {
         path: KeyPath::new().to_string(),

@@ -1,6 +1,13 @@
 //! String-keyed maps (`BTreeMap`, `IndexMap`, [`FrozenDict`]): children keyed by name, state
-//! dicts with the same keys (Flax's dict rule). Zipped maps must have the same keys; the
-//! first tree's iteration order is the visiting order and the order of the result.
+//! dicts with the same keys (Flax's dict rule). Zipped maps must have the same keys.
+//!
+//! Key order follows JAX: `jax.tree_util` flattens a dict (and Flax's `FrozenDict`) in sorted
+//! key order and rebuilds it sorted, so visits go in sorted key order, maps return sorted
+//! dicts, and an in-place update (a `tree_map` result in JAX) sorts the dict's keys first.
+//! State dicts and restores keep the dict's own order (Flax's `to_state_dict` and
+//! `from_state_dict` iterate `dict.items()`), which is why a freshly initialised model saves
+//! `kernel` before `bias` and a trained one (its params rebuilt by `apply_updates`) `bias`
+//! first, byte for byte as Flax.
 
 use crate::core::errors::Result;
 use crate::core::frozen_dict::{FrozenDict, Value};
@@ -8,7 +15,9 @@ use crate::tree::impls::{restore_each, structure_mismatch, zip_children};
 use crate::tree::key_path::{Key, KeyPath};
 use crate::tree::pytree::{MapFn, Tree, VisitFn, VisitMutFn};
 use crate::tree::state_dict::{dict_state, StateDictMismatches};
+use indexmap::map::Slice;
 use indexmap::IndexMap;
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
 /// What the dict rules need of a map, so that one implementation serves every map type.
@@ -18,11 +27,32 @@ trait Dict: Sized + FromIterator<(String, Self::Item)> {
     fn entries(&self) -> impl Iterator<Item = (&str, &Self::Item)>;
     fn entries_mut(&mut self) -> impl Iterator<Item = (&str, &mut Self::Item)>;
     fn lookup(&self, key: &str) -> Option<&Self::Item>;
+    /// The entries in sorted key order (JAX's flattening order).
+    fn sorted_entries(&self) -> impl Iterator<Item = (&str, &Self::Item)>;
+    /// Puts the keys in sorted order, as JAX rebuilds a dict; a no-op when they are already.
+    fn sort_keys(&mut self);
 }
 
-/// Implements `Dict` for a standard map with `String` keys (the two have the same methods).
+/// `slice`'s entries in sorted key order. Dicts that maps built are sorted already, so the
+/// check (one comparison per key) usually finds nothing to do; otherwise the permutation is
+/// kept inline for up to 8 keys (a module's params), so neither case allocates.
+fn sorted_slice_entries<V>(slice: &Slice<String, V>) -> impl Iterator<Item = (&str, &V)> {
+    let order = (!slice.keys().is_sorted()).then(|| {
+        let mut order: SmallVec<[usize; 8]> = (0..slice.len()).collect();
+        order.sort_unstable_by_key(|&i| slice.get_index(i).map(|(k, _)| k));
+        order
+    });
+    let in_place = order.is_none().then_some(0..slice.len());
+    in_place.into_iter().flatten().chain(order.into_iter().flatten()).filter_map(|i| {
+        let (k, v) = slice.get_index(i)?;
+        Some((k.as_str(), v))
+    })
+}
+
+/// Implements `Dict` for a standard map with `String` keys (the two have the same methods
+/// but for the sorting ones, given as `sorted_entries` and `sort_keys` bodies).
 macro_rules! impl_dict_for_string_map {
-    ($($map:ident),*) => {$(
+    ($($map:ident { sorted_entries: |$s:ident| $sorted:expr, sort_keys: |$m:ident| $sort:expr }),*) => {$(
         impl<T: Tree> Dict for $map<String, T> {
             type Item = T;
             fn len(&self) -> usize {
@@ -37,11 +67,27 @@ macro_rules! impl_dict_for_string_map {
             fn lookup(&self, key: &str) -> Option<&T> {
                 self.get(key)
             }
+            fn sorted_entries(&self) -> impl Iterator<Item = (&str, &T)> {
+                let $s = self;
+                $sorted
+            }
+            fn sort_keys(&mut self) {
+                let $m = self;
+                $sort
+            }
         }
     )*};
 }
 
-impl_dict_for_string_map!(BTreeMap, IndexMap);
+impl_dict_for_string_map!(
+    BTreeMap { sorted_entries: |map| map.entries(), sort_keys: |_map| () },
+    IndexMap {
+        sorted_entries: |map| sorted_slice_entries(map.as_slice()),
+        sort_keys: |map| if !map.keys().is_sorted() {
+            map.sort_keys()
+        }
+    }
+);
 
 impl Dict for FrozenDict {
     type Item = Value;
@@ -56,6 +102,12 @@ impl Dict for FrozenDict {
     }
     fn lookup(&self, key: &str) -> Option<&Value> {
         self.get(key)
+    }
+    fn sorted_entries(&self) -> impl Iterator<Item = (&str, &Value)> {
+        sorted_slice_entries(self.as_slice())
+    }
+    fn sort_keys(&mut self) {
+        FrozenDict::sort_keys(self)
     }
 }
 
@@ -86,7 +138,7 @@ fn visit_dict<'t, M: Dict, const N: usize>(
     f: &mut VisitFn<'_, 't, N>,
 ) -> Result<()> {
     check_sizes(map.len(), &others, path)?;
-    map.entries().try_for_each(|(key, value)| {
+    map.sorted_entries().try_for_each(|(key, value)| {
         let rest = values(others, key, path)?;
         path.scoped(Key::Name(key), |path| value.visit_leaves(rest, path, f))
     })
@@ -99,6 +151,7 @@ fn visit_dict_mut<'t, M: Dict, const N: usize>(
     f: &mut VisitMutFn<'_, 't, N>,
 ) -> Result<()> {
     check_sizes(map.len(), &others, path)?;
+    map.sort_keys();
     map.entries_mut().try_for_each(|(key, value)| {
         let rest = values(others, key, path)?;
         path.scoped(Key::Name(key), |path| value.visit_leaves_mut(rest, path, f))
@@ -112,7 +165,7 @@ fn map_dict<'t, M: Dict, const N: usize>(
     f: &mut MapFn<'_, 't, N>,
 ) -> Result<M> {
     check_sizes(map.len(), &others, path)?;
-    map.entries()
+    map.sorted_entries()
         .map(|(key, value)| {
             let rest = values(others, key, path)?;
             Ok((key.to_owned(), path.scoped(Key::Name(key), |path| value.map_leaves(rest, path, f))?))

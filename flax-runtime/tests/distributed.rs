@@ -247,6 +247,9 @@ fn a_rank_s_bad_input_stops_the_group_cleanly() {
     let Some(group) = join_or_spawn(test, 2, timeout) else {
         return;
     };
+    // Both ranks are connected before rank 1 leaves: otherwise rank 0 may still be joining
+    // when rank 1's connections close, and fail there instead of in the collective below.
+    group.barrier().unwrap();
     if group.rank() == 1 {
         // A 0-dimensional batch: refused on this rank, which then leaves (its caller returns
         // the error from main), closing its connections.

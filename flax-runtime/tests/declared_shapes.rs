@@ -548,6 +548,87 @@ fn the_output_is_guarded_too() {
     assert!(Opaque::new().init(PRNGKey::new(0), &ones(&[1, 4])).is_ok());
 }
 
+/// A declared block, held by the containers below.
+#[module]
+pub struct Block;
+
+#[module]
+impl Block {
+    #[compact]
+    #[shape(x: [B, 16] -> [B, 16])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        nn::Dense::new(16).call(cx, x)
+    }
+}
+
+/// A `Vec` submodule field: its elements' calls are checked by rustc against the element
+/// type's declaration (`layers[]` in `__FLAX_FIELDS`), and their declared output flows on.
+#[module]
+pub struct Stack {
+    #[submodule]
+    pub layers: Vec<Block>,
+}
+
+#[module]
+impl Stack {
+    #[compact]
+    #[shape(x: [B, 16] -> [B, 16])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let y = self.layers[0].call(cx, x)?;
+        let y = self.layers[1].call(cx, &(y + x))?;
+        let mut h = y.shallow_clone();
+        for layer in &self.layers {
+            h = layer.call(cx, &h)?;
+        }
+        Ok(h + y)
+    }
+}
+
+/// What a generic module's field runs through (`M: Module` alone has no `call`).
+pub trait Forward: Module {
+    fn forward(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor>;
+}
+
+impl Forward for Block {
+    fn forward(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        self.call(cx, x)
+    }
+}
+
+/// A generic declared module: its field's type is a parameter, whose contract the macro
+/// cannot name, so the field's call is unknown (no error); the body's own guard and the
+/// field's (if its type is declared) still run.
+#[module]
+pub struct Residual<M: Forward> {
+    #[submodule]
+    pub body: M,
+}
+
+#[module]
+impl<M: Forward> Residual<M> {
+    #[compact]
+    #[shape(x: [B, D] -> [B, D])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        Ok(self.body.forward(cx, x)? + x)
+    }
+}
+
+#[test]
+fn vec_and_generic_submodule_fields_run_with_their_declared_shapes() {
+    let key = PRNGKey::new(0);
+    let x = ones(&[3, 16]);
+    let stack = Stack::new(vec![Block::new(), Block::new()]);
+    let v = stack.init(key, &x).unwrap();
+    assert_eq!(stack.apply(&v, &x).unwrap().size(), [3, 16]);
+
+    let residual = Residual::new(Block::new());
+    let v = residual.init(key, &x).unwrap();
+    assert_eq!(residual.apply(&v, &x).unwrap().size(), [3, 16]);
+    // `D` may be any size for `Residual`, but its body is a `Block`, whose guard holds `16`.
+    let (scope, argument, axis, _) = declared_shape_error(residual.init(key, &ones(&[3, 8])));
+    assert_eq!((scope.as_str(), argument.as_str(), axis), ("/body", "x", Some(1)));
+}
+
 /// One row of a `tabulate` table: path, module, and the lines of its inputs and outputs.
 struct Tabulated {
     path: String,

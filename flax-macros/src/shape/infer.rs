@@ -70,6 +70,16 @@ fn source_text(expr: &syn::Expr) -> String {
         .replace(" (", "(")
 }
 
+/// `field` of `self.field`.
+fn self_field(expr: &syn::Expr) -> Option<&syn::Ident> {
+    match expr {
+        syn::Expr::Field(syn::ExprField { base, member: syn::Member::Named(field), .. }) if matches!(&**base, syn::Expr::Path(p) if p.path.is_ident("self")) => {
+            Some(field)
+        }
+        _ => None,
+    }
+}
+
 /// The names a pattern binds.
 fn pattern_names(pat: &syn::Pat) -> Vec<String> {
     struct Names(Vec<String>);
@@ -643,6 +653,10 @@ impl<'a> Checker<'a> {
             syn::Expr::Field(syn::ExprField { base, member: syn::Member::Named(field), .. }) if matches!(&**base, syn::Expr::Path(p) if p.path.is_ident("self")) => {
                 (Layer::Field(field.clone()), Callee::Field(field.to_string()))
             }
+            syn::Expr::Index(i) if self_field(&i.expr).is_some() => {
+                self.eval(&i.index);
+                (Layer::Element(self_field(&i.expr).expect("matched").clone()), Callee::Unknown)
+            }
             receiver => match self.construction(receiver) {
                 Val::Layer(layer, callee) => (layer, callee),
                 _ => (Layer::Unknown, Callee::Unknown),
@@ -669,9 +683,13 @@ impl<'a> Checker<'a> {
             let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
             return self.user_call(call, quote!(#path::__FLAX_SHAPE), &callee, method, &args, texts);
         }
-        if let Layer::Field(field) = layer {
+        let field = match layer {
+            Layer::Field(field) => Some((field.to_string(), format!("self.{field}.{method}"))),
+            Layer::Element(field) => Some((format!("{field}[]"), format!("self.{field}[..].{method}"))),
+            _ => None,
+        };
+        if let Some((name, callee)) = field {
             let Some(ty) = &self.self_ty else { return Val::Other };
-            let (name, callee) = (field.to_string(), format!("self.{field}.{method}"));
             let contracts = quote!(::flax::__private::shape::field(#ty::__FLAX_FIELDS, #name));
             return self.user_call(call, contracts, &callee, method, &args, texts);
         }

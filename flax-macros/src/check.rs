@@ -40,11 +40,12 @@ pub fn module_struct(cx: &Ctxt, ir: &ModuleStruct) {
 }
 
 /// What the checks of an impl block give the expansion: per module method, its resolved
-/// shape declaration and the `const` items of the shape pass (statements for the start of
-/// its body).
+/// shape declaration, the `const` items of the shape pass (statements for the start of
+/// its body) and the table of its submodule calls' shapes.
 pub struct Analysis<'a> {
     pub declared: Vec<Option<DeclaredMethod<'a>>>,
     pub call_checks: Vec<Vec<TokenStream>>,
+    pub tables: Vec<Vec<shape::table::Row>>,
 }
 
 /// The checks of a module impl block.
@@ -66,20 +67,20 @@ pub fn module_impl<'a>(cx: &Ctxt, ir: &'a ModuleImpl) -> Analysis<'a> {
                 .ok()
         })
         .collect();
-    let call_checks = ir
+    let (call_checks, tables) = ir
         .methods
         .iter()
         .zip(&declared)
         .map(|(m, d)| {
-            let (Some(d), Some(scope)) = (d, &m.scope) else { return Vec::new() };
+            let (Some(d), Some(scope)) = (d, &m.scope) else { return (Vec::new(), Vec::new()) };
             let generics = ir.item.generics.type_params().chain(m.original.sig.generics.type_params());
             let generics = generics.map(|p| p.ident.to_string()).collect();
             let checked = shape::check(d, &m.original.block, scope, generics, ir.plain_self_ident());
             checked.errors.into_iter().for_each(|e| cx.syn_error(e));
-            checked.call_checks
+            (checked.call_checks, shape::table::rows(&checked.table, &m.uses))
         })
-        .collect();
-    Analysis { declared, call_checks }
+        .unzip();
+    Analysis { declared, call_checks, tables }
 }
 
 /// `NameInUseError` for literal names declared twice on one path through a compact body.

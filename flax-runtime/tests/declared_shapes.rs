@@ -547,3 +547,297 @@ fn the_output_is_guarded_too() {
     assert!(message.ends_with("dimension 1 is 2, not 4"), "{message}");
     assert!(Opaque::new().init(PRNGKey::new(0), &ones(&[1, 4])).is_ok());
 }
+
+/// A declared block, held by the containers below.
+#[module]
+pub struct Block;
+
+#[module]
+impl Block {
+    #[compact]
+    #[shape(x: [B, 16] -> [B, 16])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        nn::Dense::new(16).call(cx, x)
+    }
+}
+
+/// A `Vec` submodule field: its elements' calls are checked by rustc against the element
+/// type's declaration (`layers[]` in `__FLAX_FIELDS`), and their declared output flows on.
+#[module]
+pub struct Stack {
+    #[submodule]
+    pub layers: Vec<Block>,
+}
+
+#[module]
+impl Stack {
+    #[compact]
+    #[shape(x: [B, 16] -> [B, 16])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        let y = self.layers[0].call(cx, x)?;
+        let y = self.layers[1].call(cx, &(y + x))?;
+        let mut h = y.shallow_clone();
+        for layer in &self.layers {
+            h = layer.call(cx, &h)?;
+        }
+        Ok(h + y)
+    }
+}
+
+/// What a generic module's field runs through (`M: Module` alone has no `call`).
+pub trait Forward: Module {
+    fn forward(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor>;
+}
+
+impl Forward for Block {
+    fn forward(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        self.call(cx, x)
+    }
+}
+
+/// A generic declared module: its field's type is a parameter, whose contract the macro
+/// cannot name, so the field's call is unknown (no error); the body's own guard and the
+/// field's (if its type is declared) still run.
+#[module]
+pub struct Residual<M: Forward> {
+    #[submodule]
+    pub body: M,
+}
+
+#[module]
+impl<M: Forward> Residual<M> {
+    #[compact]
+    #[shape(x: [B, D] -> [B, D])]
+    pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
+        Ok(self.body.forward(cx, x)? + x)
+    }
+}
+
+#[test]
+fn vec_and_generic_submodule_fields_run_with_their_declared_shapes() {
+    let key = PRNGKey::new(0);
+    let x = ones(&[3, 16]);
+    let stack = Stack::new(vec![Block::new(), Block::new()]);
+    let v = stack.init(key, &x).unwrap();
+    assert_eq!(stack.apply(&v, &x).unwrap().size(), [3, 16]);
+
+    let residual = Residual::new(Block::new());
+    let v = residual.init(key, &x).unwrap();
+    assert_eq!(residual.apply(&v, &x).unwrap().size(), [3, 16]);
+    // `D` may be any size for `Residual`, but its body is a `Block`, whose guard holds `16`.
+    let (scope, argument, axis, _) = declared_shape_error(residual.init(key, &ones(&[3, 8])));
+    assert_eq!((scope.as_str(), argument.as_str(), axis), ("/body", "x", Some(1)));
+}
+
+/// One row of a `tabulate` table: path, module, and the lines of its inputs and outputs.
+struct Tabulated {
+    path: String,
+    module: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+/// The rows of a table `tabulate` rendered wide enough that no cell wraps.
+fn tabulated_rows(table: &str) -> Vec<Tabulated> {
+    let mut rows = Vec::new();
+    let mut block: Vec<Vec<String>> = Vec::new();
+    for line in table.lines() {
+        if line.starts_with('│') {
+            let cells = line.split('│').map(|c| c.trim().to_owned());
+            block.push(cells.skip(1).take(4).collect());
+        } else if line.starts_with('├') || line.starts_with('└') {
+            let column = |j: usize| -> Vec<String> {
+                block.iter().map(|cells| cells[j].clone()).filter(|c| !c.is_empty()).collect()
+            };
+            if !block.is_empty() {
+                rows.push(Tabulated {
+                    path: column(0).concat(),
+                    module: column(1).concat(),
+                    inputs: column(2),
+                    outputs: column(3),
+                });
+            }
+            block.clear();
+        }
+    }
+    rows
+}
+
+/// The sizes of a compile-time shape cell (`[B, 784*B, self.dim, _]`) with the symbols and
+/// fields given `values` (`None` for `_`), or `None` when the cell is not a shape.
+fn compile_time_sizes(cell: &str, values: &[(&str, i64)]) -> Option<Vec<Option<i64>>> {
+    let dims = cell.strip_prefix('[')?.strip_suffix(']')?;
+    let size = |dim: &str| -> Option<i64> {
+        (dim != "_").then(|| {
+            dim.split('*')
+                .map(|factor| {
+                    factor.parse::<i64>().unwrap_or_else(|_| {
+                        values
+                            .iter()
+                            .find(|(name, _)| *name == factor)
+                            .unwrap_or_else(|| panic!("no value for {factor}"))
+                            .1
+                    })
+                })
+                .product()
+        })
+    };
+    Some(if dims.is_empty() { Vec::new() } else { dims.split(", ").map(size).collect() })
+}
+
+/// The sizes of a `tabulate` tensor (`float32[3,28,28,1]`), or `None` for another value.
+fn tabulated_sizes(text: &str) -> Option<Vec<i64>> {
+    let dims = text.split_once('[')?.1.strip_suffix(']')?;
+    Some(if dims.is_empty() { Vec::new() } else { dims.split(',').map(|d| d.parse().unwrap()).collect() })
+}
+
+/// A `tabulate` inputs cell as one text per argument (several are a YAML list).
+fn tabulated_arguments(lines: &[String]) -> Vec<String> {
+    match lines {
+        [single] if !single.starts_with("- ") => vec![single.clone()],
+        _ => {
+            let mut args: Vec<String> = Vec::new();
+            for line in lines {
+                match line.strip_prefix("- ") {
+                    Some(start) => args.push(start.to_owned()),
+                    None => args.last_mut().expect("a list item first").push_str(line),
+                }
+            }
+            args
+        }
+    }
+}
+
+/// Holds the compile-time table of `method` (`__FLAX_SHAPE_TABLE`) against the `tabulate`
+/// table of the same call, with the declaration's symbols and fields at `values`: every row
+/// the macro names is a row of `tabulate` with the same module, and its known shapes are the
+/// shapes `tabulate` shows. When `complete`, every submodule `tabulate` shows directly under
+/// the module has its row. Returns how many shapes were compared.
+fn agrees_with_tabulate(
+    rows: &[flax::__private::shape::TableRow],
+    method: &str,
+    table: &str,
+    values: &[(&str, i64)],
+    complete: bool,
+) -> usize {
+    let tabulated = tabulated_rows(table);
+    let rows: Vec<_> = rows.iter().filter(|r| r.method == method).collect();
+    let mut compared = 0;
+    let mut agree = |cell: &str, text: &str, what: &str| {
+        if let (Some(want), Some(got)) = (compile_time_sizes(cell, values), tabulated_sizes(text)) {
+            assert_eq!(want.len(), got.len(), "{what}: {cell} against {text}");
+            for (w, g) in want.iter().zip(&got) {
+                assert!(w.is_none_or(|w| w == *g), "{what}: {cell} against {text}");
+            }
+            compared += 1;
+        }
+    };
+    for row in &rows {
+        let Some(path) = row.path else { continue };
+        let t =
+            tabulated.iter().find(|t| t.path == path).unwrap_or_else(|| panic!("no row {path} in\n{table}"));
+        if let Some(module) = row.module {
+            assert_eq!(module, t.module, "{path}");
+        }
+        let arguments = tabulated_arguments(&t.inputs);
+        assert_eq!(row.inputs.len(), arguments.len(), "{path}: {:?} against {arguments:?}", row.inputs);
+        for (cell, text) in row.inputs.iter().zip(&arguments) {
+            agree(cell, text, path);
+        }
+        if let [output] = t.outputs.as_slice() {
+            agree(row.output, output, path);
+        }
+    }
+    if complete {
+        for t in
+            tabulated.iter().filter(|t| !t.path.is_empty() && !t.path.contains('/') && !t.module.is_empty())
+        {
+            assert!(
+                rows.iter().any(|r| r.path == Some(t.path.as_str())),
+                "{} has no compile-time row",
+                t.path
+            );
+        }
+    }
+    compared
+}
+
+fn wide() -> flax::summary::TabulateOptions {
+    flax::summary::TabulateOptions::new().console_width(1000)
+}
+
+/// The rustdoc table of the zoo's declared modules (their `__FLAX_SHAPE_TABLE`) agrees with
+/// `tabulate` at run time, with concrete sizes for the symbols and fields.
+#[test]
+fn the_compile_time_table_agrees_with_tabulate() {
+    let key = PRNGKey::new(0);
+    let paths = |rows: &[flax::__private::shape::TableRow]| rows.iter().map(|r| r.path).collect::<Vec<_>>();
+    assert_eq!(
+        paths(Cnn::__FLAX_SHAPE_TABLE),
+        [Some("Conv_0"), Some("Conv_1"), Some("Dense_0"), Some("Dense_1")]
+    );
+    let x = ones(&[3, 28, 28, 1]);
+    let table = Cnn::new().tabulate_with(key, &wide(), &x).unwrap();
+    assert_eq!(agrees_with_tabulate(Cnn::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 3)], true), 8);
+    let table = Mlp::new(64, 7).tabulate_with(key, &wide(), &x).unwrap();
+    let values = [("B", 3), ("self.hidden", 64), ("self.out_dims", 7)];
+    assert_eq!(agrees_with_tabulate(Mlp::__FLAX_SHAPE_TABLE, "call", &table, &values, true), 4);
+
+    let x = ones(&[2, 32, 32, 16]);
+    let table = BasicBlock::new().tabulate_with(key, &wide(), &x, false).unwrap();
+    assert_eq!(agrees_with_tabulate(BasicBlock::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 2)], true), 12);
+
+    let x = ones(&[2, 5, 16]);
+    let table = EncoderBlock::new(16, 4, 32).tabulate_with(key, &wide(), &x).unwrap();
+    let values = [("B", 2), ("T", 5), ("self.dim", 16), ("self.heads", 4), ("self.mlp_dim", 32)];
+    assert_eq!(agrees_with_tabulate(EncoderBlock::__FLAX_SHAPE_TABLE, "call", &table, &values, true), 12);
+
+    let (x, eps) = (ones(&[4, 784]), ones(&[4, 20]));
+    let table = Vae::new(20).tabulate_with(key, &wide(), &x, &eps).unwrap();
+    let values = [("B", 4), ("self.latents", 20)];
+    assert!(agrees_with_tabulate(Vae::__FLAX_SHAPE_TABLE, "call", &table, &values, true) >= 1);
+
+    let x = ones(&[2, 16, 16, 32]);
+    let table = UNet::new().tabulate_with(key, &wide(), &x).unwrap();
+    assert!(agrees_with_tabulate(UNet::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 2)], true) >= 1);
+    let table = Up::new().tabulate_with(key, &wide(), &ones(&[2, 8, 8, 64]), &x).unwrap();
+    assert_eq!(agrees_with_tabulate(Up::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 2)], true), 4);
+    let table = DownTwice::new().tabulate_with(key, &wide(), &x).unwrap();
+    assert!(agrees_with_tabulate(DownTwice::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 2)], true) >= 1);
+}
+
+/// The same for the second zoo: fields and explicit names, `Embed::attend`, recurrent cells
+/// and their carries, and bodies where some paths are not certain (a closure's
+/// constructions, a `Sequential`'s layers, an `RNN`'s cell).
+#[test]
+fn the_second_zoos_table_agrees_with_tabulate() {
+    let key = PRNGKey::new(0);
+    let paths = |rows: &[flax::__private::shape::TableRow]| rows.iter().map(|r| r.path).collect::<Vec<_>>();
+    let x = ones(&[3, 28, 28, 1]);
+    let m = FieldClassifier::new(5, Backbone::new());
+    assert_eq!(paths(FieldClassifier::__FLAX_SHAPE_TABLE), [Some("backbone"), Some("Dense_0"), Some("head")]);
+    let table = m.tabulate_with(key, &wide(), &x).unwrap();
+    let values = [("B", 3), ("self.num_classes", 5)];
+    assert_eq!(agrees_with_tabulate(FieldClassifier::__FLAX_SHAPE_TABLE, "call", &table, &values, true), 1);
+
+    let ids = Tensor::zeros([2, 6], (Kind::Int64, Device::Cpu));
+    let table = TiedLm::new().tabulate_with(key, &wide(), &ids).unwrap();
+    assert_eq!(
+        agrees_with_tabulate(TiedLm::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 2), ("T", 6)], true),
+        4
+    );
+
+    let m = DecoderStep::new(12, 20);
+    let (token, c) = (ones(&[3, 20]), ones(&[3, 12]));
+    let table = m.tabulate_with(key, &wide(), &token, &c, &c).unwrap();
+    let values = [("B", 3), ("self.hidden", 12), ("self.vocab", 20)];
+    assert!(agrees_with_tabulate(DecoderStep::__FLAX_SHAPE_TABLE, "call", &table, &values, true) >= 2);
+
+    let table = Grab::new().tabulate_with(key, &wide(), &ones(&[2, 10, 16])).unwrap();
+    agrees_with_tabulate(Grab::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 2)], false);
+    let table = LstmEncoder::new(24).tabulate_with(key, &wide(), &ones(&[2, 7, 32])).unwrap();
+    agrees_with_tabulate(LstmEncoder::__FLAX_SHAPE_TABLE, "call", &table, &[("B", 2), ("T", 7)], false);
+    let table = ManualAttention::new(4, 16).tabulate_with(key, &wide(), &ones(&[2, 5, 64])).unwrap();
+    let values = [("B", 2), ("T", 5), ("self.heads", 4), ("self.head_dim", 16)];
+    agrees_with_tabulate(ManualAttention::__FLAX_SHAPE_TABLE, "call", &table, &values, false);
+}

@@ -2,8 +2,8 @@
 //! struct's constructor, builder setters, `Clone`, `Debug` and `Module` impl
 //! (`module_struct`); the impl block's module methods and `init`/`apply` (`module_impl`);
 //! the typed params views (`crate::params`), the `setup` support (`crate::setup`), the
-//! `CallArgs` impl (`crate::call_args`) and the shape contracts and guards
-//! (`crate::shape::expand`).
+//! `CallArgs` impl (`crate::call_args`), the shape contracts and guards
+//! (`crate::shape::expand`) and the declared methods' tables of shapes (`shape_doc`).
 //!
 //! Each entry point is serde_derive's pipeline: parse into the IR, check, expand, with one
 //! `Ctxt` collecting the errors of all three. The expansion is emitted even when a check
@@ -11,6 +11,7 @@
 
 mod module_impl;
 mod module_struct;
+mod shape_doc;
 
 use crate::ast::{ModuleImpl, ModuleStruct};
 use crate::ctxt::Ctxt;

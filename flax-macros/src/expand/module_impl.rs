@@ -19,6 +19,7 @@ use quote::{format_ident, quote};
 /// error in the compact method's signature, the fallback entry points.
 pub fn generate(ir: &ModuleImpl, analysis: &Analysis<'_>) -> TokenStream {
     let (methods, declared, call_checks) = (&ir.methods, &analysis.declared, &analysis.call_checks);
+    let tables = &analysis.tables;
     let setup = ir.setup.as_ref();
     let call_args = methods
         .iter()
@@ -27,13 +28,16 @@ pub fn generate(ir: &ModuleImpl, analysis: &Analysis<'_>) -> TokenStream {
         .and_then(|m| crate::call_args::generate(&ir.item, m));
     let mut item = ir.item.clone();
     let mut extra = Vec::new();
-    for ((m, declared), checks) in methods.iter().zip(declared).zip(call_checks) {
+    for (((m, declared), checks), table) in methods.iter().zip(declared).zip(call_checks).zip(tables) {
         let name = m.ident();
         let hidden = format_ident!("__flax_impl_{}", name);
         for impl_item in item.items.iter_mut() {
             if let syn::ImplItem::Fn(f) = impl_item {
                 if f.sig.ident == *name {
                     *f = wrapper(m, &hidden, declared.as_ref());
+                    if let Some(declared) = declared {
+                        f.attrs.extend(super::shape_doc::doc(declared, table));
+                    }
                 }
             }
         }
@@ -55,6 +59,9 @@ pub fn generate(ir: &ModuleImpl, analysis: &Analysis<'_>) -> TokenStream {
     }
     let contracts: Vec<&DeclaredMethod<'_>> = declared.iter().flatten().collect();
     extra.extend(shape::expand::contracts(&contracts));
+    let tabled: Vec<_> =
+        declared.iter().zip(tables).filter_map(|(d, t)| Some((d.as_ref()?, t.as_slice()))).collect();
+    extra.extend(super::shape_doc::table_const(&tabled));
     item.items.extend(extra);
     let params = ir.plain_self_ident().map(|ident| {
         let compact = methods.iter().find(|m| m.compact);

@@ -92,16 +92,35 @@ pub fn guard(
     (before, after)
 }
 
+/// The element type of a `Vec<T>` or `[T; N]` field.
+fn element_type(ty: &syn::Type) -> Option<&syn::Type> {
+    match ty {
+        syn::Type::Array(a) => Some(&a.elem),
+        syn::Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+            match (last.ident == "Vec", args.args.first(), args.args.len()) {
+                (true, Some(syn::GenericArgument::Type(elem)), 1) => Some(elem),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// `__FLAX_FIELDS`: the contracts of each submodule field's type, by field name, an inherent
 /// constant of a non-generic `#[module]` struct. The impl block's checks read it (they see
 /// `self.encoder.call(…)` but not the field's type); a type without a declaration gives no
-/// contract through `Undeclared`.
+/// contract through `Undeclared`. A `Vec<T>` or `[T; N]` field also lists `T`'s contracts as
+/// `field[]`, for the calls of its elements (`self.layers[i].call(…)`).
 pub fn field_contracts(fields: &[(&syn::Ident, &syn::Type)]) -> Option<TokenStream> {
     if fields.is_empty() {
         return None;
     }
-    let entries = fields.iter().map(|(ident, ty)| {
-        let field = ident.to_string();
+    let elements: Vec<(String, &syn::Type)> =
+        fields.iter().filter_map(|(ident, ty)| Some((format!("{ident}[]"), element_type(ty)?))).collect();
+    let listed = fields.iter().map(|(ident, ty)| (ident.to_string(), *ty)).chain(elements);
+    let entries = listed.map(|(field, ty)| {
         quote! {
             ::flax::__private::shape::FieldContracts {
                 field: #field,

@@ -13,6 +13,7 @@ use super::dim::{show, Dim, Shape};
 use super::layers::{self, Cell, Layer};
 use super::layout::{self, Index};
 use super::ops::{self, Target};
+use super::table::{self, Callee};
 use crate::body::{constructor_path, innermost, is_ident};
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -36,7 +37,8 @@ pub enum Val {
     Scalar,
     /// `x.size()`, `x.size4()?`.
     Sizes(Shape),
-    Layer(Layer),
+    /// A layer, and which construction it is (for the table of calls).
+    Layer(Layer, Callee),
     Other,
 }
 
@@ -54,6 +56,8 @@ pub struct Checker<'a> {
     int_fields: Vec<String>,
     /// The module's type, when plain and non-generic: `self.field` calls are followed.
     pub self_ty: Option<syn::Ident>,
+    /// The submodule calls and constructions followed, for the table of `table`.
+    pub table: table::Recorder,
 }
 
 /// An argument as the user wrote it, near enough for a message (`&x`, `x.relu()`).
@@ -61,8 +65,19 @@ fn source_text(expr: &syn::Expr) -> String {
     quote::ToTokens::to_token_stream(expr)
         .to_string()
         .replace("& ", "&")
+        .replace("! ", "!")
         .replace(" . ", ".")
         .replace(" (", "(")
+}
+
+/// `field` of `self.field`.
+fn self_field(expr: &syn::Expr) -> Option<&syn::Ident> {
+    match expr {
+        syn::Expr::Field(syn::ExprField { base, member: syn::Member::Named(field), .. }) if matches!(&**base, syn::Expr::Path(p) if p.path.is_ident("self")) => {
+            Some(field)
+        }
+        _ => None,
+    }
 }
 
 /// The names a pattern binds.
@@ -247,6 +262,7 @@ impl<'a> Checker<'a> {
             output,
             int_fields,
             self_ty: None,
+            table: table::Recorder::default(),
         }
     }
 
@@ -626,24 +642,32 @@ impl<'a> Checker<'a> {
 
     /// `layer.call(cx, x, …)` and `Embed::attend`.
     fn layer_call(&mut self, call: &syn::ExprMethodCall) -> Val {
-        let layer = match &*call.receiver {
+        let (layer, callee) = match &*call.receiver {
             syn::Expr::Path(p) if p.path.get_ident().is_some() => {
                 match self.lookup(&p.path.segments[0].ident.to_string()) {
-                    Val::Layer(layer) => layer,
-                    _ => Layer::Unknown,
+                    Val::Layer(layer, callee) => (layer, callee),
+                    _ if p.path.is_ident("self") => (Layer::Unknown, Callee::Own),
+                    _ => (Layer::Unknown, Callee::Unknown),
                 }
             }
             syn::Expr::Field(syn::ExprField { base, member: syn::Member::Named(field), .. }) if matches!(&**base, syn::Expr::Path(p) if p.path.is_ident("self")) => {
-                Layer::Field(field.clone())
+                (Layer::Field(field.clone()), Callee::Field(field.to_string()))
+            }
+            syn::Expr::Index(i) if self_field(&i.expr).is_some() => {
+                self.eval(&i.index);
+                (Layer::Element(self_field(&i.expr).expect("matched").clone()), Callee::Unknown)
             }
             receiver => match self.construction(receiver) {
-                Val::Layer(layer) => layer,
-                _ => Layer::Unknown,
+                Val::Layer(layer, callee) => (layer, callee),
+                _ => (Layer::Unknown, Callee::Unknown),
             },
         };
         let args: Vec<Val> = call.args.iter().skip(1).map(|a| self.eval(a)).collect();
         let texts: Vec<String> = call.args.iter().skip(1).map(source_text).collect();
-        self.apply_layer(call, &layer, &call.method.to_string(), args, &texts)
+        let recorded = args.iter().cloned().zip(texts.iter().cloned()).collect();
+        let output = self.apply_layer(call, &layer, &call.method.to_string(), args, &texts);
+        self.table.called(callee, &call.method, recorded, &output);
+        output
     }
 
     /// The value of `layer.method(cx, args…)` (`call` spans the errors).
@@ -659,9 +683,13 @@ impl<'a> Checker<'a> {
             let callee = format!("{}::{method}", quote!(#path).to_string().replace(' ', ""));
             return self.user_call(call, quote!(#path::__FLAX_SHAPE), &callee, method, &args, texts);
         }
-        if let Layer::Field(field) = layer {
+        let field = match layer {
+            Layer::Field(field) => Some((field.to_string(), format!("self.{field}.{method}"))),
+            Layer::Element(field) => Some((format!("{field}[]"), format!("self.{field}[..].{method}"))),
+            _ => None,
+        };
+        if let Some((name, callee)) = field {
             let Some(ty) = &self.self_ty else { return Val::Other };
-            let (name, callee) = (field.to_string(), format!("self.{field}.{method}"));
             let contracts = quote!(::flax::__private::shape::field(#ty::__FLAX_FIELDS, #name));
             return self.user_call(call, contracts, &callee, method, &args, texts);
         }
@@ -1089,7 +1117,7 @@ impl<'a> Checker<'a> {
         };
         let layer = layers::construction(expr, &generics, &mut size).unwrap_or(Layer::Unknown);
         self.generics = generics;
-        Val::Layer(layer)
+        Val::Layer(layer, self.table.constructed(expr))
     }
 }
 

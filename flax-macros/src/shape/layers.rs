@@ -36,6 +36,9 @@ pub enum Layer {
     /// A submodule field (`self.encoder`): its type's contract, if any, is checked by rustc
     /// (through the module's `__FLAX_FIELDS`).
     Field(syn::Ident),
+    /// An element of a `Vec` or array submodule field (`self.layers[i]`): its element type's
+    /// contract, if any, is checked by rustc (`layers[]` in `__FLAX_FIELDS`).
+    Element(syn::Ident),
     /// Anything else.
     Unknown,
 }

@@ -3,7 +3,8 @@
 //! `decl` parses the declaration; `infer` walks the body statement by statement with the
 //! shape rules of `layers` (library layers) and `ops` (tensor operations) over the algebra of
 //! `dim`; `expand` emits the contract other modules read, the run-time guard and the `const`
-//! checks of declared children. The pass is opt-in: an undeclared method is not checked and
+//! checks of declared children; `table` is the table of submodule calls the interpreter
+//! followed, for the rustdoc (`crate::expand::shape_doc`). The pass is opt-in: an undeclared method is not checked and
 //! gets no extra code.
 
 pub mod decl;
@@ -14,6 +15,7 @@ mod infer;
 mod layers;
 mod layout;
 mod ops;
+pub mod table;
 
 pub use decl::Declaration;
 use expand::DeclaredMethod;
@@ -24,6 +26,8 @@ use proc_macro2::TokenStream;
 pub struct Checked {
     pub errors: Vec<syn::Error>,
     pub call_checks: Vec<TokenStream>,
+    /// The submodule calls followed, for the table of their shapes.
+    pub table: table::Recorder,
 }
 
 /// Whether `ty` is `Tensor` or `&Tensor` (any path ending in `Tensor`).
@@ -102,7 +106,7 @@ pub fn check(
         checker.bind(input.name.to_string(), infer::Val::Tensor(input.shape.shape()));
     }
     checker.block(body, true);
-    Checked { errors: checker.errors, call_checks: checker.deferred.items }
+    Checked { errors: checker.errors, call_checks: checker.deferred.items, table: checker.table }
 }
 
 #[cfg(test)]

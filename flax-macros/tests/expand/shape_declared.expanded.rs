@@ -1,4 +1,15 @@
 impl Classifier {
+    ///
+    /// # Shapes
+    ///
+    /// `#[shape(x: [B, 784] -> [B, self.classes])]`, followed through the body at compile time: each submodule's first call, as `tabulate` lists them at run time.
+    ///
+    /// | path | module | inputs | outputs |
+    /// | --- | --- | --- | --- |
+    /// | `Dense_0` | `Dense` | `[B, 784]` | `[B, 64]` |
+    /// | `Head_0` | `Head` | `[B, 64]` | *known to rustc only* |
+    ///
+    /// *known to rustc only*: computed and checked by rustc from a declared module's contract (the macro cannot read another module's declaration), not written here.
     pub fn call(&self, __flax_arg0: &mut Scope, __flax_arg1: &Tensor) -> Result<Tensor> {
         #[allow(unused_imports)]
         use ::flax::__private::{
@@ -275,6 +286,23 @@ impl Classifier {
                     ::flax::__private::shape::Dim::Field("classes"),
                 ],
             ),
+        },
+    ];
+    #[doc(hidden)]
+    pub const __FLAX_SHAPE_TABLE: &'static [::flax::__private::shape::TableRow] = &[
+        ::flax::__private::shape::TableRow {
+            method: "call",
+            path: ::core::option::Option::Some("Dense_0"),
+            module: ::core::option::Option::Some("Dense"),
+            inputs: &["[B, 784]"],
+            output: "[B, 64]",
+        },
+        ::flax::__private::shape::TableRow {
+            method: "call",
+            path: ::core::option::Option::Some("Head_0"),
+            module: ::core::option::Option::Some("Head"),
+            inputs: &["[B, 64]"],
+            output: "known to rustc only",
         },
     ];
 }

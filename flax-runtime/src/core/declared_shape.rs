@@ -7,12 +7,14 @@
 //! declared methods run any of this, so undeclared modules pay nothing.
 
 mod propagated;
+mod table;
 
 pub use propagated::{
     accepts, broadcast, check_broadcast, check_call, check_concatenate, check_output, check_window,
     concatenate, flatten, output, permute, reduce, transpose, window, with_last, Known, Message, WindowPad,
     MAX_RANK,
 };
+pub use table::TableRow;
 
 use crate::core::errors::{Error, Result};
 use crate::core::scope::Scope;

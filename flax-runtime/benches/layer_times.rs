@@ -16,6 +16,8 @@
 //! other jobs, the work done without the waits for the core):
 //!
 //! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20 --cpu-time]`
+//!
+//! `--only TEXT` times only the layers whose name contains `TEXT` (for `perf record`).
 
 use flax::nn::{self, BatchNorm, Dense, Embed, GroupNorm, LayerNorm, RMSNorm};
 use flax::optax::losses::softmax_cross_entropy_with_integer_labels;
@@ -308,11 +310,13 @@ fn main() {
     tch::manual_seed(0);
     let (rounds, iters) = (arg("--rounds", 15), arg("--iters", 20));
     let cpu = std::env::args().any(|a| a == "--cpu-time");
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     println!(
         "| layer | flax fwd µs | libtorch fwd µs | ratio | flax fwd+bwd µs | libtorch fwd+bwd µs | ratio |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for c in cases() {
+    for c in cases().into_iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))) {
         let fwd_flax = || drop((c.flax_forward)());
         let fwd_torch = || drop((c.torch_forward)());
         let mut samples = [vec![], vec![], vec![], vec![]];

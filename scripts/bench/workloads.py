@@ -8,7 +8,12 @@ Run from the repository root (after `bash scripts/bootstrap.sh` and
 `bash scripts/golden/setup.sh`):
 
     .golden-venv/bin/python scripts/bench/workloads.py [--threads 1,2] [--rounds 7] \
-        [--samples 3] [--warmup 3] [--workloads transformer_train,...] [--json FILE]
+        [--samples 3] [--warmup 3] [--workloads transformer_train,...] [--json FILE] \
+        [--library-env FLAX_PACKED_LINEAR=0]
+
+`--library-env VAR=VALUE` (repeatable) adds a second library process with that environment,
+timed in the same rotation as the others, so that a library setting (such as the packed
+inference weights' off switch) is compared against the library's default in one run.
 
 How it is fair:
 - One process per framework, started once per thread count and kept for the whole run, each
@@ -115,7 +120,7 @@ def rust_bench_binary():
     sys.exit("cargo built no workloads bench executable")
 
 
-def start_workers(binary, threads, warmup):
+def start_workers(binary, threads, warmup, library_envs=()):
     cores = "0" if threads == 1 else ",".join(str(c) for c in range(threads))
     env = dict(os.environ, GLIBC_TUNABLES=MALLOC_KEEP)
     env.pop("OMP_WAIT_POLICY", None)
@@ -123,7 +128,10 @@ def start_workers(binary, threads, warmup):
     if threads == 1:
         jax_env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     common = ["--threads", str(threads), "--warmup", str(warmup)]
-    return [
+    variants = [Worker(f"{LIBRARY}[{setting}]", [binary, "--serve"] + common, cores,
+                       dict(env, **dict([setting.split("=", 1)])))
+                for setting in library_envs]
+    return variants + [
         Worker(LIBRARY, [binary, "--serve"] + common, cores, env),
         Worker("torch_eager", [TORCH_PYTHON, "scripts/bench/workloads_torch.py"] + common, cores, env),
         Worker("flax_jax_jit", [JAX_PYTHON, "scripts/bench/workloads_jax.py"] + common, cores, jax_env),
@@ -202,13 +210,15 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workloads", default=",".join(STEPS))
     parser.add_argument("--json", help="also write the raw samples and the summary here")
+    parser.add_argument("--library-env", action="append", default=[], metavar="VAR=VALUE",
+                        help="also time the library with this environment variable set")
     args = parser.parse_args()
     workloads = args.workloads.split(",")
     binary = rust_bench_binary()
     results = {}
     for threads in map(int, args.threads.split(",")):
         load_before = os.getloadavg()[0]
-        workers = start_workers(binary, threads, args.warmup)
+        workers = start_workers(binary, threads, args.warmup, args.library_env)
         rounds, cpu = collect(workers, workloads, args)
         summary = report(threads, rounds, cpu, workloads, workers, (load_before, os.getloadavg()[0]))
         for w in workers:

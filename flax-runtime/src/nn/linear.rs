@@ -9,6 +9,7 @@ use crate::nn::dims::Dims;
 use crate::nn::dtypes::{cast, promote_types, result_dtype};
 use crate::nn::initializers::{self, Init, Initializer};
 use crate::nn::module_utils::{attribute_error, shape_error};
+use crate::nn::packed_linear::packed_linear;
 use crate::nn::precision::{with_precision, Precision};
 use tch::{Device, Kind, Tensor};
 
@@ -64,7 +65,8 @@ impl Dense {
         if self.dtype.is_none() {
             // Fast path: inputs and params of one dtype need no promotion, and libtorch
             // refuses mixed dtypes, so only a failure pays for asking the dtypes.
-            if let Ok(y) = with_precision(self.precision, || linear(inputs, &kernel, bias.as_ref())) {
+            if let Ok(y) = with_precision(self.precision, || linear(inputs, &kernel, &kernel, bias.as_ref()))
+            {
                 return Ok(y);
             }
         }
@@ -77,24 +79,34 @@ impl Dense {
             cast_inputs = inputs.f_to_kind(kind)?;
             &cast_inputs
         };
-        let kernel = if kernel_kind == kind { kernel } else { kernel.f_to_kind(kind)? };
+        let cast_kernel =
+            if kernel_kind == kind { kernel.shallow_clone() } else { kernel.f_to_kind(kind)? };
         let bias = bias.map(|b| cast(b, kind)).transpose()?;
-        with_precision(self.precision, || linear(x, &kernel, bias.as_ref()))
+        with_precision(self.precision, || linear(x, &kernel, &cast_kernel, bias.as_ref()))
     }
 }
 
 /// `x @ kernel + bias` over the last axis of `x` (of any rank) with a `(in, out)` kernel, as
 /// one kernel launch: `addmm` on `x` viewed as a matrix (a view unless `x` is not
-/// contiguous, when `matmul` would copy it too), `matmul` without a bias.
-fn linear(x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let Some(b) = bias else { return Ok(x.f_matmul(kernel)?) };
+/// contiguous, when `matmul` would copy it too), `matmul` without a bias; or, where no
+/// gradient is needed and the product is large, oneDNN's on a kernel packed once for the
+/// param `param` (the tensor `kernel` is, or was cast or reshaped from; see
+/// [`packed_linear`]).
+fn linear(x: &Tensor, param: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let shape = x.size();
-    if shape.len() == 2 {
-        return Ok(b.f_addmm(x, kernel)?);
-    }
     let (lead, in_features) = shape.split_at(shape.len().saturating_sub(1));
-    let rows: i64 = lead.iter().product();
-    let y = b.f_addmm(&x.f_reshape([rows, in_features.iter().product()])?, kernel)?;
+    let matrix = match shape.len() {
+        2 => x.shallow_clone(),
+        _ => x.f_reshape([lead.iter().product(), in_features.iter().product()])?,
+    };
+    let y = match (packed_linear(&matrix, param, kernel, bias)?, bias) {
+        (Some(y), _) => y,
+        (None, Some(b)) => b.f_addmm(&matrix, kernel)?,
+        (None, None) => matrix.f_matmul(kernel)?,
+    };
+    if shape.len() == 2 {
+        return Ok(y);
+    }
     let mut out_shape = lead.to_vec();
     out_shape.extend(&kernel.size()[1..]);
     Ok(y.f_reshape(out_shape)?)
@@ -191,12 +203,12 @@ impl DenseGeneral {
         if batch_dims.is_empty() {
             // One matrix product with the bias fused in (attention's projections).
             let x = x.f_reshape([n_free, n_contracted])?;
-            let k = cast(kernel, kind)?.f_reshape([n_contracted, n_features])?;
+            let k = cast(kernel.shallow_clone(), kind)?.f_reshape([n_contracted, n_features])?;
             let b = match bias {
                 Some(b) => Some(cast(b, kind)?.f_reshape([n_features])?),
                 None => None,
             };
-            let y = with_precision(self.precision, || linear(&x, &k, b.as_ref()))?;
+            let y = with_precision(self.precision, || linear(&x, &kernel, &k, b.as_ref()))?;
             return Ok(y.f_reshape(out_shape)?);
         }
         let x = x.f_reshape([n_batch, n_free, n_contracted])?;

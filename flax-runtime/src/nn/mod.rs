@@ -30,6 +30,7 @@ pub mod linear;
 mod loop_invariant;
 mod module_utils;
 pub mod normalization;
+pub mod packed_linear;
 pub mod padding;
 pub mod pooling;
 pub mod precision;
@@ -61,6 +62,7 @@ pub use embed::Embed;
 pub use linear::{Dense, DenseGeneral};
 pub use module_utils::merge_param;
 pub use normalization::{BatchNorm, GroupNorm, LayerNorm, RMSNorm};
+pub use packed_linear::clear_packed_weights;
 pub use padding::Padding;
 pub use pooling::{
     avg_pool, avg_pool_with, max_pool, max_pool_with, min_pool, min_pool_with, pool, PoolOptions,

@@ -9,9 +9,11 @@
 // dispatcher by their schema names.
 //
 // The packed weights are cached per parameter tensor: keyed by the `TensorImpl` the caller
-// names (the param itself, even when the weight passed is a reshaped view of it) and the number
-// of rows the packing was chosen for, valid while that tensor is at the same in-place version,
-// with the same storage, offset, shape and strides. A weak reference to the `TensorImpl` keeps
+// names (the param itself, even when the weight passed is a reshaped view of it), valid for the
+// number of rows the packing was chosen for while that tensor is at the same in-place version,
+// with the same storage, offset, shape and strides. One entry per param, so memory stays at one
+// packed copy of each kernel whatever batch sizes a server sees: another row count repacks and
+// replaces the entry (a copy of the kernel, the packing MKL does at every call anyway). A weak reference to the `TensorImpl` keeps
 // its address from being reused by another tensor while the entry exists, without keeping the
 // param's storage alive; entries whose param died are swept on insertion.
 
@@ -80,30 +82,25 @@ struct Entry {
   std::vector<int64_t> sizes;
   std::vector<int64_t> strides;
   int64_t offset;
+  int64_t rows;
   at::Tensor packed;
 
-  bool matches(const at::Tensor &key) const {
-    return !source.expired() && version == key._version() && data == key.storage().data() &&
+  bool matches(const at::Tensor &key, int64_t for_rows) const {
+    return !source.expired() && rows == for_rows && version == key._version() && data == key.storage().data() &&
            offset == key.storage_offset() && sizes == key.sizes().vec() && strides == key.strides().vec();
   }
 };
 
-struct KeyHash {
-  size_t operator()(const std::pair<const c10::TensorImpl *, int64_t> &k) const {
-    return std::hash<const void *>()(k.first) ^ (std::hash<int64_t>()(k.second) * 31);
-  }
-};
-
 std::mutex cache_mutex;
-std::unordered_map<std::pair<const c10::TensorImpl *, int64_t>, Entry, KeyHash> cache;
+std::unordered_map<const c10::TensorImpl *, Entry> cache;
 
 // The weight `(in, out)` packed by oneDNN for `rows` input rows, cached for `key`.
 at::Tensor packed_weight(const at::Tensor &key, const at::Tensor &weight, int64_t rows) {
-  std::pair<const c10::TensorImpl *, int64_t> id{key.unsafeGetTensorImpl(), rows};
+  const c10::TensorImpl *id = key.unsafeGetTensorImpl();
   {
     std::lock_guard<std::mutex> lock(cache_mutex);
     auto found = cache.find(id);
-    if (found != cache.end() && found->second.matches(key)) {
+    if (found != cache.end() && found->second.matches(key, rows)) {
       return found->second.packed;
     }
   }
@@ -116,7 +113,7 @@ at::Tensor packed_weight(const at::Tensor &key, const at::Tensor &weight, int64_
   }
   cache.insert_or_assign(id, Entry{c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(key.getIntrusivePtr()),
                                    key._version(), key.storage().data(), key.sizes().vec(),
-                                   key.strides().vec(), key.storage_offset(), packed});
+                                   key.strides().vec(), key.storage_offset(), rows, packed});
   return packed;
 }
 
@@ -162,7 +159,7 @@ size_t flax_packed_linear_count(const at::Tensor *key) {
   std::lock_guard<std::mutex> lock(cache_mutex);
   size_t n = 0;
   for (const auto &[id, entry] : cache) {
-    n += id.first == key->unsafeGetTensorImpl() && !entry.source.expired();
+    n += id == key->unsafeGetTensorImpl() && !entry.source.expired();
   }
   return n;
 }

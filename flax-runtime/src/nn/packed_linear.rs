@@ -14,6 +14,8 @@
 //! in-place version, storage, shape and strides, so new params (an optimizer step returning new
 //! tensors) and params updated in place (fused optimizers, `copy_`) are packed afresh. Entries
 //! do not keep params alive; those of dead params are dropped when the next kernel is packed.
+//! Each param has at most one packed copy, made for the last number of rows seen (another
+//! batch size repacks), so a server seeing many batch sizes holds one copy per kernel.
 //! Writing into a param's memory behind libtorch's back (through a raw data pointer) is not
 //! seen: call [`clear_packed_weights`] after doing so. Setting the environment variable
 //! `FLAX_PACKED_LINEAR=0` before the first product turns this path off (every product then
@@ -164,11 +166,12 @@ mod tests {
         assert!(close(&y_fresh, &reference(&x, &fresh)));
         assert_eq!(cached(&kernel_of(&fresh)), 1);
 
-        // Another number of rows is packed for separately; the first packing stays valid.
+        // Another number of rows repacks, replacing the entry: one packed copy per param.
         let x8 = x.narrow(1, 0, 32).contiguous();
         assert!(close(&dense.apply(&variables, &x8)?, &reference(&x8, &variables)));
-        assert_eq!(cached(&kernel), 2);
+        assert_eq!(cached(&kernel), 1);
         assert!(close(&dense.apply(&variables, &x)?, &updated));
+        assert_eq!(cached(&kernel), 1);
         clear_packed_weights();
         assert_eq!(cached(&kernel), 0);
         Ok(())

@@ -1,14 +1,13 @@
 //! The one parsed representation of what `#[module]` is given (serde_derive's
 //! `internals::ast`): a module struct with its field options, or a module impl block with its
 //! module methods classified once (compact or not, where the scope is, what the `Result`
-//! holds, the `#[shape]` declaration, the walk of the body). Parsing reports to the `Ctxt`
+//! holds, the `#[shape]` declaration). Parsing reports to the `Ctxt`
 //! and keeps going, so `check` and `expand` see every method; each node keeps the user's
 //! syntax for spans.
 
 use crate::ctxt::Ctxt;
 use crate::setup::SetupMethod;
 use crate::shape::{self, Declaration};
-use crate::walk::{self, ScopeUses};
 use darling::FromField;
 use proc_macro2::TokenStream;
 
@@ -131,9 +130,6 @@ pub struct Method {
     pub output: syn::Type,
     /// Its `#[shape(…)]` declaration.
     pub shape: Option<Declaration>,
-    /// The one walk of its body (`crate::walk`): what it names, declares and calls through
-    /// the scope, for the typed params view and the checks.
-    pub uses: ScopeUses,
 }
 
 impl ModuleImpl {
@@ -260,8 +256,7 @@ impl Method {
 
     fn new(f: &syn::ImplItemFn, compact: bool, scope_index: usize, output: syn::Type) -> Method {
         let scope = typed_args(f).get(scope_index).and_then(|a| pat_ident(&a.pat));
-        let uses = scope.as_ref().map(|scope| walk::walk(&f.block, scope)).unwrap_or_default();
-        Method { original: f.clone(), compact, scope_index, scope, output, shape: None, uses }
+        Method { original: f.clone(), compact, scope_index, scope, output, shape: None }
     }
 
     pub fn ident(&self) -> &syn::Ident {

@@ -56,3 +56,33 @@ pub fn builder_calls(mut expr: &syn::Expr) -> Vec<&syn::ExprMethodCall> {
     calls.reverse();
     calls
 }
+
+/// The variable an assignment or a mutable borrow changes: the root of `x`, `x.field`,
+/// `x[i]`, `(x)` (`self` for a field of the module).
+pub fn assigned_variable(expr: &syn::Expr) -> Option<String> {
+    match expr {
+        syn::Expr::Path(p) => p.path.get_ident().map(ToString::to_string),
+        syn::Expr::Field(f) => assigned_variable(&f.base),
+        syn::Expr::Index(i) => assigned_variable(&i.expr),
+        syn::Expr::Paren(p) => assigned_variable(&p.expr),
+        _ => None,
+    }
+}
+
+/// `+=`, `-=`, … (assignments that read their left side).
+pub fn is_compound_assign(op: &syn::BinOp) -> bool {
+    use syn::BinOp::*;
+    matches!(
+        op,
+        AddAssign(_)
+            | SubAssign(_)
+            | MulAssign(_)
+            | DivAssign(_)
+            | RemAssign(_)
+            | BitXorAssign(_)
+            | BitAndAssign(_)
+            | BitOrAssign(_)
+            | ShlAssign(_)
+            | ShrAssign(_)
+    )
+}

@@ -6,12 +6,13 @@
 //! straight-line path of a compact body (`NameInUseError`), a param or an inline submodule in
 //! a method that is not `#[compact]` (`AssignSubModuleError`). Names built at run time, or
 //! repeated in different branches, are left to the runtime checks. Declared methods go
-//! through the shape pass (`crate::shape`), whose results the expansion also uses.
+//! through the shape pass (`crate::shape`), driven by the same walk of the body; the
+//! expansion also uses its results.
 
 use crate::ast::{ModuleImpl, ModuleStruct};
 use crate::ctxt::Ctxt;
 use crate::shape::{self, expand::DeclaredMethod};
-use crate::walk::{Declared, ScopeUses};
+use crate::walk::{self, Declared, ScopeUses};
 use proc_macro2::TokenStream;
 
 /// Flax reserves these attribute names on every module (`ReservedModuleAttributeError`).
@@ -39,48 +40,65 @@ pub fn module_struct(cx: &Ctxt, ir: &ModuleStruct) {
     }
 }
 
-/// What the checks of an impl block give the expansion: per module method, its resolved
-/// shape declaration, the `const` items of the shape pass (statements for the start of
-/// its body) and the table of its submodule calls' shapes.
+/// What the checks of an impl block give the expansion, per module method: its resolved
+/// shape declaration, the `const` items of the shape pass (statements for the start of its
+/// body), the table of its submodule calls' shapes (for the rustdoc) and the walk of its body
+/// (the typed params view reads the compact method's).
 pub struct Analysis<'a> {
     pub declared: Vec<Option<DeclaredMethod<'a>>>,
     pub call_checks: Vec<Vec<TokenStream>>,
     pub tables: Vec<Vec<shape::table::Row>>,
+    pub uses: Vec<ScopeUses>,
 }
 
-/// The checks of a module impl block.
+/// The checks of a module impl block: one walk of each method body (`crate::walk`), which
+/// also drives the shape pass of a declared method.
 pub fn module_impl<'a>(cx: &Ctxt, ir: &'a ModuleImpl) -> Analysis<'a> {
-    for m in &ir.methods {
-        if m.compact {
-            duplicate_literal_names(cx, &m.uses);
-        } else {
-            declarations_outside_compact(cx, &m.uses);
-        }
-    }
-    let declared: Vec<Option<DeclaredMethod<'a>>> = ir
+    let resolved: Vec<_> = ir
         .methods
         .iter()
-        .map(|m| {
-            let d = m.shape.as_ref()?;
-            shape::resolve(d, m.ident(), &m.user_args(), &m.output)
-                .map_err(|es| es.into_iter().for_each(|e| cx.syn_error(e)))
-                .ok()
-        })
+        .map(|m| Some(shape::resolve(m.shape.as_ref()?, m.ident(), &m.user_args(), &m.output)))
         .collect();
-    let (call_checks, tables) = ir
+    let mut checkers: Vec<Option<shape::Checker<'a>>> = ir
         .methods
         .iter()
-        .zip(&declared)
-        .map(|(m, d)| {
-            let (Some(d), Some(scope)) = (d, &m.scope) else { return (Vec::new(), Vec::new()) };
+        .zip(&resolved)
+        .map(|(m, resolved)| {
+            let (Some(Ok(d)), Some(scope)) = (resolved, &m.scope) else { return None };
             let generics = ir.item.generics.type_params().chain(m.original.sig.generics.type_params());
             let generics = generics.map(|p| p.ident.to_string()).collect();
-            let checked = shape::check(d, &m.original.block, scope, generics, ir.plain_self_ident());
+            Some(shape::Checker::new(d, scope, generics, ir.plain_self_ident()))
+        })
+        .collect();
+    let uses = ir
+        .methods
+        .iter()
+        .zip(&mut checkers)
+        .map(|(m, checker)| {
+            let Some(scope) = &m.scope else { return ScopeUses::default() };
+            let uses = walk::walk(&m.original.block, scope, checker.as_mut());
+            if m.compact {
+                duplicate_literal_names(cx, &uses);
+            } else {
+                declarations_outside_compact(cx, &uses);
+            }
+            uses
+        })
+        .collect();
+    let declared = resolved
+        .into_iter()
+        .map(|r| r?.map_err(|es| es.into_iter().for_each(|e| cx.syn_error(e))).ok())
+        .collect();
+    let (call_checks, tables) = checkers
+        .into_iter()
+        .zip(&uses)
+        .map(|(checker, uses)| {
+            let Some(checked) = checker.map(shape::Checker::finish) else { return (Vec::new(), Vec::new()) };
             checked.errors.into_iter().for_each(|e| cx.syn_error(e));
-            (checked.call_checks, shape::table::rows(&checked.table, &m.uses))
+            (checked.call_checks, shape::table::rows(&checked.table, uses))
         })
         .unzip();
-    Analysis { declared, call_checks, tables }
+    Analysis { declared, call_checks, tables, uses }
 }
 
 /// `NameInUseError` for literal names declared twice on one path through a compact body.

@@ -11,11 +11,10 @@
 //! Layout (serde_derive's: parse → IR → check → expand):
 //! - `ast`: the one parsed representation of a module struct (fields with their options) or
 //!   impl block (module methods classified once: compact or not, the scope, the `Result`'s
-//!   type, the `#[shape]` declaration, the walk of the body), keeping the user's syntax for
-//!   spans;
-//! - `walk`: the one walk of a method body, stored in the IR: literal names, declarations
-//!   and the params and submodules with their Flax auto-names, read by the typed params view
-//!   and the checks;
+//!   type, the `#[shape]` declaration), keeping the user's syntax for spans;
+//! - `walk`: the one walk of a method body, run by `check`: literal names, declarations and
+//!   the params and submodules with their Flax auto-names, read by the typed params view and
+//!   the checks; for a declared method it drives the shape pass statement by statement;
 //! - `ctxt`: the error collector of one expansion (errors of parsing and of every check are
 //!   reported together, each at the user's span);
 //! - `check`: the checks over the IR (Flax's runtime errors the syntax proves, and the

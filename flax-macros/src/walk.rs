@@ -1,7 +1,10 @@
 //! The one walk of a module method's body, shared by the passes that read it: what the
-//! body names, declares and calls through its scope, recorded once in the IR
-//! (`ast::Method::uses`) for the typed params view (`params`), the auto-naming it must agree
-//! with, and the checks of `check` (`NameInUseError`, `AssignSubModuleError`).
+//! body names, declares and calls through its scope (`ScopeUses`) for the typed params view
+//! (`params`), the auto-naming it must agree with and the checks of `check`
+//! (`NameInUseError`, `AssignSubModuleError`); and, for a `#[shape]`-declared method, the
+//! shape pass, which the walk drives statement by statement (`shape::Checker::statement`),
+//! handing it what each part of the statement may change (`Changes`), so that the checker
+//! forgets those variables after the code it does not follow.
 //!
 //! The walk is syntactic. A submodule is a `Type::new(…)` (possibly followed by builder calls)
 //! that is called with the scope as first argument, directly or through a `let` binding, or a
@@ -23,8 +26,12 @@
 //! Literal names are recorded on the body's straight-line path only (outside branches,
 //! loops, closures and the macro bodies the walk parses): names there may legitimately repeat.
 
-use crate::body::{builder_calls, constructor_path, innermost, is_ident, string_literal};
+use crate::body::{
+    assigned_variable, constructor_path, innermost, is_compound_assign, is_ident, string_literal,
+};
+use crate::shape::Checker;
 use proc_macro2::Span;
+use std::ops::Range;
 use std::rc::Rc;
 use syn::punctuated::Punctuated;
 use syn::visit::Visit;
@@ -141,30 +148,65 @@ struct Walker<'a> {
     /// How many lifted transforms' arguments enclose the expression (`nn::scan(Block::new())`):
     /// the module there gives its auto-name back to the transform at run time.
     in_lift_args: usize,
+    /// What the statement being walked may change.
+    changes: Changes,
 }
 
-/// Walks `body`, whose scope argument is `scope`, once.
-pub fn walk(body: &syn::Block, scope: &syn::Ident) -> ScopeUses {
-    let mut s = Walker {
-        scope,
-        conditional: 0,
-        in_macro: 0,
-        uses: ScopeUses::default(),
-        depth_cond: 0,
-        depth_loop: 0,
-        counters: Vec::new(),
-        pending: Vec::new(),
-        in_sequential: 0,
-        in_module_args: 0,
-        module_args_seen: 0,
-        done: Vec::new(),
-        named: Vec::new(),
-        parsed: Vec::new(),
-        all_unknown: false,
-        in_lift_args: 0,
-    };
-    s.visit_block(body);
+/// What one statement may change: the variables it assigns, mutates in place (a method ending
+/// in `_`), borrows mutably or hands to a macro, in walk order, and which of them each node
+/// containing some does.
+#[derive(Default)]
+pub struct Changes {
+    variables: Vec<String>,
+    /// Node address → the range of `variables` its walk recorded.
+    nodes: Vec<(usize, Range<usize>)>,
+}
+
+impl Changes {
+    /// The variables `node` (an expression, a macro, a constructor call of the statement) may
+    /// change.
+    pub fn within<T>(&self, node: &T) -> Vec<String> {
+        let ranges = self.nodes.iter().filter(|(a, _)| *a == address(node));
+        ranges.flat_map(|(_, r)| self.variables[r.clone()].iter().cloned()).collect()
+    }
+}
+
+/// Walks `body`, whose scope argument is `scope`, once; with `shapes`, the shape checker of a
+/// declared method, it hands each statement over to it after walking it.
+pub fn walk(body: &syn::Block, scope: &syn::Ident, mut shapes: Option<&mut Checker<'_>>) -> ScopeUses {
+    let mut s = Walker::new(scope);
+    for (i, stmt) in body.stmts.iter().enumerate() {
+        s.visit_stmt(stmt);
+        let changes = std::mem::take(&mut s.changes);
+        if let Some(checker) = shapes.as_deref_mut() {
+            checker.statement(stmt, i + 1 == body.stmts.len(), changes);
+        }
+    }
     s.uses
+}
+
+impl<'a> Walker<'a> {
+    fn new(scope: &'a syn::Ident) -> Self {
+        Walker {
+            scope,
+            conditional: 0,
+            in_macro: 0,
+            uses: ScopeUses::default(),
+            depth_cond: 0,
+            depth_loop: 0,
+            counters: Vec::new(),
+            pending: Vec::new(),
+            in_sequential: 0,
+            in_module_args: 0,
+            module_args_seen: 0,
+            done: Vec::new(),
+            named: Vec::new(),
+            parsed: Vec::new(),
+            all_unknown: false,
+            in_lift_args: 0,
+            changes: Changes::default(),
+        }
+    }
 }
 
 /// `Type::new(…).a(…).name("x")…`: the type path and the name given (`Some(None)` when the
@@ -330,10 +372,23 @@ impl Walker<'_> {
         self.done.push(address(call));
         let sequential = constructor_path(call).is_some_and(|p| type_name(&p) == "Sequential");
         self.in_sequential += usize::from(sequential);
-        for arg in &call.args {
-            self.visit_expr(arg);
-        }
+        self.recording(call, |s| call.args.iter().for_each(|arg| s.visit_expr(arg)));
         self.in_sequential -= usize::from(sequential);
+    }
+
+    /// Runs `walk` on `node`, recording which changes it makes.
+    fn recording<T>(&mut self, node: &T, walk: impl FnOnce(&mut Self)) {
+        let start = self.changes.variables.len();
+        walk(self);
+        let end = self.changes.variables.len();
+        if end > start {
+            self.changes.nodes.push((address(node), start..end));
+        }
+    }
+
+    /// Records that the statement may change `variable`.
+    fn changes(&mut self, variable: Option<String>) {
+        self.changes.variables.extend(variable);
     }
 
     /// Records what a method call names or declares through the scope (its receiver and
@@ -397,7 +452,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
                 }
             }
         }
-        syn::visit::visit_expr(self, expr);
+        self.recording(expr, |s| syn::visit::visit_expr(s, expr));
     }
 
     fn visit_local(&mut self, local: &'ast syn::Local) {
@@ -414,11 +469,9 @@ impl<'ast> Visit<'ast> for Walker<'_> {
                     index,
                     holds_modules,
                 });
-                // The chain's own calls (`.name("x")`), outermost first; their arguments
-                // take no auto-names.
-                for call in builder_calls(&init.expr).into_iter().rev() {
-                    self.record(call);
-                }
+                // The chain's own calls (`.name("x")`) and their arguments (a param declared
+                // there is this module's); the constructor's arguments were walked above.
+                self.visit_expr(&init.expr);
                 return;
             }
         }
@@ -427,6 +480,9 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         self.record(call);
+        if call.method.to_string().ends_with('_') {
+            self.changes(assigned_variable(&call.receiver));
+        }
         let with_scope = call.args.first().is_some_and(|a| is_ident(a, self.scope));
         let method = call.method.to_string();
         if is_ident(&call.receiver, self.scope)
@@ -510,6 +566,7 @@ impl<'ast> Visit<'ast> for Walker<'_> {
     /// `sequential![…]` scans its layers as a `Sequential`'s (and is itself a construction of
     /// one); inside one, `vec![…]` is scanned as the list it builds.
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        self.recording(mac, |s| s.changes.variables.extend(macro_variables(mac)));
         let sequential = is_sequential_macro(mac);
         let is_vec = mac.path.segments.last().is_some_and(|s| s.ident == "vec");
         if self.done.contains(&address(mac)) || !(sequential || (is_vec && self.in_sequential > 0)) {
@@ -559,7 +616,12 @@ impl<'ast> Visit<'ast> for Walker<'_> {
 
     fn visit_expr_closure(&mut self, e: &'ast syn::ExprClosure) {
         if self.in_sequential > 0 {
-            // A function layer's modules belong to the `Sequential`.
+            // A function layer's modules belong to the `Sequential`, which names them; only
+            // its declarations count here (outside a compact method they are errors all the
+            // same). It is `Fn + 'static`: it changes no variable of the body.
+            let mut layer = Walker::new(self.scope);
+            layer.visit_expr(&e.body);
+            self.uses.declarations.extend(layer.uses.declarations);
             return;
         }
         let before = self.counters.clone();
@@ -602,7 +664,54 @@ impl<'ast> Visit<'ast> for Walker<'_> {
         self.conditional -= 1;
     }
 
+    fn visit_expr_assign(&mut self, e: &'ast syn::ExprAssign) {
+        self.changes(assigned_variable(&e.left));
+        syn::visit::visit_expr_assign(self, e);
+    }
+
+    fn visit_expr_binary(&mut self, e: &'ast syn::ExprBinary) {
+        if is_compound_assign(&e.op) {
+            self.changes(assigned_variable(&e.left));
+        }
+        syn::visit::visit_expr_binary(self, e);
+    }
+
+    fn visit_expr_reference(&mut self, e: &'ast syn::ExprReference) {
+        if e.mutability.is_some() {
+            self.changes(assigned_variable(&e.expr));
+        }
+        syn::visit::visit_expr_reference(self, e);
+    }
+
     fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// The variables a macro may change: none for the standard formatting, assertion and `vec!`
+/// macros, else every identifier it is given.
+fn macro_variables(mac: &syn::Macro) -> Vec<String> {
+    const PURE: [&str; 17] = [
+        "println",
+        "print",
+        "eprintln",
+        "eprint",
+        "format",
+        "assert",
+        "assert_eq",
+        "assert_ne",
+        "debug_assert",
+        "debug_assert_eq",
+        "debug_assert_ne",
+        "dbg",
+        "vec",
+        "panic",
+        "todo",
+        "unreachable",
+        "unimplemented",
+    ];
+    if mac.path.segments.last().is_some_and(|s| PURE.contains(&s.ident.to_string().as_str())) {
+        return Vec::new();
+    }
+    crate::tokens::idents(mac.tokens.clone())
 }
 
 impl Arity {

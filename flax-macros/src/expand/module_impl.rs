@@ -64,8 +64,8 @@ pub fn generate(ir: &ModuleImpl, analysis: &Analysis<'_>) -> TokenStream {
     extra.extend(super::shape_doc::table_const(&tabled));
     item.items.extend(extra);
     let params = ir.plain_self_ident().map(|ident| {
-        let compact = methods.iter().find(|m| m.compact);
-        crate::params::generate(ident, compact.map_or(&[][..], |m| &m.uses.entries))
+        let compact = methods.iter().position(|m| m.compact);
+        crate::params::generate(ident, compact.map_or(&[][..], |i| &analysis.uses[i].entries))
     });
     let setup = setup.map(|s| crate::setup::generate_impl(&item.self_ty, &item.generics, s));
     let fallback = ir.rejected_compact.as_ref().map(|m| fallback(&ir.item, m));

@@ -1,12 +1,13 @@
-//! The checker's interpreter: it walks a method body statement by statement, tracking the
-//! shape of every tensor binding it can follow, and reports the errors that hold for every
-//! value of the declaration's symbols.
+//! The checker's interpreter: the body's walk (`crate::walk`) hands it the method body
+//! statement by statement, and it evaluates each, tracking the shape of every tensor binding
+//! it can follow, and reports the errors that hold for every value of the declaration's
+//! symbols.
 //!
 //! Only straight-line code is followed. The branches of `if`/`match`, loop bodies and
 //! closures may not run (or run with other shapes), so nothing is concluded inside them, and
-//! the variables they assign are unknown afterwards; so are variables mutated in place (a
-//! method ending in `_`, a `&mut` borrow). Anything not in the vocabulary gives an unknown
-//! shape, from which nothing is concluded.
+//! the variables they may change (the walk's record, `walk::Changes`) are unknown afterwards;
+//! so are variables mutated in place (a method ending in `_`, a `&mut` borrow). Anything not
+//! in the vocabulary gives an unknown shape, from which nothing is concluded.
 
 use super::deferred::{self, Deferred};
 use super::dim::{show, Dim, Shape};
@@ -14,7 +15,8 @@ use super::layers::{self, Cell, Layer};
 use super::layout::{self, Index};
 use super::ops::{self, Target};
 use super::table::{self, Callee};
-use crate::body::{constructor_path, innermost, is_ident};
+use crate::body::{assigned_variable, constructor_path, innermost, is_compound_assign, is_ident};
+use crate::walk::Changes;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
@@ -22,7 +24,7 @@ use syn::visit::Visit;
 
 /// What the interpreter knows of a value.
 #[derive(Clone)]
-pub enum Val {
+pub(crate) enum Val {
     Tensor(Shape),
     /// A tensor whose shape only rustc knows (from a user module's contract): the constant
     /// `deferred::value_name(id)`.
@@ -47,17 +49,19 @@ pub struct Checker<'a> {
     /// The type parameters in scope (of the impl and the method).
     generics: Vec<String>,
     env: Vec<(String, Val)>,
-    pub errors: Vec<syn::Error>,
+    errors: Vec<syn::Error>,
     /// What rustc checks: calls of user modules and what the body does with their outputs.
-    pub deferred: Deferred,
+    deferred: Deferred,
     /// The declared output, the method's name and the declaration's text, for the output check.
     output: Option<(Shape, String, String)>,
     /// The fields the declaration names: integers (the guard converts them to `i64`).
     int_fields: Vec<String>,
     /// The module's type, when plain and non-generic: `self.field` calls are followed.
-    pub self_ty: Option<syn::Ident>,
+    self_ty: Option<syn::Ident>,
+    /// What the parts of the statement being checked may change (the walk's record).
+    changes: Changes,
     /// The submodule calls and constructions followed, for the table of `table`.
-    pub table: table::Recorder,
+    table: table::Recorder,
 }
 
 /// An argument as the user wrote it, near enough for a message (`&x`, `x.relu()`).
@@ -92,95 +96,6 @@ fn pattern_names(pat: &syn::Pat) -> Vec<String> {
     let mut names = Names(Vec::new());
     names.visit_pat(pat);
     names.0
-}
-
-/// The variables an expression may change: assigned, mutated in place or borrowed mutably.
-fn assigned_names(expr: &syn::Expr) -> Vec<String> {
-    struct Assigned(Vec<String>);
-    fn root(expr: &syn::Expr) -> Option<String> {
-        match expr {
-            syn::Expr::Path(p) => p.path.get_ident().map(ToString::to_string),
-            syn::Expr::Field(f) => root(&f.base),
-            syn::Expr::Index(i) => root(&i.expr),
-            syn::Expr::Paren(p) => root(&p.expr),
-            _ => None,
-        }
-    }
-    impl<'ast> Visit<'ast> for Assigned {
-        fn visit_expr_assign(&mut self, e: &'ast syn::ExprAssign) {
-            self.0.extend(root(&e.left));
-            syn::visit::visit_expr_assign(self, e);
-        }
-        fn visit_expr_binary(&mut self, e: &'ast syn::ExprBinary) {
-            if is_compound_assign(&e.op) {
-                self.0.extend(root(&e.left));
-            }
-            syn::visit::visit_expr_binary(self, e);
-        }
-        fn visit_expr_reference(&mut self, e: &'ast syn::ExprReference) {
-            if e.mutability.is_some() {
-                self.0.extend(root(&e.expr));
-            }
-            syn::visit::visit_expr_reference(self, e);
-        }
-        fn visit_expr_method_call(&mut self, e: &'ast syn::ExprMethodCall) {
-            if e.method.to_string().ends_with('_') {
-                self.0.extend(root(&e.receiver));
-            }
-            syn::visit::visit_expr_method_call(self, e);
-        }
-        fn visit_macro(&mut self, m: &'ast syn::Macro) {
-            self.0.extend(macro_names(m));
-        }
-    }
-    let mut found = Assigned(Vec::new());
-    found.visit_expr(expr);
-    found.0
-}
-
-/// The variables a macro may assign: none for the standard formatting and assertion
-/// macros, else every identifier it is given.
-fn macro_names(mac: &syn::Macro) -> Vec<String> {
-    const PURE: [&str; 17] = [
-        "println",
-        "print",
-        "eprintln",
-        "eprint",
-        "format",
-        "assert",
-        "assert_eq",
-        "assert_ne",
-        "debug_assert",
-        "debug_assert_eq",
-        "debug_assert_ne",
-        "dbg",
-        "vec",
-        "panic",
-        "todo",
-        "unreachable",
-        "unimplemented",
-    ];
-    if mac.path.segments.last().is_some_and(|s| PURE.contains(&s.ident.to_string().as_str())) {
-        return Vec::new();
-    }
-    crate::tokens::idents(mac.tokens.clone())
-}
-
-fn is_compound_assign(op: &syn::BinOp) -> bool {
-    use syn::BinOp::*;
-    matches!(
-        op,
-        AddAssign(_)
-            | SubAssign(_)
-            | MulAssign(_)
-            | DivAssign(_)
-            | RemAssign(_)
-            | BitXorAssign(_)
-            | BitAndAssign(_)
-            | BitOrAssign(_)
-            | ShlAssign(_)
-            | ShrAssign(_)
-    )
 }
 
 /// Tensor methods (also as `f_…`) whose output has the receiver's shape.
@@ -235,13 +150,19 @@ const SAME_SHAPE_METHODS: [&str; 44] = [
 const BROADCAST_METHODS: [&str; 8] = ["add", "sub", "mul", "div", "maximum", "minimum", "pow", "atan2"];
 
 impl<'a> Checker<'a> {
+    /// The checker of a declared method whose scope argument is `scope`, its inputs bound to
+    /// their declared shapes; `generics` are the type parameters in scope; `self_ty` the
+    /// module's type when it is a plain, non-generic one (then rustc checks calls of its
+    /// submodule fields against their contracts).
     pub fn new(
+        declared: &super::expand::DeclaredMethod<'_>,
         scope: &'a syn::Ident,
         generics: Vec<String>,
-        method: String,
-        declaration: &super::Declaration,
+        self_ty: Option<&syn::Ident>,
     ) -> Self {
-        let output = declaration.output.as_ref().map(|o| (o.shape(), method, declaration.text()));
+        let declaration = declared.declaration;
+        let output =
+            declaration.output.as_ref().map(|o| (o.shape(), declared.method.clone(), declaration.text()));
         let int_fields = declaration
             .inputs
             .iter()
@@ -253,20 +174,36 @@ impl<'a> Checker<'a> {
                 _ => None,
             })
             .collect();
+        let env =
+            declaration.inputs.iter().map(|i| (i.name.to_string(), Val::Tensor(i.shape.shape()))).collect();
         Checker {
             scope,
             generics,
-            env: Vec::new(),
+            env,
             errors: Vec::new(),
             deferred: Deferred::default(),
             output,
             int_fields,
-            self_ty: None,
+            self_ty: self_ty.cloned(),
+            changes: Changes::default(),
             table: table::Recorder::default(),
         }
     }
 
-    pub fn bind(&mut self, name: String, val: Val) {
+    /// Checks the next statement of the body (`last`: its tail), with the walk's record of
+    /// what its parts may change.
+    pub fn statement(&mut self, stmt: &syn::Stmt, last: bool, changes: Changes) {
+        self.changes = changes;
+        self.stmt(stmt, last, true);
+    }
+
+    /// The errors, and the `const` items by which rustc follows the user modules the body
+    /// calls (statements for the start of its body).
+    pub fn finish(self) -> super::Checked {
+        super::Checked { errors: self.errors, call_checks: self.deferred.items, table: self.table }
+    }
+
+    fn bind(&mut self, name: String, val: Val) {
         self.env.push((name, val));
     }
 
@@ -281,10 +218,15 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn forget(&mut self, names: Vec<String>) {
+    fn forget(&mut self, names: impl IntoIterator<Item = String>) {
         for name in names {
             self.assign(&name, Val::Other);
         }
+    }
+
+    /// What `node`, code the checker does not follow, may change is unknown afterwards.
+    fn forget_within<T>(&mut self, node: &T) {
+        self.forget(self.changes.within(node));
     }
 
     fn error(&mut self, node: &dyn quote::ToTokens, message: String) {
@@ -292,36 +234,41 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks a body: its statements in order, its tail against the declared output.
-    pub fn block(&mut self, block: &syn::Block, is_body: bool) -> Val {
+    /// A block nested in a statement: its statements in order, its value its tail's.
+    fn block(&mut self, block: &syn::Block) -> Val {
         let depth = self.env.len();
         let mut value = Val::Other;
         for (i, stmt) in block.stmts.iter().enumerate() {
-            let last = i + 1 == block.stmts.len();
-            value = match stmt {
-                syn::Stmt::Local(local) => {
-                    self.local(local);
-                    Val::Other
-                }
-                syn::Stmt::Expr(expr, semi) => {
-                    let v = self.eval(expr);
-                    if last && semi.is_none() {
-                        if is_body {
-                            self.check_output(expr, &v);
-                        }
-                        v
-                    } else {
-                        Val::Other
-                    }
-                }
-                syn::Stmt::Macro(m) => {
-                    self.forget(macro_names(&m.mac));
-                    Val::Other
-                }
-                syn::Stmt::Item(_) => Val::Other,
-            };
+            value = self.stmt(stmt, i + 1 == block.stmts.len(), false);
         }
         self.env.truncate(depth);
         value
+    }
+
+    /// A statement (`last`: the block's tail, checked against the declared output when the
+    /// block is the body) and its value.
+    fn stmt(&mut self, stmt: &syn::Stmt, last: bool, is_body: bool) -> Val {
+        match stmt {
+            syn::Stmt::Local(local) => {
+                self.local(local);
+                Val::Other
+            }
+            syn::Stmt::Expr(expr, semi) => {
+                let v = self.eval(expr);
+                if !last || semi.is_some() {
+                    return Val::Other;
+                }
+                if is_body {
+                    self.check_output(expr, &v);
+                }
+                v
+            }
+            syn::Stmt::Macro(m) => {
+                self.forget_within(&m.mac);
+                Val::Other
+            }
+            syn::Stmt::Item(_) => Val::Other,
+        }
     }
 
     fn check_output(&mut self, expr: &syn::Expr, value: &Val) {
@@ -351,7 +298,7 @@ impl<'a> Checker<'a> {
             Some(init) => {
                 let v = self.eval(&init.expr);
                 if let Some((_, diverge)) = &init.diverge {
-                    self.forget(assigned_names(diverge));
+                    self.forget_within(&**diverge);
                 }
                 v
             }
@@ -384,14 +331,14 @@ impl<'a> Checker<'a> {
     }
 
     /// A size argument (`Dense::new(self.features)`, a reshape target).
-    pub fn dim_of(&mut self, expr: &syn::Expr) -> Dim {
+    fn dim_of(&mut self, expr: &syn::Expr) -> Dim {
         match self.eval(expr) {
             Val::Int(d) | Val::Field(d) => d,
             _ => Dim::Unknown,
         }
     }
 
-    pub fn eval(&mut self, expr: &syn::Expr) -> Val {
+    fn eval(&mut self, expr: &syn::Expr) -> Val {
         match expr {
             syn::Expr::Path(p) => match p.path.get_ident() {
                 Some(ident) => self.lookup(&ident.to_string()),
@@ -428,7 +375,7 @@ impl<'a> Checker<'a> {
             syn::Expr::Reference(r) => {
                 let v = self.eval(&r.expr);
                 if r.mutability.is_some() {
-                    self.forget(assigned_names(expr));
+                    self.forget_within(expr);
                     return Val::Other;
                 }
                 v
@@ -451,7 +398,7 @@ impl<'a> Checker<'a> {
                         let name = p.path.get_ident().expect("checked").to_string();
                         self.assign(&name, v);
                     }
-                    _ => self.forget(assigned_names(expr)),
+                    _ => self.forget_within(expr),
                 }
                 Val::Other
             }
@@ -471,8 +418,8 @@ impl<'a> Checker<'a> {
             syn::Expr::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "sequential") => {
                 self.construction(expr)
             }
-            syn::Expr::Block(b) if b.label.is_none() => self.block(&b.block, false),
-            syn::Expr::Unsafe(u) => self.block(&u.block, false),
+            syn::Expr::Block(b) if b.label.is_none() => self.block(&b.block),
+            syn::Expr::Unsafe(u) => self.block(&u.block),
             syn::Expr::MethodCall(m) => self.method_call(m),
             syn::Expr::Call(c) => self.call(c),
             syn::Expr::Return(r) => {
@@ -494,16 +441,16 @@ impl<'a> Checker<'a> {
             // `match` always run.)
             syn::Expr::If(i) => {
                 self.eval(&i.cond);
-                self.forget(assigned_names(expr));
+                self.forget_within(expr);
                 Val::Other
             }
             syn::Expr::Match(m) => {
                 self.eval(&m.expr);
-                self.forget(assigned_names(expr));
+                self.forget_within(expr);
                 Val::Other
             }
             _ => {
-                self.forget(assigned_names(expr));
+                self.forget_within(expr);
                 Val::Other
             }
         }
@@ -514,7 +461,7 @@ impl<'a> Checker<'a> {
         let left = self.eval(&b.left);
         if matches!(b.op, And(_) | Or(_)) {
             // The right side may not run.
-            self.forget(assigned_names(&b.right));
+            self.forget_within(&*b.right);
             return Val::Other;
         }
         let right = self.eval(&b.right);
@@ -522,7 +469,7 @@ impl<'a> Checker<'a> {
         let compound = matches!(b.op, AddAssign(_) | SubAssign(_) | MulAssign(_) | DivAssign(_));
         if !arithmetic && !compound {
             if is_compound_assign(&b.op) {
-                self.forget(assigned_names(&b.left));
+                self.forget(assigned_variable(&b.left));
             }
             return Val::Other;
         }
@@ -552,7 +499,7 @@ impl<'a> Checker<'a> {
             // In place: the variable keeps its shape only if the result has it.
             let keeps = matches!((&left, &result), (Val::Tensor(Some(x)), Val::Tensor(Some(y))) if x == y);
             if !keeps {
-                self.forget(assigned_names(&b.left));
+                self.forget(assigned_variable(&b.left));
             }
             return Val::Other;
         }
@@ -574,7 +521,7 @@ impl<'a> Checker<'a> {
         let receiver = self.eval(&call.receiver);
         let args: Vec<Val> = call.args.iter().map(|a| self.eval(a)).collect();
         if method.ends_with('_') {
-            self.forget(assigned_names(&syn::Expr::MethodCall(call.clone())));
+            self.forget(assigned_variable(&call.receiver));
             return Val::Other;
         }
         let name = method.strip_prefix("f_").unwrap_or(&method);
@@ -1108,7 +1055,12 @@ impl<'a> Checker<'a> {
     /// A construction bound for later (`let conv = nn::Conv::new(…);`). Its arguments run,
     /// so what they may change is unknown afterwards.
     fn construction(&mut self, expr: &syn::Expr) -> Val {
-        self.forget(assigned_names(expr));
+        self.forget_within(expr);
+        match innermost(expr) {
+            syn::Expr::Call(c) => self.forget_within(c),
+            syn::Expr::Macro(m) => self.forget_within(&m.mac),
+            _ => {}
+        }
         let generics = std::mem::take(&mut self.generics);
         let mut size = |e: &syn::Expr| match self.eval(e) {
             Val::Int(d) => (d, true),

@@ -1,10 +1,11 @@
 //! Compile-time shapes: `#[shape(x: [B, 28, 28, 1] -> [B, 10])]` on a module method.
 //!
-//! `decl` parses the declaration; `infer` walks the body statement by statement with the
-//! shape rules of `layers` (library layers) and `ops` (tensor operations) over the algebra of
-//! `dim`; `expand` emits the contract other modules read, the run-time guard and the `const`
-//! checks of declared children; `table` is the table of submodule calls the interpreter
-//! followed, for the rustdoc (`crate::expand::shape_doc`). The pass is opt-in: an undeclared method is not checked and
+//! `decl` parses the declaration; `infer` follows the body statement by statement, as the
+//! body's one walk (`crate::walk`) hands them over, with the shape rules of `layers` (library
+//! layers) and `ops` (tensor operations) over the algebra of `dim`; `expand` emits the
+//! contract other modules read, the run-time guard and the `const` checks of declared
+//! children; `table` is the table of submodule calls the interpreter followed, for the rustdoc
+//! (`crate::expand::shape_doc`). The pass is opt-in: an undeclared method is not checked and
 //! gets no extra code.
 
 pub mod decl;
@@ -19,6 +20,7 @@ pub mod table;
 
 pub use decl::Declaration;
 use expand::DeclaredMethod;
+pub use infer::Checker;
 use proc_macro2::TokenStream;
 
 /// What checking a declared method gives: errors, and the `const` items by which rustc
@@ -90,25 +92,6 @@ pub fn resolve<'a>(
     }
 }
 
-/// Checks the body of a declared method whose scope argument is `scope`; `generics` are the
-/// type parameters in scope; `self_ty` the module's type when it is a plain, non-generic one
-/// (then rustc checks calls of its submodule fields against their contracts).
-pub fn check(
-    declared: &DeclaredMethod<'_>,
-    body: &syn::Block,
-    scope: &syn::Ident,
-    generics: Vec<String>,
-    self_ty: Option<&syn::Ident>,
-) -> Checked {
-    let mut checker = infer::Checker::new(scope, generics, declared.method.clone(), declared.declaration);
-    checker.self_ty = self_ty.cloned();
-    for input in &declared.declaration.inputs {
-        checker.bind(input.name.to_string(), infer::Val::Tensor(input.shape.shape()));
-    }
-    checker.block(body, true);
-    Checked { errors: checker.errors, call_checks: checker.deferred.items, table: checker.table }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,11 +116,19 @@ mod tests {
         let output: syn::Type = syn::parse_quote!(Tensor);
         let declared = resolve(&declaration, &method.sig.ident, &args, &output).map_err(|_| ()).unwrap();
         let scope: syn::Ident = syn::parse_quote!(cx);
-        check(&declared, &method.block, &scope, Vec::new(), None)
-            .errors
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        check(&declared, &method.block, &scope, None).errors.iter().map(ToString::to_string).collect()
+    }
+
+    /// The shape pass over `body`, driven by the body's walk.
+    fn check(
+        declared: &DeclaredMethod<'_>,
+        body: &syn::Block,
+        scope: &syn::Ident,
+        self_ty: Option<&syn::Ident>,
+    ) -> Checked {
+        let mut checker = Checker::new(declared, scope, Vec::new(), self_ty);
+        crate::walk::walk(body, scope, Some(&mut checker));
+        checker.finish()
     }
 
     /// Declaring a wrong output shows what the checker inferred for the right one.
@@ -227,13 +218,13 @@ mod tests {
             .unwrap();
         let scope: syn::Ident = syn::parse_quote!(cx);
         let ty: syn::Ident = syn::parse_quote!(Classifier);
-        let checked = check(&declared, &method.block, &scope, Vec::new(), Some(&ty));
+        let checked = check(&declared, &method.block, &scope, Some(&ty));
         assert!(checked.errors.is_empty());
         let items = checked.call_checks.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
         assert!(items.contains("field (Classifier :: __FLAX_FIELDS , \"backbone\")"), "{items}");
         assert!(items.contains("\"self.backbone.call\""), "{items}");
         assert!(items.contains("check_output"), "the output is checked on from the field's: {items}");
-        let generic = check(&declared, &method.block, &scope, Vec::new(), None);
+        let generic = check(&declared, &method.block, &scope, None);
         assert!(generic.errors.is_empty() && generic.call_checks.is_empty());
     }
 

@@ -217,7 +217,7 @@ pub fn rows(recorder: &Recorder, uses: &ScopeUses) -> Vec<Row> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{check, decl, resolve};
+    use super::super::{decl, resolve, Checker};
     use super::*;
 
     /// The table of a declared `method` (scope `cx`, its tensor arguments `&Tensor`): per row
@@ -231,9 +231,9 @@ mod tests {
             .map_err(|_| ())
             .unwrap();
         let scope: syn::Ident = syn::parse_quote!(cx);
-        let checked = check(&declared, &method.block, &scope, Vec::new(), None);
-        let uses = crate::walk::walk(&method.block, &scope);
-        rows(&checked.table, &uses)
+        let mut checker = Checker::new(&declared, &scope, Vec::new(), None);
+        let uses = crate::walk::walk(&method.block, &scope, Some(&mut checker));
+        rows(&checker.finish().table, &uses)
             .iter()
             .map(|r| {
                 let path = r.path.as_deref().unwrap_or("?");

@@ -16,6 +16,9 @@
 #[path = "../tests/quickstart/mod.rs"]
 mod quickstart;
 
+mod cli;
+
+use cli::{arg, median};
 use flax::distributed::{spawn_local, ProcessGroup};
 use flax::optax::{self, Sgd};
 use flax::prelude::*;
@@ -116,16 +119,6 @@ fn measure(config: &Config, iters: usize) -> (f64, u64, f64) {
     (fields[0].parse().unwrap(), fields[1].parse().unwrap(), fields[2].parse().unwrap())
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().unwrap())
-}
-
 fn main() {
     if let Ok(mode) = std::env::var("FLAX_BENCH_WORKER") {
         let iters: usize = std::env::var("FLAX_BENCH_ITERS").unwrap().parse().unwrap();
@@ -151,14 +144,14 @@ fn main() {
             results[i].push(result);
         }
     }
-    let base = median(&mut results[0].iter().map(|r| r.0).collect::<Vec<_>>());
+    let base = median(results[0].iter().map(|r| r.0).collect());
     println!(
         "| configuration | ms/step (median) | examples/s | vs 1x1 | bytes/step (rank 0) | comm wait share |"
     );
     println!("|---|---|---|---|---|---|");
     for (config, runs) in CONFIGS.iter().zip(&results) {
-        let ms = median(&mut runs.iter().map(|r| r.0).collect::<Vec<_>>());
-        let share = median(&mut runs.iter().map(|r| r.2).collect::<Vec<_>>());
+        let ms = median(runs.iter().map(|r| r.0).collect());
+        let share = median(runs.iter().map(|r| r.2).collect());
         let throughput = GLOBAL_BATCH as f64 / ms * 1e3;
         println!(
             "| {} | {ms:.1} | {throughput:.0} | {:.2}x | {} | {:.0}% |",

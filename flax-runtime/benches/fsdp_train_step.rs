@@ -11,6 +11,9 @@
 //!
 //! `cargo bench -p flax-runtime --bench fsdp_train_step [-- --rounds 5 --iters 20 --layers 8 --width 512]`
 
+mod cli;
+
+use cli::{arg, median};
 use flax::distributed::{fully_shard, spawn_local, Fsdp, Gathering, ProcessGroup, ShardingSpec};
 use flax::optax::{self, Adam};
 use flax::prelude::*;
@@ -148,16 +151,6 @@ fn measure(config: &Config, iters: usize, layers: usize, width: i64) -> Figures 
         f[3].parse().unwrap(),
         f[4].parse().unwrap(),
     )
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().unwrap())
 }
 
 fn main() {

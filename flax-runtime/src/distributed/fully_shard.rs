@@ -81,7 +81,7 @@ pub fn fully_shard<M: Module>(module: M) -> FullyShard<M> {
 }
 
 impl<M: Module + Send + 'static> FullyShard<M> {
-    /// Runs `body(module, scope, x)` on `x`. As with [`remat`](crate::nn::remat), `body`
+    /// Runs `body(module, scope, x)` on `x`. As with [`remat`](crate::nn::remat()), `body`
     /// runs again in the backward pass of a per-unit step, so it, the module and the input and
     /// output trees are `Send + 'static`.
     ///

@@ -1,6 +1,7 @@
 //! The sharded mode's train step (issue 13): an MLP of several `Dense` layers on 2 processes
 //! x 1 thread, unsharded data parallel (`pmean`) against `Fsdp` gathering the whole model and
-//! gathering unit by unit (`fully_shard`, `Gathering::PerUnit`): wall time and CPU time per
+//! gathering unit by unit (`fully_shard`, `Gathering::PerUnit`), without and with prefetch of
+//! the next unit's parameters (`Fsdp::prefetch`): wall time and CPU time per
 //! step, bytes communicated per step (all-gather + reduce-scatter, or all-reduce), the share
 //! of the step spent waiting on communication, and the peak bytes of gathered parameters.
 //!
@@ -49,6 +50,7 @@ enum Mode {
     Pmean,
     Whole,
     PerUnit,
+    Prefetch,
 }
 
 impl Mode {
@@ -56,6 +58,7 @@ impl Mode {
         match s {
             "whole" => Mode::Whole,
             "perunit" => Mode::PerUnit,
+            "prefetch" => Mode::Prefetch,
             _ => Mode::Pmean,
         }
     }
@@ -83,9 +86,11 @@ fn worker(mode: Mode, iters: usize, layers: usize, width: i64) -> Result<()> {
         let variables = flax::frozen_dict! { "params": p };
         Ok((model.apply(&variables, &x)? - &target).square().mean(Kind::Float))
     };
-    let gathering = if mode == Mode::PerUnit { Gathering::PerUnit } else { Gathering::WholeModel };
+    let per_unit = matches!(mode, Mode::PerUnit | Mode::Prefetch);
+    let gathering = if per_unit { Gathering::PerUnit } else { Gathering::WholeModel };
     let fsdp = Fsdp::new(&group, ShardingSpec::largest_divisible_axis(&params, group.world_size())?)?
-        .gathering(gathering);
+        .gathering(gathering)
+        .prefetch(mode == Mode::Prefetch);
     let mut state = match mode {
         Mode::Pmean => group.replicate(&TrainState::create((), params, optax::adam(1e-3))?)?,
         _ => fsdp.train_state((), &params, optax::adam(1e-3))?,
@@ -120,10 +125,11 @@ fn worker(mode: Mode, iters: usize, layers: usize, width: i64) -> Result<()> {
 /// One configuration: its name and mode.
 struct Config(&'static str, Mode);
 
-const CONFIGS: [Config; 3] = [
+const CONFIGS: [Config; 4] = [
     Config("data parallel (pmean)", Mode::Pmean),
     Config("FSDP, whole model", Mode::Whole),
     Config("FSDP, per unit", Mode::PerUnit),
+    Config("FSDP, per unit, prefetch", Mode::Prefetch),
 ];
 
 /// One run's figures: ms/step, CPU ms/step, bytes/step, wait share, peak gathered bytes.

@@ -17,10 +17,9 @@ use flax::Error;
 use flax::{FrozenDict, PRNGKey, Result};
 use quickstart::{compute_metrics, loss_and_logits, train_step, Extra, Metrics, State, CNN};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use workers::{free_port, join, join_or_spawn, spawn, WORKER};
+use workers::{free_port, join_or_spawn, spawn_and_disrupt};
 
 fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).expect("a float tensor")
@@ -164,30 +163,6 @@ fn shard_and_pad_shard_unpad_across_three_processes() {
     assert_eq!(values(&doubled), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
     let err = group.pad_shard_unpad(&batch, None, |(x, _)| Ok(x.sum(Kind::Float))).expect_err("no rows");
     assert!(matches!(err, Error::Value(_)), "{err:?}");
-}
-
-/// In the parent: starts 2 workers, waits until rank 1 prints `ready`, then `disrupt`s it
-/// (kills it, say) and requires rank 0 to pass. In a worker: `Some(group)`.
-fn spawn_and_disrupt(
-    test: &str,
-    timeout: Duration,
-    disrupt: impl FnOnce(&mut Child),
-) -> Option<ProcessGroup> {
-    if std::env::var(WORKER).as_deref() == Ok(test) {
-        return Some(join(timeout));
-    }
-    let mut children = spawn(test, 2);
-    let stdout = children[1].stdout.take().expect("rank 1's stdout is piped");
-    let ready =
-        BufReader::new(stdout).lines().map_while(|line| line.ok()).any(|line| line.ends_with("ready")); // after libtest's `test … ` prefix
-    assert!(ready, "rank 1 never got ready");
-    disrupt(&mut children[1]);
-    let mut rank1 = children.pop().expect("two workers");
-    let rank0 = children.pop().expect("two workers").wait_with_output().expect("waiting for rank 0");
-    let _ = rank1.kill();
-    let _ = rank1.wait();
-    assert!(rank0.status.success(), "rank 0 of {test} failed: {:?}", rank0.status);
-    None
 }
 
 /// Runs psums until one fails, from rank 0, after rank 1 has printed `ready`; checks that the

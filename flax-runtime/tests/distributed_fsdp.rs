@@ -2,8 +2,9 @@
 //! or unit by unit (`fully_shard`): the same per-step losses and final parameters as unsharded
 //! data-parallel training and as one process, each rank holding about `1/N` of the parameters
 //! and optimizer state, per-unit gathering holding one unit's full parameters at a time
-//! (measured), checkpoints in one process's format, and a spec that differs across ranks
-//! refused with a typed error.
+//! (measured), with and without prefetch, checkpoints in one process's format, a spec that
+//! differs across ranks refused with a typed error, and a killed or hung rank stopping the
+//! others' prefetching steps with a typed error within the timeout.
 
 mod workers;
 
@@ -17,8 +18,9 @@ use flax::training::checkpoints::{
 use flax::training::TrainState;
 use flax::tree::{self, Tree};
 use flax::Error;
-use std::time::Duration;
-use workers::{free_port, join_or_spawn};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use workers::{free_port, join_or_spawn, spawn_and_disrupt};
 
 /// A small MLP: 16 features, 64 hidden, 10 classes; with `annotated`, its kernels are
 /// `with_partitioning` boxes naming the mesh axis "data" (the hidden axis of both); with
@@ -164,27 +166,35 @@ fn bytes<T: Tree>(tree: &T) -> i64 {
     tree::leaves(tree).iter().map(|t| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum()
 }
 
-/// Trains with `spec` on every rank, gathering as `gathering` says, and checks the sharded run
-/// against one process's and unsharded data parallel's, its memory per rank, and a checkpoint
-/// round trip.
+/// How a sharded run gathers: the whole model, or unit by unit with or without prefetch.
+const MODES: [(Gathering, bool); 3] =
+    [(Gathering::WholeModel, false), (Gathering::PerUnit, false), (Gathering::PerUnit, true)];
+
+/// Trains with `spec` on every rank, gathering as `mode` says (with prefetch or not), and
+/// checks the sharded run against one process's and unsharded data parallel's, its memory per
+/// rank, and a checkpoint round trip.
 fn sharded_equals_unsharded(
     group: &ProcessGroup,
     name: &str,
     init: Init,
     spec: ShardingSpec,
-    gathering: Gathering,
+    (gathering, prefetch): (Gathering, bool),
 ) {
     let (rank, world) = (group.rank(), group.world_size());
-    let name = format!("{name}, {gathering:?}");
+    let name = format!("{name}, {gathering:?}, prefetch {prefetch}");
     let model = model(gathering);
     let batches = global_batches();
     let (one_losses, one) = one_process(&model, init, &batches);
     let before = group.comm_stats();
     let (dp_losses, dp) = data_parallel(group, &model, init, &batches);
     let dp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
-    let fsdp = Fsdp::new(group, spec).unwrap().gathering(gathering);
+    let fsdp = Fsdp::new(group, spec).unwrap().gathering(gathering).prefetch(prefetch);
     let before = group.comm_stats();
     let (losses, state) = sharded(&fsdp, &model, init, &batches);
+    // After the first step, every unit gather but the step's first was prefetched: the two
+    // units' forward gathers and their backward ones.
+    let prefetched = if prefetch && gathering == Gathering::PerUnit { 3 } else { 0 };
+    assert_eq!(fsdp.prefetched_gathers(), prefetched, "{name}");
     let fsdp_bytes = (group.comm_stats() - before).bytes / STEPS as u64;
     eprintln!(
         "{name}, rank {rank} of {world}: bytes sent per step: data parallel {dp_bytes}, sharded {fsdp_bytes}"
@@ -252,8 +262,8 @@ fn sharded_training_on_two_processes_equals_unsharded() {
     let spec = ShardingSpec::largest_divisible_axis(&init_params(0), 2).unwrap();
     // Every leaf splits: 64 and 10 are even.
     assert!(spec.leaves().iter().all(|leaf| leaf.axis.is_some()));
-    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
-        sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec.clone(), gathering);
+    for mode in MODES {
+        sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec.clone(), mode);
     }
 }
 
@@ -275,14 +285,14 @@ fn sharded_training_on_four_processes_equals_unsharded() {
         ("Dense_1/kernel", Some(0)),
     ];
     assert_eq!(axes, expected.map(|(p, a)| (p.to_owned(), a)));
-    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
-        sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec.clone(), gathering);
+    for mode in MODES {
+        sharded_equals_unsharded(&group, "largest divisible axis", init_params, spec.clone(), mode);
     }
     // Every leaf split along its last axis: Dense_1's 10 outputs padded to 12, 3 per rank.
     let last = ShardingSpec::from_fn(&params, |_, leaf| Some(leaf.dim() - 1)).unwrap();
     assert_eq!(last.leaves()[3].shard_shape(4), [64, 3]);
-    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
-        sharded_equals_unsharded(&group, "last axis, padded", init_params, last.clone(), gathering);
+    for mode in MODES {
+        sharded_equals_unsharded(&group, "last axis, padded", init_params, last.clone(), mode);
     }
 }
 
@@ -302,8 +312,8 @@ fn annotated_params_shard_as_their_partition_specs_say() {
         ("Dense_1/kernel/value", Some(0)),
     ];
     assert_eq!(axes, expected.map(|(p, a)| (p.to_owned(), a)));
-    for gathering in [Gathering::WholeModel, Gathering::PerUnit] {
-        sharded_equals_unsharded(&group, "partition specs", init_annotated, spec.clone(), gathering);
+    for mode in MODES {
+        sharded_equals_unsharded(&group, "partition specs", init_annotated, spec.clone(), mode);
     }
     // A spec tree without the boxed leaves' specs, and a mesh axis named twice, are refused.
     let plain = init_params(0);
@@ -367,32 +377,45 @@ fn per_unit_gathering_holds_one_units_parameters_at_a_time() {
         let variables = flax::frozen_dict! { "params": p };
         Ok((Deep::new().apply(&variables, &x)? - &target).square().mean(Kind::Float))
     };
-    let run = |gathering: Gathering| {
-        let fsdp = Fsdp::new(&group, spec.clone()).unwrap().gathering(gathering);
+    let run = |gathering: Gathering, prefetch: bool| {
+        let fsdp = Fsdp::new(&group, spec.clone()).unwrap().gathering(gathering).prefetch(prefetch);
         let mut state = fsdp.train_state((), &params, optax::adam(1e-3)).unwrap();
-        let (mut losses, mut peaks) = (Vec::new(), Vec::new());
+        let (mut losses, mut peaks, mut prefetched) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             let (value, grads) = fsdp.value_and_grad(&state.params, loss).unwrap();
             losses.push(group.pmean(&value).unwrap().double_value(&[]));
             peaks.push(fsdp.peak_gathered_bytes());
+            prefetched.push(fsdp.prefetched_gathers());
             state = state.apply_gradients(grads).unwrap();
         }
-        (losses, peaks, fsdp.gather(&state.params).unwrap())
+        (losses, peaks, prefetched, fsdp.gather(&state.params).unwrap())
     };
-    let (whole_losses, whole_peaks, whole) = run(Gathering::WholeModel);
-    let (unit_losses, unit_peaks, per_unit) = run(Gathering::PerUnit);
+    let (whole_losses, whole_peaks, _, whole) = run(Gathering::WholeModel, false);
+    let (unit_losses, unit_peaks, unprefetched, per_unit) = run(Gathering::PerUnit, false);
+    let (pre_losses, pre_peaks, prefetched, pre) = run(Gathering::PerUnit, true);
     let unit = 4 * (DEEP_WIDTH * DEEP_WIDTH + DEEP_WIDTH) as u64; // one layer's float32 parameters
     let model = DEEP_LAYERS as u64 * unit;
     eprintln!(
-        "rank {rank}: peak gathered bytes per step: whole model {whole_peaks:?}, per unit {unit_peaks:?} \
-         (one unit {unit}, the model {model}); losses {whole_losses:?} vs {unit_losses:?}"
+        "rank {rank}: peak gathered bytes per step: whole model {whole_peaks:?}, per unit {unit_peaks:?}, \
+         per unit with prefetch {pre_peaks:?} (one unit {unit}, the model {model}); gathers prefetched \
+         {prefetched:?}; losses {whole_losses:?} vs {unit_losses:?} vs {pre_losses:?}"
     );
     assert!(max_loss_difference(&whole_losses, &unit_losses) <= TOLERANCE);
     assert!(max_difference(&whole, &per_unit) <= TOLERANCE);
+    assert!(max_loss_difference(&unit_losses, &pre_losses) <= TOLERANCE);
+    assert!(max_difference(&per_unit, &pre) <= TOLERANCE);
+    // The first step records the order of the gathers; the next ones prefetch all of them
+    // but the first (each unit's forward gather, then its backward one, in reverse).
+    assert_eq!(unprefetched, [0, 0, 0]);
+    assert_eq!(prefetched, [0, 2 * DEEP_LAYERS - 1, 2 * DEEP_LAYERS - 1]);
     // The gathered buffer and the joined leaves: twice what is gathered at once, freed
     // before the next gather.
     assert!(whole_peaks.iter().all(|&peak| peak == 2 * model), "{whole_peaks:?}");
     assert!(unit_peaks.iter().all(|&peak| peak == 2 * unit), "{unit_peaks:?}");
+    // With prefetch, a unit's full parameters and the next unit's gathered buffer in flight
+    // (two units), and, for the moment Gloo's thread takes to release a completed gather's
+    // buffer, that buffer too: never more than three units.
+    assert!(pre_peaks.iter().all(|&peak| (2 * unit..=3 * unit).contains(&peak)), "{pre_peaks:?}");
 }
 
 #[test]
@@ -436,4 +459,65 @@ fn a_group_of_one_trains_as_one_process() {
     let (one_losses, one) = one_process(&model, init_params, &batches);
     assert!(max_loss_difference(&losses, &one_losses) <= TOLERANCE);
     assert!(max_difference(&fsdp.gather(&state).unwrap(), &one) <= TOLERANCE);
+}
+
+/// Per-unit steps of [`Deep`] with prefetch, from rank 0, until one fails, rank 1 printing
+/// `ready` once its steps prefetch; checks that the failure came within `timeout` (plus
+/// slack) and returns it.
+fn prefetching_steps_until_error(group: &ProcessGroup, timeout: Duration) -> Error {
+    tch::manual_seed(5);
+    let x = group.shard(&Tensor::randn([16, DEEP_WIDTH], (Kind::Float, Device::Cpu))).unwrap();
+    let params = Deep::new().init(PRNGKey::new(0), &x).unwrap().get_dict("params").cloned().unwrap();
+    let spec = ShardingSpec::largest_divisible_axis(&params, group.world_size()).unwrap();
+    let fsdp = Fsdp::new(group, spec).unwrap().gathering(Gathering::PerUnit);
+    let pieces = fsdp.shard(&group.replicate(&params).unwrap()).unwrap();
+    let step = || {
+        fsdp.value_and_grad(&pieces, |p| {
+            Ok(Deep::new().apply(&flax::frozen_dict! { "params": p }, &x)?.square().mean(Kind::Float))
+        })
+    };
+    for _ in 0..2 {
+        let _ = step().unwrap();
+    }
+    assert_eq!(fsdp.prefetched_gathers(), 2 * DEEP_LAYERS - 1, "the second step prefetched");
+    if group.rank() == 1 {
+        println!("ready");
+    }
+    loop {
+        let start = Instant::now();
+        if let Err(err) = step() {
+            assert!(start.elapsed() <= timeout + Duration::from_secs(5), "took {:?}", start.elapsed());
+            eprintln!("rank {} saw after {:?}: {err}", group.rank(), start.elapsed());
+            return err;
+        }
+    }
+}
+
+#[test]
+fn a_killed_worker_stops_a_prefetching_step_with_a_typed_error() {
+    let test = "a_killed_worker_stops_a_prefetching_step_with_a_typed_error";
+    let timeout = Duration::from_secs(20);
+    let Some(group) = spawn_and_disrupt(test, timeout, |rank1| rank1.kill().expect("killing rank 1")) else {
+        return;
+    };
+    let err = prefetching_steps_until_error(&group, timeout);
+    // libtorch's error, from inside a unit (`TorchIn`, naming it) or between units.
+    assert!(matches!(err, Error::Torch(_) | Error::TorchIn { .. }), "{err:?}");
+}
+
+#[test]
+fn a_hung_worker_stops_a_prefetching_step_at_the_timeout() {
+    let test = "a_hung_worker_stops_a_prefetching_step_at_the_timeout";
+    let timeout = Duration::from_secs(4);
+    let stop = |rank1: &mut Child| {
+        // SIGSTOP: alive, connected, silent, with gathers in flight to it.
+        let status = Command::new("kill").args(["-STOP", &rank1.id().to_string()]).status();
+        assert!(status.expect("running kill").success());
+    };
+    let Some(group) = spawn_and_disrupt(test, timeout, stop) else {
+        return;
+    };
+    let err = prefetching_steps_until_error(&group, timeout);
+    // libtorch's error, from inside a unit (`TorchIn`, naming it) or between units.
+    assert!(matches!(err, Error::Torch(_) | Error::TorchIn { .. }), "{err:?}");
 }

@@ -22,12 +22,14 @@
 //! (two while gathering: the gathered buffer and the joined copy), then of the gradients
 //! (up to three times while they are packed for the reduce-scatter); with
 //! [`Gathering::PerUnit`] the full parameters of one [`fully_shard`](super::fully_shard) unit
-//! at a time (two copies while gathering it) and that unit's full gradients. What the
+//! at a time (two copies while gathering it; with [prefetch](Fsdp::prefetch), also the next
+//! unit's gathered buffer while it computes) and that unit's full gradients. What the
 //! gathers leave alive is measured, [`Fsdp::peak_gathered_bytes`]. Initialising and restoring
 //! hold the full parameters (and, for a restore, the full optimizer state).
 
 use super::fully_shard::activate;
 use super::gathered::GatheredMemory;
+use super::prefetch::Prefetch;
 use super::sharding_spec::{LeafSharding, ShardingSpec};
 use super::ProcessGroup;
 use crate::core::errors::Result;
@@ -89,6 +91,7 @@ pub struct Fsdp<'g> {
     spec: ShardingSpec,
     gathering: Gathering,
     memory: RefCell<GatheredMemory>,
+    prefetch: RefCell<Prefetch>,
 }
 
 impl<'g> Fsdp<'g> {
@@ -100,7 +103,13 @@ impl<'g> Fsdp<'g> {
     /// rule, another world size in the rule); libtorch's when a peer fails.
     pub fn new(group: &'g ProcessGroup, spec: ShardingSpec) -> Result<Self> {
         group.check_same_tree("Fsdp::new", &described(&spec)?)?;
-        Ok(Self { group, spec, gathering: Gathering::default(), memory: RefCell::default() })
+        Ok(Self {
+            group,
+            spec,
+            gathering: Gathering::default(),
+            memory: RefCell::default(),
+            prefetch: RefCell::new(Prefetch::new(true)),
+        })
     }
 
     /// Gathers as `gathering` says in [`value_and_grad`](Self::value_and_grad) (default:
@@ -108,6 +117,27 @@ impl<'g> Fsdp<'g> {
     pub fn gathering(mut self, gathering: Gathering) -> Self {
         self.gathering = gathering;
         self
+    }
+
+    /// Whether [`Gathering::PerUnit`] steps prefetch (default: `true`): while a unit
+    /// computes, the all-gather of the unit that gathers next (forward: the next unit;
+    /// backward: the previous one) is already in flight, as PyTorch FSDP's `forward_prefetch`
+    /// and `backward_prefetch`. Which unit gathers next is learned from the previous step's
+    /// order, so the first step does not prefetch (see `distributed/prefetch.rs`). A rank then
+    /// holds up to the current unit's full parameters and the next unit's gathered buffer
+    /// at once. Every rank must choose the same.
+    pub fn prefetch(mut self, prefetch: bool) -> Self {
+        self.prefetch = RefCell::new(Prefetch::new(prefetch));
+        self
+    }
+
+    /// How many unit gathers of the last [`value_and_grad`](Self::value_and_grad) were served
+    /// by a prefetch: with prefetch on and the units running in the same order as in the
+    /// step before, all but the step's first gather (0 in the first step, without prefetch,
+    /// or when prefetch turned itself off because the model was handed other tensors than
+    /// the step's pieces).
+    pub fn prefetched_gathers(&self) -> usize {
+        self.prefetch.borrow().hits()
     }
 
     /// The most bytes of gathered parameters this rank held at once during the last
@@ -167,16 +197,36 @@ impl<'g> Fsdp<'g> {
 
     /// The full leaves of this rank's `pieces` of the split leaves `layouts` (one
     /// all-gather per dtype), recorded for [`peak_gathered_bytes`](Self::peak_gathered_bytes).
-    pub(super) fn gather_pieces(&self, layouts: &[&LeafSharding], pieces: &[Tensor]) -> Result<Vec<Tensor>> {
-        let world = self.group.world_size();
+    fn gather_pieces(&self, layouts: &[&LeafSharding], pieces: &[Tensor]) -> Result<Vec<Tensor>> {
         let gathered =
             self.group.all_gather(&pieces.iter().map(Tensor::shallow_clone).collect::<Vec<_>>())?;
-        let fulls = layouts
-            .iter()
-            .zip(&gathered)
-            .map(|(layout, stacked)| join(layout, stacked, world))
-            .collect::<Result<Vec<_>>>()?;
+        let fulls = join_all(layouts, &gathered, self.group.world_size())?;
         self.memory.borrow_mut().record(gathered.iter().chain(&fulls));
+        Ok(fulls)
+    }
+
+    /// [`gather_pieces`](Self::gather_pieces) for the unit whose split leaves are at `paths`
+    /// in a per-unit step: taken from the prefetch when it gathered them already; then the
+    /// prefetch of the unit that gathers next starts (its buffer recorded too).
+    pub(super) fn gather_unit(
+        &self,
+        paths: &[Vec<String>],
+        layouts: &[&LeafSharding],
+        pieces: &[Tensor],
+    ) -> Result<Vec<Tensor>> {
+        let mut prefetch = self.prefetch.borrow_mut();
+        let fulls = match prefetch.take(self.group, paths, pieces)? {
+            Some(gathered) => {
+                // The gathered buffer was recorded when its prefetch started.
+                let fulls = join_all(layouts, &gathered, self.group.world_size())?;
+                self.memory.borrow_mut().record(&fulls);
+                fulls
+            }
+            None => self.gather_pieces(layouts, pieces)?,
+        };
+        if let Some(started) = prefetch.start_next(self.group)? {
+            self.memory.borrow_mut().record(started.buffers());
+        }
         Ok(fulls)
     }
 
@@ -237,10 +287,13 @@ impl<'g> Fsdp<'g> {
         pieces: &T,
         f: impl FnOnce(&T) -> Result<Tensor>,
     ) -> Result<(Tensor, T)> {
-        let (loss, grads) = {
+        self.prefetch.borrow_mut().begin(pieces);
+        let result = {
             let _active = activate(self);
-            value_and_grad(pieces, f)?
+            value_and_grad(pieces, f)
         };
+        self.prefetch.borrow_mut().finish(self.group, result.is_ok())?;
+        let (loss, grads) = result?;
         let layouts = self.layouts(&grads, false);
         let mut whole = self.group.pmean(&split_leaves(&grads, &layouts, false))?.into_iter();
         let leaves = tree::leaves(&grads).into_iter().zip(&layouts).map(|(leaf, layout)| match layout {
@@ -332,6 +385,12 @@ fn split_axis(layout: &LeafSharding, world: i64) -> (i64, i64, i64) {
     let axis = layout.axis.expect("only split leaves have a layout");
     let chunk = layout.chunk(world).expect("a split leaf has a chunk");
     (axis as i64, chunk, chunk * world)
+}
+
+/// The full leaves of the split leaves `layouts` from their `gathered` pieces (each
+/// `[world, piece...]`).
+fn join_all(layouts: &[&LeafSharding], gathered: &[Tensor], world: i64) -> Result<Vec<Tensor>> {
+    layouts.iter().zip(gathered).map(|(layout, stacked)| join(layout, stacked, world)).collect()
 }
 
 /// `leaf` with zeros appended along the split axis up to `chunk * world`.

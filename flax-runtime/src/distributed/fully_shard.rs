@@ -10,6 +10,8 @@
 //! parameters' gradients are reduce-scattered at once (the gather's own backward), before the
 //! units below it run theirs. So a rank holds its pieces and the full parameters of about one
 //! unit at a time, for a second forward pass of compute and a second all-gather per unit.
+//! With [prefetch](Fsdp::prefetch) (the default), each of those all-gathers but a step's
+//! first was started while the unit before it (in the backward pass: after it) computed.
 //!
 //! Outside such a step (`init`, one process, unsharded data-parallel training, the
 //! whole-model mode) a unit is its module, called plainly: the same parameters under the
@@ -159,21 +161,26 @@ fn with_active<R>(f: impl FnOnce(&Fsdp<'_>) -> Result<R>) -> Result<R> {
 fn gathered_view(fsdp: &Fsdp<'_>, path: &[String], variables: FrozenDict) -> Result<FrozenDict> {
     let Some(params) = variables.get_dict("params") else { return Ok(variables) };
     let world = fsdp.group().world_size();
+    let (mut split, mut paths) = (Vec::new(), Vec::new());
     let layouts: Vec<Option<LeafSharding>> = tree::leaves_with_path(params)
         .into_iter()
         .map(|(leaf_path, leaf)| {
             let full: Vec<String> = path.iter().cloned().chain(leaf_path).collect();
-            fsdp.spec().find(&full, &leaf.size(), false, world).cloned()
+            let layout = fsdp.spec().find(&full, &leaf.size(), false, world).cloned();
+            if let Some(layout) = &layout {
+                split.push(layout.clone());
+                paths.push(full);
+            }
+            layout
         })
         .collect();
-    let split: Vec<LeafSharding> = layouts.iter().flatten().cloned().collect();
     if split.is_empty() {
         return Ok(variables);
     }
     let leaves = tree::leaves(params);
     let pieces: Vec<Tensor> =
         leaves.iter().zip(&layouts).filter(|(_, l)| l.is_some()).map(|(t, _)| t.shallow_clone()).collect();
-    let mut fulls = gather_differentiable(fsdp, split, &pieces)?.into_iter();
+    let mut fulls = gather_differentiable(fsdp, split, paths, &pieces)?.into_iter();
     let leaves = leaves.into_iter().zip(&layouts).map(|(leaf, layout)| match layout {
         Some(_) => fulls.next().expect("one full leaf per piece"),
         None => leaf.shallow_clone(),
@@ -182,11 +189,12 @@ fn gathered_view(fsdp: &Fsdp<'_>, path: &[String], variables: FrozenDict) -> Res
     Ok(variables.copy([("params", Value::Dict(params))]))
 }
 
-/// The full leaves of `pieces` (split as `layouts` say), recorded as an autograd function
-/// whose backward is the reduce-scatter of their gradients, averaged over the ranks.
+/// The full leaves of `pieces` (split as `layouts` say, at `paths`), recorded as an autograd
+/// function whose backward is the reduce-scatter of their gradients, averaged over the ranks.
 fn gather_differentiable(
     fsdp: &Fsdp<'_>,
     layouts: Vec<LeafSharding>,
+    paths: Vec<Vec<String>>,
     pieces: &[Tensor],
 ) -> Result<Vec<Tensor>> {
     let layouts_forward = layouts.clone();
@@ -194,7 +202,7 @@ fn gather_differentiable(
         pieces,
         move |pieces| {
             let refs: Vec<&LeafSharding> = layouts_forward.iter().collect();
-            Ok((fsdp.gather_pieces(&refs, pieces)?, Vec::new()))
+            Ok((fsdp.gather_unit(&paths, &refs, pieces)?, Vec::new()))
         },
         move |_, grads| {
             with_active(|fsdp| {

@@ -35,7 +35,8 @@
 //! state along an axis chosen per leaf by a [`ShardingSpec`], gathers the parameters for each
 //! step and reduce-scatters the gradients: the whole model at once, or unit by unit
 //! ([`Gathering::PerUnit`], each [`fully_shard`] module gathered just before it runs and again
-//! for its backward pass).
+//! for its backward pass, the next unit's gather already in flight while one computes:
+//! [`Fsdp::prefetch`]).
 //!
 //! The spec comes from Flax's `with_partitioning` annotations
 //! ([`ShardingSpec::from_partition_spec`]) or from a rule.
@@ -50,11 +51,13 @@ mod gathered;
 mod launch;
 mod options;
 mod overlap;
+mod prefetch;
 mod process_group;
 mod shard;
 mod sharding_spec;
 mod stats;
 mod structure;
+mod work;
 
 pub use fsdp::{Fsdp, Gathering};
 pub use fully_shard::{fully_shard, FullyShard};

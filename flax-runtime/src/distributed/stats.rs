@@ -12,7 +12,8 @@ pub struct CommStats {
     /// all-reduce moves about twice that over the wire).
     pub bytes: u64,
     /// Time this rank spent blocked on collectives: the whole call for blocking ones, only
-    /// the wait after backward for [`value_and_grad_pmean`](super::ProcessGroup::value_and_grad_pmean).
+    /// the wait after backward for [`value_and_grad_pmean`](super::ProcessGroup::value_and_grad_pmean),
+    /// only the wait for a prefetched gather ([`Fsdp::prefetch`](super::Fsdp::prefetch)).
     pub wait: Duration,
 }
 

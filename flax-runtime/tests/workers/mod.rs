@@ -5,6 +5,7 @@
 //! `MASTER_PORT`) and `FLAX_DIST_WORKER` set, and checks that every worker exited cleanly.
 
 use flax::distributed::{ProcessGroup, ProcessGroupOptions};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -60,4 +61,28 @@ pub fn join_or_spawn(test: &str, world_size: i64, timeout: Duration) -> Option<P
         return None;
     }
     Some(join(timeout))
+}
+
+/// In the parent: starts 2 workers, waits until rank 1 prints `ready`, then `disrupt`s it
+/// (kills it, say) and requires rank 0 to pass. In a worker: `Some(group)`.
+pub fn spawn_and_disrupt(
+    test: &str,
+    timeout: Duration,
+    disrupt: impl FnOnce(&mut Child),
+) -> Option<ProcessGroup> {
+    if std::env::var(WORKER).as_deref() == Ok(test) {
+        return Some(join(timeout));
+    }
+    let mut children = spawn(test, 2);
+    let stdout = children[1].stdout.take().expect("rank 1's stdout is piped");
+    let ready =
+        BufReader::new(stdout).lines().map_while(|line| line.ok()).any(|line| line.ends_with("ready")); // after libtest's `test … ` prefix
+    assert!(ready, "rank 1 never got ready");
+    disrupt(&mut children[1]);
+    let mut rank1 = children.pop().expect("two workers");
+    let rank0 = children.pop().expect("two workers").wait_with_output().expect("waiting for rank 0");
+    let _ = rank1.kill();
+    let _ = rank1.wait();
+    assert!(rank0.status.success(), "rank 0 of {test} failed: {:?}", rank0.status);
+    None
 }

@@ -1,5 +1,5 @@
 //! Prefetch for per-unit gathering, as PyTorch's FSDP does it (`forward_prefetch`,
-//! `backward_prefetch=BACKWARD_PRE`): while one [`fully_shard`](super::fully_shard) unit
+//! `backward_prefetch=BACKWARD_PRE`): while one [`fully_shard`](super::fully_shard()) unit
 //! computes, the all-gather of the unit that gathers next is already in flight on Gloo's
 //! threads, so its parameters are (ideally) there when it starts.
 //!

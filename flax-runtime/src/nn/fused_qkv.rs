@@ -92,7 +92,7 @@ static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 #[cfg(test)]
 thread_local! {
     /// How many fused products ran on this thread (the tests check that the path is taken).
-    pub(crate) static FUSED_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static FUSED_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The kernels' and biases' concatenation, from the cache or made (and cached) now.
@@ -149,7 +149,8 @@ pub(crate) fn fused_qkv(
         return Ok(None);
     }
     let param = |child: &str, name: &str, shape: &[i64]| {
-        cx.child_variable("params", child, name).filter(|t| t.kind() == Kind::Float && t.size() == shape)
+        cx.child_variable("params", child, name)
+            .filter(|t| t.kind() == Kind::Float && t.device() == Device::Cpu && t.size() == shape)
     };
     let read = |name: &str, shape: &[i64]| -> Option<Vec<Tensor>> {
         PROJECTIONS.iter().map(|child| param(child, name, shape)).collect()
@@ -245,7 +246,7 @@ mod tests {
     fn with_random_biases(variables: &Variables) -> Result<Variables> {
         for name in PROJECTIONS {
             let bias = variables.tensor(&["params", name, "bias"]).expect("a bias");
-            let _ = bias.shallow_clone().f_copy_(&Tensor::randn(bias.size(), (Kind::Float, Device::Cpu)))?;
+            bias.shallow_clone().f_copy_(&Tensor::randn(bias.size(), (Kind::Float, Device::Cpu)))?;
         }
         Ok(variables.clone())
     }

@@ -212,7 +212,14 @@ def main():
     parser.add_argument("--json", help="also write the raw samples and the summary here")
     parser.add_argument("--library-env", action="append", default=[], metavar="VAR=VALUE",
                         help="also time the library with this environment variable set")
+    parser.add_argument("--steps", action="append", default=[], metavar="WORKLOAD=N",
+                        help="steps per timed sample (finer CPU-time resolution: the clock ticks at 10 ms)")
     args = parser.parse_args()
+    for setting in args.steps:
+        name, _, steps = setting.partition("=")
+        if name not in STEPS or not steps.isdigit() or int(steps) < 1:
+            parser.error(f"--steps takes WORKLOAD=N with a workload of {sorted(STEPS)}, not {setting!r}")
+        STEPS[name] = int(steps)
     workloads = args.workloads.split(",")
     binary = rust_bench_binary()
     results = {}

@@ -130,6 +130,7 @@ pub mod scope;
 pub mod setup;
 pub(crate) mod shim;
 pub(crate) mod tensor_checks;
+pub(crate) mod tensor_identity;
 mod threefry;
 pub mod uint_array;
 pub mod variable;

@@ -299,16 +299,26 @@ impl<'v> Scope<'v> {
     }
 
     fn lookup(&self, collection: &str, name: &str) -> Option<&Value> {
-        if collection == "params" {
-            if let Some(params) = self.top().params {
-                return params.get(name);
+        self.lookup_in(collection, None, name)
+    }
+
+    /// The value `collection/…path…/name`, or `collection/…path…/child/name` for a submodule
+    /// `child` of the running module.
+    fn lookup_in(&self, collection: &str, child: Option<&str>, name: &str) -> Option<&Value> {
+        let dict = match self.top().params.filter(|_| collection == "params") {
+            Some(params) => params,
+            None => {
+                let mut dict = self.source(collection)?;
+                for frame in &self.frames[1..] {
+                    dict = dict.get_dict(frame.name.as_deref()?)?;
+                }
+                dict
             }
+        };
+        match child {
+            Some(child) => dict.get_dict(child)?.get(name),
+            None => dict.get(name),
         }
-        let mut dict = self.source(collection)?;
-        for frame in &self.frames[1..] {
-            dict = dict.get_dict(frame.name.as_deref()?)?;
-        }
-        dict.get(name)
     }
 
     fn is_collection_empty(&self, collection: &str) -> bool {
@@ -337,6 +347,20 @@ impl<'v> Scope<'v> {
             self.reserve(&name, Reservation::Variable(Cow::Owned(collection.to_owned())))?;
         }
         self.write_variable(collection, &name, value)
+    }
+
+    /// The variable `collection/…path…/child/name` of the running module's submodule `child`,
+    /// if it exists and is an array, read without entering the child's frame: for a computation
+    /// that fuses several children's calls into one (`nn/fused_qkv.rs`), which must also check
+    /// [`observes_calls`](Self::observes_calls).
+    pub(crate) fn child_variable(&self, collection: &str, child: &str, name: &str) -> Option<Tensor> {
+        self.lookup_in(collection, Some(child), name).and_then(Value::as_tensor).map(Tensor::shallow_clone)
+    }
+
+    /// Whether module calls are observed (recorded for `tabulate`, or their outputs captured
+    /// as `intermediates`), so that each must really run as a call of its own module.
+    pub(crate) fn observes_calls(&self) -> bool {
+        self.calls.is_some() || self.config.capture.is_on()
     }
 
     /// Whether the variable `collection/…path…/name` exists.

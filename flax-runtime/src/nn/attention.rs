@@ -12,8 +12,10 @@ use crate::core::repr::FlaxRepr;
 use crate::core::rng::PRNGKey;
 use crate::core::scope::Scope;
 use crate::core::tensor_checks::{check_defined, masked_fill};
+use crate::core::tensor_identity::identity;
 use crate::module;
 use crate::nn::dtypes::{cast, result_dtype};
+use crate::nn::fused_qkv::fused_qkv;
 use crate::nn::initializers::{self, Init};
 use crate::nn::linear::DenseGeneral;
 use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
@@ -581,9 +583,14 @@ impl Attention<'_> {
             ));
         }
         let head_dim = qkv_features / self.num_heads;
-        let query = self.projection("query", head_dim).call(cx, inputs_q)?;
-        let mut key = self.projection("key", head_dim).call(cx, inputs_kv)?;
-        let mut value = self.projection("value", head_dim).call(cx, inputs_kv)?;
+        let (query, mut key, mut value) = match self.fused_projections(cx, inputs_q, inputs_kv, head_dim)? {
+            Some([query, key, value]) => (query, key, value),
+            None => (
+                self.projection("query", head_dim).call(cx, inputs_q)?,
+                self.projection("key", head_dim).call(cx, inputs_kv)?,
+                self.projection("value", head_dim).call(cx, inputs_kv)?,
+            ),
+        };
         let mut mask = mask.map(Tensor::shallow_clone);
         if self.decode {
             (key, value, mask) = self.use_cache(cx, &query, key, value, mask)?;
@@ -602,6 +609,21 @@ impl Attention<'_> {
             .precision(self.precision)
             .name("out")
             .call(cx, &x)
+    }
+
+    /// The three projections as one product (`nn/fused_qkv.rs`), where the keys and values
+    /// come from the query's own input and the computation is float32; `None` otherwise.
+    fn fused_projections(
+        &self,
+        cx: &Scope<'_>,
+        inputs_q: &Tensor,
+        inputs_kv: &Tensor,
+        head_dim: i64,
+    ) -> Result<Option<[Tensor; 3]>> {
+        if identity(inputs_q) != identity(inputs_kv) || self.dtype.is_some_and(|k| k != Kind::Float) {
+            return Ok(None);
+        }
+        fused_qkv(cx, inputs_q, self.num_heads, head_dim, self.use_bias, self.precision)
     }
 
     /// The `DenseGeneral` projecting inputs to `(num_heads, head_dim)`.

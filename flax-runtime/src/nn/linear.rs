@@ -92,7 +92,7 @@ impl Dense {
 /// gradient is needed and the product is large, oneDNN's on a kernel packed once for the
 /// param `param` (the tensor `kernel` is, or was cast or reshaped from; see
 /// [`packed_linear`]).
-fn linear(x: &Tensor, param: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn linear(x: &Tensor, param: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let shape = x.size();
     let (lead, in_features) = shape.split_at(shape.len().saturating_sub(1));
     let matrix = match shape.len() {

@@ -16,15 +16,9 @@
 
 use crate::core::custom_function::grad_enabled;
 use crate::core::errors::Result;
-use crate::core::shim;
+use crate::core::tensor_identity::{identity, version};
 use std::cell::RefCell;
-use std::ffi::c_void;
 use tch::Tensor;
-
-extern "C" {
-    fn flax_tensor_impl(t: shim::Handle) -> *const c_void;
-    fn flax_tensor_version(t: shim::Handle) -> i64;
-}
 
 /// One hoisted value: what it was computed from, and the result.
 struct Entry {
@@ -61,16 +55,6 @@ thread_local! {
 thread_local! {
     /// How many values [`hoisted`] computed on this thread (the tests count misses).
     static COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-fn identity(t: &Tensor) -> *const c_void {
-    // SAFETY: reads the handle's `TensorImpl` pointer; the handle is alive for the call.
-    unsafe { flax_tensor_impl(shim::handle(t)) }
-}
-
-fn version(t: &Tensor) -> i64 {
-    // SAFETY: reads the handle's version counter; the handle is alive for the call.
-    unsafe { flax_tensor_version(shim::handle(t)) }
 }
 
 /// Closes the innermost frame when the sequence ends, by return, error or panic.

@@ -23,6 +23,7 @@ pub mod dims;
 pub mod dtypes;
 pub mod embed;
 mod empty_windows;
+mod fused_qkv;
 mod fused_rnn;
 pub mod initializers;
 mod lax_conv;

@@ -1,0 +1,58 @@
+//! Which tensor a handle is, and whether it is still alive, as tch does not expose them
+//! (`csrc/tensor_identity.cpp`, `csrc/weak_storage.cpp`): what caches of values derived from
+//! params need to reuse a value only while its sources are the very same, unmodified tensors
+//! (`nn/loop_invariant.rs` within a sequence, `nn/fused_qkv.rs` across calls).
+
+use crate::core::shim;
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use tch::Tensor;
+
+extern "C" {
+    fn flax_tensor_impl(t: shim::Handle) -> *const c_void;
+    fn flax_tensor_version(t: shim::Handle) -> i64;
+    fn flax_storage_weak_new(t: shim::Handle) -> *mut c_void;
+    fn flax_storage_weak_alive(weak: *const c_void) -> i32;
+    fn flax_storage_weak_free(weak: *mut c_void);
+}
+
+/// The address of the tensor's `TensorImpl`: equal for two handles exactly when they are the
+/// same tensor (shallow clones included), and stable while either is alive.
+pub(crate) fn identity(t: &Tensor) -> *const c_void {
+    // SAFETY: reads the handle's `TensorImpl` pointer; the handle is alive for the call.
+    unsafe { flax_tensor_impl(shim::handle(t)) }
+}
+
+/// The tensor's in-place version counter (bumped by every in-place operation on it or a view).
+pub(crate) fn version(t: &Tensor) -> i64 {
+    // SAFETY: reads the handle's version counter; the handle is alive for the call.
+    unsafe { flax_tensor_version(shim::handle(t)) }
+}
+
+/// A weak reference to a tensor's storage, released on drop: it keeps no memory alive.
+pub(crate) struct WeakStorage(NonNull<c_void>);
+
+// SAFETY: a `c10::weak_intrusive_ptr`, whose reference counts are atomic; nothing else is shared.
+unsafe impl Send for WeakStorage {}
+
+impl WeakStorage {
+    /// A weak reference to the storage of `t`; `None` for a tensor without storage (the
+    /// wrappers of functorch's transforms, for example).
+    pub(crate) fn new(t: &Tensor) -> Option<Self> {
+        // SAFETY: the handle is alive for the call; the shim returns an owned pointer or null.
+        NonNull::new(unsafe { flax_storage_weak_new(shim::handle(t)) }).map(Self)
+    }
+
+    /// Whether some tensor still refers to the storage.
+    pub(crate) fn alive(&self) -> bool {
+        // SAFETY: a pointer from `flax_storage_weak_new`, not yet freed.
+        unsafe { flax_storage_weak_alive(self.0.as_ptr()) != 0 }
+    }
+}
+
+impl Drop for WeakStorage {
+    fn drop(&mut self) {
+        // SAFETY: a pointer from `flax_storage_weak_new`, freed once, here.
+        unsafe { flax_storage_weak_free(self.0.as_ptr()) }
+    }
+}

@@ -325,13 +325,14 @@ impl BatchNorm {
             if let Some(y) = fused {
                 if let Some((mean, invstd)) = batch {
                     // The kernel returns `1 / sqrt(var + ε)` of the biased batch variance. Both
-                    // statistics are cut from the graph: the variance by computing it under
-                    // `no_grad` (no `detach` operator needed), the mean by `detach`.
-                    let (mean, var) = tch::no_grad(|| -> Result<_> {
-                        let var =
-                            invstd.f_pow_tensor_scalar(-2)?.f_sub_scalar(self.epsilon)?.f_clamp_min(0.0)?;
-                        Ok((mean.f_detach()?, var))
-                    })?;
+                    // statistics are detached (no gradient, nor forward-mode tangent, reaches
+                    // the new averages from them).
+                    let var = invstd
+                        .f_detach()?
+                        .f_pow_tensor_scalar(-2)?
+                        .f_sub_scalar(self.epsilon)?
+                        .f_clamp_min(0.0)?;
+                    let mean = mean.f_detach()?;
                     self.update_running_averages(cx, (&ra_mean, &ra_var), (&mean, &var))?;
                 }
                 return Ok(y);

@@ -18,6 +18,12 @@
 //! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20 --cpu-time]`
 //!
 //! `--only TEXT` times only the layers whose name contains `TEXT` (for `perf record`).
+//!
+//! Each row is followed (on stderr) by the minor page faults per call of each side: where
+//! glibc's malloc gives a freed block of a few MB back to the kernel, the next call faults the
+//! same pages in again, zeroed, a cost set by the heap's history rather than by the code under
+//! test (in a side measurement, one libtorch closure took 10 faults per call and another 830).
+//! A ratio is only read as the code's when both sides show about none.
 
 use flax::nn::{self, BatchNorm, Dense, Embed, GroupNorm, LayerNorm, RMSNorm};
 use flax::optax::losses::softmax_cross_entropy_with_integer_labels;
@@ -286,6 +292,14 @@ fn cpu_us() -> f64 {
     t.tv_sec as f64 * 1e6 + t.tv_nsec as f64 / 1e3
 }
 
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    // SAFETY: `getrusage` writes into the zeroed struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt
+}
+
 /// Microseconds per call of `f`, `iters` calls, by the wall clock or (`cpu`) by CPU time.
 fn time(iters: usize, cpu: bool, f: &dyn Fn()) -> f64 {
     let (start, start_cpu) = (Instant::now(), cpu_us());
@@ -320,6 +334,7 @@ fn main() {
         let fwd_flax = || drop((c.flax_forward)());
         let fwd_torch = || drop((c.torch_forward)());
         let mut samples = [vec![], vec![], vec![], vec![]];
+        let mut faults = [0i64; 4];
         // Warm-up.
         for f in [&fwd_flax as &dyn Fn(), &fwd_torch, &*c.flax_backward, &*c.torch_backward] {
             time(2, cpu, f);
@@ -330,10 +345,17 @@ fn main() {
             let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [1, 0, 3, 2] };
             for i in order {
                 let (slot, f) = pairs[i];
+                let before = minor_faults();
                 samples[slot].push(time(iters, cpu, f));
+                faults[slot] += minor_faults() - before;
             }
         }
         let [a, b, cc, d] = samples.map(median);
         println!("| {} | {a:.0} | {b:.0} | {:.2} | {cc:.0} | {d:.0} | {:.2} |", c.name, a / b, cc / d);
+        let [fa, fb, fc, fd] = faults.map(|n| n as f64 / (rounds * iters) as f64);
+        eprintln!(
+            "  {}: minor page faults per call: flax fwd {fa:.0}, libtorch fwd {fb:.0}, flax fwd+bwd {fc:.0}, libtorch fwd+bwd {fd:.0}",
+            c.name
+        );
     }
 }

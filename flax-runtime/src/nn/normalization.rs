@@ -324,13 +324,16 @@ impl BatchNorm {
             })?;
             if let Some(y) = fused {
                 if let Some((mean, invstd)) = batch {
-                    // The kernel returns `1 / sqrt(var + ε)` of the biased batch variance.
+                    // The kernel returns `1 / sqrt(var + ε)` of the biased batch variance. Both
+                    // statistics are detached (no gradient, nor forward-mode tangent, reaches
+                    // the new averages from them).
                     let var = invstd
                         .f_detach()?
                         .f_pow_tensor_scalar(-2)?
                         .f_sub_scalar(self.epsilon)?
                         .f_clamp_min(0.0)?;
-                    self.update_running_averages(cx, (&ra_mean, &ra_var), (&mean.f_detach()?, &var))?;
+                    let mean = mean.f_detach()?;
+                    self.update_running_averages(cx, (&ra_mean, &ra_var), (&mean, &var))?;
                 }
                 return Ok(y);
             }
@@ -361,7 +364,16 @@ impl BatchNorm {
             return Ok(());
         }
         let keep = |average: Tensor, batch: &Tensor| -> Result<Tensor> {
-            Ok(average.f_mul_scalar(self.momentum)?.f_add(&batch.f_mul_scalar(1.0 - self.momentum)?)?)
+            if average.requires_grad() || batch.requires_grad() {
+                // Flax's formula, op by op: gradients flow through it as through Flax's.
+                return Ok(average
+                    .f_mul_scalar(self.momentum)?
+                    .f_add(&batch.f_mul_scalar(1.0 - self.momentum)?)?);
+            }
+            // The same average up to rounding in one operator instead of three: on a layer
+            // this cheap, each small operator's fixed cost adds up (`benches/layer_times.rs`).
+            let kind = promote_types(average.kind(), batch.kind());
+            Ok(cast(average, kind)?.f_lerp(&cast(batch.shallow_clone(), kind)?, 1.0 - self.momentum)?)
         };
         let new_mean = keep(ra_mean.value(cx)?, mean)?;
         let new_var = keep(ra_var.value(cx)?, var)?;

@@ -2,46 +2,14 @@
 //! measured, not estimated.
 //!
 //! Every tensor a gather creates (the all-gathered buffers and the joined full leaves) is
-//! recorded with a weak reference to its storage (`csrc/weak_storage.cpp`), which keeps
+//! recorded with a weak reference to its storage (`core::tensor_identity::WeakStorage`), which keeps
 //! nothing alive. A storage lives while any tensor or view of it does, the ones autograd
 //! saves for the backward pass included, so the bytes of the recorded storages still alive
 //! are exactly the gathered bytes this rank still holds. Memory held in gathered parameters
 //! only grows when a gather runs, so sampling it after each gather gives the true peak.
 
-use crate::core::shim::{self, Handle};
-use std::ffi::c_void;
-use std::ptr::NonNull;
+use crate::core::tensor_identity::WeakStorage;
 use tch::Tensor;
-
-extern "C" {
-    fn flax_storage_weak_new(t: Handle) -> *mut c_void;
-    fn flax_storage_weak_alive(weak: *const c_void) -> i32;
-    fn flax_storage_weak_free(weak: *mut c_void);
-}
-
-/// A weak reference to a tensor's storage, released on drop.
-struct WeakStorage(NonNull<c_void>);
-
-impl WeakStorage {
-    /// A weak reference to the storage of `t`; `None` for a tensor without storage.
-    fn new(t: &Tensor) -> Option<Self> {
-        // SAFETY: the handle is alive for the call; the shim returns an owned pointer or null.
-        NonNull::new(unsafe { flax_storage_weak_new(shim::handle(t)) }).map(Self)
-    }
-
-    /// Whether some tensor still refers to the storage.
-    fn alive(&self) -> bool {
-        // SAFETY: a pointer from `flax_storage_weak_new`, not yet freed.
-        unsafe { flax_storage_weak_alive(self.0.as_ptr()) != 0 }
-    }
-}
-
-impl Drop for WeakStorage {
-    fn drop(&mut self) {
-        // SAFETY: a pointer from `flax_storage_weak_new`, freed once, here.
-        unsafe { flax_storage_weak_free(self.0.as_ptr()) }
-    }
-}
 
 /// The gathered tensors a rank may still hold, and the most bytes of them alive at once.
 #[derive(Default)]

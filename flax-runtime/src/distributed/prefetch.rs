@@ -25,14 +25,10 @@
 use super::work::StartedGather;
 use super::ProcessGroup;
 use crate::core::errors::Result;
-use crate::core::shim::{self, Handle};
+use crate::core::tensor_identity;
 use crate::tree::{self, Tree};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
-
-extern "C" {
-    fn flax_tensor_version(t: Handle) -> i64;
-}
 
 /// One gather of a step: the paths of the unit's split parameters, in its leaf order.
 type Unit = Vec<Vec<String>>;
@@ -50,8 +46,7 @@ struct Identity {
 
 impl Identity {
     fn of(t: &Tensor) -> Self {
-        // SAFETY: reads the version counter of a live handle.
-        let version = unsafe { flax_tensor_version(shim::handle(t)) };
+        let version = tensor_identity::version(t);
         Identity { data: t.data_ptr() as usize, size: t.size(), stride: t.stride(), kind: t.kind(), version }
     }
 }

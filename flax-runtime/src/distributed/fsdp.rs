@@ -138,9 +138,16 @@ impl<'g> Fsdp<'g> {
     /// # Errors
     /// libtorch's.
     pub fn shard<T: Tree>(&self, tree: &T) -> Result<T> {
+        self.shard_under(&[], tree)
+    }
+
+    /// [`shard`](Self::shard) for a subtree found at `prefix` in the parameters (a
+    /// `fully_shard` unit's, while it initialises).
+    pub(super) fn shard_under<T: Tree>(&self, prefix: &[String], tree: &T) -> Result<T> {
         let (rank, world) = (self.group.rank(), self.group.world_size());
         tree::tree_map_with_path(tree, |path, leaf| {
-            match self.spec.find(&path.to_strings(), &leaf.size(), true, world) {
+            let path: Vec<String> = prefix.iter().cloned().chain(path.to_strings()).collect();
+            match self.spec.find(&path, &leaf.size(), true, world) {
                 Some(layout) => piece(layout, leaf, rank, world),
                 None => Ok(leaf.shallow_clone()),
             }

@@ -23,8 +23,10 @@
 //! (up to three times while they are packed for the reduce-scatter); with
 //! [`Gathering::PerUnit`] the full parameters of one [`fully_shard`](super::fully_shard) unit
 //! at a time (two copies while gathering it) and that unit's full gradients. What the
-//! gathers leave alive is measured, [`Fsdp::peak_gathered_bytes`]. Initialising and restoring
-//! hold the full parameters (and, for a restore, the full optimizer state).
+//! gathers leave alive is measured, [`Fsdp::peak_gathered_bytes`]. Initialising with
+//! [`Fsdp::init`] holds this rank's pieces and one unit's full parameters at a time (a plain
+//! `init` and [`Fsdp::train_state`] hold the full parameters); restoring holds the full
+//! parameters and optimizer state.
 
 use super::fully_shard::activate;
 use super::gathered::GatheredMemory;

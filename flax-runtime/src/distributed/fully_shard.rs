@@ -19,7 +19,7 @@
 //! whole model's parameters never exist in one process.
 //!
 //! ```no_run
-//! use flax::distributed::{fully_shard, Fsdp, Gathering, ProcessGroup, ShardingSpec};
+//! use flax::distributed::{eval_shape, fully_shard, Fsdp, Gathering, ProcessGroup, ShardingSpec};
 //! use flax::prelude::*;
 //!
 //! #[module]
@@ -40,11 +40,12 @@
 //! # fn main() -> flax::Result<()> {
 //! let group = ProcessGroup::initialize()?;
 //! let x = Tensor::ones([8, 1024], (Kind::Float, Device::Cpu));
-//! let params = Deep::new().init(PRNGKey::new(0), &x)?.get_dict("params").cloned().unwrap_or_default();
-//! let spec = ShardingSpec::largest_divisible_axis(&params, group.world_size())?;
+//! // The spec from the parameters' shapes, then this rank's pieces of them: no process holds
+//! // more than one unit's full parameters (see `Fsdp::init`).
+//! let shapes = eval_shape(|| Deep::new().init(PRNGKey::new(0), &x))?.get_dict("params").cloned().unwrap_or_default();
+//! let spec = ShardingSpec::largest_divisible_axis(&shapes, group.world_size())?;
 //! let fsdp = Fsdp::new(&group, spec)?.gathering(Gathering::PerUnit);
-//! let pieces = fsdp.shard(&group.replicate(&params)?)?;
-//! drop(params);
+//! let pieces = fsdp.init(|| Deep::new().init(PRNGKey::new(0), &x))?.get_dict("params").cloned().unwrap_or_default();
 //! let (loss, grads) = fsdp.value_and_grad(&pieces, |p| {
 //!     let variables = Variables::new().copy([("params", flax::Value::Dict(p.clone()))]);
 //!     Ok(Deep::new().apply(&variables, &x)?.square().mean(Kind::Float))

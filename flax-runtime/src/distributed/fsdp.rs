@@ -24,8 +24,10 @@
 //! [`Gathering::PerUnit`] the full parameters of one [`fully_shard`](super::fully_shard) unit
 //! at a time (two copies while gathering it; with [prefetch](Fsdp::prefetch), also the next
 //! unit's gathered buffer while it computes) and that unit's full gradients. What the
-//! gathers leave alive is measured, [`Fsdp::peak_gathered_bytes`]. Initialising and restoring
-//! hold the full parameters (and, for a restore, the full optimizer state).
+//! gathers leave alive is measured, [`Fsdp::peak_gathered_bytes`]. Initialising with
+//! [`Fsdp::init`] holds this rank's pieces and one unit's full parameters at a time (a plain
+//! `init` and [`Fsdp::train_state`] hold the full parameters); restoring holds the full
+//! parameters and optimizer state.
 
 use super::fully_shard::activate;
 use super::gathered::GatheredMemory;
@@ -168,9 +170,16 @@ impl<'g> Fsdp<'g> {
     /// # Errors
     /// libtorch's.
     pub fn shard<T: Tree>(&self, tree: &T) -> Result<T> {
+        self.shard_under(&[], tree)
+    }
+
+    /// [`shard`](Self::shard) for a subtree found at `prefix` in the parameters (a
+    /// `fully_shard` unit's, while it initialises).
+    pub(super) fn shard_under<T: Tree>(&self, prefix: &[String], tree: &T) -> Result<T> {
         let (rank, world) = (self.group.rank(), self.group.world_size());
         tree::tree_map_with_path(tree, |path, leaf| {
-            match self.spec.find(&path.to_strings(), &leaf.size(), true, world) {
+            let path: Vec<String> = prefix.iter().cloned().chain(path.to_strings()).collect();
+            match self.spec.find(&path, &leaf.size(), true, world) {
                 Some(layout) => piece(layout, leaf, rank, world),
                 None => Ok(leaf.shallow_clone()),
             }

@@ -15,10 +15,13 @@
 //!
 //! Outside such a step (`init`, one process, unsharded data-parallel training, the
 //! whole-model mode) a unit is its module, called plainly: the same parameters under the
-//! same names (`Dense_0`, not a lifted name), the same values.
+//! same names (`Dense_0`, not a lifted name), the same values. In a sharded init
+//! ([`Fsdp::init`], [`eval_shape`](super::eval_shape)) a unit also cuts its parameters down
+//! to this rank's pieces (or to their shapes) as soon as it has created them, so that the
+//! whole model's parameters never exist in one process.
 //!
 //! ```no_run
-//! use flax::distributed::{fully_shard, Fsdp, Gathering, ProcessGroup, ShardingSpec};
+//! use flax::distributed::{eval_shape, fully_shard, Fsdp, Gathering, ProcessGroup, ShardingSpec};
 //! use flax::prelude::*;
 //!
 //! #[module]
@@ -39,11 +42,12 @@
 //! # fn main() -> flax::Result<()> {
 //! let group = ProcessGroup::initialize()?;
 //! let x = Tensor::ones([8, 1024], (Kind::Float, Device::Cpu));
-//! let params = Deep::new().init(PRNGKey::new(0), &x)?.get_dict("params").cloned().unwrap_or_default();
-//! let spec = ShardingSpec::largest_divisible_axis(&params, group.world_size())?;
+//! // The spec from the parameters' shapes, then this rank's pieces of them: no process holds
+//! // more than one unit's full parameters (see `Fsdp::init`).
+//! let shapes = eval_shape(|| Deep::new().init(PRNGKey::new(0), &x))?.get_dict("params").cloned().unwrap_or_default();
+//! let spec = ShardingSpec::largest_divisible_axis(&shapes, group.world_size())?;
 //! let fsdp = Fsdp::new(&group, spec)?.gathering(Gathering::PerUnit);
-//! let pieces = fsdp.shard(&group.replicate(&params)?)?;
-//! drop(params);
+//! let pieces = fsdp.init(|| Deep::new().init(PRNGKey::new(0), &x))?.get_dict("params").cloned().unwrap_or_default();
 //! let (loss, grads) = fsdp.value_and_grad(&pieces, |p| {
 //!     let variables = Variables::new().copy([("params", flax::Value::Dict(p.clone()))]);
 //!     Ok(Deep::new().apply(&variables, &x)?.square().mean(Kind::Float))
@@ -54,6 +58,7 @@
 //! ```
 
 use super::fsdp::{split_rows, Fsdp};
+use super::sharded_init::{finish_unit, unit_init, UnitInit};
 use super::sharding_spec::LeafSharding;
 use crate::core::custom_function::custom_vjp;
 use crate::core::errors::{Error, Result};
@@ -102,18 +107,25 @@ impl<M: Module + Send + 'static> FullyShard<M> {
     {
         let (handle, module) = (self.module.module_handle(), self.module.clone());
         let owner = handle.token;
-        let sharded = ACTIVE.with(Cell::get).is_some() && !cx.is_initializing();
+        let init = if cx.is_initializing() { unit_init() } else { None };
+        // In a sharded init, a unit called again finds its pieces and gathers them.
+        let sharded =
+            ACTIVE.with(Cell::get).is_some() && (!cx.is_initializing() || init == Some(UnitInit::Pieces));
         in_frame_of(cx, handle, M::TYPE_NAME, |cx| {
             let path: Vec<String> = cx.path().into_iter().map(str::to_owned).collect();
             let (policy, view) = match sharded {
-                true => (RematPolicy::NothingSaveable, Some(path)),
+                true => (RematPolicy::NothingSaveable, Some(path.clone())),
                 false => (RematPolicy::EverythingSaveable, None),
             };
             let view = move |variables: FrozenDict| match &view {
                 Some(path) => with_active(|fsdp| gathered_view(fsdp, path, variables)),
                 None => Ok(variables),
             };
-            remat_frame_mapped(cx, owner, policy, x, view, move |cx, x| body(&module, cx, x))
+            let y = remat_frame_mapped(cx, owner, policy, x, view, move |cx, x| body(&module, cx, x))?;
+            match init {
+                Some(init) => finish_unit(cx, &path, init).map(|()| y),
+                None => Ok(y),
+            }
         })
     }
 }
@@ -142,7 +154,7 @@ impl Drop for Active<'_> {
 }
 
 /// Runs `f` with this thread's active sharded mode.
-fn with_active<R>(f: impl FnOnce(&Fsdp<'_>) -> Result<R>) -> Result<R> {
+pub(super) fn with_active<R>(f: impl FnOnce(&Fsdp<'_>) -> Result<R>) -> Result<R> {
     let Some(fsdp) = ACTIVE.with(Cell::get) else {
         return Err(Error::Value(
             "fully_shard: a unit gathered its parameters outside its Fsdp step (its backward pass \

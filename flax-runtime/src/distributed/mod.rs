@@ -39,7 +39,9 @@
 //! [`Fsdp::prefetch`]).
 //!
 //! The spec comes from Flax's `with_partitioning` annotations
-//! ([`ShardingSpec::from_partition_spec`]) or from a rule.
+//! ([`ShardingSpec::from_partition_spec`]) or from a rule, over the full parameters or over
+//! their shapes alone ([`eval_shape`]); [`Fsdp::init`] then gives each rank its pieces of
+//! them without the whole model existing in any process (`jax.jit(init, out_shardings=…)`).
 //!
 //! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build).
 
@@ -54,6 +56,7 @@ mod overlap;
 mod prefetch;
 mod process_group;
 mod shard;
+mod sharded_init;
 mod sharding_spec;
 mod stats;
 mod structure;
@@ -65,5 +68,6 @@ pub use launch::spawn_local;
 pub use options::ProcessGroupOptions;
 pub use overlap::DEFAULT_BUCKET_CAP_BYTES;
 pub use process_group::ProcessGroup;
+pub use sharded_init::eval_shape;
 pub use sharding_spec::{LeafSharding, ShardingSpec};
 pub use stats::CommStats;

@@ -87,6 +87,11 @@ pub(crate) fn update_moment(moment: &Tensor, x: &Tensor, decay: f64) -> Result<T
 pub(crate) fn full_like<P: Tree>(tree: &P, value: f64, kind: Option<Kind>) -> Result<P> {
     tree::tree_map(tree, |p| {
         let kind = kind.map_or_else(|| p.f_kind(), Ok)?;
-        Ok(Tensor::f_full(p.size(), value, (kind, p.device()))?)
+        // Not `f_full`: tch drops its scalar argument before reading libtorch's error, and
+        // that drop panics on the pending error, so a failed allocation (the optimizer state
+        // not fitting in memory) would panic instead of returning it. Filling cannot fail.
+        let mut state = Tensor::f_empty(p.size(), (kind, p.device()))?;
+        let _ = state.f_fill_(value)?;
+        Ok(state)
     })
 }

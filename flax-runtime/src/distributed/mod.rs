@@ -38,7 +38,9 @@
 //! for its backward pass).
 //!
 //! The spec comes from Flax's `with_partitioning` annotations
-//! ([`ShardingSpec::from_partition_spec`]) or from a rule.
+//! ([`ShardingSpec::from_partition_spec`]) or from a rule. Its checkpoints are Orbax's
+//! multi-process ones, each rank writing and reading only its pieces
+//! ([`Fsdp::save_sharded`], [`Fsdp::restore_sharded`]).
 //!
 //! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build).
 
@@ -52,6 +54,7 @@ mod options;
 mod overlap;
 mod process_group;
 mod shard;
+mod sharded_checkpoint;
 mod sharding_spec;
 mod stats;
 mod structure;

@@ -5,6 +5,7 @@
 //! `$FLAX_RS_ORBAX_OUT/sharded`). A missing or damaged process database is a typed error, and
 //! a rank that fails or dies mid-save leaves nothing under the final name.
 
+#[allow(dead_code)] // `join_or_spawn`: these tests spawn their workers themselves
 mod workers;
 
 use flax::distributed::{Fsdp, ProcessGroup, ShardingSpec};

@@ -420,6 +420,16 @@ mod tests {
         }
     }
 
+    /// A store that records the keys read from it.
+    struct Recording(Memory, std::cell::RefCell<Vec<String>>);
+
+    impl Store for Recording {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            self.1.borrow_mut().push(key.to_owned());
+            self.0.get(key)
+        }
+    }
+
     #[test]
     fn edge_chunks_and_missing_chunks_fill_the_array() {
         // A 3x5 int32 array in 2x2 chunks; chunk (1, 2) is missing and holds the fill value 7.
@@ -466,6 +476,10 @@ mod tests {
         assert_eq!(read(0, 4..6), (vec![2, 5], vec![0; 10]));
         let reversed = read_region(&store, "a", |_| Ok(Some(Rows { axis: 2, range: 0..1 })));
         assert!(reversed.unwrap_err().to_string().contains("do not fit"));
+        // Only the chunks overlapping the rows are read: the first row of chunks.
+        let recording = Recording(store, Default::default());
+        read_region(&recording, "a", |_| Ok(Some(Rows { axis: 0, range: 0..2 }))).unwrap();
+        assert_eq!(recording.1.into_inner(), ["a/.zarray", "a/0.0", "a/0.1", "a/0.2"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ saves `rust_tree()` to `$FLAX_RS_ORBAX_OUT`, by default `$CARGO_TARGET_DIR/tmp/o
 the repository root:
 
     cargo test -p flax-runtime --test orbax_checkpoints
+    cargo test -p flax-runtime --test orbax_sharded   # after orbax_checkpoints, which clears DIR
     .golden-venv/bin/python scripts/golden/orbax_check_restore.py [DIR]
 
 It restores each with Orbax — raw with `PyTreeCheckpointer` and `StandardCheckpointer`, into
@@ -17,9 +18,9 @@ the Rust test saved.
 `flax-runtime/tests/orbax_sharded.rs` writes, into the same directory, `sharded/` (a TrainState
 saved by 4 Rust ranks, each writing its pieces into its own `ocdbt.process_<rank>/`),
 `sharded_manager/7/` (the same through a `CheckpointManager`) and `sharded_reference/` (the
-gathered state saved by one process). Run `cargo test -p flax-runtime --test orbax_sharded`
-first. The script checks that each process database holds only that rank's chunks (as
-multi-host JAX writes them), and that Orbax restores the sharded checkpoint as the full
+gathered state saved by one process). The script checks that each process database holds
+that rank's chunk of Dense_0's kernel and no other rank's, and `.zarray` documents only on
+rank 0 (as multi-host JAX writes them), and that Orbax restores the sharded checkpoint as the full
 arrays: raw, into a target sharded over 4 CPU devices, and through `CheckpointManager`.
 It exits non-zero on any failure.
 """

@@ -7,22 +7,37 @@ saves `rust_tree()` to `$FLAX_RS_ORBAX_OUT`, by default `$CARGO_TARGET_DIR/tmp/o
 the repository root:
 
     cargo test -p flax-runtime --test orbax_checkpoints
+    cargo test -p flax-runtime --test orbax_sharded   # after orbax_checkpoints, which clears DIR
     .golden-venv/bin/python scripts/golden/orbax_check_restore.py [DIR]
 
 It restores each with Orbax — raw with `PyTreeCheckpointer` and `StandardCheckpointer`, into
 an abstract target of `jax.ShapeDtypeStruct`s with `PyTreeRestore`, and the manager's latest
 step through `CheckpointManager` — and checks every value, dtype and shape against the tree
-the Rust test saved. It exits non-zero on any failure.
+the Rust test saved.
+
+`flax-runtime/tests/orbax_sharded.rs` writes, into the same directory, `sharded/` (a TrainState
+saved by 4 Rust ranks, each writing its pieces into its own `ocdbt.process_<rank>/`),
+`sharded_manager/7/` (the same through a `CheckpointManager`) and `sharded_reference/` (the
+gathered state saved by one process). The script checks that each process database holds
+that rank's chunk of Dense_0's kernel and no other rank's, and `.zarray` documents only on
+rank 0 (as multi-host JAX writes them), and that Orbax restores the sharded checkpoint as the full
+arrays: raw, into a target sharded over 4 CPU devices, and through `CheckpointManager`.
+It exits non-zero on any failure.
 """
 
 import os
 import pathlib
 import sys
 
+# Four CPU devices for the sharded target (set before JAX starts).
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def rust_tree():
@@ -102,6 +117,54 @@ def main():
   check_same(expected, manager.restore(manager.latest_step()), 'manager')
   manager.close()
   print('manager: steps [2, 3]; Orbax restores step 3 what Rust wrote')
+  check_sharded(directory)
+
+
+def database_keys(path):
+  store = ts.KvStore.open({'driver': 'ocdbt', 'base': f'file://{path}'}).result()
+  return [key.decode() for key in store.list().result()]
+
+
+def check_sharded(directory):
+  """The checkpoint 4 Rust ranks wrote: its layout, and Orbax's restores of it."""
+  path = (directory / 'sharded').resolve()
+  if not path.is_dir():
+    sys.exit(f'no sharded checkpoint in {directory}: run the orbax_sharded test first')
+  reference = ocp.PyTreeCheckpointer().restore((directory / 'sharded_reference').resolve())
+  # Each rank's database holds its own chunks; the primary also the .zarray documents and
+  # the replicated values. Dense_0's (64, 256) kernel is split along its last axis in 4.
+  kernel = 'params.Dense_0.kernel'
+  for rank in range(4):
+    keys = database_keys(path / f'ocdbt.process_{rank}')
+    assert rank == 0 or not any(k.endswith('.zarray') for k in keys), f'process {rank}: {keys}'
+    own = sorted(k for k in keys if k.startswith(kernel + '/'))
+    expected = ([f'{kernel}/.zarray'] if rank == 0 else []) + [f'{kernel}/0.{rank}']
+    assert own == expected, f'process {rank}: {own} != {expected}'
+  assert f'{kernel}/0.3' in database_keys(path), 'the merged top-level database'
+  check_same(reference, ocp.PyTreeCheckpointer().restore(path), 'sharded')
+  check_same(reference, ocp.StandardCheckpointer().restore(path), 'sharded')
+  # Into jax.Arrays sharded as the Rust ranks held them: the last axis over 4 devices.
+  mesh = Mesh(np.array(jax.devices()[:4]), ('data',))
+
+  def target(x):
+    if not isinstance(x, np.ndarray):
+      return x
+    split = x.ndim > 0 and x.shape[-1] % 4 == 0
+    spec = PartitionSpec(*([None] * (x.ndim - 1) + ['data'])) if split else PartitionSpec()
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, spec))
+
+  abstract = jax.tree_util.tree_map(target, reference)
+  restored = ocp.PyTreeCheckpointer().restore(
+    path,
+    args=ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract)),
+  )
+  assert len(restored['params']['Dense_0']['kernel'].sharding.device_set) == 4
+  check_same(reference, restored, 'sharded (into a target on 4 devices)')
+  manager = ocp.CheckpointManager((directory / 'sharded_manager').resolve())
+  assert manager.all_steps() == [7], manager.all_steps()
+  check_same(reference, manager.restore(7), 'sharded manager')
+  manager.close()
+  print('sharded: each process database holds its rank\'s chunks; Orbax restores the full arrays')
 
 
 if __name__ == '__main__':

@@ -26,8 +26,8 @@
 //! unit's gathered buffer while it computes) and that unit's full gradients. What the
 //! gathers leave alive is measured, [`Fsdp::peak_gathered_bytes`]. Initialising with
 //! [`Fsdp::init`] holds this rank's pieces and one unit's full parameters at a time (a plain
-//! `init` and [`Fsdp::train_state`] hold the full parameters); restoring holds the full
-//! parameters and optimizer state.
+//! `init` and [`Fsdp::train_state`] hold the full parameters); [`Fsdp::restore_sharded`]
+//! reads only this rank's pieces into a target of pieces.
 
 use super::fully_shard::activate;
 use super::gathered::GatheredMemory;

@@ -42,6 +42,8 @@
 //! ([`ShardingSpec::from_partition_spec`]) or from a rule, over the full parameters or over
 //! their shapes alone ([`eval_shape`]); [`Fsdp::init`] then gives each rank its pieces of
 //! them without the whole model existing in any process (`jax.jit(init, out_shardings=…)`).
+//! Its checkpoints are Orbax's multi-process ones, each rank writing and reading only its
+//! pieces ([`Fsdp::save_sharded`], [`Fsdp::restore_sharded`]).
 //!
 //! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build).
 
@@ -56,6 +58,7 @@ mod overlap;
 mod prefetch;
 mod process_group;
 mod shard;
+mod sharded_checkpoint;
 mod sharded_init;
 mod sharding_spec;
 mod stats;

@@ -59,6 +59,14 @@
 //! written into a temporary directory beside its final path and renamed into place, so a
 //! crash never leaves a half-written checkpoint under the final name.
 //!
+//! # Multi-process checkpoints
+//! A checkpoint several processes wrote (each its own `ocdbt.process_<i>/` database, merged
+//! by the top-level manifest) restores whole here, its leaves read from the chunks the zarr
+//! grid lists. The sharded mode writes them, each rank only its own pieces, and reads back
+//! only the chunks of its pieces: [`Fsdp::save_sharded`](crate::distributed::Fsdp::save_sharded)
+//! and [`Fsdp::restore_sharded`](crate::distributed::Fsdp::restore_sharded) (the layout is
+//! described in `orbax/sharded.rs`).
+//!
 //! # Damaged checkpoints
 //! Nothing read is trusted: a missing directory or file is an [`Error::Io`] naming it; a
 //! truncated or altered manifest or node (magic numbers, lengths, CRC-32C checksums), a data
@@ -67,9 +75,8 @@
 //! panics, and no partially restored tree is returned.
 //!
 //! # Not supported
-//! - Multi-process (sharded) checkpoints: a leaf is read from the chunks the zarr grid lists,
-//!   so arrays whose chunks several processes wrote restore whole, but nothing is written
-//!   sharded, and `_sharding` (JAX's device placement) is ignored.
+//! - JAX's device placement files (`_sharding`, `array_metadatas/`): ignored when read, not
+//!   written.
 //! - zarr v3 arrays (`use_zarr3=True`), compressors other than zstd (blosc, gzip), Fortran
 //!   order, big-endian dtypes, OCDBT's numbered manifests; each is an [`Error::Format`] saying
 //!   so.
@@ -81,9 +88,12 @@
 mod manager;
 mod metadata;
 mod ocdbt;
+pub(crate) mod sharded;
 mod zarr;
 
+pub(crate) use manager::{step_item_handlers, DEFAULT_ITEM};
 pub use manager::{CheckpointManager, CheckpointManagerOptions};
+pub(crate) use metadata::PYTREE_HANDLER;
 
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
@@ -94,7 +104,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use tch::Kind;
+use tch::{Kind, Tensor};
 use zarr::Store;
 
 /// Where the arrays of a written checkpoint go.
@@ -163,7 +173,14 @@ pub fn restore<T: Tree>(path: impl AsRef<Path>, target: &T, options: RestoreOpti
 /// [`Error::Io`] when `path` or a file it needs is missing or unreadable; [`Error::Format`]
 /// when anything in it is malformed or unsupported, naming the file and the fault.
 pub fn restore_raw(path: impl AsRef<Path>) -> Result<Value> {
-    let path = path.as_ref();
+    restore_raw_with(path.as_ref(), &|_, _| None)
+}
+
+/// Which rows of an array leaf to read, given its keys and stored shape (`None`: all of it).
+pub(crate) type RowsOf<'a> = &'a dyn Fn(&[String], &[i64]) -> Option<zarr::Rows>;
+
+/// [`restore_raw`], reading of each array leaf only the rows `rows_of` chooses.
+pub(crate) fn restore_raw_with(path: &Path, rows_of: RowsOf) -> Result<Value> {
     if !path.is_dir() {
         let kind =
             if path.exists() { std::io::ErrorKind::NotADirectory } else { std::io::ErrorKind::NotFound };
@@ -174,14 +191,14 @@ pub fn restore_raw(path: impl AsRef<Path>) -> Result<Value> {
         let bytes = fs::read(&metadata_path).map_err(|e| Error::io(&metadata_path, e))?;
         let tree = metadata::parse_tree_metadata(&bytes).map_err(|e| in_file(&metadata_path, e))?;
         let store = open_store(path, tree.use_ocdbt)?;
-        return read_leaves(path, store.as_ref(), &tree.leaves);
+        return read_leaves(path, store.as_ref(), &tree.leaves, rows_of);
     }
     let aggregate = path.join("checkpoint");
     if aggregate.is_file() {
         let bytes = fs::read(&aggregate).map_err(|e| Error::io(&aggregate, e))?;
         let tree = msgpack_restore(&bytes).map_err(|e| in_file(&aggregate, e))?;
         let store = open_store(path, path.join(ocdbt::MANIFEST).exists())?;
-        return resolve_placeholders(tree, store.as_ref());
+        return resolve_placeholders(tree, store.as_ref(), &mut Vec::new(), rows_of);
     }
     Err(Error::Format {
         format: "Orbax",
@@ -218,13 +235,16 @@ fn open_store(path: &Path, use_ocdbt: bool) -> Result<Box<dyn Store>> {
 }
 
 /// Builds the state dict from `_METADATA`'s leaves, reading each from the store.
-fn read_leaves(path: &Path, store: &dyn Store, leaves: &[LeafMetadata]) -> Result<Value> {
+fn read_leaves(path: &Path, store: &dyn Store, leaves: &[LeafMetadata], rows_of: RowsOf) -> Result<Value> {
     let mut strings = None;
     let mut root = FrozenDict::new();
     for leaf in leaves {
         let name = leaf.param_name();
         let value = match leaf.value_type.as_str() {
-            "jax.Array" | "np.ndarray" => zarr::read_array(store, &name)?,
+            "jax.Array" | "np.ndarray" => {
+                let keys: Vec<String> = leaf.keys.iter().map(|(k, _)| k.clone()).collect();
+                zarr::read_region(store, &name, |shape| Ok(rows_of(&keys, shape)))?
+            }
             "scalar" => python_scalar(zarr::read_array(store, &name)?, &name)?,
             "string" => {
                 if strings.is_none() {
@@ -289,26 +309,33 @@ fn python_scalar(value: Value, name: &str) -> Result<Value> {
     }))
 }
 
-/// The spec-era tree: `PLACEHOLDER://<name>` leaves are read from the store, lists become
-/// dicts keyed by index (the state dict's form).
-fn resolve_placeholders(value: Value, store: &dyn Store) -> Result<Value> {
+/// The spec-era tree: `PLACEHOLDER://<name>` leaves are read from the store (the rows
+/// `rows_of` chooses), lists become dicts keyed by index (the state dict's form). `keys` is
+/// the path to `value`.
+fn resolve_placeholders(
+    value: Value,
+    store: &dyn Store,
+    keys: &mut Vec<String>,
+    rows_of: RowsOf,
+) -> Result<Value> {
+    let mut children = |items: Vec<(String, Value)>| -> Result<Value> {
+        let mut dict = FrozenDict::new();
+        for (k, v) in items {
+            keys.push(k.clone());
+            let v = resolve_placeholders(v, store, keys, rows_of);
+            keys.pop();
+            dict.insert(k, v?);
+        }
+        Ok(Value::Dict(dict))
+    };
     Ok(match value {
         Value::Scalar(Scalar::Str(s)) if s.starts_with("PLACEHOLDER://") => {
-            zarr::read_array(store, &s["PLACEHOLDER://".len()..])?
+            zarr::read_region(store, &s["PLACEHOLDER://".len()..], |shape| Ok(rows_of(keys, shape)))?
         }
-        Value::Dict(dict) => Value::Dict(
-            dict.into_inner()
-                .into_iter()
-                .map(|(k, v)| Ok((k, resolve_placeholders(v, store)?)))
-                .collect::<Result<FrozenDict>>()?,
-        ),
-        Value::List(items) => Value::Dict(
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| Ok((i.to_string(), resolve_placeholders(v, store)?)))
-                .collect::<Result<FrozenDict>>()?,
-        ),
+        Value::Dict(dict) => children(dict.into_inner().into_iter().collect())?,
+        Value::List(items) => {
+            children(items.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect())?
+        }
         leaf => leaf,
     })
 }
@@ -343,6 +370,38 @@ pub(crate) fn conform_empty_nodes(target: &Value, raw: Value) -> Value {
 /// Writes the item directory `dir` for the state dict `state`: arrays, `_METADATA`,
 /// `_strings.json`.
 fn write_item(dir: &Path, state: &Value, layout: Layout) -> Result<()> {
+    let item = encode_item(state, true, &mut |_, name, t| whole_tensor(name, t))?;
+    match layout {
+        Layout::Ocdbt if !item.arrays.is_empty() => ocdbt::write(dir, &item.arrays)?,
+        Layout::Ocdbt => {}
+        Layout::PerArray => zarr::write_to_directory(
+            dir,
+            &item.arrays.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(),
+        )?,
+    }
+    write_item_metadata(dir, &item, layout == Layout::Ocdbt)
+}
+
+/// The zarr entries of the tensor leaf `name`, stored whole in one chunk.
+fn whole_tensor(name: &str, t: &Tensor) -> Result<Vec<(String, Vec<u8>)>> {
+    let (dtype, data) = tensor_to_raw(t)?;
+    Ok(zarr::encode_array(name, &t.size(), dtype, &data)?.into())
+}
+
+/// A state dict as Orbax stores it: each leaf's metadata, the zarr entries of its arrays,
+/// the strings for `_strings.json`.
+struct EncodedItem {
+    leaves: Vec<LeafToWrite>,
+    arrays: BTreeMap<String, Vec<u8>>,
+    strings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Whose entries a tensor leaf gets: `(keys, name, tensor)` to the zarr entries to write.
+type TensorEntries<'a> = &'a mut dyn FnMut(&[TreeKey], &str, &Tensor) -> Result<Vec<(String, Vec<u8>)>>;
+
+/// Encodes `state`, the arrays of tensor leaves by `tensor` and those of other leaves only
+/// when `primary` (the one process that writes what is not sharded).
+fn encode_item(state: &Value, primary: bool, tensor: TensorEntries) -> Result<EncodedItem> {
     let Value::Dict(root) = state else {
         return Err(Error::Value(
             "Orbax checkpoints hold a tree of dicts at the root, not a bare leaf".into(),
@@ -354,14 +413,18 @@ fn write_item(dir: &Path, state: &Value, layout: Layout) -> Result<()> {
     flatten(root, &mut Vec::new(), &mut |keys, value| {
         let leaf = LeafMetadata { keys: keys.to_vec(), value_type: String::new() };
         let name = leaf.param_name();
+        let mut others = |entries: [(String, Vec<u8>); 2]| {
+            if primary {
+                arrays.extend(entries);
+            }
+        };
         let value_type = match value {
             Value::Tensor(t) => {
-                let (dtype, data) = tensor_to_raw(t)?;
-                arrays.extend(zarr::encode_array(&name, &t.size(), dtype, &data)?);
+                arrays.extend(tensor(keys, &name, t)?);
                 "np.ndarray"
             }
             Value::Scalar(Scalar::UintArray(a)) => {
-                arrays.extend(zarr::encode_array(&name, a.shape(), ArrayDtype::Uint(a.dtype()), a.data())?);
+                others(zarr::encode_array(&name, a.shape(), ArrayDtype::Uint(a.dtype()), a.data())?);
                 "np.ndarray"
             }
             Value::Scalar(scalar @ (Scalar::Int(_) | Scalar::Float(_) | Scalar::Bool(_))) => {
@@ -371,7 +434,7 @@ fn write_item(dir: &Path, state: &Value, layout: Layout) -> Result<()> {
                     Scalar::Bool(b) => (Kind::Bool, vec![u8::from(*b)]),
                     _ => unreachable!("matched above"),
                 };
-                arrays.extend(zarr::encode_array(&name, &[], ArrayDtype::Tensor(dtype), &data)?);
+                others(zarr::encode_array(&name, &[], ArrayDtype::Tensor(dtype), &data)?);
                 "scalar"
             }
             Value::Scalar(Scalar::Str(s)) => {
@@ -396,15 +459,18 @@ fn write_item(dir: &Path, state: &Value, layout: Layout) -> Result<()> {
         });
         Ok(())
     })?;
-    match layout {
-        Layout::Ocdbt if !arrays.is_empty() => ocdbt::write(dir, &arrays)?,
-        Layout::Ocdbt => {}
-        Layout::PerArray => zarr::write_to_directory(dir, &arrays.into_iter().collect::<Vec<_>>())?,
+    Ok(EncodedItem { leaves, arrays, strings })
+}
+
+/// Writes an item's `_strings.json` (when it has strings) and `_METADATA` into `dir`.
+fn write_item_metadata(dir: &Path, item: &EncodedItem, use_ocdbt: bool) -> Result<()> {
+    if !item.strings.is_empty() {
+        write_file(
+            &dir.join(metadata::STRINGS),
+            serde_json::Value::Object(item.strings.clone()).to_string().as_bytes(),
+        )?;
     }
-    if !strings.is_empty() {
-        write_file(&dir.join(metadata::STRINGS), serde_json::Value::Object(strings).to_string().as_bytes())?;
-    }
-    write_file(&dir.join(metadata::METADATA), &metadata::tree_metadata_json(&leaves, layout == Layout::Ocdbt))
+    write_file(&dir.join(metadata::METADATA), &metadata::tree_metadata_json(&item.leaves, use_ocdbt))
 }
 
 /// Calls `leaf` with the keys of every leaf and empty node of `dict`, in order. A non-empty
@@ -441,25 +507,46 @@ pub(crate) fn write_atomically(
     if path.exists() && !force {
         return Err(Error::AlreadyExists { path: path.display().to_string() });
     }
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = parent_dir(path);
     fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    let name = path.file_name().map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned());
     let tmp = tempfile::Builder::new()
-        .prefix(&format!("{name}.orbax-checkpoint-tmp-"))
+        .prefix(&format!("{}.orbax-checkpoint-tmp-", file_name(path)))
         .tempdir_in(&parent)
         .map_err(|e| Error::io(&parent, e))?;
     write(tmp.path())?;
+    commit(&tmp.keep(), path, force)
+}
+
+/// `path`'s parent directory (`.` for a bare name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// The temporary directory beside `path` that the processes of a multi-process save agree
+/// on through `nonce` (a number the primary process chose and sent to the others), named as
+/// [`write_atomically`] names its own.
+pub(crate) fn shared_temporary_path(path: &Path, nonce: u64) -> PathBuf {
+    parent_dir(path).join(format!("{}.orbax-checkpoint-tmp-{nonce:016x}", file_name(path)))
+}
+
+/// Renames the finished temporary directory `tmp` to `path` (after removing an existing
+/// `path` when `force` is set), and syncs the parent directory.
+pub(crate) fn commit(tmp: &Path, path: &Path, force: bool) -> Result<()> {
     if force && path.exists() {
         fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
     }
-    let tmp = tmp.keep();
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_dir_all(&tmp);
+    fs::rename(tmp, path).map_err(|e| {
+        let _ = fs::remove_dir_all(tmp);
         Error::io(path, e)
     })?;
+    let parent = parent_dir(path);
     if cfg!(unix) {
         fs::File::open(&parent).and_then(|d| d.sync_all()).map_err(|e| Error::io(&parent, e))?;
     }

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The item directory `CheckpointManager` uses for a single item.
-const DEFAULT_ITEM: &str = "default";
+pub(crate) const DEFAULT_ITEM: &str = "default";
 /// The handler a `CheckpointManager` records for `args.StandardSave`.
 const STANDARD_HANDLER: &str =
     "orbax.checkpoint._src.handlers.standard_checkpoint_handler.StandardCheckpointHandler";
@@ -96,22 +96,15 @@ impl CheckpointManager {
     /// [`Error::AlreadyExists`] when the step exists; [`Error::InvalidCheckpoint`] when a
     /// newer step exists (Orbax skips such a save); the errors of [`super::save`].
     pub fn save<T: Tree>(&self, step: u64, tree: &T) -> Result<PathBuf> {
-        let path = self.step_path(step);
-        if let Some(latest) = self.latest_step()?.filter(|&latest| latest > step) {
-            return Err(Error::InvalidCheckpoint {
-                path: path.display().to_string(),
-                step: format!("{step} (the latest step is {latest})"),
-            });
-        }
+        let path = self.new_step_path(step)?;
         let state = tree.state_dict();
         write_atomically(&path, false, |tmp| {
             let item = tmp.join(DEFAULT_ITEM);
             fs::create_dir(&item).map_err(|e| Error::io(&item, e))?;
             write_item(&item, &state, self.options.layout)?;
-            let handlers = serde_json::json!({ DEFAULT_ITEM: STANDARD_HANDLER });
             super::write_file(
                 &tmp.join(metadata::CHECKPOINT_METADATA),
-                &metadata::checkpoint_metadata_json(handlers),
+                &metadata::checkpoint_metadata_json(step_item_handlers()),
             )
         })?;
         self.remove_old_steps()?;
@@ -128,9 +121,28 @@ impl CheckpointManager {
         restore_raw(self.item_path(step)?)
     }
 
+    /// The directory of a new `step`, which no newer step may precede (Orbax skips such a
+    /// save).
+    ///
+    /// # Errors
+    /// [`Error::InvalidCheckpoint`] when a newer step exists; [`Error::Io`].
+    pub(crate) fn new_step_path(&self, step: u64) -> Result<PathBuf> {
+        let path = self.step_path(step);
+        if let Some(latest) = self.latest_step()?.filter(|&latest| latest > step) {
+            return Err(Error::InvalidCheckpoint {
+                path: path.display().to_string(),
+                step: format!("{step} (the latest step is {latest})"),
+            });
+        }
+        Ok(path)
+    }
+
     /// The pytree's directory in `step`: `<step>/default`, or the step directory itself
     /// when the manager saved the item there (Orbax's single-item managers of old).
-    fn item_path(&self, step: u64) -> Result<PathBuf> {
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the step was not saved.
+    pub fn item_path(&self, step: u64) -> Result<PathBuf> {
         let path = self.step_path(step);
         if !path.is_dir() {
             let missing =
@@ -141,7 +153,8 @@ impl CheckpointManager {
         Ok(if item.is_dir() { item } else { path })
     }
 
-    fn remove_old_steps(&self) -> Result<()> {
+    /// Deletes the oldest steps beyond `max_to_keep`.
+    pub(crate) fn remove_old_steps(&self) -> Result<()> {
         let Some(keep) = self.options.max_to_keep else { return Ok(()) };
         let steps = self.all_steps()?;
         for &step in &steps[..steps.len().saturating_sub(keep)] {
@@ -149,6 +162,11 @@ impl CheckpointManager {
         }
         Ok(())
     }
+}
+
+/// What a step's `_CHECKPOINT_METADATA` records: its one item's handler.
+pub(crate) fn step_item_handlers() -> serde_json::Value {
+    serde_json::json!({ DEFAULT_ITEM: STANDARD_HANDLER })
 }
 
 fn remove_dir(path: &Path) -> Result<()> {

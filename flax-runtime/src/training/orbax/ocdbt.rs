@@ -221,19 +221,20 @@ fn read_data_file_table(cursor: &mut Cursor, transitive: &str) -> Parse<Vec<Data
     Ok(files)
 }
 
-fn write_data_file_table(out: &mut Vec<u8>, paths: &[&str]) {
-    put_varint(out, paths.len() as u64);
-    // Paths given here share no prefix worth encoding: each is stored whole, base path empty.
-    for _ in 1..paths.len() {
+/// Writes a data file table of `(path, base_path_length)` pairs.
+fn write_data_file_table(out: &mut Vec<u8>, files: &[(&str, usize)]) {
+    put_varint(out, files.len() as u64);
+    // Paths given here share no prefix worth encoding: each is stored whole.
+    for _ in 1..files.len() {
         put_varint(out, 0);
     }
-    for path in paths {
+    for (path, _) in files {
         put_varint(out, path.len() as u64);
     }
-    for _ in paths {
-        put_varint(out, 0);
+    for (_, base) in files {
+        put_varint(out, *base as u64);
     }
-    for path in paths {
+    for (path, _) in files {
         out.extend_from_slice(path.as_bytes());
     }
 }
@@ -517,13 +518,78 @@ fn read_leaf_values(
 pub(crate) fn write(root: &Path, entries: &BTreeMap<String, Vec<u8>>) -> Result<()> {
     let data_path = format!("d/{:032x}", fastrand::u128(..));
     let mut data = Vec::new();
-    let mut offsets = Vec::new();
-    for value in entries.values().filter(|v| v.len() as u64 > MAX_INLINE_VALUE_BYTES) {
-        offsets.push(data.len() as u64);
-        data.extend_from_slice(value);
+    let mut stored = BTreeMap::new();
+    for (key, value) in entries {
+        let value = if value.len() as u64 > MAX_INLINE_VALUE_BYTES {
+            let offset = data.len() as u64;
+            data.extend_from_slice(value);
+            Stored::Indirect { file: 0, offset, length: value.len() as u64 }
+        } else {
+            Stored::Inline(value)
+        };
+        stored.insert(key.as_bytes(), value);
     }
-    let indirect_bytes = data.len() as u64;
-    let leaf = leaf_node(entries, &data_path, &offsets);
+    let table = [(data_path.as_str(), 0)];
+    let leaf = leaf_node(&stored, if data.is_empty() { &[] } else { &table });
+    write_with_root(root, &data_path, data, &leaf, &stored)
+}
+
+/// Writes the database in `root` that tensorstore merges from the databases in its
+/// subdirectories `parts` (Orbax's top-level database of a multi-process checkpoint, over
+/// `ocdbt.process_<i>/`): one leaf node in `d/<random>` holding every key of the parts,
+/// small values copied inline and large ones referring to the parts' own data files
+/// (`ocdbt.process_1/d/…`, base path `ocdbt.process_1/`), then `manifest.ocdbt`.
+///
+/// # Errors
+/// The errors of [`Database::open`] for a missing or damaged part; [`Error::Value`] for a
+/// key that two parts hold, or a leaf over `max_decoded_node_bytes`; [`Error::Io`].
+pub(crate) fn write_merged(root: &Path, parts: &[String]) -> Result<()> {
+    let databases = parts.iter().map(|part| Database::open(&root.join(part))).collect::<Result<Vec<_>>>()?;
+    let in_part = |part: &str, location: &Location| format!("{part}/{}", location.file.path);
+    let mut paths = std::collections::BTreeSet::new();
+    for (part, database) in parts.iter().zip(&databases) {
+        for value in database.entries.values() {
+            if let ValueRef::OutOfLine(location) = value {
+                paths.insert((in_part(part, location), part.len() + 1));
+            }
+        }
+    }
+    let files: Vec<(String, usize)> = paths.into_iter().collect();
+    let file_id = |path: &str| files.iter().position(|(p, _)| p == path).expect("collected above") as u64;
+    let mut stored = BTreeMap::new();
+    for (part, database) in parts.iter().zip(&databases) {
+        for (key, value) in &database.entries {
+            let value = match value {
+                ValueRef::Inline(bytes) => Stored::Inline(bytes),
+                ValueRef::OutOfLine(location) => Stored::Indirect {
+                    file: file_id(&in_part(part, location)),
+                    offset: location.offset,
+                    length: location.length,
+                },
+            };
+            if stored.insert(key.as_slice(), value).is_some() {
+                return Err(Error::Value(format!(
+                    "{}: the key {:?} is in two of the databases merged",
+                    root.display(),
+                    String::from_utf8_lossy(key)
+                )));
+            }
+        }
+    }
+    let table: Vec<(&str, usize)> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+    let leaf = leaf_node(&stored, &table);
+    write_with_root(root, &format!("d/{:032x}", fastrand::u128(..)), Vec::new(), &leaf, &stored)
+}
+
+/// Writes `data` followed by the framed `leaf` (the root node, holding `entries`) to
+/// `data_path`, and the manifest naming it.
+fn write_with_root(
+    root: &Path,
+    data_path: &str,
+    mut data: Vec<u8>,
+    leaf: &[u8],
+    entries: &BTreeMap<&[u8], Stored>,
+) -> Result<()> {
     if leaf.len() as u64 > MAX_DECODED_NODE_BYTES {
         return Err(Error::Value(format!(
             "{} keys and inline values need {} bytes, more than one OCDBT node holds",
@@ -531,21 +597,38 @@ pub(crate) fn write(root: &Path, entries: &BTreeMap<String, Vec<u8>>) -> Result<
             leaf.len()
         )));
     }
+    let indirect_bytes: u64 = entries
+        .values()
+        .map(|v| match v {
+            Stored::Indirect { length, .. } => *length,
+            Stored::Inline(_) => 0,
+        })
+        .sum();
     let node_offset = data.len() as u64;
-    let node = frame(&leaf, BTREE_NODE_MAGIC)?;
+    let node = frame(leaf, BTREE_NODE_MAGIC)?;
     data.extend_from_slice(&node);
     let data_dir = root.join("d");
     fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
-    super::write_file(&root.join(&data_path), &data)?;
-
+    super::write_file(&root.join(data_path), &data)?;
     let root_node = RootStats {
         offset: node_offset,
         length: node.len() as u64,
         height: 0,
         num_keys: entries.len() as u64,
     };
-    let body = manifest_body(&data_path, &root_node, node.len() as u64, indirect_bytes);
+    let body = manifest_body(data_path, &root_node, node.len() as u64, indirect_bytes);
     super::write_file(&root.join(MANIFEST), &frame(&body, MANIFEST_MAGIC)?)
+}
+
+/// How a value is stored in a leaf being written.
+enum Stored<'a> {
+    Inline(&'a [u8]),
+    /// In the data file `file` of the leaf's table.
+    Indirect {
+        file: u64,
+        offset: u64,
+        length: u64,
+    },
 }
 
 /// Where the root node of the one version written is, in the data file.
@@ -567,7 +650,7 @@ fn manifest_body(data_path: &str, root: &RootStats, tree_bytes: u64, indirect_by
     body.push(VERSION_TREE_ARITY_LOG2);
     put_varint(&mut body, 1); // compression_method: zstd
     body.extend_from_slice(&0i32.to_le_bytes()); // zstd level
-    write_data_file_table(&mut body, &[data_path]);
+    write_data_file_table(&mut body, &[(data_path, 0)]);
     let commit_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     put_varint(&mut body, 1); // num_versions
     put_varint(&mut body, 1); // generation_number
@@ -580,14 +663,13 @@ fn manifest_body(data_path: &str, root: &RootStats, tree_bytes: u64, indirect_by
     body
 }
 
-/// The body of a leaf holding `entries` (sorted), those over the inline limit stored in
-/// `data_path` at `offsets`.
-fn leaf_node(entries: &BTreeMap<String, Vec<u8>>, data_path: &str, offsets: &[u64]) -> Vec<u8> {
+/// The body of a leaf holding `entries` (sorted), whose indirect values lie in `files`
+/// (`(path, base_path_length)`).
+fn leaf_node(entries: &BTreeMap<&[u8], Stored>, files: &[(&str, usize)]) -> Vec<u8> {
     let mut out = vec![0]; // height
-    let files: &[&str] = if offsets.is_empty() { &[] } else { std::slice::from_ref(&data_path) };
     write_data_file_table(&mut out, files);
     put_varint(&mut out, entries.len() as u64);
-    let keys: Vec<&[u8]> = entries.keys().map(|k| k.as_bytes()).collect();
+    let keys: Vec<&[u8]> = entries.keys().copied().collect();
     let common = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
     for pair in keys.windows(2) {
         put_varint(&mut out, common(pair[0], pair[1]) as u64);
@@ -600,21 +682,33 @@ fn leaf_node(entries: &BTreeMap<String, Vec<u8>>, data_path: &str, offsets: &[u6
     for (key, prefix) in keys.iter().zip(&prefixes) {
         out.extend_from_slice(&key[*prefix..]);
     }
-    let inline = |v: &Vec<u8>| v.len() as u64 <= MAX_INLINE_VALUE_BYTES;
     for value in entries.values() {
-        put_varint(&mut out, value.len() as u64);
+        let length = match value {
+            Stored::Inline(bytes) => bytes.len() as u64,
+            Stored::Indirect { length, .. } => *length,
+        };
+        put_varint(&mut out, length);
     }
     for value in entries.values() {
-        out.push(u8::from(!inline(value)));
+        out.push(u8::from(matches!(value, Stored::Indirect { .. })));
     }
-    for _ in offsets {
-        put_varint(&mut out, 0); // data_file_id
+    let indirect: Vec<(u64, u64)> = entries
+        .values()
+        .filter_map(|v| match v {
+            Stored::Indirect { file, offset, .. } => Some((*file, *offset)),
+            Stored::Inline(_) => None,
+        })
+        .collect();
+    for (file, _) in &indirect {
+        put_varint(&mut out, *file);
     }
-    for &offset in offsets {
-        put_varint(&mut out, offset);
+    for (_, offset) in &indirect {
+        put_varint(&mut out, *offset);
     }
-    for value in entries.values().filter(|v| inline(v)) {
-        out.extend_from_slice(value);
+    for value in entries.values() {
+        if let Stored::Inline(bytes) = value {
+            out.extend_from_slice(bytes);
+        }
     }
     out
 }
@@ -668,18 +762,42 @@ mod tests {
     }
 
     #[test]
+    fn merged_databases_refer_to_their_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = ["ocdbt.process_0".to_owned(), "ocdbt.process_1".to_owned()];
+        let part0: BTreeMap<String, Vec<u8>> =
+            [("a/.zarray".to_owned(), b"{}".to_vec()), ("a/0".to_owned(), vec![7; 5000])].into();
+        let part1: BTreeMap<String, Vec<u8>> =
+            [("a/1".to_owned(), vec![8; 3000]), ("b/0".to_owned(), vec![1, 2])].into();
+        for (part, entries) in parts.iter().zip([&part0, &part1]) {
+            fs::create_dir(dir.path().join(part)).unwrap();
+            write(&dir.path().join(part), entries).unwrap();
+        }
+        write_merged(dir.path(), &parts).unwrap();
+        let database = Database::open(dir.path()).unwrap();
+        assert_eq!(database.keys().collect::<Vec<_>>(), [&b"a/.zarray"[..], b"a/0", b"a/1", b"b/0"]);
+        for (key, value) in part0.iter().chain(&part1) {
+            assert_eq!(database.get(key.as_bytes()).unwrap().as_ref(), Some(value));
+        }
+        // A key in two parts is refused.
+        write(&dir.path().join(&parts[1]), &part0).unwrap();
+        assert!(write_merged(dir.path(), &parts).unwrap_err().to_string().contains("two of"));
+    }
+
+    #[test]
     fn interior_nodes_prefix_their_childrens_keys() {
         // Two leaves under one interior node; the second child's subtree prefix is "b/", so
         // its leaf stores only "0" and "1" (what tensorstore writes for large databases).
-        let left: BTreeMap<String, Vec<u8>> =
-            [("a/0".to_owned(), vec![1]), ("a/1".to_owned(), vec![2])].into();
-        let right: BTreeMap<String, Vec<u8>> = [("0".to_owned(), vec![3]), ("1".to_owned(), vec![4])].into();
+        let left: BTreeMap<&[u8], Stored> =
+            [(&b"a/0"[..], Stored::Inline(&[1])), (b"a/1", Stored::Inline(&[2]))].into();
+        let right: BTreeMap<&[u8], Stored> =
+            [(&b"0"[..], Stored::Inline(&[3])), (b"1", Stored::Inline(&[4]))].into();
         let (l, r) = (
-            frame(&leaf_node(&left, "", &[]), BTREE_NODE_MAGIC).unwrap(),
-            frame(&leaf_node(&right, "", &[]), BTREE_NODE_MAGIC).unwrap(),
+            frame(&leaf_node(&left, &[]), BTREE_NODE_MAGIC).unwrap(),
+            frame(&leaf_node(&right, &[]), BTREE_NODE_MAGIC).unwrap(),
         );
         let mut body = vec![1];
-        write_data_file_table(&mut body, &["d/x"]);
+        write_data_file_table(&mut body, &[("d/x", 0)]);
         put_varint(&mut body, 2);
         for field in [0, 3, 3, 0, 2] {
             put_varint(&mut body, field); // key prefix, suffix lengths, subtree prefix lengths

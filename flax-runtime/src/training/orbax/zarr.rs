@@ -93,12 +93,38 @@ fn typestr(dtype: ArrayDtype) -> &'static str {
 /// [`Error::Format`] for a missing or malformed `.zarray`, an unsupported dtype, codec or
 /// order, or a chunk that does not decompress to its size.
 pub(crate) fn read_array(store: &dyn Store, name: &str) -> Result<Value> {
+    read_region(store, name, |_| Ok(None))
+}
+
+/// A range of rows along one axis of an array: what one process's piece of a sharded array
+/// covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rows {
+    pub(crate) axis: usize,
+    pub(crate) range: std::ops::Range<i64>,
+}
+
+/// Reads the part of the array `name` that `rows` chooses, given the array's shape (all of
+/// it for `None`), reading only the chunks that overlap it. Rows past the array's end hold
+/// the fill value (zeros for Orbax's arrays): the padding of the last pieces of an axis
+/// that the number of pieces does not divide.
+///
+/// # Errors
+/// As [`read_array`]; [`Error::Format`] when the axis is not one of the stored array's or
+/// the range is reversed; the errors of `rows`.
+pub(crate) fn read_region(
+    store: &dyn Store,
+    name: &str,
+    rows: impl FnOnce(&[i64]) -> Result<Option<Rows>>,
+) -> Result<Value> {
     let meta =
         store.get(&format!("{name}/.zarray"))?.ok_or_else(|| malformed(name, "no .zarray metadata"))?;
     let meta: Json =
         serde_json::from_slice(&meta).map_err(|e| malformed(name, format!(".zarray is not JSON: {e}")))?;
     let layout = Layout::parse(name, &meta)?;
-    let total = byte_len(&layout.shape, layout.itemsize).ok_or_else(|| malformed(name, "shape too large"))?;
+    let region = Region::of(&layout.shape, rows(&layout.shape)?).map_err(|e| malformed(name, e))?;
+    let total =
+        byte_len(&region.extent, layout.itemsize).ok_or_else(|| malformed(name, "shape too large"))?;
     let mut data = Vec::new();
     data.try_reserve_exact(total).map_err(|_| malformed(name, format!("cannot allocate {total} bytes")))?;
     for _ in 0..total / layout.itemsize.max(1) {
@@ -106,7 +132,7 @@ pub(crate) fn read_array(store: &dyn Store, name: &str) -> Result<Value> {
     }
     let chunk_bytes =
         byte_len(&layout.chunks, layout.itemsize).ok_or_else(|| malformed(name, "chunks too large"))?;
-    for index in layout.chunk_indices() {
+    for index in layout.chunk_indices(&region) {
         let key = layout.chunk_key(name, &index);
         let Some(stored) = store.get(&key)? else { continue }; // missing chunks hold the fill value
         let chunk = match layout.zstd {
@@ -120,9 +146,30 @@ pub(crate) fn read_array(store: &dyn Store, name: &str) -> Result<Value> {
                 format!("chunk {key} holds {} bytes, not {chunk_bytes}", chunk.len()),
             ));
         }
-        layout.copy_chunk(&chunk, &index, &mut data);
+        layout.copy_chunk(&chunk, &index, &region, &mut data);
     }
-    array_from_raw(layout.shape, layout.dtype, &data)
+    array_from_raw(region.extent, layout.dtype, &data)
+}
+
+/// The box of an array being read: its origin and extent per dimension.
+struct Region {
+    origin: Vec<i64>,
+    extent: Vec<i64>,
+}
+
+impl Region {
+    /// The whole array, or the `rows` of it (which may run past its end).
+    fn of(shape: &[i64], rows: Option<Rows>) -> std::result::Result<Self, String> {
+        let mut region = Region { origin: vec![0; shape.len()], extent: shape.to_vec() };
+        if let Some(Rows { axis, range }) = rows {
+            if axis >= shape.len() || range.start < 0 || range.start > range.end {
+                return Err(format!("rows {range:?} of axis {axis} do not fit the stored shape {shape:?}"));
+            }
+            region.origin[axis] = range.start;
+            region.extent[axis] = range.end - range.start;
+        }
+        Ok(region)
+    }
 }
 
 /// What `.zarray` says about an array.
@@ -186,15 +233,22 @@ impl Layout {
         Ok(Layout { shape, chunks, itemsize: dtype.itemsize(), dtype, fill, zstd, separator })
     }
 
-    /// Every chunk's grid index, in C order (one empty index for a 0-d array; none when a
-    /// dimension is 0), one at a time: a corrupt shape may declare billions of chunks.
-    fn chunk_indices(&self) -> impl Iterator<Item = Vec<i64>> {
-        let grid: Vec<i64> = self.shape.iter().zip(&self.chunks).map(|(s, c)| (s + c - 1) / c).collect();
+    /// The grid index of every chunk overlapping `region`, in C order (one empty index for a
+    /// 0-d array; none when the region is empty), one at a time: a corrupt shape may declare
+    /// billions of chunks.
+    fn chunk_indices(&self, region: &Region) -> impl Iterator<Item = Vec<i64>> {
+        let first: Vec<i64> = region.origin.iter().zip(&self.chunks).map(|(o, c)| o / c).collect();
+        let grid: Vec<i64> = (0..first.len())
+            .map(|d| {
+                let end = (region.origin[d] + region.extent[d]).min(self.shape[d]);
+                ((end + self.chunks[d] - 1) / self.chunks[d] - first[d]).max(0)
+            })
+            .collect();
         let count = grid.iter().try_fold(1u64, |n, &g| n.checked_mul(g as u64)).unwrap_or(u64::MAX);
         (0..count).map(move |mut linear| {
-            let mut index = vec![0; grid.len()];
+            let mut index = first.clone();
             for (d, &g) in grid.iter().enumerate().rev() {
-                index[d] = (linear % g as u64) as i64;
+                index[d] += (linear % g as u64) as i64;
                 linear /= g as u64;
             }
             index
@@ -209,24 +263,31 @@ impl Layout {
         format!("{name}/{}", parts.join(&self.separator))
     }
 
-    /// Copies the part of the chunk at grid `index` that lies inside the array into `data`
-    /// (edge chunks are stored whole, padded past the array's end).
-    fn copy_chunk(&self, chunk: &[u8], index: &[i64], data: &mut [u8]) {
+    /// Copies the part of the chunk at grid `index` that lies inside the array and `region`
+    /// into `data`, the region's elements in C order (edge chunks are stored whole, padded
+    /// past the array's end).
+    fn copy_chunk(&self, chunk: &[u8], index: &[i64], region: &Region, data: &mut [u8]) {
         let rank = self.shape.len();
         if rank == 0 {
             data.copy_from_slice(&chunk[..self.itemsize]);
             return;
         }
         let origin: Vec<i64> = index.iter().zip(&self.chunks).map(|(i, c)| i * c).collect();
-        let extent: Vec<i64> = (0..rank).map(|d| self.chunks[d].min(self.shape[d] - origin[d])).collect();
-        let row = extent[rank - 1] as usize * self.itemsize;
-        let mut position = vec![0i64; rank - 1];
+        // The overlap of the chunk (cut at the array's end) and the region, per dimension.
+        let lo: Vec<i64> = (0..rank).map(|d| origin[d].max(region.origin[d])).collect();
+        let hi: Vec<i64> = (0..rank)
+            .map(|d| (origin[d] + self.chunks[d]).min(self.shape[d]).min(region.origin[d] + region.extent[d]))
+            .collect();
+        if (0..rank).any(|d| lo[d] >= hi[d]) {
+            return;
+        }
+        let row = (hi[rank - 1] - lo[rank - 1]) as usize * self.itemsize;
+        let mut position = lo.clone();
         loop {
             let (mut src, mut dst) = (0i64, 0i64);
             for d in 0..rank {
-                let p = if d + 1 < rank { position[d] } else { 0 };
-                src = src * self.chunks[d] + p;
-                dst = dst * self.shape[d] + origin[d] + p;
+                src = src * self.chunks[d] + position[d] - origin[d];
+                dst = dst * region.extent[d] + position[d] - region.origin[d];
             }
             let (src, dst) = (src as usize * self.itemsize, dst as usize * self.itemsize);
             data[dst..dst + row].copy_from_slice(&chunk[src..src + row]);
@@ -238,10 +299,10 @@ impl Layout {
                 }
                 d -= 1;
                 position[d] += 1;
-                if position[d] < extent[d] {
+                if position[d] < hi[d] {
                     break;
                 }
-                position[d] = 0;
+                position[d] = lo[d];
             }
         }
     }
@@ -287,6 +348,20 @@ pub(crate) fn encode_array(
     dtype: ArrayDtype,
     data: &[u8],
 ) -> Result<[(String, Vec<u8>); 2]> {
+    let index = vec![0; shape.len()];
+    Ok([zarray(name, shape, shape, dtype)?, encode_chunk(name, &index, data)?])
+}
+
+/// The `.zarray` entry of the array `name` of `shape`, stored in chunks of `chunks`.
+///
+/// # Errors
+/// [`Error::Value`] for an array with a zero-sized dimension (see [`encode_array`]).
+pub(crate) fn zarray(
+    name: &str,
+    shape: &[i64],
+    chunks: &[i64],
+    dtype: ArrayDtype,
+) -> Result<(String, Vec<u8>)> {
     if shape.contains(&0) {
         return Err(Error::Value(format!(
             "{name}: Orbax cannot save arrays with zero size (shape {shape:?})"
@@ -294,7 +369,7 @@ pub(crate) fn encode_array(
     }
     // Keys in sorted order, as tensorstore writes them.
     let meta = json!({
-        "chunks": shape,
+        "chunks": chunks,
         "compressor": {"id": "zstd", "level": 1},
         "dimension_separator": ".",
         "dtype": typestr(dtype),
@@ -304,9 +379,19 @@ pub(crate) fn encode_array(
         "shape": shape,
         "zarr_format": 2,
     });
+    Ok((format!("{name}/.zarray"), meta.to_string().into_bytes()))
+}
+
+/// The entry of the chunk at grid `index` of the array `name`, holding `data` (the whole
+/// chunk, C order, an edge chunk padded past the array's end), zstd level 1.
+pub(crate) fn encode_chunk(name: &str, index: &[i64], data: &[u8]) -> Result<(String, Vec<u8>)> {
     let chunk = zstd::bulk::compress(data, 1).map_err(|e| Error::Value(format!("zstd: {e}")))?;
-    let chunk_name = if shape.is_empty() { "0".to_owned() } else { vec!["0"; shape.len()].join(".") };
-    Ok([(format!("{name}/.zarray"), meta.to_string().into_bytes()), (format!("{name}/{chunk_name}"), chunk)])
+    let chunk_name = if index.is_empty() {
+        "0".to_owned()
+    } else {
+        index.iter().map(i64::to_string).collect::<Vec<_>>().join(".")
+    };
+    Ok((format!("{name}/{chunk_name}"), chunk))
 }
 
 /// Writes `entries` as files under `dir` (the per-array layout).
@@ -335,6 +420,16 @@ mod tests {
         }
     }
 
+    /// A store that records the keys read from it.
+    struct Recording(Memory, std::cell::RefCell<Vec<String>>);
+
+    impl Store for Recording {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            self.1.borrow_mut().push(key.to_owned());
+            self.0.get(key)
+        }
+    }
+
     #[test]
     fn edge_chunks_and_missing_chunks_fill_the_array() {
         // A 3x5 int32 array in 2x2 chunks; chunk (1, 2) is missing and holds the fill value 7.
@@ -347,6 +442,44 @@ mod tests {
         let Value::Tensor(t) = read_array(&Memory(store), "a").unwrap() else { panic!("not a tensor") };
         let got: Vec<i32> = Vec::try_from(t.flatten(0, -1)).unwrap();
         assert_eq!(got, [0, 1, 10, 11, 20, 2, 3, 12, 13, 22, 100, 101, 110, 111, 7]);
+    }
+
+    #[test]
+    fn regions_read_only_their_rows() {
+        // A 3x5 int32 array in 2x2 chunks; only the chunks overlapping the rows are read.
+        let meta = r#"{"chunks":[2,2],"compressor":null,"dtype":"<i4","fill_value":null,"filters":null,"order":"C","shape":[3,5],"zarr_format":2}"#;
+        let mut store = HashMap::from([("a/.zarray".to_owned(), meta.as_bytes().to_vec())]);
+        let full: Vec<i32> = (0..15).collect();
+        for (i, j) in [(0i64, 0i64), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)] {
+            let values: Vec<u8> = (0..4)
+                .flat_map(|k| {
+                    let (r, c) = (2 * i + k / 2, 2 * j + k % 2);
+                    let v = if r < 3 && c < 5 { full[(r * 5 + c) as usize] } else { -1 };
+                    v.to_le_bytes()
+                })
+                .collect();
+            store.insert(format!("a/{i}.{j}"), values);
+        }
+        let store = Memory(store);
+        let read = |axis, range: std::ops::Range<i64>| {
+            let Value::Tensor(t) = read_region(&store, "a", |_| Ok(Some(Rows { axis, range }))).unwrap()
+            else {
+                panic!("not a tensor")
+            };
+            (t.size(), Vec::<i32>::try_from(t.flatten(0, -1)).unwrap())
+        };
+        assert_eq!(read(1, 1..4), (vec![3, 3], vec![1, 2, 3, 6, 7, 8, 11, 12, 13]));
+        assert_eq!(read(0, 2..3), (vec![1, 5], vec![10, 11, 12, 13, 14]));
+        assert_eq!(read(0, 1..1).0, vec![0, 5]);
+        // Past the end: the fill value (null: zeros).
+        assert_eq!(read(1, 3..7), (vec![3, 4], vec![3, 4, 0, 0, 8, 9, 0, 0, 13, 14, 0, 0]));
+        assert_eq!(read(0, 4..6), (vec![2, 5], vec![0; 10]));
+        let reversed = read_region(&store, "a", |_| Ok(Some(Rows { axis: 2, range: 0..1 })));
+        assert!(reversed.unwrap_err().to_string().contains("do not fit"));
+        // Only the chunks overlapping the rows are read: the first row of chunks.
+        let recording = Recording(store, Default::default());
+        read_region(&recording, "a", |_| Ok(Some(Rows { axis: 0, range: 0..2 }))).unwrap();
+        assert_eq!(recording.1.into_inner(), ["a/.zarray", "a/0.0", "a/0.1", "a/0.2"]);
     }
 
     #[test]

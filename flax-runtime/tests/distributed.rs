@@ -19,7 +19,7 @@ use quickstart::{compute_metrics, loss_and_logits, train_step, Extra, Metrics, S
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use workers::{free_port, join_or_spawn, spawn_and_disrupt};
+use workers::{free_port, join_or_spawn, spawn_and_disrupt, until_error};
 
 fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).expect("a float tensor")
@@ -170,20 +170,7 @@ fn shard_and_pad_shard_unpad_across_three_processes() {
 fn psum_until_error(group: &ProcessGroup, timeout: Duration) -> Error {
     let one = Tensor::ones([4], (Kind::Float, Device::Cpu));
     assert_eq!(values(&group.psum(&one).unwrap()), [2.0; 4]);
-    if group.rank() == 1 {
-        println!("ready");
-    }
-    loop {
-        let start = Instant::now();
-        match group.psum(&one) {
-            Ok(sum) => assert_eq!(values(&sum), [2.0; 4]),
-            Err(err) => {
-                assert!(start.elapsed() <= timeout + Duration::from_secs(5), "took {:?}", start.elapsed());
-                eprintln!("rank {} saw after {:?}: {err}", group.rank(), start.elapsed());
-                return err;
-            }
-        }
-    }
+    until_error(group, timeout, || group.psum(&one).map(|sum| assert_eq!(values(&sum), [2.0; 4])))
 }
 
 #[test]

@@ -19,8 +19,8 @@ use flax::training::TrainState;
 use flax::tree::{self, Tree};
 use flax::Error;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-use workers::{free_port, join_or_spawn, spawn_and_disrupt};
+use std::time::Duration;
+use workers::{free_port, join_or_spawn, spawn_and_disrupt, until_error};
 
 /// A small MLP: 16 features, 64 hidden, 10 classes; with `annotated`, its kernels are
 /// `with_partitioning` boxes naming the mesh axis "data" (the hidden axis of both); with
@@ -480,17 +480,7 @@ fn prefetching_steps_until_error(group: &ProcessGroup, timeout: Duration) -> Err
         let _ = step().unwrap();
     }
     assert_eq!(fsdp.prefetched_gathers(), 2 * DEEP_LAYERS - 1, "the second step prefetched");
-    if group.rank() == 1 {
-        println!("ready");
-    }
-    loop {
-        let start = Instant::now();
-        if let Err(err) = step() {
-            assert!(start.elapsed() <= timeout + Duration::from_secs(5), "took {:?}", start.elapsed());
-            eprintln!("rank {} saw after {:?}: {err}", group.rank(), start.elapsed());
-            return err;
-        }
-    }
+    until_error(group, timeout, step)
 }
 
 #[test]

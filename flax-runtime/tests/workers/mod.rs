@@ -5,9 +5,10 @@
 //! `MASTER_PORT`) and `FLAX_DIST_WORKER` set, and checks that every worker exited cleanly.
 
 use flax::distributed::{ProcessGroup, ProcessGroupOptions};
+use flax::Error;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Set in a worker's environment; its value is the worker's scenario.
 pub const WORKER: &str = "FLAX_DIST_WORKER";
@@ -85,4 +86,21 @@ pub fn spawn_and_disrupt(
     let _ = rank1.wait();
     assert!(rank0.status.success(), "rank 0 of {test} failed: {:?}", rank0.status);
     None
+}
+
+/// In a worker of [`spawn_and_disrupt`]: tells the parent this rank is ready (rank 1), then
+/// runs `step` until it fails and returns that error, checking that the failing call came
+/// within `timeout` (plus slack) of its start.
+pub fn until_error<T>(group: &ProcessGroup, timeout: Duration, mut step: impl FnMut() -> flax::Result<T>) -> Error {
+    if group.rank() == 1 {
+        println!("ready");
+    }
+    loop {
+        let start = Instant::now();
+        if let Err(err) = step() {
+            assert!(start.elapsed() <= timeout + Duration::from_secs(5), "took {:?}", start.elapsed());
+            eprintln!("rank {} saw after {:?}: {err}", group.rank(), start.elapsed());
+            return err;
+        }
+    }
 }

@@ -91,7 +91,11 @@ pub fn spawn_and_disrupt(
 /// In a worker of [`spawn_and_disrupt`]: tells the parent this rank is ready (rank 1), then
 /// runs `step` until it fails and returns that error, checking that the failing call came
 /// within `timeout` (plus slack) of its start.
-pub fn until_error<T>(group: &ProcessGroup, timeout: Duration, mut step: impl FnMut() -> flax::Result<T>) -> Error {
+pub fn until_error<T>(
+    group: &ProcessGroup,
+    timeout: Duration,
+    mut step: impl FnMut() -> flax::Result<T>,
+) -> Error {
     if group.rank() == 1 {
         println!("ready");
     }

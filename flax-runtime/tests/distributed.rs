@@ -17,9 +17,8 @@ use flax::Error;
 use flax::{FrozenDict, PRNGKey, Result};
 use quickstart::{compute_metrics, loss_and_logits, train_step, Extra, Metrics, State, CNN};
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use workers::{free_port, join_or_spawn, spawn_and_disrupt, until_error};
+use workers::{free_port, join_or_spawn, sigstop, spawn_and_disrupt, until_error};
 
 fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).expect("a float tensor")
@@ -188,12 +187,7 @@ fn a_killed_worker_stops_the_others_with_a_typed_error() {
 fn a_hung_worker_stops_the_others_at_the_timeout() {
     let test = "a_hung_worker_stops_the_others_at_the_timeout";
     let timeout = Duration::from_secs(4);
-    let stop = |rank1: &mut Child| {
-        // SIGSTOP: alive, connected, silent, as a rank stuck in a deadlock is.
-        let status = Command::new("kill").args(["-STOP", &rank1.id().to_string()]).status();
-        assert!(status.expect("running kill").success());
-    };
-    let Some(group) = spawn_and_disrupt(test, timeout, stop) else {
+    let Some(group) = spawn_and_disrupt(test, timeout, sigstop) else {
         return;
     };
     let start = Instant::now();

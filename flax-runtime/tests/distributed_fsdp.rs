@@ -18,9 +18,8 @@ use flax::training::checkpoints::{
 use flax::training::TrainState;
 use flax::tree::{self, Tree};
 use flax::Error;
-use std::process::{Child, Command};
 use std::time::Duration;
-use workers::{free_port, join_or_spawn, spawn_and_disrupt, until_error};
+use workers::{free_port, join_or_spawn, sigstop, spawn_and_disrupt, until_error};
 
 /// A small MLP: 16 features, 64 hidden, 10 classes; with `annotated`, its kernels are
 /// `with_partitioning` boxes naming the mesh axis "data" (the hidden axis of both); with
@@ -499,12 +498,7 @@ fn a_killed_worker_stops_a_prefetching_step_with_a_typed_error() {
 fn a_hung_worker_stops_a_prefetching_step_at_the_timeout() {
     let test = "a_hung_worker_stops_a_prefetching_step_at_the_timeout";
     let timeout = Duration::from_secs(4);
-    let stop = |rank1: &mut Child| {
-        // SIGSTOP: alive, connected, silent, with gathers in flight to it.
-        let status = Command::new("kill").args(["-STOP", &rank1.id().to_string()]).status();
-        assert!(status.expect("running kill").success());
-    };
-    let Some(group) = spawn_and_disrupt(test, timeout, stop) else {
+    let Some(group) = spawn_and_disrupt(test, timeout, sigstop) else {
         return;
     };
     let err = prefetching_steps_until_error(&group, timeout);

@@ -6,7 +6,7 @@
 use crate::core::shim;
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 extern "C" {
     fn flax_tensor_impl(t: shim::Handle) -> *const c_void;
@@ -27,6 +27,30 @@ pub(crate) fn identity(t: &Tensor) -> *const c_void {
 pub(crate) fn version(t: &Tensor) -> i64 {
     // SAFETY: reads the handle's version counter; the handle is alive for the call.
     unsafe { flax_tensor_version(shim::handle(t)) }
+}
+
+/// What a tensor was when something was derived from it: its memory, layout, dtype and
+/// in-place version. Two equal snapshots of a live tensor mean the very same data, unmodified
+/// in between (`nn/fused_qkv.rs`'s cache, `distributed/prefetch.rs`'s gathered inputs).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    data: usize,
+    size: Vec<i64>,
+    stride: Vec<i64>,
+    kind: Kind,
+    version: i64,
+}
+
+impl Snapshot {
+    pub(crate) fn of(t: &Tensor) -> Self {
+        Snapshot {
+            data: t.data_ptr() as usize,
+            size: t.size(),
+            stride: t.stride(),
+            kind: t.kind(),
+            version: version(t),
+        }
+    }
 }
 
 /// A weak reference to a tensor's storage, released on drop: it keeps no memory alive.

@@ -25,36 +25,19 @@
 use super::work::StartedGather;
 use super::ProcessGroup;
 use crate::core::errors::Result;
-use crate::core::tensor_identity;
+use crate::core::tensor_identity::Snapshot;
 use crate::tree::{self, Tree};
 use std::collections::HashMap;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// One gather of a step: the paths of the unit's split parameters, in its leaf order.
 type Unit = Vec<Vec<String>>;
 
-/// What a prefetched input was, to tell whether a unit's piece is the very same tensor,
-/// unmodified: its memory, layout, dtype and in-place version.
-#[derive(PartialEq, Eq)]
-struct Identity {
-    data: usize,
-    size: Vec<i64>,
-    stride: Vec<i64>,
-    kind: Kind,
-    version: i64,
-}
-
-impl Identity {
-    fn of(t: &Tensor) -> Self {
-        let version = tensor_identity::version(t);
-        Identity { data: t.data_ptr() as usize, size: t.size(), stride: t.stride(), kind: t.kind(), version }
-    }
-}
-
 /// A prefetch in flight: the gather of the recorded sequence's `index`-th unit.
 struct Pending {
     index: usize,
-    inputs: Vec<Identity>,
+    /// What the unit's pieces were when they were sent.
+    inputs: Vec<Snapshot>,
     gather: StartedGather<Vec<Tensor>>,
 }
 
@@ -124,7 +107,7 @@ impl Prefetch {
         let Some(pending) = self.pending.take() else { return Ok(None) };
         let gathered = pending.gather.wait(group)?;
         let same = pending.inputs.len() == pieces.len()
-            && pending.inputs.iter().zip(pieces).all(|(sent, piece)| *sent == Identity::of(piece));
+            && pending.inputs.iter().zip(pieces).all(|(sent, piece)| *sent == Snapshot::of(piece));
         if self.on_track && pending.index == index && same {
             self.hits += 1;
             return Ok(Some(gathered));
@@ -159,7 +142,7 @@ impl Prefetch {
             return Ok(None);
         };
         let gather = group.all_gather_start(&inputs)?;
-        let inputs = inputs.iter().map(Identity::of).collect();
+        let inputs = inputs.iter().map(Snapshot::of).collect();
         Ok(Some(&self.pending.insert(Pending { index, inputs, gather }).gather))
     }
 

@@ -32,7 +32,7 @@
 use crate::core::custom_function::grad_enabled;
 use crate::core::errors::Result;
 use crate::core::scope::Scope;
-use crate::core::tensor_identity::{identity, version, WeakStorage};
+use crate::core::tensor_identity::{identity, Snapshot, WeakStorage};
 use crate::nn::linear::linear;
 use crate::nn::precision::{with_precision, Precision};
 use std::sync::{Mutex, OnceLock};
@@ -50,10 +50,7 @@ fn enabled() -> bool {
 /// One tensor a cached value was made from, as it was then.
 struct Source {
     identity: usize,
-    version: i64,
-    data: usize,
-    sizes: Vec<i64>,
-    strides: Vec<i64>,
+    snapshot: Snapshot,
     storage: WeakStorage,
 }
 
@@ -61,22 +58,14 @@ impl Source {
     fn new(t: &Tensor) -> Option<Self> {
         Some(Source {
             identity: identity(t) as usize,
-            version: version(t),
-            data: t.data_ptr() as usize,
-            sizes: t.size(),
-            strides: t.stride(),
+            snapshot: Snapshot::of(t),
             storage: WeakStorage::new(t)?,
         })
     }
 
     /// Whether `t` is this very tensor, alive and unmodified since.
     fn is(&self, t: &Tensor) -> bool {
-        self.identity == identity(t) as usize
-            && self.version == version(t)
-            && self.data == t.data_ptr() as usize
-            && self.sizes == t.size()
-            && self.strides == t.stride()
-            && self.storage.alive()
+        self.identity == identity(t) as usize && self.snapshot == Snapshot::of(t) && self.storage.alive()
     }
 }
 

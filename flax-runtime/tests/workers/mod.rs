@@ -108,3 +108,10 @@ pub fn until_error<T>(
         }
     }
 }
+
+/// A disruption for [`spawn_and_disrupt`]: SIGSTOP leaves the rank alive and connected but
+/// silent, as a rank stuck in a deadlock is.
+pub fn sigstop(rank: &mut Child) {
+    let status = Command::new("kill").args(["-STOP", &rank.id().to_string()]).status();
+    assert!(status.expect("running kill").success());
+}

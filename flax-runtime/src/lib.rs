@@ -42,6 +42,7 @@ pub use crate::core::private as __private;
 
 /// What most user code needs: `use flax::prelude::*;`.
 pub mod prelude {
+    pub use crate::core::scalar_ops::ScalarOps;
     pub use crate::nn;
     pub use crate::{
         compact, frozen_dict, module, shape, ApplyOptions, CollectionFilter, FrozenDict, Module, PRNGKey,

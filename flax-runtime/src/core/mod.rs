@@ -126,6 +126,7 @@ pub mod partition_spec;
 pub mod private;
 pub mod repr;
 pub mod rng;
+pub mod scalar_ops;
 pub mod scope;
 pub mod setup;
 pub(crate) mod shim;

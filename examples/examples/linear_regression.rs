@@ -70,7 +70,7 @@ fn run(args: Args) -> Result<()> {
     for i in 0..args.steps {
         let (loss_val, grads) = flax::value_and_grad(&params, mse)?;
         params =
-            tree::tree_zip_map(&params, &grads, |p, g| Ok(p.f_sub(&g.f_mul_scalar(args.learning_rate)?)?))?;
+            tree::tree_zip_map(&params, &grads, |p, g| Ok(p.f_sub(&g.try_mul_scalar(args.learning_rate)?)?))?;
         print_loss(i, &loss_val);
     }
 
@@ -106,7 +106,7 @@ fn problem(options: (Kind, Device)) -> Result<Problem> {
     let (key_sample, key_noise) = k1.split2();
     let x_samples = random::normal(key_sample, &[n_samples, x_dim], options)?;
     let noise = random::normal(key_noise, &[n_samples, y_dim], options)?;
-    let y_samples = x_samples.f_matmul(&w)?.f_add(&b)?.f_add(&noise.f_mul_scalar(0.1)?)?;
+    let y_samples = x_samples.f_matmul(&w)?.f_add(&b)?.f_add(&noise.try_mul_scalar(0.1)?)?;
     Ok(Problem { true_params, x_samples, y_samples })
 }
 
@@ -117,7 +117,7 @@ fn mse(model: &nn::Dense, params: &Variables, problem: &Problem) -> Result<Tenso
     Ok(error
         .f_square()?
         .f_sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)?
-        .f_div_scalar(2.0)?
+        .try_div_scalar(2.0)?
         .f_mean(Kind::Float)?)
 }
 

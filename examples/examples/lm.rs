@@ -138,7 +138,7 @@ impl TransformerLM {
             return Ok(pos_embedding.narrow(1, 0, length));
         }
         let index = cache_index.value(cx)?;
-        cache_index.set_value(cx, index.f_add_scalar(1)?)?;
+        cache_index.set_value(cx, index.try_add_scalar(1)?)?;
         let i = index.f_int64_value(&[])?.clamp(0, self.block_size - 1);
         Ok(pos_embedding.narrow(1, i, 1))
     }

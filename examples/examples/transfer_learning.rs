@@ -221,11 +221,11 @@ fn report_frozen(
 
 /// The examples of `classes`, labelled from 0 (`label - classes.start`).
 fn classes(ds: &ImageClassification, classes: Range<i64>) -> Result<ImageClassification> {
-    let selected = ds.label.f_ge(classes.start)?.f_logical_and(&ds.label.f_lt(classes.end)?)?;
+    let selected = ds.label.try_ge(classes.start)?.f_logical_and(&ds.label.try_lt(classes.end)?)?;
     let index = selected.f_nonzero()?.f_squeeze_dim(1)?;
     Ok(ImageClassification {
         image: ds.image.f_index_select(0, &index)?,
-        label: ds.label.f_index_select(0, &index)?.f_sub_scalar(classes.start)?,
+        label: ds.label.f_index_select(0, &index)?.try_sub_scalar(classes.start)?,
     })
 }
 

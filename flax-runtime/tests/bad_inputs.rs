@@ -560,6 +560,47 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
             .total)
         })),
     );
+    // libtorch failing inside an op with a scalar argument (`full`, `arange`, `scalar_tensor`,
+    // `clamp_`), where tch's `f_*` ops panic and `flax::core::scalar_ops` returns the error:
+    // allocations no machine can give (2^60 bytes, beyond any address space whatever the
+    // overcommit policy: elements of 4 and 8 bytes) and values the dtype cannot hold.
+    let (floats, longs) = (1_i64 << 58, 1_i64 << 57);
+    push(
+        c,
+        "constant init, a shape too large to allocate",
+        err(Box::new(move || nn::initializers::ones().init(key(), &[floats], cpu(Kind::Float)))),
+    );
+    push(
+        c,
+        "Dense init with a constant kernel, features too large to allocate",
+        err(Box::new(move || {
+            let dense = nn::Dense::new(floats).kernel_init(nn::initializers::zeros());
+            dense.init(key(), &f(&[1, 1])).map(|_| Tensor::new())
+        })),
+    );
+    push(
+        c,
+        "one_hot, num_classes too large to allocate",
+        err(Box::new(move || nn::one_hot(&long(&[3]), longs))),
+    );
+    // clu's `int32` count of 2^32 values (a broadcast view: nothing allocated).
+    push(
+        c,
+        "Average over 2^32 values",
+        err(Box::new(|| {
+            let values = f(&[1]).f_expand([1_i64 << 32], false)?;
+            Ok(flax::training::metrics::Average::<flax::training::metrics::Values>::from_values(
+                &values, None,
+            )?
+            .total)
+        })),
+    );
+    // `clamp_` converts its bounds to the leaves' dtype, and float16 has no 1e6.
+    push(
+        c,
+        "clip update, float16 leaves and a bound float16 cannot hold",
+        Box::new(|| step(optax::clip(1e6), f(&[3]).to_kind(Kind::Half), f(&[3]).to_kind(Kind::Half))),
+    );
 }
 
 /// One update of `tx` from its initial state on `params`.

@@ -55,8 +55,8 @@ fn kernel_init(key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<T
     let phase = f64::from(key.raw()[0]) / f64::from(u32::MAX) * std::f64::consts::TAU;
     let scale = (3.0 / shape[0] as f64).sqrt();
     // In place: one buffer of the kernel's size, as an initializer's output.
-    let mut wave = Tensor::f_arange(shape.iter().product::<i64>(), options)?;
-    let _ = wave.f_mul_scalar_(0.754_877_666)?.f_add_scalar_(phase)?.f_sin_()?.f_mul_scalar_(scale)?;
+    let mut wave = Tensor::try_arange(shape.iter().product::<i64>(), options)?;
+    let _ = wave.try_mul_scalar_(0.754_877_666)?.try_add_scalar_(phase)?.f_sin_()?.try_mul_scalar_(scale)?;
     Ok(wave.f_reshape(shape)?)
 }
 

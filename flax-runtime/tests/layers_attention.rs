@@ -73,7 +73,7 @@ fn doubled_logits_attention(
     v: &Tensor,
     options: nn::AttentionOptions,
 ) -> Result<Tensor> {
-    nn::dot_product_attention_with(&q.f_mul_scalar(2.0)?, k, v, options)
+    nn::dot_product_attention_with(&q.try_mul_scalar(2.0)?, k, v, options)
 }
 
 fn modules_match_flax(g: &Golden) {

@@ -1,42 +1,25 @@
-//! Checks made before libtorch calls that would panic instead of failing.
+//! Checks made before libtorch calls, where libtorch's own refusal would panic or would not
+//! say what was wrong.
 //!
-//! tch 0.26 frees a call's temporary `Scalar` argument before it reads the call's error, and
-//! that free panics on the pending error: any fallible libtorch call taking a scalar
-//! (`f_masked_fill(mask, 0.0)`, …) panics when it fails. And an undefined tensor
-//! (`Tensor::new()`) panics in `size()` and `kind()`. So inputs that reach such calls are
-//! checked first, here.
+//! An undefined tensor (`Tensor::new()`) panics in tch's `size()` and `kind()`, so arguments
+//! that may be undefined are checked first ([`check_defined`]). libtorch's failures in ops
+//! with a scalar argument are errors like any other (the crate calls them through
+//! [`scalar_ops`](crate::core::scalar_ops), as tch's own `f_*` scalar ops panic on them); the
+//! checks here that come before such ops give Flax's `ValueError` and name the argument:
+//! [`check_real`] for the activations that clamp or compare with a scalar (JAX refuses complex
+//! inputs too), [`check_scalar_fits`] for constant initializers' values, [`masked_fill`]'s mask
+//! shape. `tests/bad_inputs.rs` (`scalar_argument_cases`) feeds each its failing inputs, and
+//! inputs on which libtorch fails inside a scalar op (allocations too large, values a dtype
+//! cannot hold).
 //!
-//! # The audit of scalar-argument calls
-//!
-//! Every call in `src/` with a `Scalar` argument, and every Rust `clamp` whose bounds come
-//! from input shapes (it panics when `min > max`), is in one of these cases
-//! (`tests/bad_inputs.rs`, `scalar_argument_cases`, feeds each its failing inputs):
-//! - **Validated first.** Masked fills ([`masked_fill`]); `full` in `initializers::constant`
-//!   (shape by `num_elements`, value by [`check_scalar_fits`]); the activations that clamp or
-//!   compare with a scalar (`softplus`, `log_sigmoid`, `elu`, `selu`, `celu`, `leaky_relu`:
-//!   [`check_real`]); `logsumexp`'s `b`, attention masks and biases, `combine_masks`,
-//!   `make_causal_mask`, the query, key and value ([`check_defined`]); `one_hot`
-//!   (`num_classes >= 0`, `int64` classes); `pad_wrap` (an empty axis is jnp.pad's error, not a
-//!   remainder by zero); the attention cache (`max_length > 0` before `clamp(0, max_length -
-//!   1)`); metrics (values and mask defined, mask on the values' device before `where`); the
-//!   optax transformations that update in place (`zip_float_leaves_mut`: real floating leaves).
-//! - **Cannot fail on user input.** Non-in-place arithmetic with a scalar (`add_scalar`,
-//!   `mul_scalar`, `div_scalar`, `rsub_scalar`) on defined tensors of a real dtype promotes
-//!   and cannot fail: its operands are module arguments (defined, checked by `#[module]`),
-//!   results of float computations (statistics, gates, norms, errors), or casts (`embed` and
-//!   `rnn` cast ids and lengths to `int64`, losses cast labels to the logits' dtype); `arange`
-//!   over sizes read from shapes (never negative); comparisons of integer ids and indices;
-//!   `where` on masks computed from the same tensor; `full`/`scalar_tensor` of counts and
-//!   zeros; Rust `clamp`s with fixed bounds (dtype ranges, `i32`, `0..len`), after an emptiness
-//!   check (`switch`'s branches) or an early return (`polynomial_schedule`'s
-//!   `transition_steps <= 0`), or over validated attributes (`lax_conv`'s `d·(k-1) >= 0`).
-//! - **Left as they are.** A metric over more than 2^31 values (clu's `int32` count overflows
-//!   in `scalar_tensor`), and an optimizer step whose scalar (a learning rate above 65504 for
-//!   `float16` parameters) does not fit the parameters' dtype. Devices: there is no second
-//!   device to test on here; masks and metric masks are checked, other mixed-device inputs
-//!   reach non-scalar calls, which fail with a typed error.
+//! Rust's `clamp` panics when `min > max`: every `clamp` in `src/` whose bounds come from input
+//! shapes has fixed bounds (dtype ranges, `i32`, `0..len`), follows an emptiness check
+//! (`switch`'s branches) or an early return (`polynomial_schedule`'s `transition_steps <= 0`),
+//! or bounds validated attributes (`lax_conv`'s `d·(k-1) >= 0`, the attention cache's
+//! `max_length > 0`).
 
 use crate::core::errors::{Error, Result};
+use crate::core::scalar_ops::ScalarOps;
 use tch::{Kind, Tensor};
 
 /// `Ok` for a defined tensor; an [`Error::Value`] naming `what` for `Tensor::new()`.
@@ -59,7 +42,7 @@ pub(crate) fn check_real(tensor: &Tensor, what: &str) -> Result<()> {
 }
 
 /// `Ok` when libtorch converts `value` to `kind` without overflow (`full`, `fill_`,
-/// `masked_fill`, `where` with a scalar refuse other values, and tch panics on that refusal):
+/// `masked_fill`, `where` with a scalar refuse other values, with a message that names neither):
 /// integers take finite values in their range (the fraction is truncated), the narrow floats
 /// finite values up to their largest (infinities and NaN pass), booleans, doubles and
 /// complex numbers anything.
@@ -92,8 +75,8 @@ pub(crate) fn broadcasts_to(shape: &[i64], target: &[i64]) -> bool {
         && shape.iter().rev().zip(target.iter().rev()).all(|(&s, &t)| s == t || s == 1)
 }
 
-/// `x` with `value` where `mask` is true: `mask` must be defined, broadcast to `x`'s shape and
-/// live on `x`'s device (checked, so the call cannot fail); it is read as booleans.
+/// `x` with `value` where `mask` is true: `mask` must be defined and broadcast to `x`'s shape
+/// (libtorch would broadcast `x` to a larger mask's); it is read as booleans.
 pub(crate) fn masked_fill(x: &Tensor, mask: &Tensor, value: f64) -> Result<Tensor> {
     check_defined(x, "the tensor to fill")?;
     check_defined(mask, "the mask")?;
@@ -103,15 +86,8 @@ pub(crate) fn masked_fill(x: &Tensor, mask: &Tensor, value: f64) -> Result<Tenso
             "a mask of shape {mask_shape:?} does not broadcast to shape {shape:?}"
         )));
     }
-    if mask.device() != x.device() {
-        return Err(Error::Value(format!(
-            "the mask is on {:?} and the tensor on {:?}",
-            mask.device(),
-            x.device()
-        )));
-    }
     let mask = mask.f_to_kind(tch::Kind::Bool)?;
-    Ok(x.f_masked_fill(&mask, value)?)
+    Ok(x.try_masked_fill(&mask, value)?)
 }
 
 #[cfg(test)]
@@ -138,7 +114,7 @@ mod tests {
         {
             assert!(check_scalar_fits(value, kind).is_ok(), "{value} {kind:?}");
             // Not too strict: libtorch takes these.
-            assert!(Tensor::f_full([1], value, (kind, tch::Device::Cpu)).is_ok());
+            assert!(Tensor::try_full([1], value, (kind, tch::Device::Cpu)).is_ok());
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::rng::PRNGKey;
+use crate::core::scalar_ops::ScalarOps;
 use crate::random::permutation;
 use crate::tree::{self, Tree};
 use tch::{Device, Kind, Tensor};
@@ -133,7 +134,7 @@ impl<'d, T: Tree> Batches<'d, T> {
             return Ok(Batch { data, mask: None });
         }
         let padding = self.batch_size - n;
-        let mask = Tensor::f_arange(self.batch_size, (Kind::Int64, self.device))?.f_lt(n)?;
+        let mask = Tensor::try_arange(self.batch_size, (Kind::Int64, self.device))?.try_lt(n)?;
         let data = if padding == 0 {
             data
         } else {

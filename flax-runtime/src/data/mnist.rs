@@ -2,6 +2,7 @@
 //! directory of four IDX files, as the data sets are distributed.
 
 use crate::core::errors::{Error, Result};
+use crate::core::scalar_ops::ScalarOps;
 use crate::data::idx::read_idx;
 use crate::tree::Tree;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ pub fn load_mnist(dir: impl AsRef<Path>, split: Split) -> Result<ImageClassifica
             dir.display()
         )));
     }
-    let image = images.f_unsqueeze(-1)?.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?;
+    let image = images.f_unsqueeze(-1)?.f_to_kind(Kind::Float)?.try_div_scalar(255.0)?;
     Ok(ImageClassification { image, label: labels.f_to_kind(Kind::Int64)? })
 }
 

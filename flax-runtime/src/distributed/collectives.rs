@@ -10,6 +10,7 @@
 use super::flat::Flat;
 use super::ProcessGroup;
 use crate::core::errors::{Error, Result};
+use crate::core::scalar_ops::ScalarOps;
 use crate::tree::{KeyPath, Tree};
 use std::ffi::c_int;
 
@@ -42,7 +43,7 @@ impl ProcessGroup {
             .iter()
             .map(|buffer| {
                 self.all_reduce_sum_(buffer)?;
-                Ok(buffer.f_div_scalar(self.world_size())?)
+                Ok(buffer.try_div_scalar(self.world_size())?)
             })
             .collect::<Result<Vec<_>>>()?;
         flat.unpack(tree, &means)

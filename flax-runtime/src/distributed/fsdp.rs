@@ -35,6 +35,7 @@ use super::prefetch::Prefetch;
 use super::sharding_spec::{LeafSharding, ShardingSpec};
 use super::ProcessGroup;
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::{Elementwise, GradientTransformation};
 use crate::training::TrainState;
 use crate::transforms::autodiff::value_and_grad;
@@ -257,7 +258,7 @@ impl<'g> Fsdp<'g> {
         let mut rows = self.group.psum_scatter(&rows)?.into_iter();
         let mut whole = self.group.pmean(&whole)?.into_iter();
         let leaves = layouts.iter().map(|layout| match layout {
-            Some(_) => Ok(rows.next().expect("one row per split leaf").f_div_scalar(world)?),
+            Some(_) => Ok(rows.next().expect("one row per split leaf").try_div_scalar(world)?),
             None => Ok(whole.next().expect("one mean per replicated leaf")),
         });
         tree::tree_unflatten(grads, leaves.collect::<Result<Vec<_>>>()?)

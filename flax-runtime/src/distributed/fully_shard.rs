@@ -64,6 +64,7 @@ use crate::core::custom_function::custom_vjp;
 use crate::core::errors::{Error, Result};
 use crate::core::frozen_dict::{FrozenDict, Value};
 use crate::core::module::Module;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::transforms::lifted::in_frame_of;
 use crate::transforms::remat::{remat_frame_mapped, RematPolicy};
@@ -225,7 +226,7 @@ fn gather_differentiable(
                     .map(|(layout, grad)| split_rows(layout, grad, world))
                     .collect::<Result<Vec<_>>>()?;
                 let summed = fsdp.group().psum_scatter(&rows)?;
-                summed.iter().map(|piece| Ok(Some(piece.f_div_scalar(world)?))).collect()
+                summed.iter().map(|piece| Ok(Some(piece.try_div_scalar(world)?))).collect()
             })
         },
     )

@@ -9,6 +9,7 @@
 
 use super::ProcessGroup;
 use crate::core::errors::{Error, Result};
+use crate::core::scalar_ops::ScalarOps;
 use crate::data::Batch;
 use crate::tree::{self, KeyPath, Tree};
 use tch::{Device, Kind, Tensor};
@@ -65,7 +66,7 @@ impl ProcessGroup {
             pad[2 * leaf.dim() - 1] = n * db - b; // constant_pad_nd: (before, after) from the last axis
             Ok(leaf.f_constant_pad_nd(pad.as_slice())?)
         })?;
-        let mask = Tensor::f_arange(n * db, (Kind::Int64, device_of(batch)))?.f_lt(b)?;
+        let mask = Tensor::try_arange(n * db, (Kind::Int64, device_of(batch)))?.try_lt(b)?;
         self.shard_batch(&Batch { data: padded, mask: Some(mask) })
     }
 

@@ -10,6 +10,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::core::tensor_checks::{check_defined, check_real, masked_fill};
 use crate::module;
@@ -76,7 +77,7 @@ pub fn hard_tanh(x: &Tensor) -> Result<Tensor> {
 /// `log(1 + e^x)`, computed as JAX's `logaddexp(x, 0)` = `max(x, 0) + log1p(e^{-|x|})`.
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     check_real(x, "softplus's input")?;
-    Ok(x.f_clamp_min(0.0)?.f_add(&x.f_abs()?.f_neg()?.f_exp()?.f_log1p()?)?)
+    Ok(x.try_clamp_min(0.0)?.f_add(&x.f_abs()?.f_neg()?.f_exp()?.f_log1p()?)?)
 }
 
 /// `log(sigmoid(x))` = `-softplus(-x)`.
@@ -86,12 +87,12 @@ pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
 
 /// `x / (|x| + 1)`.
 pub fn soft_sign(x: &Tensor) -> Result<Tensor> {
-    Ok(x.f_div(&x.f_abs()?.f_add_scalar(1.0)?)?)
+    Ok(x.f_div(&x.f_abs()?.try_add_scalar(1.0)?)?)
 }
 
 /// `λ · (x if x > 0 else α·e^x - α)` with JAX's constants.
 pub fn selu(x: &Tensor) -> Result<Tensor> {
-    Ok(elu_with(x, SELU_ALPHA)?.f_mul_scalar(SELU_SCALE)?)
+    Ok(elu_with(x, SELU_ALPHA)?.try_mul_scalar(SELU_SCALE)?)
 }
 
 /// `x if x > 0 else e^x - 1` (Flax's `elu` with its default `alpha = 1.0`).
@@ -102,8 +103,8 @@ pub fn elu(x: &Tensor) -> Result<Tensor> {
 /// `x if x > 0 else α·(e^x - 1)`: Flax's `elu(x, alpha)`.
 pub fn elu_with(x: &Tensor, alpha: f64) -> Result<Tensor> {
     check_real(x, "elu's input")?;
-    let negative = x.f_clamp_max(0.0)?.f_expm1()?.f_mul_scalar(alpha)?;
-    Ok(x.f_where_self(&x.f_gt(0.0)?, &negative)?)
+    let negative = x.try_clamp_max(0.0)?.f_expm1()?.try_mul_scalar(alpha)?;
+    Ok(x.f_where_self(&x.try_gt(0.0)?, &negative)?)
 }
 
 /// `max(x, 0) + expm1(min(x, 0))` (Flax's `celu` with its default `alpha = 1.0`).
@@ -114,8 +115,8 @@ pub fn celu(x: &Tensor) -> Result<Tensor> {
 /// `max(x, 0) + α·expm1(min(x, 0) / α)`: Flax's `celu(x, alpha)`.
 pub fn celu_with(x: &Tensor, alpha: f64) -> Result<Tensor> {
     check_real(x, "celu's input")?;
-    let negative = x.f_clamp_max(0.0)?.f_div_scalar(alpha)?.f_expm1()?.f_mul_scalar(alpha)?;
-    Ok(x.f_clamp_min(0.0)?.f_add(&negative)?)
+    let negative = x.try_clamp_max(0.0)?.try_div_scalar(alpha)?.f_expm1()?.try_mul_scalar(alpha)?;
+    Ok(x.try_clamp_min(0.0)?.f_add(&negative)?)
 }
 
 /// `x if x >= 0 else 0.01 · x` (Flax's `leaky_relu` with its default `negative_slope`).
@@ -126,7 +127,7 @@ pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
 /// `x if x >= 0 else negative_slope · x`: Flax's `leaky_relu(x, negative_slope)`.
 pub fn leaky_relu_with(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
     check_real(x, "leaky_relu's input")?;
-    Ok(x.f_where_self(&x.f_ge(0.0)?, &x.f_mul_scalar(negative_slope)?)?)
+    Ok(x.f_where_self(&x.try_ge(0.0)?, &x.try_mul_scalar(negative_slope)?)?)
 }
 
 /// The Gaussian error linear unit in Flax's default form, the tanh approximation
@@ -352,7 +353,7 @@ pub fn logsumexp_with(a: &Tensor, options: LogsumexpOptions) -> Result<Tensor> {
     if !scaled {
         return Ok(out);
     }
-    masked_fill(&out, &sign.f_lt(0.0)?, f64::NAN)
+    masked_fill(&out, &sign.try_lt(0.0)?, f64::NAN)
 }
 
 /// [`logsumexp_with`] with Flax's `return_sign=True`: `(log |Σ b·exp(a)|, sign of the sum)`.
@@ -364,7 +365,7 @@ pub fn logsumexp_with_sign(a: &Tensor, options: LogsumexpOptions) -> Result<(Ten
     let a = match b {
         Some(b) => {
             check_defined(b, "logsumexp's b")?;
-            masked_fill(&a, &b.f_eq(0.0)?, f64::NEG_INFINITY)?
+            masked_fill(&a, &b.try_eq(0.0)?, f64::NEG_INFINITY)?
         }
         None => a,
     };
@@ -474,9 +475,9 @@ pub fn standardize_with(x: &Tensor, options: StandardizeOptions) -> Result<Tenso
     };
     let variance = match variance {
         Some(v) => v.shallow_clone(),
-        None => masked_mean(&x.f_square()?)?.f_sub(&mean.f_square()?)?.f_clamp_min(0.0)?,
+        None => masked_mean(&x.f_square()?)?.f_sub(&mean.f_square()?)?.try_clamp_min(0.0)?,
     };
-    Ok(x.f_sub(&mean)?.f_mul(&variance.f_add_scalar(epsilon)?.f_rsqrt()?)?)
+    Ok(x.f_sub(&mean)?.f_mul(&variance.try_add_scalar(epsilon)?.f_rsqrt()?)?)
 }
 
 /// The keyword arguments of [`one_hot_with`], Flax's defaults by [`Default`].
@@ -536,7 +537,7 @@ pub fn one_hot_with(x: &Tensor, num_classes: i64, options: OneHotOptions) -> Res
     let mut classes_shape = vec![1; out_rank as usize];
     classes_shape[pos as usize] = num_classes;
     // int64 classes, compared with promotion: `arange` exists for no complex or bool dtype.
-    let classes = Tensor::f_arange(num_classes, (Kind::Int64, x.device()))?.f_reshape(classes_shape)?;
+    let classes = Tensor::try_arange(num_classes, (Kind::Int64, x.device()))?.f_reshape(classes_shape)?;
     Ok(x.f_unsqueeze(pos)?.f_eq_tensor(&classes)?.f_to_kind(kind)?)
 }
 
@@ -560,6 +561,6 @@ impl PReLU {
         let init = initializers::constant(self.negative_slope_init);
         let negative_slope = cx.param_with_dtype("negative_slope", init, &[], self.param_dtype)?;
         let slope = cast(negative_slope, inputs.kind())?;
-        Ok(inputs.f_where_self(&inputs.f_ge(0.0)?, &slope.f_mul(inputs)?)?)
+        Ok(inputs.f_where_self(&inputs.try_ge(0.0)?, &slope.f_mul(inputs)?)?)
     }
 }

@@ -10,6 +10,7 @@
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
 use crate::core::rng::PRNGKey;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::core::tensor_checks::{check_defined, masked_fill};
 use crate::core::tensor_identity::identity;
@@ -204,7 +205,7 @@ pub fn dot_product_attention_weights_with(
     let AttentionOptions { bias, mask, dropout, dtype, precision } = options;
     let (bias, mask, dropout) = (bias.as_ref(), mask.as_ref(), dropout.as_ref());
     check_qkv(query, key, None)?;
-    // The mask meets scalar comparisons, which tch 0.26 turns into panics when they fail.
+    // An undefined bias or mask is an error that says which (libtorch's would not).
     if let Some(bias) = bias {
         check_defined(bias, "the attention bias")?;
     }
@@ -214,7 +215,7 @@ pub fn dot_product_attention_weights_with(
     let kind = result_dtype(&[query, key], dtype)?;
     let (query, key) = (cast(query.shallow_clone(), kind)?, cast(key.shallow_clone(), kind)?);
     let depth = *query.size().last().unwrap_or(&1);
-    let query = query.f_div_scalar((depth as f64).sqrt())?;
+    let query = query.try_div_scalar((depth as f64).sqrt())?;
     let mut weights = with_precision(precision, || {
         Ok(Tensor::f_einsum("...qhd,...khd->...hqk", &[&query, &key], None::<&[i64]>)?)
     })?;
@@ -228,7 +229,7 @@ pub fn dot_product_attention_weights_with(
             Kind::BFloat16 => -3.389_531_389_251_535e38,
             _ => f64::from(f32::MIN),
         };
-        weights = masked_fill(&weights, &mask.f_eq(0.0)?, lowest)?;
+        weights = masked_fill(&weights, &mask.try_eq(0.0)?, lowest)?;
     }
     let mut weights = cast(weights.f_softmax(-1, weights.kind())?, kind)?;
     if let Some(d) = dropout.filter(|d| d.rate > 0.0) {
@@ -242,7 +243,7 @@ pub fn dot_product_attention_weights_with(
             shape
         };
         let keep = bernoulli(d.rng, keep_prob, &mask_shape, weights.device())?;
-        let multiplier = keep.f_to_kind(kind)?.f_div_scalar(keep_prob)?;
+        let multiplier = keep.f_to_kind(kind)?.try_div_scalar(keep_prob)?;
         weights = weights.f_mul(&multiplier)?;
     }
     Ok(weights)
@@ -416,7 +417,7 @@ pub fn make_causal_mask_with(x: &Tensor, options: AttentionMaskOptions) -> Resul
         .size()
         .last()
         .ok_or_else(|| Error::Value("make_causal_mask needs a [batch..., len] input".into()))?;
-    let idxs = Tensor::f_arange(len, (Kind::Int, x.device()))?.f_expand(x.size(), false)?;
+    let idxs = Tensor::try_arange(len, (Kind::Int, x.device()))?.f_expand(x.size(), false)?;
     make_attention_mask_with(&idxs, &idxs, options.pairwise_fn(|a, b| Ok(a.f_ge_tensor(b)?)))
 }
 
@@ -437,9 +438,9 @@ pub fn combine_masks_with(masks: &[Option<&Tensor>], kind: Kind) -> Result<Optio
         let ranks: Vec<i64> = given.iter().map(|m| m.dim() as i64).collect();
         return Err(Error::Value(format!("masks must have same rank: {}", ranks.flax_repr())));
     }
-    let mut mask = first.f_ne(0.0)?;
+    let mut mask = first.try_ne(0.0)?;
     for m in rest {
-        mask = mask.f_logical_and(&m.f_ne(0.0)?)?;
+        mask = mask.f_logical_and(&m.try_ne(0.0)?)?;
     }
     Ok(Some(mask.f_to_kind(kind)?))
 }
@@ -702,11 +703,11 @@ impl Attention<'_> {
         let value = old_value.f_slice_scatter(&cast(value, old_value.kind())?, time, start, start + 1, 1)?;
         cached_key.set_value(cx, key.shallow_clone())?;
         cached_value.set_value(cx, value.shallow_clone())?;
-        cache_index.set_value(cx, index.f_add_scalar(1)?)?;
+        cache_index.set_value(cx, index.try_add_scalar(1)?)?;
         let mut visible_shape = shape[..rank - 3].to_vec();
         visible_shape.extend([1, 1, max_length]);
-        let visible = Tensor::f_arange(max_length, (Kind::Int64, key.device()))?
-            .f_le(cur)?
+        let visible = Tensor::try_arange(max_length, (Kind::Int64, key.device()))?
+            .try_le(cur)?
             .f_expand(visible_shape, false)?;
         let mask = combine_masks(&[mask.as_ref(), Some(&visible)])?;
         Ok((key, value, mask))

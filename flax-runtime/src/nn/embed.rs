@@ -3,6 +3,7 @@
 use crate::core::errors::Result;
 use crate::core::frozen_dict::dtype_name;
 use crate::core::repr::FlaxRepr;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::core::tensor_checks::masked_fill;
 use crate::module;
@@ -122,9 +123,9 @@ fn take(table: &Tensor, ids: &Tensor, out_shape: &[i64]) -> Result<Tensor> {
         }
     }
     let ids = ids.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?;
-    let wrapped = ids.f_add(&ids.f_lt(0)?.f_to_kind(Kind::Int64)?.f_mul_scalar(n)?)?;
-    let valid = wrapped.f_ge(0)?.f_logical_and(&wrapped.f_lt(n)?)?;
-    let rows = table.f_index_select(0, &wrapped.f_where_scalarother(&valid, 0)?)?;
+    let wrapped = ids.f_add(&ids.try_lt(0)?.f_to_kind(Kind::Int64)?.try_mul_scalar(n)?)?;
+    let valid = wrapped.try_ge(0)?.f_logical_and(&wrapped.try_lt(n)?)?;
+    let rows = table.f_index_select(0, &wrapped.try_where_scalarother(&valid, 0)?)?;
     let rows = masked_fill(&rows, &valid.f_logical_not()?.f_unsqueeze(-1)?, fill_value(table.kind()))?;
     Ok(rows.f_reshape(out_shape)?)
 }

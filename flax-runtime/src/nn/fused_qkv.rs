@@ -175,6 +175,7 @@ pub(crate) fn fused_qkv(
 mod tests {
     use super::*;
     use crate::core::apply::ApplyOptions;
+    use crate::core::scalar_ops::ScalarOps;
     use crate::nn::{MultiHeadDotProductAttention, SelfAttention};
     use crate::prelude::*;
     use crate::tree::tree_map;
@@ -248,7 +249,7 @@ mod tests {
         let (first, _) = both_paths(&m, &variables, &x)?;
         // A param updated in place (as the fused optimizers do) is seen.
         let value = variables.tensor(&["params", "value", "kernel"]).expect("a kernel");
-        let _ = value.shallow_clone().f_mul_scalar_(-2.0)?;
+        let _ = value.shallow_clone().try_mul_scalar_(-2.0)?;
         let (updated, separate) = both_paths(&m, &variables, &x)?;
         assert_close(&updated, &separate);
         assert!((&updated - &first).abs().max().double_value(&[]) > 1e-3, "the update is seen");

@@ -11,6 +11,7 @@
 //! Samples are computed at the requested float width and match JAX for `Float` and `Double`
 //! (see [`crate::random`]); `Half`/`BFloat16` are computed in `float32` and rounded.
 
+use crate::core::scalar_ops::ScalarOps;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -65,7 +66,7 @@ impl Initializer for Constant {
     fn init(&self, _key: PRNGKey, shape: &[i64], options: (Kind, Device)) -> Result<Tensor> {
         num_elements("constant", shape)?;
         check_scalar_fits(self.value, options.0)?;
-        Ok(Tensor::f_full(shape, self.value, options)?)
+        Ok(Tensor::try_full(shape, self.value, options)?)
     }
 }
 
@@ -477,7 +478,7 @@ impl FloatGenerator for Orthogonal {
         rows_shape.push(n_cols);
         Ok(q.f_reshape(&rows_shape)?
             .f_movedim([rank as i64 - 1], [column as i64])?
-            .f_mul_scalar(self.scale)?)
+            .try_mul_scalar(self.scale)?)
     }
 }
 

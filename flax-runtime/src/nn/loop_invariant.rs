@@ -110,11 +110,12 @@ pub(crate) fn hoisted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::scalar_ops::ScalarOps;
     use tch::{Device, Kind};
 
     fn counted(calls: &mut i32, a: &Tensor) -> Result<Tensor> {
         *calls += 1;
-        Ok(a.f_mul_scalar(2.0)?)
+        Ok(a.try_mul_scalar(2.0)?)
     }
 
     #[test]
@@ -127,7 +128,7 @@ mod tests {
             assert_eq!(calls, 1, "a shallow clone is the same tensor");
             let _ = hoisted("other", &[&a], || counted(&mut calls, &a))?;
             assert_eq!(calls, 2, "another tag is another value");
-            let _ = a.shallow_clone().f_add_scalar_(1.0)?;
+            let _ = a.shallow_clone().try_add_scalar_(1.0)?;
             let v = hoisted("double", &[&a], || counted(&mut calls, &a))?;
             assert_eq!(calls, 3, "an in-place change is a miss");
             assert_eq!(Vec::<f32>::try_from(&v)?, [4.0, 4.0, 4.0]);

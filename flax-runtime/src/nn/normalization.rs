@@ -27,6 +27,7 @@
 //! `batch_stats` and saved (`tests/empty_batches.rs`, `tests/bad_inputs.rs`).
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::core::shim::{self, Handle};
 use crate::core::variable::Variable;
@@ -80,7 +81,7 @@ fn compute_stats_over(
         return Ok((mean2.f_zeros_like()?, mean2));
     }
     let mean = across(x.f_mean_dim(axes, false, kind)?)?;
-    let var = mean2.f_sub(&mean.f_square()?)?.f_clamp_min(0.0)?;
+    let var = mean2.f_sub(&mean.f_square()?)?.try_clamp_min(0.0)?;
     Ok((mean, var))
 }
 
@@ -151,7 +152,7 @@ impl Normalize<'_> {
             var = var.f_unsqueeze(ax)?;
         }
         let mut y = x.f_sub(&mean)?;
-        let mut mul = var.f_add_scalar(self.epsilon)?.f_rsqrt()?;
+        let mut mul = var.try_add_scalar(self.epsilon)?.f_rsqrt()?;
         if let Some(scale) = &scale {
             mul = mul.f_mul(&scale.f_reshape(&feature_shape)?)?;
         }
@@ -329,9 +330,9 @@ impl BatchNorm {
                     // the new averages from them).
                     let var = invstd
                         .f_detach()?
-                        .f_pow_tensor_scalar(-2)?
-                        .f_sub_scalar(self.epsilon)?
-                        .f_clamp_min(0.0)?;
+                        .try_pow_tensor_scalar(-2)?
+                        .try_sub_scalar(self.epsilon)?
+                        .try_clamp_min(0.0)?;
                     let mean = mean.f_detach()?;
                     self.update_running_averages(cx, (&ra_mean, &ra_var), (&mean, &var))?;
                 }
@@ -367,13 +368,13 @@ impl BatchNorm {
             if average.requires_grad() || batch.requires_grad() {
                 // Flax's formula, op by op: gradients flow through it as through Flax's.
                 return Ok(average
-                    .f_mul_scalar(self.momentum)?
-                    .f_add(&batch.f_mul_scalar(1.0 - self.momentum)?)?);
+                    .try_mul_scalar(self.momentum)?
+                    .f_add(&batch.try_mul_scalar(1.0 - self.momentum)?)?);
             }
             // The same average up to rounding in one operator instead of three: on a layer
             // this cheap, each small operator's fixed cost adds up (`benches/layer_times.rs`).
             let kind = promote_types(average.kind(), batch.kind());
-            Ok(cast(average, kind)?.f_lerp(&cast(batch.shallow_clone(), kind)?, 1.0 - self.momentum)?)
+            Ok(cast(average, kind)?.try_lerp(&cast(batch.shallow_clone(), kind)?, 1.0 - self.momentum)?)
         };
         let new_mean = keep(ra_mean.value(cx)?, mean)?;
         let new_var = keep(ra_var.value(cx)?, var)?;
@@ -685,7 +686,7 @@ fn group_norm_channels_last(
     let param = |p: Option<&Tensor>, fill: f64| -> Result<Tensor> {
         Ok(match p {
             Some(p) => p.f_contiguous()?,
-            None => Tensor::f_full([channels], fill, (kind, Device::Cpu))?,
+            None => Tensor::try_full([channels], fill, (kind, Device::Cpu))?,
         })
     };
     let (x, scale, bias) = (x.f_contiguous()?, param(scale, 1.0)?, param(bias, 0.0)?);

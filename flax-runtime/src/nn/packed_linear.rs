@@ -100,6 +100,7 @@ pub fn clear_packed_weights() {
 mod tests {
     use super::*;
     use crate::core::frozen_dict::Value;
+    use crate::core::scalar_ops::ScalarOps;
     use crate::nn::{Dense, DenseGeneral};
     use crate::prelude::*;
     use tch::{Device, Kind};
@@ -154,7 +155,7 @@ mod tests {
         assert_eq!(cached(&kernel), 1, "and reused");
 
         // A param updated in place (as the fused optimizers do) is packed again.
-        let _ = kernel.shallow_clone().f_mul_scalar_(-0.5)?;
+        let _ = kernel.shallow_clone().try_mul_scalar_(-0.5)?;
         let updated = tch::no_grad(|| dense.apply(&variables, &x))?;
         assert!(close(&updated, &reference(&x, &variables)));
         assert!(!close(&updated, &y), "the update is seen");
@@ -185,7 +186,7 @@ mod tests {
         let y = dense.apply(&variables, &x)?;
         assert_eq!(y.size(), [64, 4, 192]);
         assert!(close(&y, &reference(&x, &variables)));
-        let _ = kernel_of(&variables).f_add_scalar_(1.0)?;
+        let _ = kernel_of(&variables).try_add_scalar_(1.0)?;
         assert!(close(&dense.apply(&variables, &x)?, &reference(&x, &variables)));
         Ok(())
     }

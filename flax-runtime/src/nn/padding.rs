@@ -4,6 +4,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
+use crate::core::scalar_ops::ScalarOps;
 use std::str::FromStr;
 use tch::{Kind, Tensor};
 
@@ -118,12 +119,13 @@ pub(crate) fn pad_wrap(x: &Tensor, dim: i64, low: i64, high: i64) -> Result<Tens
     }
     let size = x.size()[dim as usize];
     if size == 0 {
-        // jnp.pad's ValueError; libtorch's remainder by zero would fail with a panic.
+        // jnp.pad's ValueError, before libtorch's remainder by zero.
         return Err(Error::Value(format!(
             "can't extend empty axis {dim} using modes other than 'constant' or 'empty'"
         )));
     }
-    let index = Tensor::f_arange_start(-low, size + high, (Kind::Int64, x.device()))?.f_remainder(size)?;
+    let index =
+        Tensor::try_arange_start(-low, size + high, (Kind::Int64, x.device()))?.try_remainder(size)?;
     Ok(x.f_index_select(dim, &index)?)
 }
 

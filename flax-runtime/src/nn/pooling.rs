@@ -16,6 +16,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
+use crate::core::scalar_ops::ScalarOps;
 use crate::nn::empty_windows::{empty_pool, has_no_windows};
 use crate::nn::module_utils::FoldedBatch;
 use crate::nn::padding::{
@@ -206,7 +207,7 @@ pub fn avg_pool_with(
         // the window size, as Flax does.
         match native_pool(&folded.x, Reduction::Mean, &window)? {
             Some(y) => y,
-            None => window_sum(&folded.x, &window)?.f_div_scalar(window_shape.iter().product::<i64>())?,
+            None => window_sum(&folded.x, &window)?.try_div_scalar(window_shape.iter().product::<i64>())?,
         }
     } else {
         let sums = window_sum(&folded.x, &window)?;

@@ -9,6 +9,7 @@
 use crate::core::errors::Result;
 use crate::core::repr::FlaxRepr;
 use crate::core::rng::PRNGKey;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::module;
 use crate::nn::activation::{sigmoid, tanh};
@@ -361,7 +362,7 @@ impl GRUCell {
         let from_x = dense("in", true, input).call(cx, inputs)?;
         let from_h = dense("hn", true, recurrent).call(cx, h)?;
         let n = (self.activation_fn)(&from_x.f_add(&r.f_mul(&from_h)?)?)?;
-        let new_h = z.f_neg()?.f_add_scalar(1.0)?.f_mul(&n)?.f_add(&z.f_mul(h)?)?;
+        let new_h = z.f_neg()?.try_add_scalar(1.0)?.f_mul(&n)?.f_add(&z.f_mul(h)?)?;
         Ok((new_h.shallow_clone(), new_h))
     }
 }
@@ -433,7 +434,7 @@ impl ConvLSTMCell {
         };
         let parts = gates.f_split(width / 4, -1)?;
         let (i, g, f, o) = (&parts[0], &parts[1], &parts[2], &parts[3]);
-        let f = f.f_add_scalar(1.0)?.f_sigmoid()?;
+        let f = f.try_add_scalar(1.0)?.f_sigmoid()?;
         let new_c = f.f_mul(c)?.f_add(&i.f_sigmoid()?.f_mul(&g.f_tanh()?)?)?;
         let new_h = o.f_sigmoid()?.f_mul(&new_c.f_tanh()?)?;
         Ok(((new_c, new_h.shallow_clone()), new_h))

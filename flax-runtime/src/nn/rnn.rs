@@ -51,6 +51,7 @@ use crate::core::filter::CollectionFilter;
 use crate::core::module::Module;
 use crate::core::repr::FlaxRepr;
 use crate::core::rng::PRNGKey;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::module;
 use crate::nn::dims::Dims;
@@ -107,9 +108,9 @@ pub fn flip_sequences(
     let lengths = lengths.f_to_kind(Kind::Int64)?.f_unsqueeze(time_axis as i64)?;
     let mut steps_shape = vec![1; num_batch_dims + 1];
     steps_shape[time_axis] = max_steps;
-    let steps = Tensor::f_arange_start_step(max_steps - 1, -1, -1, (Kind::Int64, inputs.device()))?
+    let steps = Tensor::try_arange_start_step(max_steps - 1, -1, -1, (Kind::Int64, inputs.device()))?
         .f_reshape(steps_shape)?;
-    let mut idxs = steps.f_add(&lengths)?.f_remainder(max_steps)?;
+    let mut idxs = steps.f_add(&lengths)?.try_remainder(max_steps)?;
     while idxs.dim() < shape.len() {
         idxs = idxs.f_unsqueeze(-1)?;
     }
@@ -337,7 +338,7 @@ impl<C: RNNCellBase> RNN<C> {
 fn select_last_carry<T: Tree>(carries: &T, seq_lengths: &Tensor) -> Result<T> {
     tree::tree_map(carries, |stacked| {
         let steps = stacked.size()[0];
-        let last = seq_lengths.f_to_kind(Kind::Int64)?.f_sub_scalar(1)?.f_remainder(steps.max(1))?;
+        let last = seq_lengths.f_to_kind(Kind::Int64)?.try_sub_scalar(1)?.try_remainder(steps.max(1))?;
         let mut index = last;
         while index.dim() + 1 < stacked.dim() {
             index = index.f_unsqueeze(-1)?;

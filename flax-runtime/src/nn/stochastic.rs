@@ -2,6 +2,7 @@
 
 use crate::core::errors::Result;
 use crate::core::repr::FlaxRepr;
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::scope::Scope;
 use crate::module;
 use crate::nn::module_utils::{attribute_error, merge_param, shape_error};
@@ -63,7 +64,7 @@ impl Dropout {
         }
         let key = cx.make_rng(&self.rng_collection)?;
         let mask = bernoulli(key, keep_prob, &mask_shape, inputs.device())?;
-        let kept = inputs.f_div_scalar(keep_prob)?;
+        let kept = inputs.try_div_scalar(keep_prob)?;
         Ok(kept.f_where_self(&mask, &kept.f_zeros_like()?)?)
     }
 }

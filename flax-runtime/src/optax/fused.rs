@@ -10,6 +10,7 @@
 //! falls back to the transformation's own kernels elsewhere.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use std::borrow::Borrow;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use tch::{Kind, Tensor};
@@ -214,7 +215,7 @@ pub(crate) fn adam(
 ) -> Result<()> {
     let n = count_of(params, [grads, mus, nus]);
     let Some(first) = params.first() else { return Ok(()) };
-    let step = Tensor::f_full([], count as f64, (Kind::Float, first.device()))?;
+    let step = Tensor::try_full([], count as f64, (Kind::Float, first.device()))?;
     let _no_grad = tch::no_grad_guard();
     let flat = flat_leaves(&[params, mus, nus], grads)?;
     let [params, mus, nus, grads] = [0, 1, 2, 3].map(|i| handles(&flat[i]));

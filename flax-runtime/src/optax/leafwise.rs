@@ -6,6 +6,7 @@
 //! donation the by-value signature promises, not a hidden side effect.
 
 use crate::core::errors::{Error, Result};
+use crate::core::scalar_ops::ScalarOps;
 use crate::tree::{self, KeyPath, Tree};
 use tch::{Kind, Tensor};
 
@@ -27,8 +28,8 @@ pub(crate) fn zip_leaves_mut<P: Tree, const N: usize>(
 /// [`zip_leaves_mut`] for arithmetic transformations: every leaf of `updates` and `others`
 /// must be a defined real floating-point tensor. Their in-place scalar arithmetic (`mul_`,
 /// `lerp_`, `clamp_`, comparisons with a scalar) cannot write a float into an integer or
-/// boolean tensor nor order complex numbers, and tch 0.26 panics instead of returning those
-/// libtorch errors; checked first, they are an [`Error::Value`] naming the leaf.
+/// boolean tensor nor order complex numbers; checked first, they are an [`Error::Value`]
+/// naming the leaf, where libtorch's errors would not say which leaf.
 pub(crate) fn zip_float_leaves_mut<P: Tree, const N: usize>(
     updates: &mut P,
     others: [&P; N],
@@ -60,7 +61,7 @@ pub(crate) fn handle(state: &Tensor) -> Tensor {
 /// (`addcmul_`, unlike binary ops, does not accept a CPU scalar next to CUDA tensors). `alpha`
 /// is rounded to `y`'s dtype, as JAX rounds a Python float multiplying a float32 array.
 pub(crate) fn axpy(y: &mut Tensor, alpha: f64, x: &Tensor) -> Result<()> {
-    let alpha = Tensor::f_scalar_tensor(alpha, (y.f_kind()?, y.device()))?;
+    let alpha = Tensor::try_scalar_tensor(alpha, (y.f_kind()?, y.device()))?;
     let _ = y.f_addcmul_(x, &alpha)?;
     Ok(())
 }
@@ -73,11 +74,11 @@ pub(crate) fn update_moment(moment: &Tensor, x: &Tensor, decay: f64) -> Result<T
     let kind = x.f_kind()?;
     if moment.f_kind()? == kind {
         let mut moment = handle(moment);
-        let _ = moment.f_lerp_(x, 1.0 - decay)?;
+        let _ = moment.try_lerp_(x, 1.0 - decay)?;
         return Ok(moment);
     }
     let mut average = moment.f_to_kind(kind)?;
-    let _ = average.f_lerp_(x, 1.0 - decay)?;
+    let _ = average.try_lerp_(x, 1.0 - decay)?;
     handle(moment).f_copy_(&average)?;
     Ok(average)
 }
@@ -87,11 +88,6 @@ pub(crate) fn update_moment(moment: &Tensor, x: &Tensor, decay: f64) -> Result<T
 pub(crate) fn full_like<P: Tree>(tree: &P, value: f64, kind: Option<Kind>) -> Result<P> {
     tree::tree_map(tree, |p| {
         let kind = kind.map_or_else(|| p.f_kind(), Ok)?;
-        // Not `f_full`: tch drops its scalar argument before reading libtorch's error, and
-        // that drop panics on the pending error, so a failed allocation (the optimizer state
-        // not fitting in memory) would panic instead of returning it. Filling cannot fail.
-        let mut state = Tensor::f_empty(p.size(), (kind, p.device()))?;
-        let _ = state.f_fill_(value)?;
-        Ok(state)
+        Ok(Tensor::try_full(p.size(), value, (kind, p.device()))?)
     })
 }

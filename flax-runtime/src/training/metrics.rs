@@ -34,6 +34,7 @@
 //! `gather_from_model_output` and the collection's `_reduction_counter`) have no equivalent.
 
 use crate::core::errors::{Error, Result};
+use crate::core::scalar_ops::ScalarOps;
 use crate::core::tensor_checks::check_defined;
 use crate::optax::losses::check_class_labels;
 use crate::tree::Tree;
@@ -269,7 +270,7 @@ fn masked_total_and_count(values: &Tensor, mask: Option<&Tensor>) -> Result<(Ten
     let values = if values.dim() == 0 { values.f_unsqueeze(0)? } else { values.shallow_clone() };
     let kind = values.f_kind()?;
     let Some(mask) = mask else {
-        let count = Tensor::f_scalar_tensor(values.numel() as f64, (Kind::Int, values.device()))?;
+        let count = Tensor::try_scalar_tensor(values.numel() as f64, (Kind::Int, values.device()))?;
         return Ok((values.f_sum(kind)?, count));
     };
     if mask.dim() == 0 || mask.size()[0] != values.size()[0] {
@@ -285,15 +286,7 @@ fn masked_total_and_count(values: &Tensor, mask: Option<&Tensor>) -> Result<(Ten
         mask = mask.f_unsqueeze(-1)?;
     }
     let mask = mask.f_expand_as(&values)?;
-    // `where` with a scalar panics in tch 0.26 when it fails: the only way left is devices.
-    if mask.device() != values.device() {
-        return Err(Error::Value(format!(
-            "the mask is on {:?} and the values on {:?}",
-            mask.device(),
-            values.device()
-        )));
-    }
-    let total = values.f_where_scalarother(&mask, 0.0)?.f_sum(kind)?;
+    let total = values.try_where_scalarother(&mask, 0.0)?.f_sum(kind)?;
     Ok((total, mask.f_sum(Kind::Int)?))
 }
 

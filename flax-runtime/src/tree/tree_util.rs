@@ -164,6 +164,7 @@ pub fn shallow_clone<T: Tree>(tree: &T) -> Result<T> {
 mod tests {
     use super::*;
     use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
+    use crate::core::scalar_ops::ScalarOps;
     use std::collections::BTreeMap;
     use tch::Kind;
 
@@ -239,7 +240,7 @@ mod tests {
         assert_eq!(keys(state.as_dict().unwrap(), &["params", "Dense_0"]), ["kernel", "bias"]);
         let mut updated = variables();
         tree_for_each_mut(&mut updated, |x| {
-            let _ = x.f_add_scalar_(1.0)?;
+            let _ = x.try_add_scalar_(1.0)?;
             Ok(())
         })
         .unwrap();
@@ -328,7 +329,7 @@ mod tests {
         let mut tree = variables();
         let kernel_ptr = tree.tensor(&["params", "Dense_0", "kernel"]).unwrap().data_ptr();
         tree_for_each_mut(&mut tree, |x| {
-            let _ = x.f_mul_scalar_(3.0)?;
+            let _ = x.try_mul_scalar_(3.0)?;
             Ok(())
         })
         .unwrap();

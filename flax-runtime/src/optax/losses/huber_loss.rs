@@ -1,6 +1,7 @@
 //! `optax.losses.huber_loss`.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::losses::errors;
 use tch::Tensor;
 
@@ -13,7 +14,7 @@ use tch::Tensor;
 /// shapes differ.
 pub fn huber_loss(predictions: &Tensor, targets: Option<&Tensor>, delta: f64) -> Result<Tensor> {
     let abs_errors = errors(predictions, targets)?.f_abs()?;
-    let quadratic = abs_errors.f_clamp_max(delta)?;
+    let quadratic = abs_errors.try_clamp_max(delta)?;
     let linear = abs_errors.f_sub(&quadratic)?;
-    Ok(quadratic.f_square()?.f_mul_scalar(0.5)?.f_add(&linear.f_mul_scalar(delta)?)?)
+    Ok(quadratic.f_square()?.try_mul_scalar(0.5)?.f_add(&linear.try_mul_scalar(delta)?)?)
 }

@@ -1,6 +1,7 @@
 //! `optax.losses.squared_error` and `optax.losses.l2_loss`.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::losses::errors;
 use tch::Tensor;
 
@@ -19,5 +20,5 @@ pub fn squared_error(predictions: &Tensor, targets: Option<&Tensor>) -> Result<T
 /// # Errors
 /// As [`squared_error`].
 pub fn l2_loss(predictions: &Tensor, targets: Option<&Tensor>) -> Result<Tensor> {
-    Ok(squared_error(predictions, targets)?.f_mul_scalar(0.5)?)
+    Ok(squared_error(predictions, targets)?.try_mul_scalar(0.5)?)
 }

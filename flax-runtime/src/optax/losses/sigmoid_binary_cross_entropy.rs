@@ -1,6 +1,7 @@
 //! `optax.losses.sigmoid_binary_cross_entropy`.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::losses::check_floating;
 use tch::Tensor;
 
@@ -18,6 +19,6 @@ pub fn sigmoid_binary_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<
     let log_p = logits.f_log_sigmoid()?;
     let log_not_p = logits.f_neg()?.f_log_sigmoid()?;
     let positive = labels.f_neg()?.f_mul(&log_p)?;
-    let negative = labels.f_rsub_scalar(1.0)?.f_mul(&log_not_p)?;
+    let negative = labels.try_rsub_scalar(1.0)?.f_mul(&log_not_p)?;
     Ok(positive.f_sub(&negative)?)
 }

@@ -1,6 +1,7 @@
 //! `optax.clip`: element-wise clipping.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::leafwise::zip_float_leaves_mut;
 use crate::optax::transformation::{EmptyState, GradientTransformation};
 use crate::tree::Tree;
@@ -26,7 +27,7 @@ impl<P: Tree> GradientTransformation<P> for Clip {
 
     fn update(&self, mut updates: P, state: EmptyState, _params: Option<&P>) -> Result<(P, EmptyState)> {
         zip_float_leaves_mut(&mut updates, [], |g, []| {
-            let _ = g.f_clamp_(-self.max_delta, self.max_delta)?;
+            let _ = g.try_clamp_(-self.max_delta, self.max_delta)?;
             Ok(())
         })?;
         Ok((updates, state))

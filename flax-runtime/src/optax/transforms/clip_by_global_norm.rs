@@ -1,6 +1,7 @@
 //! `optax.clip_by_global_norm`.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::leafwise::zip_float_leaves_mut;
 use crate::optax::transformation::{EmptyState, GradientTransformation};
 use crate::tree::{self, Tree};
@@ -30,7 +31,7 @@ impl ClipByGlobalNorm {
             return Ok(None);
         }
         let global_norm = Tensor::f_stack(&norms, 0)?.f_norm()?;
-        Ok(Some(global_norm.f_reciprocal()?.f_mul_scalar(self.max_norm)?.f_clamp_max(1.0)?))
+        Ok(Some(global_norm.f_reciprocal()?.try_mul_scalar(self.max_norm)?.try_clamp_max(1.0)?))
     }
 }
 

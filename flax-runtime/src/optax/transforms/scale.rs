@@ -2,6 +2,7 @@
 //! and `optax.scale_by_learning_rate`, one transformation with the state Optax gives each.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::count::Count;
 use crate::optax::leafwise::zip_float_leaves_mut;
 use crate::optax::scalar_or_schedule::ScalarOrSchedule;
@@ -73,7 +74,7 @@ impl<P: Tree, L: ScalarOrSchedule> GradientTransformation<P> for Scale<L> {
     fn update(&self, mut updates: P, state: L::State, _params: Option<&P>) -> Result<(P, L::State)> {
         let (factor, state) = self.next(state);
         zip_float_leaves_mut(&mut updates, [], |g, []| {
-            let _ = g.f_mul_scalar_(factor)?;
+            let _ = g.try_mul_scalar_(factor)?;
             Ok(())
         })?;
         Ok((updates, state))

@@ -1,6 +1,7 @@
 //! `optax.scale_by_adam`: Adam's preconditioning, without the learning rate.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::count::Count;
 use crate::optax::fused::AdamConfig;
 use crate::optax::leafwise::{axpy, full_like, update_moment, zip_float_leaves_mut};
@@ -93,7 +94,7 @@ impl ScaleByAdam {
         if self.nesterov {
             let mut denominator = g.f_square()?;
             let nu = update_moment(nu, &denominator, self.b2)?;
-            let _ = g.f_div_scalar_(bias_correction(self.b1, count))?.f_mul_scalar_(1.0 - self.b1)?;
+            let _ = g.try_div_scalar_(bias_correction(self.b1, count))?.try_mul_scalar_(1.0 - self.b1)?;
             axpy(g, self.b1 / bias_correction(self.b1, Count(count).increment().0), &mu)?;
             self.denominator(&nu, &mut denominator, count)?;
             let _ = g.f_div_(&denominator)?;
@@ -102,18 +103,18 @@ impl ScaleByAdam {
             let nu = update_moment(nu, g, self.b2)?;
             self.denominator(&nu, g, count)?;
             let _ = mu.f_div_out(g, g)?;
-            let _ = g.f_div_scalar_(bias_correction(self.b1, count))?;
+            let _ = g.try_div_scalar_(bias_correction(self.b1, count))?;
         }
         Ok(())
     }
 
     /// `sqrt(nu_hat + eps_root) + eps`, written into `out`.
     fn denominator(&self, nu: &Tensor, out: &mut Tensor, count: i64) -> Result<()> {
-        let _ = nu.f_div_scalar_out(out, bias_correction(self.b2, count))?;
+        let _ = nu.try_div_scalar_out(out, bias_correction(self.b2, count))?;
         if self.eps_root != 0.0 {
-            let _ = out.f_add_scalar_(self.eps_root)?;
+            let _ = out.try_add_scalar_(self.eps_root)?;
         }
-        let _ = out.f_sqrt_()?.f_add_scalar_(self.eps)?;
+        let _ = out.f_sqrt_()?.try_add_scalar_(self.eps)?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! centered.
 
 use crate::core::errors::{Error, Result};
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::count::Count;
 use crate::optax::leafwise::{full_like, update_moment, zip_float_leaves_mut};
 use crate::optax::numerics::bias_correction;
@@ -111,15 +112,15 @@ impl ScaleByRms {
     fn update_leaf(&self, g: &mut Tensor, mu: Option<&Tensor>, nu: &Tensor, correction: f64) -> Result<()> {
         let mut scaling = g.f_square()?;
         let nu = update_moment(nu, &scaling, self.decay)?;
-        let _ = nu.f_div_scalar_out(&scaling, correction)?;
+        let _ = nu.try_div_scalar_out(&scaling, correction)?;
         if let Some(mu) = mu {
             let mu = update_moment(mu, g, self.decay)?;
-            let _ = scaling.f_sub_(&mu.f_div_scalar(correction)?.f_square_()?)?;
+            let _ = scaling.f_sub_(&mu.try_div_scalar(correction)?.f_square_()?)?;
         }
         if self.eps_in_sqrt {
-            let _ = scaling.f_add_scalar_(self.eps)?.f_rsqrt_()?;
+            let _ = scaling.try_add_scalar_(self.eps)?.f_rsqrt_()?;
         } else {
-            let _ = scaling.f_sqrt_()?.f_add_scalar_(self.eps)?.f_reciprocal_()?;
+            let _ = scaling.f_sqrt_()?.try_add_scalar_(self.eps)?.f_reciprocal_()?;
         }
         let _ = g.f_mul_(&scaling)?;
         Ok(())

@@ -1,6 +1,7 @@
 //! `optax.scale_by_rss`: Adagrad's preconditioning.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::leafwise::{full_like, handle, zip_float_leaves_mut};
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
@@ -43,7 +44,8 @@ impl ScaleByRss {
     fn update_leaf(&self, g: &mut Tensor, sum_of_squares: &Tensor) -> Result<()> {
         let mut sum = handle(sum_of_squares);
         let _ = sum.f_addcmul_(g, g)?;
-        let inv_sqrt = sum.f_add_scalar(self.eps)?.f_rsqrt_()?.f_where_scalarother(&sum.f_gt(0.0)?, 0.0)?;
+        let inv_sqrt =
+            sum.try_add_scalar(self.eps)?.f_rsqrt_()?.try_where_scalarother(&sum.try_gt(0.0)?, 0.0)?;
         let _ = g.f_mul_(&inv_sqrt)?;
         Ok(())
     }

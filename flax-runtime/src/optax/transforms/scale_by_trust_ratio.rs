@@ -1,6 +1,7 @@
 //! `optax.scale_by_trust_ratio`: LAMB's and LARS's layer-wise step size.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::leafwise::zip_float_leaves_mut;
 use crate::optax::transformation::{required_params, EmptyState, GradientTransformation};
 use crate::tree::Tree;
@@ -45,11 +46,11 @@ impl ScaleByTrustRatio {
     }
 
     fn update_leaf(&self, g: &mut Tensor, param: &Tensor) -> Result<()> {
-        let param_norm = param.f_norm()?.f_clamp_min(self.min_norm)?;
-        let update_norm = g.f_norm()?.f_clamp_min(self.min_norm)?;
-        let zero_norm = param_norm.f_eq(0.0)?.f_logical_or(&update_norm.f_eq(0.0)?)?;
-        let ratio = (param_norm * self.trust_coefficient).f_div(&update_norm.f_add_scalar(self.eps)?)?;
-        let _ = g.f_mul_(&Tensor::f_where_scalarself(&zero_norm, 1.0, &ratio)?)?;
+        let param_norm = param.f_norm()?.try_clamp_min(self.min_norm)?;
+        let update_norm = g.f_norm()?.try_clamp_min(self.min_norm)?;
+        let zero_norm = param_norm.try_eq(0.0)?.f_logical_or(&update_norm.try_eq(0.0)?)?;
+        let ratio = (param_norm * self.trust_coefficient).f_div(&update_norm.try_add_scalar(self.eps)?)?;
+        let _ = g.f_mul_(&Tensor::try_where_scalarself(&zero_norm, 1.0, &ratio)?)?;
         Ok(())
     }
 }

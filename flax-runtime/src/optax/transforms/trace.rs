@@ -1,6 +1,7 @@
 //! `optax.trace`: momentum.
 
 use crate::core::errors::Result;
+use crate::core::scalar_ops::ScalarOps;
 use crate::optax::leafwise::{axpy, full_like, handle, zip_float_leaves_mut};
 use crate::optax::transformation::GradientTransformation;
 use crate::tree::Tree;
@@ -49,7 +50,7 @@ impl Trace {
         }
         let mut trace = handle(trace);
         if self.nesterov {
-            let _ = trace.f_mul_scalar_(self.decay)?.f_add_(g)?;
+            let _ = trace.try_mul_scalar_(self.decay)?.f_add_(g)?;
             axpy(g, self.decay, &trace)
         } else {
             axpy(g, self.decay, &trace)?;
@@ -61,7 +62,7 @@ impl Trace {
     /// the updates' dtype, as Optax computes it before casting it for the state.
     fn update_leaf_cast(&self, g: &mut Tensor, trace: &Tensor) -> Result<()> {
         let mut new_trace = trace.f_to_kind(g.f_kind()?)?;
-        let _ = new_trace.f_mul_scalar_(self.decay)?.f_add_(g)?;
+        let _ = new_trace.try_mul_scalar_(self.decay)?.f_add_(g)?;
         handle(trace).f_copy_(&new_trace)?;
         if self.nesterov {
             axpy(g, self.decay, &new_trace)

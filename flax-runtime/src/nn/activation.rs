@@ -171,9 +171,9 @@ fn sigmoid_form_applies(x: &Tensor) -> bool {
 /// Equal to the tanh form to float rounding (both within 6e-7 of the float64 value there);
 /// `±∞` give what the tanh form gives (`∞`, and `NaN` for `-∞`).
 fn tanh_gelu_by_sigmoid(x: &Tensor) -> Result<Tensor> {
-    let scale = Tensor::f_scalar_tensor(TWICE_SQRT_2_OVER_PI, (x.kind(), x.device()))?;
+    let scale = Tensor::try_scalar_tensor(TWICE_SQRT_2_OVER_PI, (x.kind(), x.device()))?;
     // 2√(2/π)(1 + 0.044715x²), then times x, through the sigmoid, times x.
-    let mut t = scale.f_addcmul(x, &x.f_mul_scalar(TWICE_SQRT_2_OVER_PI * 0.044715)?)?;
+    let mut t = scale.f_addcmul(x, &x.try_mul_scalar(TWICE_SQRT_2_OVER_PI * 0.044715)?)?;
     let _ = t.f_mul_(x)?.f_sigmoid_()?.f_mul_(x)?;
     Ok(t)
 }

@@ -17,7 +17,9 @@
 //!
 //! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20 --cpu-time]`
 //!
-//! `--only TEXT` times only the layers whose name contains `TEXT` (for `perf record`).
+//! `--only TEXT` times only the layers whose name contains `TEXT` (for `perf record`);
+//! `--side flax` or `--side torch` runs only that side's calls (for a profiler that counts the
+//! whole process, such as `valgrind --tool=callgrind`; the ratios then read as noise).
 //!
 //! Each row is followed (on stderr) by the minor page faults per call of each side: where
 //! glibc's malloc gives a freed block of a few MB back to the kernel, the next call faults the
@@ -278,9 +280,10 @@ fn cases() -> Vec<Case> {
     out
 }
 
+/// The median, NaN for a side `--side` left out.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// CPU time of this process in µs (all threads): on a shared machine, the work done, not the
@@ -325,7 +328,14 @@ fn main() {
     let (rounds, iters) = (arg("--rounds", 15), arg("--iters", 20));
     let cpu = std::env::args().any(|a| a == "--cpu-time");
     let args: Vec<String> = std::env::args().collect();
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let (only, side) = (value("--only"), value("--side"));
+    // Slots 0 and 2 are the library's calls, 1 and 3 libtorch's.
+    let runs = |slot: usize| match side.as_deref() {
+        Some("flax") => slot % 2 == 0,
+        Some("torch") => slot % 2 == 1,
+        _ => true,
+    };
     println!(
         "| layer | flax fwd µs | libtorch fwd µs | ratio | flax fwd+bwd µs | libtorch fwd+bwd µs | ratio |"
     );
@@ -336,17 +346,15 @@ fn main() {
         let mut samples = [vec![], vec![], vec![], vec![]];
         let mut faults = [0i64; 4];
         // Warm-up.
-        for f in [&fwd_flax as &dyn Fn(), &fwd_torch, &*c.flax_backward, &*c.torch_backward] {
-            time(2, cpu, f);
+        let calls = [&fwd_flax as &dyn Fn(), &fwd_torch, &*c.flax_backward, &*c.torch_backward];
+        for (_, f) in calls.iter().enumerate().filter(|&(slot, _)| runs(slot)) {
+            time(2, cpu, *f);
         }
         for round in 0..rounds {
-            let pairs: [(usize, &dyn Fn()); 4] =
-                [(0, &fwd_flax), (1, &fwd_torch), (2, &*c.flax_backward), (3, &*c.torch_backward)];
             let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [1, 0, 3, 2] };
-            for i in order {
-                let (slot, f) = pairs[i];
+            for slot in order.into_iter().filter(|&slot| runs(slot)) {
                 let before = minor_faults();
-                samples[slot].push(time(iters, cpu, f));
+                samples[slot].push(time(iters, cpu, calls[slot]));
                 faults[slot] += minor_faults() - before;
             }
         }

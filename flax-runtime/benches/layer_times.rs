@@ -18,6 +18,11 @@
 //! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20 --cpu-time]`
 //!
 //! `--only TEXT` times only the layers whose name contains `TEXT` (for `perf record`).
+//! `--side flax` or `--side libtorch` runs only that side's calls (the other's columns print
+//! `-`): under `valgrind --tool=callgrind`, whose instruction counts do not move with the
+//! machine's load, one run per side gives each side's count, e.g.
+//! `valgrind --tool=callgrind target/release/deps/layer_times-* --only RMSNorm --side flax --rounds 1 --iters 50`
+//! (the checks and warm-up that every run does are common to both runs).
 //!
 //! Each row is followed (on stderr) by the minor page faults per call of each side: where
 //! glibc's malloc gives a freed block of a few MB back to the kernel, the next call faults the
@@ -278,9 +283,15 @@ fn cases() -> Vec<Case> {
     out
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v`, `None` for no samples (a side left out by `--side`).
+fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied()
+}
+
+/// `x` to `digits` decimals, or `-` for no value.
+fn show(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
 }
 
 /// CPU time of this process in µs (all threads): on a shared machine, the work done, not the
@@ -325,7 +336,15 @@ fn main() {
     let (rounds, iters) = (arg("--rounds", 15), arg("--iters", 20));
     let cpu = std::env::args().any(|a| a == "--cpu-time");
     let args: Vec<String> = std::env::args().collect();
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let only = value("--only");
+    // Which of the four columns run: library forward, libtorch forward, and their fwd+bwd.
+    let runs: [bool; 4] = match value("--side").as_deref() {
+        None => [true; 4],
+        Some("flax") => [true, false, true, false],
+        Some("libtorch") => [false, true, false, true],
+        Some(other) => panic!("--side takes flax or libtorch, got {other}"),
+    };
     println!(
         "| layer | flax fwd µs | libtorch fwd µs | ratio | flax fwd+bwd µs | libtorch fwd+bwd µs | ratio |"
     );
@@ -335,23 +354,33 @@ fn main() {
         let fwd_torch = || drop((c.torch_forward)());
         let mut samples = [vec![], vec![], vec![], vec![]];
         let mut faults = [0i64; 4];
+        let calls: [&dyn Fn(); 4] = [&fwd_flax, &fwd_torch, &*c.flax_backward, &*c.torch_backward];
         // Warm-up.
-        for f in [&fwd_flax as &dyn Fn(), &fwd_torch, &*c.flax_backward, &*c.torch_backward] {
-            time(2, cpu, f);
+        for (f, run) in calls.iter().zip(runs) {
+            if run {
+                time(2, cpu, *f);
+            }
         }
         for round in 0..rounds {
-            let pairs: [(usize, &dyn Fn()); 4] =
-                [(0, &fwd_flax), (1, &fwd_torch), (2, &*c.flax_backward), (3, &*c.torch_backward)];
             let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [1, 0, 3, 2] };
-            for i in order {
-                let (slot, f) = pairs[i];
+            for slot in order.into_iter().filter(|&slot| runs[slot]) {
                 let before = minor_faults();
-                samples[slot].push(time(iters, cpu, f));
+                samples[slot].push(time(iters, cpu, calls[slot]));
                 faults[slot] += minor_faults() - before;
             }
         }
         let [a, b, cc, d] = samples.map(median);
-        println!("| {} | {a:.0} | {b:.0} | {:.2} | {cc:.0} | {d:.0} | {:.2} |", c.name, a / b, cc / d);
+        let ratio = |x: Option<f64>, y: Option<f64>| x.zip(y).map(|(x, y)| x / y);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            c.name,
+            show(a, 0),
+            show(b, 0),
+            show(ratio(a, b), 2),
+            show(cc, 0),
+            show(d, 0),
+            show(ratio(cc, d), 2)
+        );
         let [fa, fb, fc, fd] = faults.map(|n| n as f64 / (rounds * iters) as f64);
         eprintln!(
             "  {}: minor page faults per call: flax fwd {fa:.0}, libtorch fwd {fb:.0}, flax fwd+bwd {fc:.0}, libtorch fwd+bwd {fd:.0}",

@@ -17,7 +17,9 @@
 //!
 //! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20 --cpu-time]`
 //!
-//! `--only TEXT` times only the layers whose name contains `TEXT` (for `perf record`).
+//! `--only TEXT` builds and times only the layers whose name contains `TEXT` (for `perf record`;
+//! the inputs are drawn from one random stream, so they differ from a full run's, and so does
+//! the heap the timed calls run in).
 //! `--side flax` or `--side libtorch` runs only that side's calls (the other's columns print
 //! `-`): under `valgrind --tool=callgrind`, whose instruction counts do not move with the
 //! machine's load, one run per side gives each side's count, e.g.
@@ -114,57 +116,69 @@ fn param(v: &Variables, path: &[&str]) -> Tensor {
     }
 }
 
-fn cases() -> Vec<Case> {
+fn cases(want: &dyn Fn(&str) -> bool) -> Vec<Case> {
     let key = PRNGKey::new(0);
     let mut out = Vec::new();
 
     // Dense on tokens (batch 16 x 64, 256 -> 256): PyTorch's `nn.Linear` is `linear`.
-    let x = randn(&[16, 64, 256]);
-    let m = Dense::new(256);
-    let v = m.init(key, &x).unwrap();
-    let (k, b) = (param(&v, &["kernel"]), param(&v, &["bias"]));
-    let xf = x.shallow_clone();
-    out.push(case(
-        "Dense (16x64, 256->256)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&k.transpose(0, 1).contiguous()), leaf(&b)],
-        move |l| x.linear(&l[0], Some(&l[1])),
-    ));
+    let name = "Dense (16x64, 256->256)";
+    if want(name) {
+        let x = randn(&[16, 64, 256]);
+        let m = Dense::new(256);
+        let v = m.init(key, &x).unwrap();
+        let (k, b) = (param(&v, &["kernel"]), param(&v, &["bias"]));
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&k.transpose(0, 1).contiguous()), leaf(&b)],
+            move |l| x.linear(&l[0], Some(&l[1])),
+        ));
+    }
 
     // LayerNorm over the last axis of the same tokens.
-    let x = randn(&[16, 64, 256]);
-    let m = LayerNorm::new();
-    let v = m.init(key, &x).unwrap();
-    let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
-    let xf = x.shallow_clone();
-    out.push(case(
-        "LayerNorm (16x64, 256)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&s), leaf(&b)],
-        move |l| x.layer_norm([256], Some(&l[0]), Some(&l[1]), 1e-6, true),
-    ));
+    let name = "LayerNorm (16x64, 256)";
+    if want(name) {
+        let x = randn(&[16, 64, 256]);
+        let m = LayerNorm::new();
+        let v = m.init(key, &x).unwrap();
+        let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&s), leaf(&b)],
+            move |l| x.layer_norm([256], Some(&l[0]), Some(&l[1]), 1e-6, true),
+        ));
+    }
 
     // RMSNorm alike (PyTorch's `nn.RMSNorm` is `rms_norm`).
-    let x = randn(&[16, 64, 256]);
-    let m = RMSNorm::new();
-    let v = m.init(key, &x).unwrap();
-    let s = param(&v, &["scale"]);
-    let xf = x.shallow_clone();
-    out.push(case(
-        "RMSNorm (16x64, 256)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&s)],
-        move |l| x.rms_norm([256], Some(&l[0]), 1e-6),
-    ));
+    let name = "RMSNorm (16x64, 256)";
+    if want(name) {
+        let x = randn(&[16, 64, 256]);
+        let m = RMSNorm::new();
+        let v = m.init(key, &x).unwrap();
+        let s = param(&v, &["scale"]);
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&s)],
+            move |l| x.rms_norm([256], Some(&l[0]), 1e-6),
+        ));
+    }
 
     // BatchNorm in training and in evaluation on NHWC images (64, 16, 16, 32); PyTorch
     // channels-last, whose running statistics are updated in place in training.
     for (name, training) in
         [("BatchNorm train (64x16x16, 32)", true), ("BatchNorm eval (64x16x16, 32)", false)]
     {
+        if !want(name) {
+            continue;
+        }
         let x = randn(&[64, 16, 16, 32]);
         let m = BatchNorm::new().use_running_average(Some(!training));
         let v = m.init(key, &x, None).unwrap();
@@ -195,33 +209,39 @@ fn cases() -> Vec<Case> {
 
     // GroupNorm, 8 groups, NHWC; PyTorch on NCHW (its channels-last backward kernel crashes
     // when the input needs no gradient, libtorch 2.13).
-    let x = randn(&[16, 16, 16, 32]);
-    let xc = x.permute([0, 3, 1, 2]).contiguous();
-    let m = GroupNorm::new().num_groups(Some(8));
-    let v = m.init(key, &x).unwrap();
-    let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
-    let xf = x.shallow_clone();
-    out.push(case(
-        "GroupNorm (16x16x16, 32 / 8)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&s), leaf(&b)],
-        move |l| xc.group_norm(8, Some(&l[0]), Some(&l[1]), 1e-6, true).permute([0, 2, 3, 1]),
-    ));
+    let name = "GroupNorm (16x16x16, 32 / 8)";
+    if want(name) {
+        let x = randn(&[16, 16, 16, 32]);
+        let xc = x.permute([0, 3, 1, 2]).contiguous();
+        let m = GroupNorm::new().num_groups(Some(8));
+        let v = m.init(key, &x).unwrap();
+        let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&s), leaf(&b)],
+            move |l| xc.group_norm(8, Some(&l[0]), Some(&l[1]), 1e-6, true).permute([0, 2, 3, 1]),
+        ));
+    }
 
     // Embed: ids (16, 64) from 1000 vectors of 256.
-    let ids = Tensor::randint(1000, [16, 64], (Kind::Int64, Device::Cpu));
-    let m = Embed::new(1000, 256);
-    let v = m.init(key, &ids).unwrap();
-    let table = param(&v, &["embedding"]);
-    let idf = ids.shallow_clone();
-    out.push(case(
-        "Embed (16x64 ids, 1000x256)",
-        v,
-        move |v| m.apply(v, &idf).unwrap(),
-        vec![leaf(&table)],
-        move |l| Tensor::embedding(&l[0], &ids, -1, false, false),
-    ));
+    let name = "Embed (16x64 ids, 1000x256)";
+    if want(name) {
+        let ids = Tensor::randint(1000, [16, 64], (Kind::Int64, Device::Cpu));
+        let m = Embed::new(1000, 256);
+        let v = m.init(key, &ids).unwrap();
+        let table = param(&v, &["embedding"]);
+        let idf = ids.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &idf).unwrap(),
+            vec![leaf(&table)],
+            move |l| Tensor::embedding(&l[0], &ids, -1, false, false),
+        ));
+    }
 
     // Conv 3x3 SAME, NHWC, stride 1 (symmetric padding 1) and stride 2 (on an even size Flax's
     // SAME pads (0, 1), which libtorch's convolution cannot express: PyTorch pads explicitly,
@@ -229,6 +249,9 @@ fn cases() -> Vec<Case> {
     for (name, stride) in
         [("Conv 3x3 s1 SAME (32x32x32, 64->64)", 1), ("Conv 3x3 s2 SAME (32x32x32, 64->64)", 2)]
     {
+        if !want(name) {
+            continue;
+        }
         let x = randn(&[32, 32, 32, 64]);
         let m = nn::Conv::new(64, vec![3, 3]).strides(vec![stride, stride]);
         let v = m.init(key, &x).unwrap();
@@ -257,29 +280,44 @@ fn cases() -> Vec<Case> {
         ));
     }
 
-    // The integer-label cross-entropy, mean over 1024 examples of 1000 classes.
-    let logits = randn(&[1024, 1000]);
-    let labels = Tensor::randint(1000, [1024], (Kind::Int64, Device::Cpu));
-    let g = randn(&[]);
-    let l1 = leaf(&logits);
-    let (lf, lab) = (l1.shallow_clone(), labels.shallow_clone());
-    let flax_loss = Rc::new(move |x: &Tensor| {
-        softmax_cross_entropy_with_integer_labels(x, &lab).unwrap().mean(Kind::Float)
-    });
-    let torch_loss = Rc::new(move |x: &Tensor| {
-        x.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)
-    });
-    assert!(tch::no_grad(|| flax_loss(&lf).allclose(&torch_loss(&lf), 1e-5, 1e-5, false)));
-    let (f1, f2, t1, t2) = (flax_loss.clone(), flax_loss, torch_loss.clone(), torch_loss);
-    let (x1, x2, x3, x4) = (lf.shallow_clone(), lf.shallow_clone(), lf.shallow_clone(), lf);
-    let (g1, g2) = (g.shallow_clone(), g);
-    out.push(Case {
-        name: "softmax CE, integer labels (1024, 1000)",
-        flax_forward: Box::new(move || tch::no_grad(|| f1(&x1))),
-        flax_backward: Box::new(move || drop(torch_grads(&dot(&f2(&x2), &g1), &[&x2]))),
-        torch_forward: Box::new(move || tch::no_grad(|| t1(&x3))),
-        torch_backward: Box::new(move || drop(torch_grads(&dot(&t2(&x4), &g2), &[&x4]))),
-    });
+    // The integer-label cross-entropy, mean over 1024 examples of 1000 classes: against
+    // PyTorch's `cross_entropy` (`reduction='mean'`, reduced inside `nll_loss`), and against
+    // the same operator with `reduction='none'` and a separate mean, the operator the library
+    // runs (Optax's loss is one value per example; its mean is the caller's).
+    for (name, reduction) in [
+        ("softmax CE, integer labels (1024, 1000)", tch::Reduction::Mean),
+        ("softmax CE per example, then mean (1024, 1000)", tch::Reduction::None),
+    ] {
+        if !want(name) {
+            continue;
+        }
+        let logits = randn(&[1024, 1000]);
+        let labels = Tensor::randint(1000, [1024], (Kind::Int64, Device::Cpu));
+        let g = randn(&[]);
+        let l1 = leaf(&logits);
+        let (lf, lab) = (l1.shallow_clone(), labels.shallow_clone());
+        let flax_loss = Rc::new(move |x: &Tensor| {
+            softmax_cross_entropy_with_integer_labels(x, &lab).unwrap().mean(Kind::Float)
+        });
+        let torch_loss = Rc::new(move |x: &Tensor| {
+            let loss = x.cross_entropy_loss::<Tensor>(&labels, None, reduction, -100, 0.0);
+            match reduction {
+                tch::Reduction::None => loss.mean(Kind::Float),
+                _ => loss,
+            }
+        });
+        assert!(tch::no_grad(|| flax_loss(&lf).allclose(&torch_loss(&lf), 1e-5, 1e-5, false)));
+        let (f1, f2, t1, t2) = (flax_loss.clone(), flax_loss, torch_loss.clone(), torch_loss);
+        let (x1, x2, x3, x4) = (lf.shallow_clone(), lf.shallow_clone(), lf.shallow_clone(), lf);
+        let (g1, g2) = (g.shallow_clone(), g);
+        out.push(Case {
+            name,
+            flax_forward: Box::new(move || tch::no_grad(|| f1(&x1))),
+            flax_backward: Box::new(move || drop(torch_grads(&dot(&f2(&x2), &g1), &[&x2]))),
+            torch_forward: Box::new(move || tch::no_grad(|| t1(&x3))),
+            torch_backward: Box::new(move || drop(torch_grads(&dot(&t2(&x4), &g2), &[&x4]))),
+        });
+    }
     out
 }
 
@@ -349,7 +387,7 @@ fn main() {
         "| layer | flax fwd µs | libtorch fwd µs | ratio | flax fwd+bwd µs | libtorch fwd+bwd µs | ratio |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for c in cases().into_iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))) {
+    for c in cases(&|name| only.as_ref().is_none_or(|o| name.contains(o.as_str()))) {
         let fwd_flax = || drop((c.flax_forward)());
         let fwd_torch = || drop((c.torch_forward)());
         let mut samples = [vec![], vec![], vec![], vec![]];

@@ -17,9 +17,14 @@
 //!
 //! `taskset -c 0 cargo bench -p flax-runtime --bench layer_times [-- --rounds 15 --iters 20 --cpu-time]`
 //!
-//! `--only TEXT` times only the layers whose name contains `TEXT` (for `perf record`);
-//! `--side flax` or `--side torch` runs only that side's calls (for a profiler that counts the
-//! whole process, such as `valgrind --tool=callgrind`; the ratios then read as noise).
+//! `--only TEXT` builds and times only the layers whose name contains `TEXT` (for `perf record`;
+//! the inputs are drawn from one random stream, so they differ from a full run's, and so does
+//! the heap the timed calls run in).
+//! `--side flax` or `--side libtorch` runs only that side's calls (the other's columns print
+//! `-`): under `valgrind --tool=callgrind`, whose instruction counts do not move with the
+//! machine's load, one run per side gives each side's count, e.g.
+//! `valgrind --tool=callgrind target/release/deps/layer_times-* --only RMSNorm --side flax --rounds 1 --iters 50`
+//! (the checks and warm-up that every run does are common to both runs).
 //!
 //! Each row is followed (on stderr) by the minor page faults per call of each side: where
 //! glibc's malloc gives a freed block of a few MB back to the kernel, the next call faults the
@@ -111,57 +116,69 @@ fn param(v: &Variables, path: &[&str]) -> Tensor {
     }
 }
 
-fn cases() -> Vec<Case> {
+fn cases(want: &dyn Fn(&str) -> bool) -> Vec<Case> {
     let key = PRNGKey::new(0);
     let mut out = Vec::new();
 
     // Dense on tokens (batch 16 x 64, 256 -> 256): PyTorch's `nn.Linear` is `linear`.
-    let x = randn(&[16, 64, 256]);
-    let m = Dense::new(256);
-    let v = m.init(key, &x).unwrap();
-    let (k, b) = (param(&v, &["kernel"]), param(&v, &["bias"]));
-    let xf = x.shallow_clone();
-    out.push(case(
-        "Dense (16x64, 256->256)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&k.transpose(0, 1).contiguous()), leaf(&b)],
-        move |l| x.linear(&l[0], Some(&l[1])),
-    ));
+    let name = "Dense (16x64, 256->256)";
+    if want(name) {
+        let x = randn(&[16, 64, 256]);
+        let m = Dense::new(256);
+        let v = m.init(key, &x).unwrap();
+        let (k, b) = (param(&v, &["kernel"]), param(&v, &["bias"]));
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&k.transpose(0, 1).contiguous()), leaf(&b)],
+            move |l| x.linear(&l[0], Some(&l[1])),
+        ));
+    }
 
     // LayerNorm over the last axis of the same tokens.
-    let x = randn(&[16, 64, 256]);
-    let m = LayerNorm::new();
-    let v = m.init(key, &x).unwrap();
-    let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
-    let xf = x.shallow_clone();
-    out.push(case(
-        "LayerNorm (16x64, 256)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&s), leaf(&b)],
-        move |l| x.layer_norm([256], Some(&l[0]), Some(&l[1]), 1e-6, true),
-    ));
+    let name = "LayerNorm (16x64, 256)";
+    if want(name) {
+        let x = randn(&[16, 64, 256]);
+        let m = LayerNorm::new();
+        let v = m.init(key, &x).unwrap();
+        let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&s), leaf(&b)],
+            move |l| x.layer_norm([256], Some(&l[0]), Some(&l[1]), 1e-6, true),
+        ));
+    }
 
     // RMSNorm alike (PyTorch's `nn.RMSNorm` is `rms_norm`).
-    let x = randn(&[16, 64, 256]);
-    let m = RMSNorm::new();
-    let v = m.init(key, &x).unwrap();
-    let s = param(&v, &["scale"]);
-    let xf = x.shallow_clone();
-    out.push(case(
-        "RMSNorm (16x64, 256)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&s)],
-        move |l| x.rms_norm([256], Some(&l[0]), 1e-6),
-    ));
+    let name = "RMSNorm (16x64, 256)";
+    if want(name) {
+        let x = randn(&[16, 64, 256]);
+        let m = RMSNorm::new();
+        let v = m.init(key, &x).unwrap();
+        let s = param(&v, &["scale"]);
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&s)],
+            move |l| x.rms_norm([256], Some(&l[0]), 1e-6),
+        ));
+    }
 
     // BatchNorm in training and in evaluation on NHWC images (64, 16, 16, 32); PyTorch
     // channels-last, whose running statistics are updated in place in training.
     for (name, training) in
         [("BatchNorm train (64x16x16, 32)", true), ("BatchNorm eval (64x16x16, 32)", false)]
     {
+        if !want(name) {
+            continue;
+        }
         let x = randn(&[64, 16, 16, 32]);
         let m = BatchNorm::new().use_running_average(Some(!training));
         let v = m.init(key, &x, None).unwrap();
@@ -192,33 +209,39 @@ fn cases() -> Vec<Case> {
 
     // GroupNorm, 8 groups, NHWC; PyTorch on NCHW (its channels-last backward kernel crashes
     // when the input needs no gradient, libtorch 2.13).
-    let x = randn(&[16, 16, 16, 32]);
-    let xc = x.permute([0, 3, 1, 2]).contiguous();
-    let m = GroupNorm::new().num_groups(Some(8));
-    let v = m.init(key, &x).unwrap();
-    let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
-    let xf = x.shallow_clone();
-    out.push(case(
-        "GroupNorm (16x16x16, 32 / 8)",
-        v,
-        move |v| m.apply(v, &xf).unwrap(),
-        vec![leaf(&s), leaf(&b)],
-        move |l| xc.group_norm(8, Some(&l[0]), Some(&l[1]), 1e-6, true).permute([0, 2, 3, 1]),
-    ));
+    let name = "GroupNorm (16x16x16, 32 / 8)";
+    if want(name) {
+        let x = randn(&[16, 16, 16, 32]);
+        let xc = x.permute([0, 3, 1, 2]).contiguous();
+        let m = GroupNorm::new().num_groups(Some(8));
+        let v = m.init(key, &x).unwrap();
+        let (s, b) = (param(&v, &["scale"]), param(&v, &["bias"]));
+        let xf = x.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &xf).unwrap(),
+            vec![leaf(&s), leaf(&b)],
+            move |l| xc.group_norm(8, Some(&l[0]), Some(&l[1]), 1e-6, true).permute([0, 2, 3, 1]),
+        ));
+    }
 
     // Embed: ids (16, 64) from 1000 vectors of 256.
-    let ids = Tensor::randint(1000, [16, 64], (Kind::Int64, Device::Cpu));
-    let m = Embed::new(1000, 256);
-    let v = m.init(key, &ids).unwrap();
-    let table = param(&v, &["embedding"]);
-    let idf = ids.shallow_clone();
-    out.push(case(
-        "Embed (16x64 ids, 1000x256)",
-        v,
-        move |v| m.apply(v, &idf).unwrap(),
-        vec![leaf(&table)],
-        move |l| Tensor::embedding(&l[0], &ids, -1, false, false),
-    ));
+    let name = "Embed (16x64 ids, 1000x256)";
+    if want(name) {
+        let ids = Tensor::randint(1000, [16, 64], (Kind::Int64, Device::Cpu));
+        let m = Embed::new(1000, 256);
+        let v = m.init(key, &ids).unwrap();
+        let table = param(&v, &["embedding"]);
+        let idf = ids.shallow_clone();
+        out.push(case(
+            name,
+            v,
+            move |v| m.apply(v, &idf).unwrap(),
+            vec![leaf(&table)],
+            move |l| Tensor::embedding(&l[0], &ids, -1, false, false),
+        ));
+    }
 
     // Conv 3x3 SAME, NHWC, stride 1 (symmetric padding 1) and stride 2 (on an even size Flax's
     // SAME pads (0, 1), which libtorch's convolution cannot express: PyTorch pads explicitly,
@@ -226,6 +249,9 @@ fn cases() -> Vec<Case> {
     for (name, stride) in
         [("Conv 3x3 s1 SAME (32x32x32, 64->64)", 1), ("Conv 3x3 s2 SAME (32x32x32, 64->64)", 2)]
     {
+        if !want(name) {
+            continue;
+        }
         let x = randn(&[32, 32, 32, 64]);
         let m = nn::Conv::new(64, vec![3, 3]).strides(vec![stride, stride]);
         let v = m.init(key, &x).unwrap();
@@ -254,36 +280,56 @@ fn cases() -> Vec<Case> {
         ));
     }
 
-    // The integer-label cross-entropy, mean over 1024 examples of 1000 classes.
-    let logits = randn(&[1024, 1000]);
-    let labels = Tensor::randint(1000, [1024], (Kind::Int64, Device::Cpu));
-    let g = randn(&[]);
-    let l1 = leaf(&logits);
-    let (lf, lab) = (l1.shallow_clone(), labels.shallow_clone());
-    let flax_loss = Rc::new(move |x: &Tensor| {
-        softmax_cross_entropy_with_integer_labels(x, &lab).unwrap().mean(Kind::Float)
-    });
-    let torch_loss = Rc::new(move |x: &Tensor| {
-        x.cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)
-    });
-    assert!(tch::no_grad(|| flax_loss(&lf).allclose(&torch_loss(&lf), 1e-5, 1e-5, false)));
-    let (f1, f2, t1, t2) = (flax_loss.clone(), flax_loss, torch_loss.clone(), torch_loss);
-    let (x1, x2, x3, x4) = (lf.shallow_clone(), lf.shallow_clone(), lf.shallow_clone(), lf);
-    let (g1, g2) = (g.shallow_clone(), g);
-    out.push(Case {
-        name: "softmax CE, integer labels (1024, 1000)",
-        flax_forward: Box::new(move || tch::no_grad(|| f1(&x1))),
-        flax_backward: Box::new(move || drop(torch_grads(&dot(&f2(&x2), &g1), &[&x2]))),
-        torch_forward: Box::new(move || tch::no_grad(|| t1(&x3))),
-        torch_backward: Box::new(move || drop(torch_grads(&dot(&t2(&x4), &g2), &[&x4]))),
-    });
+    // The integer-label cross-entropy, mean over 1024 examples of 1000 classes: against
+    // PyTorch's `cross_entropy` (`reduction='mean'`, reduced inside `nll_loss`), and against
+    // the same operator with `reduction='none'` and a separate mean, the operator the library
+    // runs (Optax's loss is one value per example; its mean is the caller's).
+    for (name, reduction) in [
+        ("softmax CE, integer labels (1024, 1000)", tch::Reduction::Mean),
+        ("softmax CE per example, then mean (1024, 1000)", tch::Reduction::None),
+    ] {
+        if !want(name) {
+            continue;
+        }
+        let logits = randn(&[1024, 1000]);
+        let labels = Tensor::randint(1000, [1024], (Kind::Int64, Device::Cpu));
+        let g = randn(&[]);
+        let l1 = leaf(&logits);
+        let (lf, lab) = (l1.shallow_clone(), labels.shallow_clone());
+        let flax_loss = Rc::new(move |x: &Tensor| {
+            softmax_cross_entropy_with_integer_labels(x, &lab).unwrap().mean(Kind::Float)
+        });
+        let torch_loss = Rc::new(move |x: &Tensor| {
+            let loss = x.cross_entropy_loss::<Tensor>(&labels, None, reduction, -100, 0.0);
+            match reduction {
+                tch::Reduction::None => loss.mean(Kind::Float),
+                _ => loss,
+            }
+        });
+        assert!(tch::no_grad(|| flax_loss(&lf).allclose(&torch_loss(&lf), 1e-5, 1e-5, false)));
+        let (f1, f2, t1, t2) = (flax_loss.clone(), flax_loss, torch_loss.clone(), torch_loss);
+        let (x1, x2, x3, x4) = (lf.shallow_clone(), lf.shallow_clone(), lf.shallow_clone(), lf);
+        let (g1, g2) = (g.shallow_clone(), g);
+        out.push(Case {
+            name,
+            flax_forward: Box::new(move || tch::no_grad(|| f1(&x1))),
+            flax_backward: Box::new(move || drop(torch_grads(&dot(&f2(&x2), &g1), &[&x2]))),
+            torch_forward: Box::new(move || tch::no_grad(|| t1(&x3))),
+            torch_backward: Box::new(move || drop(torch_grads(&dot(&t2(&x4), &g2), &[&x4]))),
+        });
+    }
     out
 }
 
-/// The median, NaN for a side `--side` left out.
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v`, `None` for no samples (a side left out by `--side`).
+fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    v.get(v.len() / 2).copied()
+}
+
+/// `x` to `digits` decimals, or `-` for no value.
+fn show(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
 }
 
 /// CPU time of this process in µs (all threads): on a shared machine, the work done, not the
@@ -329,37 +375,50 @@ fn main() {
     let cpu = std::env::args().any(|a| a == "--cpu-time");
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let (only, side) = (value("--only"), value("--side"));
-    // Slots 0 and 2 are the library's calls, 1 and 3 libtorch's.
-    let runs = |slot: usize| match side.as_deref() {
-        Some("flax") => slot % 2 == 0,
-        Some("torch") => slot % 2 == 1,
-        _ => true,
+    let only = value("--only");
+    // Which of the four columns run: library forward, libtorch forward, and their fwd+bwd.
+    let runs: [bool; 4] = match value("--side").as_deref() {
+        None => [true; 4],
+        Some("flax") => [true, false, true, false],
+        Some("libtorch") => [false, true, false, true],
+        Some(other) => panic!("--side takes flax or libtorch, got {other}"),
     };
     println!(
         "| layer | flax fwd µs | libtorch fwd µs | ratio | flax fwd+bwd µs | libtorch fwd+bwd µs | ratio |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for c in cases().into_iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))) {
+    for c in cases(&|name| only.as_ref().is_none_or(|o| name.contains(o.as_str()))) {
         let fwd_flax = || drop((c.flax_forward)());
         let fwd_torch = || drop((c.torch_forward)());
         let mut samples = [vec![], vec![], vec![], vec![]];
         let mut faults = [0i64; 4];
+        let calls: [&dyn Fn(); 4] = [&fwd_flax, &fwd_torch, &*c.flax_backward, &*c.torch_backward];
         // Warm-up.
-        let calls = [&fwd_flax as &dyn Fn(), &fwd_torch, &*c.flax_backward, &*c.torch_backward];
-        for (_, f) in calls.iter().enumerate().filter(|&(slot, _)| runs(slot)) {
-            time(2, cpu, *f);
+        for (f, run) in calls.iter().zip(runs) {
+            if run {
+                time(2, cpu, *f);
+            }
         }
         for round in 0..rounds {
             let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [1, 0, 3, 2] };
-            for slot in order.into_iter().filter(|&slot| runs(slot)) {
+            for slot in order.into_iter().filter(|&slot| runs[slot]) {
                 let before = minor_faults();
                 samples[slot].push(time(iters, cpu, calls[slot]));
                 faults[slot] += minor_faults() - before;
             }
         }
         let [a, b, cc, d] = samples.map(median);
-        println!("| {} | {a:.0} | {b:.0} | {:.2} | {cc:.0} | {d:.0} | {:.2} |", c.name, a / b, cc / d);
+        let ratio = |x: Option<f64>, y: Option<f64>| x.zip(y).map(|(x, y)| x / y);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            c.name,
+            show(a, 0),
+            show(b, 0),
+            show(ratio(a, b), 2),
+            show(cc, 0),
+            show(d, 0),
+            show(ratio(cc, d), 2)
+        );
         let [fa, fb, fc, fd] = faults.map(|n| n as f64 / (rounds * iters) as f64);
         eprintln!(
             "  {}: minor page faults per call: flax fwd {fa:.0}, libtorch fwd {fb:.0}, flax fwd+bwd {fc:.0}, libtorch fwd+bwd {fd:.0}",

@@ -36,6 +36,19 @@ pub(crate) fn num_elements(op: &str, shape: &[i64]) -> Result<usize> {
     })
 }
 
+/// The number of values a sampler of `shape` draws, once the host can hold them: the samplers
+/// compute on the host (JAX's Threefry, bit for bit) into buffers of up to 8 bytes a value, and
+/// Rust aborts the process when such a buffer cannot be allocated, so a shape no allocation can
+/// give (a layer of 2^58 features) is an error here instead. The probe reserves and frees the
+/// buffer: the pages are never touched, so it costs one `malloc`/`free` pair.
+fn sample_count(op: &str, shape: &[i64]) -> Result<usize> {
+    let n = num_elements(op, shape)?;
+    Vec::<u64>::new().try_reserve_exact(n).map_err(|_| {
+        Error::Value(format!("{op}: shape {shape:?} ({n} values) is too large to allocate on the host"))
+    })?;
+    Ok(n)
+}
+
 /// Runs `generator` at the width of `kind` (`Half` and `BFloat16` at `float32`, then rounded)
 /// and moves the result to `device`; a non-float dtype is JAX's `ValueError`.
 pub(crate) fn float_tensor(
@@ -45,7 +58,7 @@ pub(crate) fn float_tensor(
     shape: &[i64],
     (kind, device): (Kind, Device),
 ) -> Result<Tensor> {
-    let n = num_elements(op, shape)?;
+    let n = sample_count(op, shape)?;
     let tensor = match kind {
         Kind::Float => generator.generate::<f32>(key, shape, n)?,
         Kind::Half | Kind::BFloat16 => generator.generate::<f32>(key, shape, n)?.f_to_kind(kind)?,
@@ -129,7 +142,7 @@ impl FloatGenerator for Distribution {
 /// `jax.random.bits(key, shape)`: uniformly random 32-bit words. libtorch has no `uint32`,
 /// so they are returned as `Int64` tensors holding values in `[0, 2^32)`.
 pub fn random_bits(key: PRNGKey, shape: &[i64], device: Device) -> Result<Tensor> {
-    let n = num_elements("random_bits", shape)?;
+    let n = sample_count("random_bits", shape)?;
     let words: Vec<i64> = key.random_bits_u32(n).into_iter().map(i64::from).collect();
     Ok(Tensor::f_from_slice(&words)?.f_reshape(shape)?.f_to_device(device)?)
 }
@@ -197,7 +210,7 @@ pub fn categorical(key: PRNGKey, logits: &Tensor, axis: i64) -> Result<Tensor> {
 /// `jax.random.bernoulli(key, p, shape)`: a `Bool` tensor, true with probability `p`.
 /// As in JAX with a Python float `p`, the comparison `uniform < p` happens in `float32`.
 pub fn bernoulli(key: PRNGKey, p: f64, shape: &[i64], device: Device) -> Result<Tensor> {
-    let n = num_elements("bernoulli", shape)?;
+    let n = sample_count("bernoulli", shape)?;
     let p = p as f32;
     let draws: Vec<bool> = uniform_values(key, n, 0.0f32, 1.0).into_iter().map(|u| u < p).collect();
     Ok(Tensor::f_from_slice(&draws)?.f_reshape(shape)?.f_to_device(device)?)
@@ -210,7 +223,7 @@ pub fn bernoulli(key: PRNGKey, p: f64, shape: &[i64], device: Device) -> Result<
 /// to 1625 elements, two up to about 2.6 million) of stable-sorting by fresh random 32-bit
 /// keys, each round splitting the key into (next key, sort-key key).
 pub fn permutation(key: PRNGKey, n: i64, device: Device) -> Result<Tensor> {
-    let len = num_elements("permutation", &[n])?;
+    let len = sample_count("permutation", &[n])?;
     let rounds = (3.0 * (len.max(1) as f64).ln() / f64::from(u32::MAX).ln()).ceil() as usize;
     let mut order: Vec<i64> = (0..n).collect();
     let mut key = key;
@@ -240,7 +253,7 @@ pub fn randint(
     maxval: i64,
     (kind, device): (Kind, Device),
 ) -> Result<Tensor> {
-    let n = num_elements("randint", shape)?;
+    let n = sample_count("randint", shape)?;
     let (bits, range) = match kind {
         Kind::Int64 => (64, (i64::MIN, i64::MAX)),
         Kind::Int => (32, (i64::from(i32::MIN), i64::from(i32::MAX))),

@@ -578,6 +578,19 @@ fn scalar_argument_cases(c: &mut Vec<(String, Case)>) {
             dense.init(key(), &f(&[1, 1])).map(|_| Tensor::new())
         })),
     );
+    // The random initializers draw on the host (JAX's Threefry), where a buffer that cannot
+    // be allocated would abort the process: `Dense`'s default `lecun_normal` (truncated normal)
+    // and `Embed`'s default normal initializer.
+    push(
+        c,
+        "Dense init with its default kernel init, features too large to allocate",
+        err(Box::new(move || nn::Dense::new(floats).init(key(), &f(&[1, 1])).map(|_| Tensor::new()))),
+    );
+    push(
+        c,
+        "Embed init, a table too large to allocate",
+        err(Box::new(move || nn::Embed::new(floats, 4).init(key(), &long(&[3])).map(|_| Tensor::new()))),
+    );
     push(
         c,
         "one_hot, num_classes too large to allocate",

@@ -36,12 +36,17 @@ impl<P: Tree> GradientTransformation<P> for Clip {
     }
 }
 
+/// The largest finite float16.
+const FLOAT16_MAX: f64 = 65504.0;
+
 /// `max_delta` as a leaf of `kind` holds it. `jnp.clip` converts the Python bound to the
 /// leaves' dtype, where a bound beyond the dtype's range becomes infinite (no clipping: 1e6 on
 /// float16 leaves), while libtorch's `clamp` refuses a bound its dtype cannot hold; so the
 /// bound is converted first, by libtorch's own cast (same rounding as JAX's).
 fn bound_in(kind: Kind, max_delta: f64) -> Result<f64> {
-    if kind == Kind::Double {
+    // Within float16's range (the narrowest float dtype's) every float dtype holds the bound,
+    // and `clamp` rounds it as JAX does: no conversion, no tensor, on the usual path.
+    if kind == Kind::Double || max_delta.abs() <= FLOAT16_MAX {
         return Ok(max_delta);
     }
     let bound = Tensor::try_scalar_tensor(max_delta, (Kind::Double, Device::Cpu))?.f_to_kind(kind)?;

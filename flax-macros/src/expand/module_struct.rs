@@ -6,18 +6,24 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-/// The struct with its `__flax` handle, the constructor and setters, `Clone`, `Debug`,
+/// The struct with its hidden handle, the constructor and setters, `Clone`, `Debug`,
 /// `Module`, the `#[submodule]` fields' params view and the `setup` support.
+///
+/// The handle's field is named after the constructor (`__use_Mlp_new` in `Mlp`): a struct
+/// literal, a newcomer's first try, fails with rustc's "missing field `__use_Mlp_new`", which
+/// says what to write instead.
 pub fn generate(ir: &ModuleStruct) -> TokenStream {
     let (item, fields, setup_fields) = (&ir.item, &ir.fields[..], &ir.setup_fields[..]);
     let ident = &item.ident;
     let type_name = ident.to_string();
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    let handle = format_ident!("__use_{}_new", ident);
     let mut strukt = item.clone();
     if let syn::Fields::Named(named) = &mut strukt.fields {
         named.named.push(syn::parse_quote! {
             #[doc(hidden)]
-            pub __flax: ::flax::__private::ModuleHandle
+            #[allow(non_snake_case)]
+            pub #handle: ::flax::__private::ModuleHandle
         });
     }
     let required: Vec<&Field> = fields.iter().filter(|f| f.default.is_none()).collect();
@@ -88,7 +94,7 @@ pub fn generate(ir: &ModuleStruct) -> TokenStream {
                 #[allow(unused_mut)]
                 let mut this = Self {
                     #(#inits,)*
-                    __flax: ::flax::__private::ModuleHandle::new(#type_name),
+                    #handle: ::flax::__private::ModuleHandle::new(#type_name),
                 };
                 #(#naming)*
                 this
@@ -97,7 +103,7 @@ pub fn generate(ir: &ModuleStruct) -> TokenStream {
             /// Gives the module an explicit name in its parent (Flax's `name=`), instead of
             /// the auto-name `Type_N`.
             #vis fn name(mut self, name: impl ::core::convert::Into<::std::borrow::Cow<'static, str>>) -> Self {
-                self.__flax.set_name(name.into());
+                self.#handle.set_name(name.into());
                 self
             }
 
@@ -108,7 +114,7 @@ pub fn generate(ir: &ModuleStruct) -> TokenStream {
 
         impl #impl_generics ::core::clone::Clone for #ident #ty_generics #where_clause {
             fn clone(&self) -> Self {
-                Self { #(#clone_fields,)* __flax: ::core::clone::Clone::clone(&self.__flax) }
+                Self { #(#clone_fields,)* #handle: ::core::clone::Clone::clone(&self.#handle) }
             }
         }
 
@@ -123,10 +129,10 @@ pub fn generate(ir: &ModuleStruct) -> TokenStream {
         impl #impl_generics ::flax::Module for #ident #ty_generics #where_clause {
             const TYPE_NAME: &'static str = #type_name;
             fn module_handle(&self) -> &::flax::__private::ModuleHandle {
-                &self.__flax
+                &self.#handle
             }
             fn module_handle_mut(&mut self) -> &mut ::flax::__private::ModuleHandle {
-                &mut self.__flax
+                &mut self.#handle
             }
         }
     }

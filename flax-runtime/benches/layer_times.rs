@@ -137,6 +137,21 @@ fn cases(want: &dyn Fn(&str) -> bool) -> Vec<Case> {
         ));
     }
 
+    // Flax's default (tanh) GELU on the transformer's MLP activations (16 x 64 x 1024); PyTorch's
+    // `F.gelu(approximate='tanh')` is `gelu`. The input is the one "parameter" differentiated.
+    let name = "gelu, tanh form (16x64x1024)";
+    if want(name) {
+        let x = randn(&[16, 64, 1024]);
+        let v = flax::frozen_dict! { "params": flax::frozen_dict! { "x": x.shallow_clone() } };
+        out.push(case(
+            name,
+            v,
+            |v| nn::gelu(&param(v, &["x"])).unwrap(),
+            vec![leaf(&x)],
+            |l| l[0].gelu("tanh"),
+        ));
+    }
+
     // LayerNorm over the last axis of the same tokens.
     let name = "LayerNorm (16x64, 256)";
     if want(name) {

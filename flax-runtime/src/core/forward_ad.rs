@@ -112,6 +112,12 @@ impl Drop for DualLevel {
     }
 }
 
+/// Whether this thread is inside a [`DualLevel`]: operators that have no forward-mode
+/// derivative (custom autograd nodes) take their plain path there.
+pub(crate) fn inside_level() -> bool {
+    INSIDE.with(Cell::get)
+}
+
 /// `jax.jvp(f, primals, tangents)` over tensor lists: `f`'s outputs at `primals` and their
 /// directional derivatives along `tangents` (`J·v`), in one forward pass. An output that does
 /// not depend on the primals gets a zero tangent.

@@ -263,6 +263,19 @@ fn bad_shapes_are_typed_errors_not_panics() {
             let text = e.to_string();
             assert!(text.starts_with("/: libtorch: mat1 and mat2 shapes cannot be multiplied ("), "{text}");
             assert!(!text.contains('\n') && !text.contains("Exception raised"), "{text}");
+            // The `Debug` form too, which a `main` returning `flax::Result` prints.
+            let debug = format!("{e:?}");
+            assert!(!debug.contains("Exception raised") && debug.len() < 300, "{debug}");
+        }
+        other => panic!("expected a libtorch error, got {other:?}"),
+    }
+    // Outside any module alike (an optimizer given updates of the wrong shape).
+    let params = flax::frozen_dict! { "w": Tensor::zeros([3], (Kind::Float, Device::Cpu)) };
+    let updates = flax::frozen_dict! { "w": Tensor::zeros([10], (Kind::Float, Device::Cpu)) };
+    match flax::optax::apply_updates(params, &updates) {
+        Err(e @ Error::Torch(_)) => {
+            let debug = format!("{e:?}");
+            assert!(debug.contains("must match") && !debug.contains("Exception raised"), "{debug}");
         }
         other => panic!("expected a libtorch error, got {other:?}"),
     }

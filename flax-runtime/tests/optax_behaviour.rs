@@ -370,3 +370,63 @@ fn integer_label_cross_entropy_keeps_the_batch_shape() -> flax::Result<()> {
     assert!(scalar.allclose(&expected.get(0).get(0), 1e-6, 1e-6, false));
     Ok(())
 }
+
+/// The optax guide's masks as trees of booleans (spec L7985–7999): `ModelParamTraversal`
+/// marks the kernels and the biases in an all-`false` tree, and `masked_tree` scales each by
+/// its learning rate, as the same masks written as predicates do. A parameter the mask lacks
+/// and a leaf that is not a boolean are errors.
+#[test]
+fn masked_takes_optax_s_boolean_mask_trees() {
+    use flax::traverse_util::ModelParamTraversal;
+    let dense = |scale: f64| {
+        let kernel = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([3, 2]) * scale;
+        flax::frozen_dict! { "Dense_0": flax::frozen_dict! { "kernel": kernel, "bias": Tensor::from_slice(&[0.5f32, -0.25]) * scale } }
+    };
+    let (params, grads) = (dense(1.0), dense(0.1));
+    let all_false =
+        ModelParamTraversal::new(|_: &str, _: &Value| true).update(|_| Ok(false.into()), &params).unwrap();
+    let marked = |word: &'static str| {
+        ModelParamTraversal::new(move |path: &str, _: &Value| path.contains(word))
+            .update(|_| Ok(true.into()), &all_false)
+            .unwrap()
+    };
+    let (kernels_mask, biases_mask) = (marked("kernel"), marked("bias"));
+    let by_tree = optax::chain((
+        optax::trace(0.9),
+        optax::masked_tree(optax::scale(-0.1), &kernels_mask).unwrap(),
+        optax::masked_tree(optax::scale(-0.01), &biases_mask).unwrap(),
+    ));
+    let by_path =
+        |word: &'static str| move |path: &tree::KeyPath<'_>, _: &Tensor| path.to_string().contains(word);
+    let by_predicate = optax::chain((
+        optax::trace(0.9),
+        optax::masked(optax::scale(-0.1), by_path("kernel")),
+        optax::masked(optax::scale(-0.01), by_path("bias")),
+    ));
+    let copy = |t: &FrozenDict| tree::tree_map(t, |x| Ok(x.copy())).unwrap();
+    let (a, _) = by_tree.update(copy(&grads), by_tree.init(&params).unwrap(), Some(&params)).unwrap();
+    let (b, _) =
+        by_predicate.update(copy(&grads), by_predicate.init(&params).unwrap(), Some(&params)).unwrap();
+    for (x, y) in tree::leaves(&a).iter().zip(tree::leaves(&b)) {
+        assert!(x.equal(&y));
+    }
+    let kernel_update = a.tensor(&["Dense_0", "kernel"]).unwrap();
+    assert!(kernel_update.allclose(
+        &(grads.tensor(&["Dense_0", "kernel"]).unwrap() * -0.1),
+        1e-7,
+        1e-7,
+        false
+    ));
+
+    let partial = flax::frozen_dict! { "Dense_0": flax::frozen_dict! { "kernel": true } };
+    let tx = optax::masked_tree(optax::scale(-0.1), &partial).unwrap();
+    match tx.init(&params) {
+        Err(Error::TreeStructureMismatch { path, .. }) => assert!(path.contains("bias"), "{path}"),
+        other => panic!("expected the missing mask leaf, got {other:?}"),
+    }
+    let not_bool = flax::frozen_dict! { "Dense_0": flax::frozen_dict! { "kernel": 1i64, "bias": true } };
+    match optax::masked_tree(optax::scale(-0.1), &not_bool) {
+        Err(Error::Value(message)) => assert!(message.contains("Dense_0/kernel"), "{message}"),
+        other => panic!("expected a non-boolean leaf error, got {other:?}"),
+    }
+}

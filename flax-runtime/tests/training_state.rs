@@ -85,6 +85,70 @@ fn create_then_apply_gradients_steps_the_optimizer() {
     assert!(loss(&state.apply_fn, &state.params).unwrap().double_value(&[]) < initial_loss);
 }
 
+/// The data pointers of a tree's leaves, in order.
+fn data_ptrs<T: Tree>(tree: &T) -> Vec<usize> {
+    tree::leaves(tree).iter().map(|t| t.data_ptr() as usize).collect()
+}
+
+/// Flax's state is immutable: params kept aside (`best = state.params`, for early stopping)
+/// keep their values however the training goes on. Here the optimizer updates in place, so a
+/// clone shares the tensors until `apply_gradients` copies what is shared; the usual loop,
+/// where nothing else holds the state, is updated in place with no copies.
+#[test]
+fn params_kept_aside_keep_their_values_and_the_usual_loop_copies_nothing() {
+    let model = Linear::new();
+    let params = params_of(&model.init(PRNGKey::new(0), &x()).unwrap());
+    let mut state = TrainState::create(model, params, optax::adam(0.1)).unwrap();
+    for step in 0..3 {
+        let before = data_ptrs(&state);
+        let grads = flax::grad(&state.params, |p| loss(&state.apply_fn, p)).unwrap();
+        state = state.apply_gradients(grads).unwrap();
+        // The first step may move a parameter into its gradient's layout (`optax/fused.rs`).
+        assert!(step == 0 || data_ptrs(&state) == before, "updated in place");
+    }
+    let best_params = state.params.clone();
+    let kept = copied(&best_params);
+    let grads = flax::grad(&state.params, |p| loss(&state.apply_fn, p)).unwrap();
+    let state = state.apply_gradients(grads).unwrap();
+    for ((now, then), stepped) in
+        tree::leaves(&best_params).iter().zip(tree::leaves(&kept)).zip(tree::leaves(&state.params))
+    {
+        assert!(now.equal(&then), "the kept params changed");
+        assert!(!stepped.equal(&then), "the step updated the params");
+    }
+}
+
+/// The Optax guide's loop as a Flax user writes it: two optimizers from one `params`, each
+/// on its own clone. `apply_updates` copies a shared leaf before adding to it, so neither
+/// loop sees the other's steps and `params` keeps its initial values.
+#[test]
+fn apply_updates_on_a_clone_leaves_the_original_alone() {
+    let model = Linear::new();
+    let params = params_of(&model.init(PRNGKey::new(0), &x()).unwrap());
+    let initial = copied(&params);
+    let tx = optax::sgd(0.1);
+    let (mut p1, mut p2) = (params.clone(), params.clone());
+    for step in 0..3 {
+        let grads = flax::grad(&p1, |p| loss(&model, p)).unwrap();
+        let (updates, _) = tx.update(grads, tx.init(&p1).unwrap(), Some(&p1)).unwrap();
+        let before = data_ptrs(&p1);
+        p1 = optax::apply_updates(p1, &updates).unwrap();
+        // The first step copies the leaves `params` and `p2` share; then p1 is its own.
+        assert_eq!(data_ptrs(&p1) == before, step > 0, "step {step}");
+    }
+    let grads = flax::grad(&p2, |p| loss(&model, p)).unwrap();
+    let (updates, _) = tx.update(grads, tx.init(&p2).unwrap(), Some(&p2)).unwrap();
+    p2 = optax::apply_updates(p2, &updates).unwrap();
+    for ((original, start), (a, b)) in tree::leaves(&params)
+        .iter()
+        .zip(tree::leaves(&initial))
+        .zip(tree::leaves(&p1).iter().zip(tree::leaves(&p2)))
+    {
+        assert!(original.equal(&start), "params changed");
+        assert!(!a.equal(&b), "p1 took three steps, p2 one");
+    }
+}
+
 #[test]
 fn extra_fields_are_replaced_by_struct_update_and_saved_at_the_top_level() {
     let model = Linear::new();

@@ -9,20 +9,20 @@ use syn::spanned::Spanned;
 /// The struct with its hidden handle, the constructor and setters, `Clone`, `Debug`,
 /// `Module`, the `#[submodule]` fields' params view and the `setup` support.
 ///
-/// The handle's field is named after the constructor (`__use_Mlp_new` in `Mlp`): a struct
-/// literal, a newcomer's first try, fails with rustc's "missing field `__use_Mlp_new`", which
-/// says what to write instead.
+/// The handle's field is named for the constructor: a struct literal, a newcomer's first try,
+/// fails with rustc's "missing field `__construct_with_new` in initializer of `Mlp`", which says
+/// what to write instead (`Mlp::new`). (Snake case: a name with the type's in it would trip
+/// `non_snake_case` on every module, and that lint cannot be allowed on the field alone.)
 pub fn generate(ir: &ModuleStruct) -> TokenStream {
     let (item, fields, setup_fields) = (&ir.item, &ir.fields[..], &ir.setup_fields[..]);
     let ident = &item.ident;
     let type_name = ident.to_string();
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
-    let handle = format_ident!("__use_{}_new", ident);
+    let handle = format_ident!("__construct_with_new");
     let mut strukt = item.clone();
     if let syn::Fields::Named(named) = &mut strukt.fields {
         named.named.push(syn::parse_quote! {
             #[doc(hidden)]
-            #[allow(non_snake_case)]
             pub #handle: ::flax::__private::ModuleHandle
         });
     }

@@ -111,9 +111,9 @@ pub enum Error {
     Value(String),
 
     /// A libtorch operation failed outside any module (the message is libtorch's, without
-    /// its C++ backtrace).
+    /// its C++ backtrace unless `TORCH_SHOW_CPP_STACKTRACES=1`, as in PyTorch).
     #[error("libtorch: {}", torch_message(.0))]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
 
     /// A libtorch operation failed while the module at `scope` ran: the innermost module's
     /// path, so the user sees which layer got the tensors libtorch refused.
@@ -194,14 +194,33 @@ pub enum Error {
     CallArguments { scope: String, message: String },
 }
 
-/// libtorch's message without what only a libtorch developer reads: the C++ exception's
-/// backtrace (`Exception raised from … frame #0: …`, about 2 KB) and tch's `Internal torch
-/// error:` prefix. The full text stays reachable through the error's `source`.
+/// libtorch's message without tch's `Internal torch error:` prefix (and without the C++
+/// backtrace, which the conversion below already removed).
 fn torch_message(error: &tch::TchError) -> String {
     let text = error.to_string();
     let text = text.strip_prefix("Internal torch error: ").unwrap_or(&text);
-    let text = text.split("\nException raised from ").next().unwrap_or(text);
-    text.trim_end().to_owned()
+    without_backtrace(text).to_owned()
+}
+
+/// A libtorch message without the C++ exception's backtrace (`Exception raised from … frame
+/// #0: …`, about 2-5 KB), which only a libtorch developer reads.
+fn without_backtrace(text: &str) -> &str {
+    text.split("\nException raised from ").next().unwrap_or(text).trim_end()
+}
+
+/// libtorch's errors as [`Error::Torch`], with the C++ backtrace dropped from the message as
+/// PyTorch drops it from its exceptions: a `main` returning `flax::Result` prints the error's
+/// `Debug` form, which would otherwise be kilobytes of C++ frames. `TORCH_SHOW_CPP_STACKTRACES=1`
+/// (PyTorch's switch) keeps it.
+impl From<tch::TchError> for Error {
+    fn from(error: tch::TchError) -> Self {
+        static SHOW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let show = *SHOW.get_or_init(|| std::env::var("TORCH_SHOW_CPP_STACKTRACES").is_ok_and(|v| v == "1"));
+        Error::Torch(match error {
+            tch::TchError::Torch(text) if !show => tch::TchError::Torch(without_backtrace(&text).to_owned()),
+            other => other,
+        })
+    }
 }
 
 impl Error {

@@ -1,8 +1,11 @@
-//! Which tensor a handle is, and whether it is still alive, as tch does not expose them
-//! (`csrc/tensor_identity.cpp`, `csrc/weak_storage.cpp`): what caches of values derived from
-//! params need to reuse a value only while its sources are the very same, unmodified tensors
-//! (`nn/loop_invariant.rs` within a sequence, `nn/fused_qkv.rs` across calls).
+//! Which tensor a handle is, whether it is still alive and whether anything else shares its
+//! data, as tch does not expose them (`csrc/tensor_identity.cpp`, `csrc/weak_storage.cpp`):
+//! what caches of values derived from params need to reuse a value only while its sources are
+//! the very same, unmodified tensors (`nn/loop_invariant.rs` within a sequence,
+//! `nn/fused_qkv.rs` across calls), and what the optimizers need to update in place only the
+//! tensors nothing else sees ([`unshare`]).
 
+use crate::core::errors::Result;
 use crate::core::shim;
 use std::ffi::c_void;
 use std::ptr::NonNull;
@@ -11,6 +14,7 @@ use tch::{Kind, Tensor};
 extern "C" {
     fn flax_tensor_impl(t: shim::Handle) -> *const c_void;
     fn flax_tensor_version(t: shim::Handle) -> i64;
+    fn flax_tensor_shared(t: shim::Handle) -> i32;
     fn flax_storage_weak_new(t: shim::Handle) -> *mut c_void;
     fn flax_storage_weak_alive(weak: *const c_void) -> i32;
     fn flax_storage_weak_free(weak: *mut c_void);
@@ -27,6 +31,33 @@ pub(crate) fn identity(t: &Tensor) -> *const c_void {
 pub(crate) fn version(t: &Tensor) -> i64 {
     // SAFETY: reads the handle's version counter; the handle is alive for the call.
     unsafe { flax_tensor_version(shim::handle(t)) }
+}
+
+/// Whether writing `t` in place could change what something else sees: another handle on the
+/// same tensor (a shallow clone, such as a cloned `FrozenDict`'s leaf), a view of its storage,
+/// or a tensor autograd keeps; weak references do not count.
+pub(crate) fn shared(t: &Tensor) -> bool {
+    // SAFETY: reads reference counts; the handle is alive for the call.
+    unsafe { flax_tensor_shared(shim::handle(t)) != 0 }
+}
+
+/// Makes `t` the only handle on its data: where anything else shares it ([`shared`]), `t`
+/// becomes a copy (same layout, no autograd history). Flax's arrays are immutable, so a copy of
+/// a params tree (`params.clone()` here) keeps its values whatever happens to the original;
+/// the optimizers, which update in place, call this on what they are about to write, so a
+/// shared leaf is copied once and the usual training loop, where nothing else holds the
+/// params, copies nothing.
+///
+/// # Errors
+/// libtorch's, when the copy cannot be allocated.
+pub(crate) fn unshare(t: &mut Tensor) -> Result<()> {
+    if shared(t) {
+        let _no_grad = tch::no_grad_guard();
+        let mut copy = t.f_empty_like()?;
+        copy.f_copy_(t)?;
+        *t = copy;
+    }
+    Ok(())
 }
 
 /// What a tensor was when something was derived from it: its memory, layout, dtype and

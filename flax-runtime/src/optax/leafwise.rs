@@ -7,6 +7,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::scalar_ops::ScalarOps;
+use crate::core::tensor_identity::unshare;
 use crate::tree::{self, KeyPath, Tree};
 use tch::{Kind, Tensor};
 
@@ -23,6 +24,16 @@ pub(crate) fn zip_leaves_mut<P: Tree, const N: usize>(
 ) -> Result<()> {
     let _no_grad = tch::no_grad_guard();
     updates.visit_leaves_mut(others, &mut KeyPath::new(), &mut |_, leaf, rest| f(leaf, rest))
+}
+
+/// Makes every leaf of `tree` the only handle on its data ([`unshare`]): a leaf that a clone of
+/// the tree (or anything else) shares is copied, so writing the tree in place changes nothing
+/// the caller can still see, as Optax's functional updates change nothing.
+///
+/// # Errors
+/// libtorch's, when a copy cannot be allocated.
+pub(crate) fn unshare_leaves<P: Tree>(tree: &mut P) -> Result<()> {
+    tree.visit_leaves_mut([], &mut KeyPath::new(), &mut |_, leaf, []| unshare(leaf))
 }
 
 /// [`zip_leaves_mut`] for arithmetic transformations: every leaf of `updates` and `others`

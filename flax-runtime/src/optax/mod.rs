@@ -43,7 +43,10 @@
 //! Rust-side differences, each documented where it applies:
 //! - `update` consumes the gradients and the state and reuses their buffers (in place, under
 //!   `no_grad`), and [`apply_updates`] consumes the parameters: ownership is the donation
-//!   `jax.jit` asks for, and a training step allocates no optimizer tensors;
+//!   `jax.jit` asks for, and a training step allocates no optimizer tensors. `apply_updates`
+//!   and `TrainState::apply_gradients` first copy any leaf that something else still shares
+//!   (a clone of the tree), so clones keep their values as in JAX; `update` does not, so keep
+//!   a copy of gradients or optimizer state you hand it by value with `tree_map(.., copy)`;
 //! - [`GradientTransformation::update_and_apply`] (what `TrainState::apply_gradients` calls)
 //!   runs `sgd`, `adam` and `adamw` as one libtorch fused kernel over all parameters
 //!   (`_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`, through the C++ shim in `csrc/`) where
@@ -58,7 +61,7 @@
 //! - a learning rate or weight decay is an `f64` or a [`Schedule`], and its kind is part of
 //!   the optimizer's type ([`ScalarOrSchedule`]): the state is exactly Optax's for each;
 //! - masks and labels ([`masked`], [`multi_transform`], weight-decay masks) are functions of
-//!   a leaf's key path and value; masked transformations see the tree's state dict (a
+//!   a leaf's key path and value ([`masked_tree`] also takes Optax's tree of booleans); masked transformations see the tree's state dict (a
 //!   [`Value`](crate::Value)) with `{}`, Flax's form of Optax's `MaskedNode`, in place of the
 //!   unselected leaves, so their states have Optax's layout; [`multi_transform`] takes its
 //!   transformations boxed ([`GradientTransformation::boxed`]), since each Rust
@@ -70,14 +73,14 @@ mod count;
 mod dyn_state;
 mod elementwise;
 mod fused;
-mod leafwise;
+pub(crate) mod leafwise;
 pub mod losses;
 mod numerics;
 mod scalar_or_schedule;
 mod schedules;
 mod transformation;
 mod transforms;
-mod update;
+pub(crate) mod update;
 
 pub use alias::{adagrad, adam, adamw, lamb, rmsprop, sgd, Adagrad, Adam, AdamW, Lamb, RmsProp, Sgd};
 pub use boxed::BoxedTransformation;
@@ -91,11 +94,11 @@ pub use schedules::{
 };
 pub use transformation::{EmptyState, GradientTransformation};
 pub use transforms::{
-    add_decayed_weights, chain, clip, clip_by_global_norm, identity, masked, multi_transform, scale,
-    scale_by_adam, scale_by_learning_rate, scale_by_rms, scale_by_rss, scale_by_schedule, scale_by_stddev,
-    scale_by_trust_ratio, set_to_zero, trace, AddDecayedWeights, Chain, Clip, ClipByGlobalNorm, Identity,
-    Mask, Masked, MaskedState, MaybeState, MultiTransform, MultiTransformState, Scale, ScaleByAdam,
-    ScaleByAdamState, ScaleByRms, ScaleByRmsState, ScaleByRss, ScaleByRssState, ScaleByScheduleState,
-    ScaleByTrustRatio, SetToZero, Trace, TraceState, WeightDecaySchedule,
+    add_decayed_weights, chain, clip, clip_by_global_norm, identity, masked, masked_tree, multi_transform,
+    scale, scale_by_adam, scale_by_learning_rate, scale_by_rms, scale_by_rss, scale_by_schedule,
+    scale_by_stddev, scale_by_trust_ratio, set_to_zero, trace, AddDecayedWeights, Chain, Clip,
+    ClipByGlobalNorm, Identity, Mask, Masked, MaskedState, MaybeState, MultiTransform, MultiTransformState,
+    Scale, ScaleByAdam, ScaleByAdamState, ScaleByRms, ScaleByRmsState, ScaleByRss, ScaleByRssState,
+    ScaleByScheduleState, ScaleByTrustRatio, SetToZero, Trace, TraceState, WeightDecaySchedule,
 };
 pub use update::apply_updates;

@@ -102,7 +102,7 @@ pub(crate) fn update_then_apply<P: Tree, T: GradientTransformation<P> + ?Sized>(
     params: P,
 ) -> Result<(P, T::State)> {
     let (updates, state) = tx.update(grads, state, Some(&params))?;
-    Ok((crate::optax::apply_updates(params, &updates)?, state))
+    Ok((crate::optax::update::add_updates(params, &updates)?, state))
 }
 
 /// The parameters, for a transformation that cannot work without them (Optax's

@@ -1,19 +1,29 @@
 //! `optax.masked`: a transformation applied to part of the tree.
 
-use crate::core::errors::Result;
-use crate::core::frozen_dict::Value;
+use crate::core::errors::{Error, Result};
+use crate::core::frozen_dict::{FrozenDict, Scalar, Value};
 use crate::optax::transformation::GradientTransformation;
 use crate::optax::transforms::leaf_groups::LeafGroups;
-use crate::optax::update::apply_updates;
+use crate::optax::update::add_updates;
+use crate::traverse_util::flatten_dict;
 use crate::tree::{KeyPath, Tree};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// Which leaves a masked transformation applies to: a predicate of the leaf's key path and
-/// value (Optax's mask, as a function; `|path, leaf| leaf.dim() > 1` or a test on the path).
+/// value (Optax's mask, as a function; `|path, leaf| leaf.dim() > 1` or a test on the path),
+/// or Optax's mask as a tree of booleans ([`masked_tree`]).
 #[derive(Clone)]
-pub struct Mask(Arc<Predicate>);
+pub struct Mask(Selector);
+
+#[derive(Clone)]
+enum Selector {
+    Predicate(Arc<Predicate>),
+    /// The mask tree's leaves by their key path (as `flatten_dict` gives it): `true` selects.
+    Tree(Arc<HashMap<Vec<String>, bool>>),
+}
 
 /// A predicate of a leaf's key path and value.
 type Predicate = dyn Fn(&KeyPath<'_>, &Tensor) -> bool + Send + Sync;
@@ -21,18 +31,62 @@ type Predicate = dyn Fn(&KeyPath<'_>, &Tensor) -> bool + Send + Sync;
 impl Mask {
     /// A mask from a predicate.
     pub fn new(f: impl Fn(&KeyPath<'_>, &Tensor) -> bool + Send + Sync + 'static) -> Self {
-        Mask(Arc::new(f))
+        Mask(Selector::Predicate(Arc::new(f)))
     }
 
-    /// Whether the leaf at `path` is selected.
+    /// A mask from a tree of booleans with the parameters' keys (Optax's `mask` pytree, as
+    /// `ModelParamTraversal::update` makes it from an all-`false` tree): `true` selects. A leaf
+    /// is a `bool` or a one-element boolean tensor.
+    ///
+    /// # Errors
+    /// [`Error::Value`] naming a leaf that is neither.
+    pub fn from_tree(mask: &FrozenDict) -> Result<Self> {
+        let mut selected = HashMap::new();
+        for (path, leaf) in flatten_dict(mask) {
+            let flag = match leaf.as_leaf() {
+                Some(Value::Scalar(Scalar::Bool(flag))) => *flag,
+                Some(Value::Tensor(t)) if t.kind() == Kind::Bool && t.numel() == 1 => {
+                    t.f_flatten(0, -1)?.f_int64_value(&[0])? != 0
+                }
+                other => {
+                    let found = other.map_or_else(|| "an empty dict".to_owned(), |v| format!("{v:?}"));
+                    let path = path.join("/");
+                    return Err(Error::Value(format!(
+                        "a mask tree's leaves are booleans; the leaf at '{path}' is {found}"
+                    )));
+                }
+            };
+            selected.insert(path, flag);
+        }
+        Ok(Mask(Selector::Tree(Arc::new(selected))))
+    }
+
+    /// Whether the leaf at `path` is selected (a leaf a mask tree does not have is not).
     pub fn selects(&self, path: &KeyPath<'_>, leaf: &Tensor) -> bool {
-        (self.0)(path, leaf)
+        self.select(path, leaf).unwrap_or(false)
+    }
+
+    /// [`selects`](Self::selects), with Optax's error for a leaf a mask tree does not have.
+    fn select(&self, path: &KeyPath<'_>, leaf: &Tensor) -> Result<bool> {
+        match &self.0 {
+            Selector::Predicate(f) => Ok(f(path, leaf)),
+            Selector::Tree(selected) => {
+                let keys: Vec<String> = path.keys().iter().map(ToString::to_string).collect();
+                selected.get(&keys).copied().ok_or_else(|| Error::TreeStructureMismatch {
+                    path: path.to_string(),
+                    message: "the mask tree has no leaf for this parameter".into(),
+                })
+            }
+        }
     }
 }
 
 impl fmt::Debug for Mask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Mask(<fn>)")
+        match &self.0 {
+            Selector::Predicate(_) => f.write_str("Mask(<fn>)"),
+            Selector::Tree(selected) => write!(f, "Mask(<tree of {} leaves>)", selected.len()),
+        }
     }
 }
 
@@ -90,9 +144,23 @@ pub fn masked<T>(
     Masked { inner, mask: Mask::new(mask) }
 }
 
+/// `inner`, applied where `mask` (Optax's mask as a tree of booleans with the parameters' keys)
+/// is `true`: the optax guide's `optax.masked(optax.scale(-lr), kernels_mask)` is
+/// `optax::masked_tree(optax::scale(-lr), &kernels_mask)?`. A parameter the mask does not have
+/// is an error at the first update, as in Optax.
+///
+/// # Errors
+/// [`Error::Value`] naming a leaf of `mask` that is not a boolean.
+pub fn masked_tree<T>(inner: T, mask: &FrozenDict) -> Result<Masked<T>> {
+    Ok(Masked { inner, mask: Mask::from_tree(mask)? })
+}
+
 impl<T> Masked<T> {
     fn groups<P: Tree>(&self, tree: &P) -> Result<LeafGroups> {
-        LeafGroups::new(tree, |path, leaf| Ok(SELECTED.filter(|_| self.mask.selects(path, leaf))))
+        LeafGroups::new(tree, |path, leaf| {
+            let selected = self.mask.select(path, leaf)?;
+            Ok(SELECTED.filter(|_| selected))
+        })
     }
 }
 
@@ -124,7 +192,7 @@ impl<P: Tree, T: GradientTransformation<Value>> GradientTransformation<P> for Ma
         let (selected_params, inner_state) =
             self.inner.update_and_apply(selected, state.inner_state, selected_params)?;
         groups.put_back(&mut params, SELECTED, &selected_params)?;
-        let rest = apply_updates(groups.view(&params, None)?, &groups.view(&grads, None)?)?;
+        let rest = add_updates(groups.view(&params, None)?, &groups.view(&grads, None)?)?;
         groups.put_back(&mut params, None, &rest)?;
         Ok((params, MaskedState { inner_state }))
     }

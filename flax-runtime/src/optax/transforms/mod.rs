@@ -21,7 +21,7 @@ pub use chain::{chain, Chain};
 pub use clip::{clip, Clip};
 pub use clip_by_global_norm::{clip_by_global_norm, ClipByGlobalNorm};
 pub use identity::{identity, Identity, MaybeState};
-pub use masked::{masked, Mask, Masked, MaskedState};
+pub use masked::{masked, masked_tree, Mask, Masked, MaskedState};
 pub use multi_transform::{multi_transform, MultiTransform, MultiTransformState};
 pub use scale::{scale, scale_by_learning_rate, scale_by_schedule, Scale, ScaleByScheduleState};
 pub use scale_by_adam::{scale_by_adam, ScaleByAdam, ScaleByAdamState};

@@ -194,7 +194,7 @@ impl SowFoo {
     #[compact]
     pub fn call(&self, cx: &mut Scope, x: &Tensor) -> Result<Tensor> {
         let h = nn::Dense::new(4).call(cx, x)?;
-        cx.sow("intermediates", "h", h.shallow_clone())?;
+        cx.sow("intermediates", "h", &h)?;
         nn::Dense::new(2).call(cx, &h)
     }
 }

@@ -79,6 +79,13 @@ impl From<Tensor> for Value {
     }
 }
 
+/// A shallow clone: the value shares the tensor's data, as a cloned `Value` does.
+impl From<&Tensor> for Value {
+    fn from(t: &Tensor) -> Self {
+        Value::Tensor(t.shallow_clone())
+    }
+}
+
 impl From<FrozenDict> for Value {
     fn from(d: FrozenDict) -> Self {
         Value::Dict(d)

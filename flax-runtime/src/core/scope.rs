@@ -584,9 +584,10 @@ impl<'v> Scope<'v> {
 
     /// Stores `value` in `collection` under `name`, appending it to a tuple (Flax's `sow` with
     /// its default `init_fn`/`reduce_fn`). Returns whether it was stored: nothing is stored
-    /// when the collection is not mutable.
-    pub fn sow(&mut self, collection: &str, name: impl Into<Name>, value: Tensor) -> Result<bool> {
-        self.sow_with(collection, name, Value::Tensor(value), || Value::List(Vec::new()), append_to_tuple)
+    /// when the collection is not mutable. `value` is a tensor (`&x` or `x`; a reference is
+    /// stored as a shallow clone, which shares its data) or any other [`Value`].
+    pub fn sow(&mut self, collection: &str, name: impl Into<Name>, value: impl Into<Value>) -> Result<bool> {
+        self.sow_with(collection, name, value.into(), || Value::List(Vec::new()), append_to_tuple)
     }
 
     /// [`sow`](Self::sow) with a custom `init_fn` (the first accumulated value) and

@@ -297,7 +297,7 @@ fn bad_input_is_a_typed_error() {
     // Shapes that do not match.
     let tx = optax::sgd(0.1).momentum(0.9);
     let state = tx.init(&p).unwrap();
-    assert!(matches!(tx.update(ones([3]), state, None), Err(Error::Torch(_))));
+    assert!(matches!(tx.update(ones([3]), state, None), Err(Error::TorchAtLeaf { .. })));
     // An RMSProp state without the count its bias correction needs.
     let state = optax::rmsprop(0.1).init(&p).unwrap();
     let corrected = optax::rmsprop(0.1).bias_correction(true);

@@ -124,6 +124,15 @@ pub enum Error {
         source: tch::TchError,
     },
 
+    /// A libtorch operation failed on the leaf at `path` of a tree (an optimizer's arithmetic,
+    /// `apply_updates`): updates or state of another shape than the parameter, for example.
+    #[error("at leaf '{path}': libtorch: {}", torch_message(source))]
+    TorchAtLeaf {
+        path: String,
+        #[source]
+        source: tch::TchError,
+    },
+
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -224,6 +233,15 @@ impl From<tch::TchError> for Error {
 }
 
 impl Error {
+    /// A libtorch failure ([`Error::Torch`]) placed at the tree leaf `path`; other errors as
+    /// they are.
+    pub(crate) fn at_leaf(self, path: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Torch(source) => Error::TorchAtLeaf { path: path.to_string(), source },
+            other => other,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         Error::Io { path: path.as_ref().display().to_string(), source }

@@ -23,7 +23,9 @@ pub(crate) fn zip_leaves_mut<P: Tree, const N: usize>(
     mut f: impl FnMut(&mut Tensor, [&Tensor; N]) -> Result<()>,
 ) -> Result<()> {
     let _no_grad = tch::no_grad_guard();
-    updates.visit_leaves_mut(others, &mut KeyPath::new(), &mut |_, leaf, rest| f(leaf, rest))
+    updates.visit_leaves_mut(others, &mut KeyPath::new(), &mut |path, leaf, rest| {
+        f(leaf, rest).map_err(|e| e.at_leaf(path))
+    })
 }
 
 /// Makes every leaf of `tree` the only handle on its data ([`unshare`]): a leaf that a clone of
@@ -58,7 +60,7 @@ pub(crate) fn zip_float_leaves_mut<P: Tree, const N: usize>(
                 )));
             }
         }
-        f(leaf, rest)
+        f(leaf, rest).map_err(|e| e.at_leaf(path))
     })
 }
 

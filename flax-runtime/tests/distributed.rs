@@ -257,7 +257,7 @@ fn asking_for_nccl_without_an_nccl_build_or_a_gpu_is_a_typed_error() {
         // The reason build.rs found: a CPU-only libtorch, or CUDA's or NCCL's headers missing.
         let Err(err @ Error::NotBuilt { feature, reason }) = &result else { panic!("{result:?}") };
         eprintln!("NCCL not built: {err}");
-        assert_eq!(*feature, "NCCL process groups");
+        assert_eq!(*feature, "NCCL");
         assert!(
             reason.contains("CPU-only") || reason.contains("bootstrap") || reason.contains("NCCL"),
             "{reason}"

@@ -39,7 +39,7 @@ impl Backend {
     pub(super) fn check_built(self) -> Result<()> {
         match (self, NCCL_UNAVAILABLE) {
             (Backend::Nccl, Some(reason)) => {
-                Err(Error::NotBuilt { feature: "NCCL process groups", reason: reason.to_owned() })
+                Err(Error::NotBuilt { feature: "NCCL", reason: reason.to_owned() })
             }
             _ => Ok(()),
         }

@@ -49,8 +49,13 @@ pub fn spawn_workers(test: &str, world_size: i64) -> Vec<Output> {
     children.into_iter().map(|c| c.wait_with_output().expect("waiting for a worker")).collect()
 }
 
-/// The worker's group on `backend`, from torchrun's variables.
-pub fn join(timeout: Duration, backend: Backend) -> ProcessGroup {
+/// The worker's group, from torchrun's variables, on Gloo.
+pub fn join(timeout: Duration) -> ProcessGroup {
+    join_on(Backend::Gloo, timeout)
+}
+
+/// The worker's group, from torchrun's variables, on `backend`.
+pub fn join_on(backend: Backend, timeout: Duration) -> ProcessGroup {
     let options = ProcessGroupOptions::from_env().expect("the parent set torchrun's variables");
     ProcessGroup::new(&options.with_timeout(timeout).with_backend(backend)).expect("joining the group")
 }
@@ -74,7 +79,7 @@ pub fn join_or_spawn_on(
         }
         return None;
     }
-    Some(join(timeout, backend))
+    Some(join_on(backend, timeout))
 }
 
 /// In the parent: starts 2 workers, waits until rank 1 prints `ready`, then `disrupt`s it
@@ -85,7 +90,7 @@ pub fn spawn_and_disrupt(
     disrupt: impl FnOnce(&mut Child),
 ) -> Option<ProcessGroup> {
     if std::env::var(WORKER).as_deref() == Ok(test) {
-        return Some(join(timeout, Backend::Gloo));
+        return Some(join(timeout));
     }
     let mut children = spawn(test, 2);
     let stdout = children[1].stdout.take().expect("rank 1's stdout is piped");

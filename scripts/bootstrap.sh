@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # One-time set-up for a fresh clone: libtorch from PyPI's torch wheel into a project-local
-# virtualenv (.venv), and Fashion-MNIST, the fortune files (the lm example's corpus) and the
+# virtualenv (.venv), with a CUDA wheel the CUDA headers NCCL process groups compile against,
+# and Fashion-MNIST, the fortune files (the lm example's corpus) and the
 # plots' font from Debian when apt is available.
 # Idempotent: each step runs only when its result is missing, so `make test` can call it every
 # time.
 set -euo pipefail
 
 TORCH_VERSION="2.13.0"   # the libtorch that tch 0.26 is generated against
+# CUDA 13.0's crt/ and CCCL headers, for the CUDA 13.0 build of that torch wheel: its
+# nvidia-cuda-runtime 13.0 ships cuda_runtime.h, but not the crt/host_config.h and nv/target
+# that cuda_runtime.h and cuda_fp16.h include, which c10d's ProcessGroupNCCL.hpp needs.
+CUDA_CRT_VERSION="13.0.88"
+CUDA_CCCL_VERSION="13.0.85"
 cd "$(dirname "$0")/.."
 VENV=.venv
 
@@ -59,6 +65,33 @@ ensure_libtorch() {
   ln -sfn "$dir" "$VENV/libtorch"
 }
 
+# Headers only (3 MB), installed beside the wheel's nvidia/cu13/include, where build.rs looks;
+# nothing is downloaded at build time. Without them (a CPU wheel, another CUDA version, your own
+# LIBTORCH: point CUDA_HOME at a toolkit) the crate builds without NCCL process groups.
+ensure_cuda_headers() {
+  [ -n "${LIBTORCH:-}" ] && [ "${LIBTORCH}" != "$PWD/$VENV/libtorch" ] && return
+  local cuda
+  cuda=$(sed -n "s/^cuda: Optional\[str\] = '\([0-9.]*\)'$/\1/p" "$VENV/libtorch/version.py" 2>/dev/null || true)
+  [ -n "$cuda" ] || return 0
+  if [ "$cuda" != "${CUDA_CRT_VERSION%.*}" ]; then
+    echo "bootstrap: note: torch is built for CUDA $cuda, so NCCL process groups are built only with CUDA_HOME set to a CUDA $cuda toolkit" >&2
+    return
+  fi
+  "$VENV/bin/python" - "$CUDA_CRT_VERSION" "$CUDA_CCCL_VERSION" <<'PY' && return
+import sys
+from importlib.metadata import PackageNotFoundError, version
+try:
+    found = (version("nvidia-cuda-crt"), version("nvidia-cuda-cccl"))
+except PackageNotFoundError:
+    sys.exit(1)
+sys.exit(0 if found == tuple(sys.argv[1:]) else 1)
+PY
+  echo "bootstrap: installing CUDA $cuda's crt and CCCL headers into $VENV (for NCCL process groups)"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
+    "nvidia-cuda-crt==$CUDA_CRT_VERSION" "nvidia-cuda-cccl==$CUDA_CCCL_VERSION" ||
+    echo "bootstrap: warning: could not install nvidia-cuda-crt and nvidia-cuda-cccl; the crate builds without NCCL process groups" >&2
+}
+
 ensure_fashion_mnist() {
   local data=/usr/share/datasets/fashion-mnist
   [ -d "$data" ] && return
@@ -100,6 +133,7 @@ ensure_plot_font() {
 }
 
 ensure_libtorch
+ensure_cuda_headers
 ensure_fashion_mnist
 ensure_fortunes
 ensure_plot_font

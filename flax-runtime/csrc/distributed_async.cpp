@@ -1,6 +1,7 @@
 // Collectives that return before they complete, for the sharded mode's prefetch
-// (`src/distributed/prefetch.rs`): the all-gather of the next unit's parameters runs on Gloo's
-// own threads while this rank computes the current unit, as PyTorch's FSDP prefetches.
+// (`src/distributed/prefetch.rs`): the all-gather of the next unit's parameters runs on the
+// backend's own threads (Gloo's, or NCCL's stream) while this rank computes the current unit,
+// as PyTorch's FSDP prefetches.
 //
 // A started collective crosses to Rust as an opaque pointer to `FlaxWork`: c10d's `Work`
 // handle and the output tensor it writes. The output may be read only after
@@ -33,13 +34,15 @@ FlaxWork *work_of(void *work) { return static_cast<FlaxWork *>(work); }
 extern "C" {
 
 // Starts gathering every rank's `input` into a new `[world_size, input's shape...]` tensor
-// (row r: rank r's input), written to `*output` at once; `*work` receives the handle to wait
-// on. The input is copied first, so the caller may change or free its tensor meanwhile.
+// (row r: rank r's input), written to `*output` at once, on the group's device (see
+// `staged`); `*work` receives the handle to wait on. The input is copied first, so the caller
+// may change or free its tensor meanwhile.
 int flax_dist_all_gather_start(void *group, at::Tensor *input, void **work, at::Tensor **output, char *error,
                                size_t error_len) {
   return flax_shim::guarded(error, error_len, [&] {
-    auto &pg = *flax_dist::group_of(group)->group;
-    std::vector<at::Tensor> inputs{input->contiguous().clone(at::MemoryFormat::Contiguous)};
+    auto &g = *flax_dist::group_of(group);
+    auto &pg = *g.group;
+    std::vector<at::Tensor> inputs{flax_dist::staged(g, *input)};
     std::vector<int64_t> shape{pg.getSize()};
     shape.insert(shape.end(), inputs[0].sizes().begin(), inputs[0].sizes().end());
     at::Tensor stacked = at::empty(shape, inputs[0].options());

@@ -1,8 +1,9 @@
 // Gradients averaged across ranks while the backward pass still runs, as PyTorch's DDP does:
 // the leaves are grouped into buckets of about `bucket_cap_bytes` in reverse order (the order
 // backward produces their gradients), a hook on each leaf copies its gradient into its bucket's
-// flat buffer, and a full bucket's all-reduce starts at once on Gloo's own threads while
-// autograd computes the gradients of earlier layers. Buckets start in index order on every
+// flat buffer (on the group's device, see `staged`), and a full bucket's all-reduce starts at
+// once on the backend's own threads (Gloo's, or NCCL's stream) while autograd computes the
+// gradients of earlier layers. Buckets start in index order on every
 // rank (a bucket that fills early waits for the ones before it), so all ranks issue the same
 // collectives in the same order; buckets left incomplete by leaves the loss does not use start
 // after backward with zeros for those leaves, as JAX's gradient of an unused input is zero.
@@ -14,6 +15,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace {
@@ -25,7 +27,8 @@ struct Bucket {
 };
 
 struct Overlap {
-  c10d::ProcessGroupGloo *group;
+  c10d::Backend *group;
+  std::optional<at::Device> device;  // the group's, for the buckets
   std::vector<Bucket> buckets;
   std::vector<int> bucket_of;       // per leaf
   std::vector<int64_t> offset_of;   // per leaf, in its bucket
@@ -79,8 +82,9 @@ void plan_buckets(Overlap &overlap, const std::vector<at::Tensor> &leaves, int64
     bytes += leaf_bytes;
     overlap.buckets[b].pending += 1;
   }
+  at::Device device = overlap.device.value_or(leaves[0].device());
   for (size_t b = 0; b < overlap.buckets.size(); ++b) {
-    overlap.buckets[b].flat = at::zeros({numel[b]}, leaves[0].options().dtype(dtype[b]));
+    overlap.buckets[b].flat = at::zeros({numel[b]}, leaves[0].options().dtype(dtype[b]).device(device));
   }
 }
 
@@ -101,7 +105,9 @@ int flax_dist_value_and_grad_pmean(void *group, at::Tensor *loss, at::Tensor *co
                                    char *error, size_t error_len) {
   return flax_shim::guarded(error, error_len, [&] {
     auto overlap = std::make_shared<Overlap>();
-    overlap->group = flax_dist::group_of(group)->group.get();
+    auto &g = *flax_dist::group_of(group);
+    overlap->group = g.group.get();
+    overlap->device = g.device;
     std::vector<at::Tensor> inputs = flax_shim::tensors(leaves, n);
     plan_buckets(*overlap, inputs, bucket_cap_bytes);
     std::vector<unsigned> hooks;
@@ -126,7 +132,7 @@ int flax_dist_value_and_grad_pmean(void *group, at::Tensor *loss, at::Tensor *co
     for (int i = 0; i < n; ++i) {
       Bucket &bucket = overlap->buckets[overlap->bucket_of[i]];
       at::Tensor grad = bucket.flat.narrow(0, overlap->offset_of[i], inputs[i].numel()).view(inputs[i].sizes());
-      grads_out[i] = flax_shim::handle(grad);
+      grads_out[i] = flax_shim::handle(grad.to(inputs[i].device()));  // the bucket's view when already there
     }
   });
 }

@@ -201,6 +201,12 @@ pub enum Error {
     /// the module that called it.
     #[error("{scope}: {message}")]
     CallArguments { scope: String, message: String },
+
+    /// A feature this build of the library left out, and why (PyTorch's
+    /// `is_nccl_available()` false): NCCL process groups need a CUDA build of libtorch and
+    /// CUDA's and NCCL's headers when the crate is compiled.
+    #[error("{feature} is not available in this build: {reason}")]
+    NotBuilt { feature: &'static str, reason: String },
 }
 
 /// libtorch's message without tch's `Internal torch error:` prefix (and without the C++

@@ -1,10 +1,12 @@
 //! Training across processes on PyTorch's own distributed engine, c10d.
 //!
 //! A [`ProcessGroup`] joins `world_size` processes through c10d's `TCPStore` rendezvous and
-//! runs collectives over Gloo (`ProcessGroupGloo`, CPU tensors), all inside the libtorch the
-//! crate links: there is no network code of this crate's own. It is created from the
-//! environment torchrun sets (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) or
-//! explicitly, with a timeout after which a missing or dead peer is an error, not a hang.
+//! runs collectives over Gloo (`ProcessGroupGloo`, CPU tensors) or, chosen by
+//! [`ProcessGroupOptions::with_backend`], NCCL (`ProcessGroupNCCL`, one GPU per rank, in a
+//! build with it: [`is_nccl_available`]), all inside the libtorch the crate links: there is no
+//! network code of this crate's own. It is created from the environment torchrun sets (`RANK`,
+//! `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`) or explicitly, with a timeout
+//! after which a missing or dead peer is an error, not a hang.
 //!
 //! The collectives take any [`Tree`](crate::Tree) and carry JAX's and Flax's names, with the
 //! process group as the named axis of `pmap`: [`psum`](ProcessGroup::psum),
@@ -44,9 +46,8 @@
 //! them without the whole model existing in any process (`jax.jit(init, out_shardings=…)`).
 //! Its checkpoints are Orbax's multi-process ones, each rank writing and reading only its
 //! pieces ([`Fsdp::save_sharded`], [`Fsdp::restore_sharded`]).
-//!
-//! Not yet here (issue 13): NCCL (it needs a CUDA toolkit to build).
 
+mod backend;
 mod collectives;
 mod flat;
 mod fsdp;
@@ -65,6 +66,7 @@ mod stats;
 mod structure;
 mod work;
 
+pub use backend::{is_nccl_available, Backend};
 pub use fsdp::{Fsdp, Gathering};
 pub use fully_shard::{fully_shard, FullyShard};
 pub use launch::spawn_local;

@@ -1,7 +1,9 @@
-//! A c10d process group over Gloo, reached through the C++ shim (`csrc/distributed.cpp`).
+//! A c10d process group over Gloo or NCCL, reached through the C++ shim
+//! (`csrc/distributed.cpp`).
 
 use super::options::ProcessGroupOptions;
 use super::stats::CommStats;
+use super::Backend;
 use crate::core::errors::{Error, Result};
 use crate::core::shim::{self, Handle};
 use std::cell::Cell;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use tch::Tensor;
 
 extern "C" {
-    fn flax_dist_gloo_new(
+    fn flax_dist_new(
         host: *const c_char,
         port: c_int,
         rank: c_int,
@@ -19,6 +21,7 @@ extern "C" {
         is_server: c_int,
         timeout_ms: i64,
         prefix: *const c_char,
+        cuda_device: c_int,
         out: *mut *mut c_void,
         error: *mut c_char,
         error_len: usize,
@@ -59,12 +62,14 @@ extern "C" {
 const STORE_PREFIX: &str = "flax/";
 
 /// One process's membership in a group of processes that run collectives together (c10d's
-/// `ProcessGroupGloo`). Every rank must call the same collectives in the same order, with
-/// tensors of the same shapes and dtypes; the group leaves when dropped.
+/// `ProcessGroupGloo` or `ProcessGroupNCCL`, see [`Backend`]). Every rank must call the same
+/// collectives in the same order, with tensors of the same shapes and dtypes; the group leaves
+/// when dropped.
 pub struct ProcessGroup {
     raw: NonNull<c_void>,
     rank: i64,
     world_size: i64,
+    backend: Backend,
     stats: Cell<CommStats>,
 }
 
@@ -90,8 +95,14 @@ impl ProcessGroup {
 
     /// Joins a group: blocks until all `world_size` ranks have met at the store, or fails
     /// after the timeout.
+    ///
+    /// # Errors
+    /// [`Error::Value`] for invalid options; [`Error::NotBuilt`] for [`Backend::Nccl`] in a
+    /// build without it, saying why; libtorch's when the rendezvous fails or the backend
+    /// refuses (NCCL's "no GPUs found" on a machine without one).
     pub fn new(options: &ProcessGroupOptions) -> Result<Self> {
         options.validate()?;
+        options.backend.check_built()?;
         let int = |value: i64, what: &str| {
             c_int::try_from(value)
                 .map_err(|_| Error::Value(format!("process group: {what} {value} is too large")))
@@ -100,11 +111,15 @@ impl ProcessGroup {
         let host = CString::new(options.master_addr.as_str()).expect("validate refused a NUL byte");
         let prefix = CString::new(STORE_PREFIX).expect("the prefix has no NUL byte");
         let timeout_ms = i64::try_from(options.timeout.as_millis()).expect("validate bounded the timeout");
+        let cuda_device = match options.backend {
+            Backend::Gloo => -1,
+            Backend::Nccl => int(options.local_rank, "local rank")?,
+        };
         let mut raw = std::ptr::null_mut();
         shim::call(|error, len| {
             // SAFETY: the strings outlive the call; the shim writes `raw` only on success.
             unsafe {
-                flax_dist_gloo_new(
+                flax_dist_new(
                     host.as_ptr(),
                     c_int::from(options.master_port),
                     rank,
@@ -112,6 +127,7 @@ impl ProcessGroup {
                     c_int::from(options.host_store),
                     timeout_ms,
                     prefix.as_ptr(),
+                    cuda_device,
                     &mut raw,
                     error,
                     len,
@@ -120,7 +136,13 @@ impl ProcessGroup {
         })?;
         let raw = NonNull::new(raw)
             .ok_or_else(|| Error::Value("process group: the shim returned none".to_owned()))?;
-        Ok(Self { raw, rank: options.rank, world_size: options.world_size, stats: Cell::default() })
+        Ok(Self {
+            raw,
+            rank: options.rank,
+            world_size: options.world_size,
+            backend: options.backend,
+            stats: Cell::default(),
+        })
     }
 
     /// This process's rank.
@@ -131,6 +153,11 @@ impl ProcessGroup {
     /// The number of processes in the group.
     pub fn world_size(&self) -> i64 {
         self.world_size
+    }
+
+    /// The backend that runs this group's collectives.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Sums a contiguous buffer over all ranks in place.
@@ -215,7 +242,7 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from `flax_dist_gloo_new` and is freed once, here.
+        // SAFETY: `raw` came from `flax_dist_new` and is freed once, here.
         unsafe { flax_dist_free(self.raw.as_ptr()) }
     }
 }
@@ -225,6 +252,7 @@ impl std::fmt::Debug for ProcessGroup {
         f.debug_struct("ProcessGroup")
             .field("rank", &self.rank)
             .field("world_size", &self.world_size)
+            .field("backend", &self.backend)
             .finish()
     }
 }

@@ -14,6 +14,8 @@ pub struct CommStats {
     /// Time this rank spent blocked on collectives: the whole call for blocking ones, only
     /// the wait after backward for [`value_and_grad_pmean`](super::ProcessGroup::value_and_grad_pmean),
     /// only the wait for a prefetched gather ([`Fsdp::prefetch`](super::Fsdp::prefetch)).
+    /// Under NCCL a wait only makes the current CUDA stream wait, as c10d's does, so this is
+    /// host time (with the copies of CPU tensors to and from the GPU), not the collective's.
     pub wait: Duration,
 }
 

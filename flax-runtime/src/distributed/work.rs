@@ -14,7 +14,7 @@ use crate::tree::Tree;
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::NonNull;
 use std::time::Instant;
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 extern "C" {
     fn flax_dist_all_gather_start(
@@ -36,17 +36,21 @@ pub(super) struct Work {
     raw: NonNull<c_void>,
     output: Tensor,
     bytes: u64,
+    /// The input's device, where the output goes once complete (NCCL writes it on the group's).
+    device: Device,
 }
 
 impl Work {
-    /// The tensor the collective writes: its memory is allocated from the start (what the
-    /// sharded mode's memory measurement counts); its values are defined only after `wait`.
+    /// The tensor the collective writes, on the group's device: its memory is allocated from
+    /// the start (what the sharded mode's memory measurement counts); its values are defined
+    /// only after `wait`.
     pub(super) fn buffer(&self) -> &Tensor {
         &self.output
     }
 
-    /// Blocks until the collective completes on this rank and returns its output, recording
-    /// its payload and the time blocked here in `group`'s [`CommStats`](super::CommStats).
+    /// Blocks until the collective completes on this rank and returns its output on the
+    /// input's device, recording its payload and the time blocked here in `group`'s
+    /// [`CommStats`](super::CommStats).
     ///
     /// # Errors
     /// libtorch's when the collective failed: a peer that closed its connection, or the
@@ -57,7 +61,7 @@ impl Work {
         let waited = shim::call(|error, len| unsafe { flax_dist_work_wait(self.raw.as_ptr(), error, len) });
         group.record(self.bytes, start.elapsed());
         waited?;
-        Ok(self.output.shallow_clone())
+        Ok(self.output.f_to_device(self.device)?)
     }
 }
 
@@ -121,6 +125,6 @@ impl ProcessGroup {
         let output = unsafe { shim::take(NonNull::new(output).ok_or_else(missing)?.as_ptr()) };
         let raw = NonNull::new(raw).ok_or_else(missing)?;
         let bytes = buffer.numel() as u64 * buffer.kind().elt_size_in_bytes() as u64;
-        Ok(Work { raw, output, bytes })
+        Ok(Work { raw, output, bytes, device: buffer.device() })
     }
 }

@@ -1,10 +1,11 @@
 //! Multi-process tests on loopback Gloo: the test binary re-executed as workers.
 //!
 //! A multi-process test runs its body in each worker: the parent re-executes this binary with
-//! `--exact <test name>`, the torchrun variables (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`,
-//! `MASTER_PORT`) and `FLAX_DIST_WORKER` set, and checks that every worker exited cleanly.
+//! `--exact <test name>`, the torchrun variables (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`,
+//! `MASTER_ADDR`, `MASTER_PORT`) and `FLAX_DIST_WORKER` set, and checks that every worker exited
+//! cleanly.
 
-use flax::distributed::{ProcessGroup, ProcessGroupOptions};
+use flax::distributed::{Backend, ProcessGroup, ProcessGroupOptions};
 use flax::Error;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -29,6 +30,7 @@ pub fn spawn(test: &str, world_size: i64) -> Vec<Child> {
                 .args(["--exact", test, "--nocapture", "--test-threads=1"])
                 .env(WORKER, test)
                 .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
                 .env("WORLD_SIZE", world_size.to_string())
                 .env("MASTER_ADDR", "127.0.0.1")
                 .env("MASTER_PORT", &port)
@@ -47,21 +49,37 @@ pub fn spawn_workers(test: &str, world_size: i64) -> Vec<Output> {
     children.into_iter().map(|c| c.wait_with_output().expect("waiting for a worker")).collect()
 }
 
-/// The worker's group, from torchrun's variables.
+/// The worker's group, from torchrun's variables, on Gloo.
 pub fn join(timeout: Duration) -> ProcessGroup {
-    let options = ProcessGroupOptions::from_env().expect("the parent set torchrun's variables");
-    ProcessGroup::new(&options.with_timeout(timeout)).expect("joining the group")
+    join_on(Backend::Gloo, timeout)
 }
 
-/// In the parent: spawns the workers and requires each to pass. In a worker: `Some(group)`.
+/// The worker's group, from torchrun's variables, on `backend`.
+pub fn join_on(backend: Backend, timeout: Duration) -> ProcessGroup {
+    let options = ProcessGroupOptions::from_env().expect("the parent set torchrun's variables");
+    ProcessGroup::new(&options.with_timeout(timeout).with_backend(backend)).expect("joining the group")
+}
+
+/// In the parent: spawns the workers and requires each to pass. In a worker: `Some(group)`,
+/// on Gloo.
 pub fn join_or_spawn(test: &str, world_size: i64, timeout: Duration) -> Option<ProcessGroup> {
+    join_or_spawn_on(Backend::Gloo, test, world_size, timeout)
+}
+
+/// [`join_or_spawn`] with the workers' group on `backend`.
+pub fn join_or_spawn_on(
+    backend: Backend,
+    test: &str,
+    world_size: i64,
+    timeout: Duration,
+) -> Option<ProcessGroup> {
     if std::env::var(WORKER).as_deref() != Ok(test) {
         for (rank, output) in spawn_workers(test, world_size).iter().enumerate() {
             assert!(output.status.success(), "worker {rank} of {test} failed: {:?}", output.status);
         }
         return None;
     }
-    Some(join(timeout))
+    Some(join_on(backend, timeout))
 }
 
 /// In the parent: starts 2 workers, waits until rank 1 prints `ready`, then `disrupt`s it

@@ -408,7 +408,7 @@ fn masked_takes_optax_s_boolean_mask_trees() {
     let (b, _) =
         by_predicate.update(copy(&grads), by_predicate.init(&params).unwrap(), Some(&params)).unwrap();
     for (x, y) in tree::leaves(&a).iter().zip(tree::leaves(&b)) {
-        assert!(x.equal(&y));
+        assert!(x.equal(y));
     }
     let kernel_update = a.tensor(&["Dense_0", "kernel"]).unwrap();
     assert!(kernel_update.allclose(

@@ -113,8 +113,8 @@ fn params_kept_aside_keep_their_values_and_the_usual_loop_copies_nothing() {
     for ((now, then), stepped) in
         tree::leaves(&best_params).iter().zip(tree::leaves(&kept)).zip(tree::leaves(&state.params))
     {
-        assert!(now.equal(&then), "the kept params changed");
-        assert!(!stepped.equal(&then), "the step updated the params");
+        assert!(now.equal(then), "the kept params changed");
+        assert!(!stepped.equal(then), "the step updated the params");
     }
 }
 
@@ -144,8 +144,8 @@ fn apply_updates_on_a_clone_leaves_the_original_alone() {
         .zip(tree::leaves(&initial))
         .zip(tree::leaves(&p1).iter().zip(tree::leaves(&p2)))
     {
-        assert!(original.equal(&start), "params changed");
-        assert!(!a.equal(&b), "p1 took three steps, p2 one");
+        assert!(original.equal(start), "params changed");
+        assert!(!a.equal(b), "p1 took three steps, p2 one");
     }
 }
 

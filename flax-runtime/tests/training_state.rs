@@ -118,6 +118,32 @@ fn params_kept_aside_keep_their_values_and_the_usual_loop_copies_nothing() {
     }
 }
 
+/// The transfer-learning guide's state (a `multi_transform` whose labels are not in sorted
+/// order) with its params kept aside: copying the shared params leaves the optimizer state's
+/// label order alone, so the next steps still find their labels.
+#[test]
+fn a_multi_transform_state_steps_while_its_params_are_kept_aside() {
+    let model = Linear::new();
+    let params = params_of(&model.init(PRNGKey::new(0), &x()).unwrap());
+    let tx = optax::multi_transform(
+        [("trainable", optax::adam(0.1).boxed()), ("frozen", optax::set_to_zero().boxed())],
+        |path, _| if path.to_string().ends_with("bias") { "frozen" } else { "trainable" },
+    );
+    let mut state = TrainState::create(model, params, tx).unwrap();
+    let kept = state.params.clone();
+    let bias = kept.tensor(&["Dense_0", "bias"]).unwrap().copy();
+    for _ in 0..3 {
+        let grads = flax::grad(&state.params, |p| loss(&state.apply_fn, p)).unwrap();
+        state = state.apply_gradients(grads).unwrap();
+    }
+    assert!(state.params.tensor(&["Dense_0", "bias"]).unwrap().equal(&bias), "frozen");
+    assert!(!state
+        .params
+        .tensor(&["Dense_0", "kernel"])
+        .unwrap()
+        .equal(kept.tensor(&["Dense_0", "kernel"]).unwrap()));
+}
+
 /// The Optax guide's loop as a Flax user writes it: two optimizers from one `params`, each
 /// on its own clone. `apply_updates` copies a shared leaf before adding to it, so neither
 /// loop sees the other's steps and `params` keeps its initial values.

@@ -7,7 +7,7 @@
 
 use crate::core::errors::{Error, Result};
 use crate::core::scalar_ops::ScalarOps;
-use crate::core::tensor_identity::unshare;
+use crate::core::tensor_identity::{shared, unshare};
 use crate::tree::{self, KeyPath, Tree};
 use tch::{Kind, Tensor};
 
@@ -32,9 +32,21 @@ pub(crate) fn zip_leaves_mut<P: Tree, const N: usize>(
 /// the tree (or anything else) shares is copied, so writing the tree in place changes nothing
 /// the caller can still see, as Optax's functional updates change nothing.
 ///
+/// A mutable visit puts each dict's keys in sorted order (JAX's rebuild of an updated dict), so
+/// the tree is visited mutably only when some leaf is shared: a tree that nothing shares, the
+/// usual case, keeps its order.
+///
 /// # Errors
 /// libtorch's, when a copy cannot be allocated.
 pub(crate) fn unshare_leaves<P: Tree>(tree: &mut P) -> Result<()> {
+    let mut any_shared = false;
+    tree.visit_leaves([], &mut KeyPath::new(), &mut |_, leaf, []| {
+        any_shared |= shared(leaf);
+        Ok(())
+    })?;
+    if !any_shared {
+        return Ok(());
+    }
     tree.visit_leaves_mut([], &mut KeyPath::new(), &mut |_, leaf, []| unshare(leaf))
 }
 

@@ -44,9 +44,10 @@
 //! - `update` consumes the gradients and the state and reuses their buffers (in place, under
 //!   `no_grad`), and [`apply_updates`] consumes the parameters: ownership is the donation
 //!   `jax.jit` asks for, and a training step allocates no optimizer tensors. `apply_updates`
-//!   and `TrainState::apply_gradients` first copy any leaf that something else still shares
-//!   (a clone of the tree), so clones keep their values as in JAX; `update` does not, so keep
-//!   a copy of gradients or optimizer state you hand it by value with `tree_map(.., copy)`;
+//!   and `TrainState::apply_gradients` first copy any parameter that something else still
+//!   shares (a clone of the params), so clones keep their values as in JAX; the gradients and
+//!   the optimizer state are written in place, so keep a copy of those you hand over by value
+//!   with `tree_map(.., copy)`;
 //! - [`GradientTransformation::update_and_apply`] (what `TrainState::apply_gradients` calls)
 //!   runs `sgd`, `adam` and `adamw` as one libtorch fused kernel over all parameters
 //!   (`_fused_sgd_`, `_fused_adam_`, `_fused_adamw_`, through the C++ shim in `csrc/`) where

@@ -139,13 +139,14 @@ impl<A, P: Tree, T: GradientTransformation<P>, E: Tree> TrainState<A, P, T, E> {
     /// The state is consumed, so the optimizer updates its state and the parameters in place
     /// (Rust ownership is the buffer donation `jax.jit` asks for), with libtorch's fused
     /// kernel where the optimizer has one
-    /// ([`GradientTransformation::update_and_apply`]). A leaf of the parameters or of the
-    /// optimizer state that something else still shares (params kept aside as
-    /// `best = state.params.clone()`, a tree handed to another thread) is copied first, so that
-    /// holder keeps its values, as Flax's immutable state does; in the usual loop nothing else
-    /// holds them and nothing is copied. `grads` is consumed: the optimizer may write it in
-    /// place (the all-reduced gradients of data parallelism are views of one buffer, which a
-    /// copy per step would only slow down). Other fields are replaced
+    /// ([`GradientTransformation::update_and_apply`]). A parameter that something else still
+    /// shares (params kept aside as `best = state.params.clone()`, a tree handed to another
+    /// thread) is copied first, so that holder keeps its values, as Flax's immutable state does;
+    /// in the usual loop nothing else holds them and nothing is copied. The optimizer state and
+    /// `grads` are consumed and written in place: a clone of them changes with them (copy one
+    /// with `tree::tree_map(&s, |t| Ok(t.copy()))` to keep it); the all-reduced gradients of
+    /// data parallelism are views of one buffer, which a check would copy at every step. Other
+    /// fields are replaced
     /// afterwards with struct update syntax, as Flax's `**kwargs` would:
     /// `TrainState { extra: new_extra, ..state.apply_gradients(grads)? }`.
     ///
@@ -154,7 +155,6 @@ impl<A, P: Tree, T: GradientTransformation<P>, E: Tree> TrainState<A, P, T, E> {
     /// parameters' structure, libtorch's on mismatched shapes or devices.
     pub fn apply_gradients(mut self, grads: P) -> Result<Self> {
         unshare_leaves(&mut self.params)?;
-        unshare_leaves(&mut self.opt_state)?;
         let (params, opt_state) = self.tx.update_and_apply(grads, self.opt_state, self.params)?;
         Ok(TrainState { step: self.step + 1, params, opt_state, ..self })
     }

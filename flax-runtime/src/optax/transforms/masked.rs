@@ -147,7 +147,8 @@ pub fn masked<T>(
 /// `inner`, applied where `mask` (Optax's mask as a tree of booleans with the parameters' keys)
 /// is `true`: the optax guide's `optax.masked(optax.scale(-lr), kernels_mask)` is
 /// `optax::masked_tree(optax::scale(-lr), &kernels_mask)?`. A parameter the mask does not have
-/// is an error at the first update, as in Optax.
+/// is an error ([`Error::TreeStructureMismatch`]) at `init` and at every update, as Optax's
+/// tree structures must match.
 ///
 /// # Errors
 /// [`Error::Value`] naming a leaf of `mask` that is not a boolean.

@@ -209,8 +209,9 @@ pub enum Error {
     NotBuilt { feature: &'static str, reason: String },
 }
 
-/// libtorch's message without tch's `Internal torch error:` prefix (and without the C++
-/// backtrace, which the conversion below already removed).
+/// libtorch's message without tch's `Internal torch error:` prefix and without the C++
+/// backtrace (which the conversion below also drops from the error itself, for `Debug`, unless
+/// `TORCH_SHOW_CPP_STACKTRACES=1`).
 fn torch_message(error: &tch::TchError) -> String {
     let text = error.to_string();
     let text = text.strip_prefix("Internal torch error: ").unwrap_or(&text);

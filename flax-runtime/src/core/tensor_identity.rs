@@ -53,11 +53,17 @@ pub(crate) fn shared(t: &Tensor) -> bool {
 pub(crate) fn unshare(t: &mut Tensor) -> Result<()> {
     if shared(t) {
         let _no_grad = tch::no_grad_guard();
-        let mut copy = t.f_empty_like()?;
-        copy.f_copy_(t)?;
-        *t = copy;
+        *t = owned(t)?;
     }
     Ok(())
+}
+
+/// A copy of `t` (same layout) in storage of its own: what nothing else shares, and what lets
+/// the tensor `t` views be freed.
+pub(crate) fn owned(t: &Tensor) -> Result<Tensor> {
+    let mut copy = t.f_empty_like()?;
+    copy.f_copy_(t)?;
+    Ok(copy)
 }
 
 /// What a tensor was when something was derived from it: its memory, layout, dtype and

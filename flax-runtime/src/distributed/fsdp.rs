@@ -36,6 +36,7 @@ use super::sharding_spec::{LeafSharding, ShardingSpec};
 use super::ProcessGroup;
 use crate::core::errors::Result;
 use crate::core::scalar_ops::ScalarOps;
+use crate::core::tensor_identity::owned;
 use crate::optax::{Elementwise, GradientTransformation};
 use crate::training::TrainState;
 use crate::transforms::autodiff::value_and_grad;
@@ -415,13 +416,6 @@ fn padded(layout: &LeafSharding, leaf: &Tensor, world: i64) -> Result<Tensor> {
     let last = pad.len() - 1;
     pad[last] = extra;
     Ok(leaf.f_constant_pad_nd(pad.as_slice())?)
-}
-
-/// A copy of `view` in storage of its own, so that the tensor it views can be freed.
-fn owned(view: &Tensor) -> Result<Tensor> {
-    let mut copy = view.f_empty_like()?;
-    copy.f_copy_(view)?;
-    Ok(copy)
 }
 
 /// Rank `rank`'s piece of a full leaf, copied out of it.

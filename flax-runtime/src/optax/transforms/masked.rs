@@ -150,6 +150,27 @@ pub fn masked<T>(
 /// is an error ([`Error::TreeStructureMismatch`]) at `init` and at every update, as Optax's
 /// tree structures must match.
 ///
+/// ```
+/// use flax::optax::{self, GradientTransformation};
+/// use flax::tch::{Device, Kind, Tensor};
+/// use flax::traverse_util::ModelParamTraversal;
+/// use flax::{tree, Value};
+///
+/// # fn main() -> flax::Result<()> {
+/// let zeros = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+/// let params = flax::frozen_dict! { "Dense_0": flax::frozen_dict! { "kernel": zeros(&[3, 2]), "bias": zeros(&[2]) } };
+/// // kernels = ModelParamTraversal(lambda p, _: 'kernel' in p)
+/// let kernels = ModelParamTraversal::new(|p: &str, _: &Value| p.contains("kernel"));
+/// // all_false = jax.tree_util.tree_map(lambda _: False, params)
+/// let all_false = tree::tree_map(&params, |_| Ok(Tensor::from(false)))?;
+/// // kernels_mask = kernels.update(lambda _: True, all_false)
+/// let kernels_mask = kernels.update(|_| Ok(true.into()), &all_false)?;
+/// let tx = optax::chain((optax::trace(0.9), optax::masked_tree(optax::scale(-0.1), &kernels_mask)?));
+/// let state = tx.init(&params)?;
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Errors
 /// [`Error::Value`] naming a leaf of `mask` that is not a boolean.
 pub fn masked_tree<T>(inner: T, mask: &FrozenDict) -> Result<Masked<T>> {
